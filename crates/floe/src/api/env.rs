@@ -1,0 +1,476 @@
+//! `StreamEnv`: configuration, sources, and `execute`.
+
+use super::data::Data;
+use super::params::JobParams;
+use super::stream::{DataStream, SourceNode};
+use crate::checkpoint::config::{CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention};
+use crate::checkpoint::metadata::load_snapshot;
+use crate::config::Configuration;
+use crate::connectors::collection::CollectionSource;
+use crate::connectors::file::TextFileSource;
+use crate::connectors::generator::WordLineGenerator;
+use crate::connectors::socket::SocketTextSource;
+use crate::connectors::Source;
+use crate::jobmanager::restart::RestartStrategy;
+use crate::jobmanager::{JobManager, JobSpec};
+use crate::runtime::plan::{OperatorDecl, Plan, StateKind, Terminal};
+use crate::state::keygroup::{DEFAULT_MAX_PARALLELISM, UPPER_BOUND_MAX_PARALLELISM};
+use crate::Result;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Terminal and non-terminal states of a job, with Flink's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Being set up.
+    Created,
+    /// Tasks are running.
+    Running,
+    /// A failure is being handled; the restart strategy allowed a restart.
+    Restarting,
+    /// The restart strategy gave up.
+    Failing,
+    /// Terminal: failed.
+    Failed,
+    /// Being cancelled.
+    Cancelling,
+    /// Terminal: cancelled.
+    Canceled,
+    /// Terminal: all input processed.
+    Finished,
+}
+
+impl JobStatus {
+    /// Flink's spelling, e.g. `RUNNING`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Created => "CREATED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Restarting => "RESTARTING",
+            JobStatus::Failing => "FAILING",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelling => "CANCELLING",
+            JobStatus::Canceled => "CANCELED",
+            JobStatus::Finished => "FINISHED",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a finished job reports.
+#[derive(Clone, Debug)]
+pub struct JobExecutionResult {
+    /// The job id (32 lowercase hex).
+    pub job_id: String,
+    /// Final status (FINISHED or CANCELED; FAILED is returned as an error).
+    pub status: JobStatus,
+    /// Wall time from submission to the terminal state.
+    pub net_runtime: Duration,
+    /// Number of restarts.
+    pub restarts: u32,
+    /// Number of completed checkpoints.
+    pub checkpoints: u64,
+    /// Durations of completed checkpoints, trigger to `_metadata`, in completion order.
+    pub checkpoint_durations: Vec<Duration>,
+}
+
+struct EnvInner {
+    /// From `-D` and (later) the configuration file.
+    conf: Configuration,
+    /// Set by job code; overrides `conf`, as in Flink.
+    code: Configuration,
+    params: JobParams,
+    restore: Option<PathBuf>,
+    allow_non_restored: bool,
+    operators: Vec<OperatorDecl>,
+    terminals: Vec<Arc<dyn Terminal>>,
+    chains: usize,
+    errors: Vec<String>,
+}
+
+/// The entry point of a job, like Flink's `StreamExecutionEnvironment`.
+///
+/// ```no_run
+/// use floe::prelude::*;
+/// use std::time::Duration;
+/// let env = StreamEnv::from_args().unwrap();     // -s PATH, -p N, -D key=value, -n
+/// env.enable_checkpointing(Duration::from_secs(1));
+/// let port: u16 = env.params().get_parsed("port").unwrap().unwrap_or(9999);
+/// ```
+#[derive(Clone)]
+pub struct StreamEnv {
+    inner: Rc<RefCell<EnvInner>>,
+}
+
+impl Default for StreamEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const USAGE: &str = "job options: [-s|--fromSavepoint PATH] [-p|--parallelism N] [-n|--allowNonRestoredState] [-D key=value]... [job arguments]";
+
+impl StreamEnv {
+    /// An environment with default settings and no arguments.
+    pub fn new() -> Self {
+        StreamEnv {
+            inner: Rc::new(RefCell::new(EnvInner {
+                conf: Configuration::new(),
+                code: Configuration::new(),
+                params: JobParams::default(),
+                restore: None,
+                allow_non_restored: false,
+                operators: Vec::new(),
+                terminals: Vec::new(),
+                chains: 0,
+                errors: Vec::new(),
+            })),
+        }
+    }
+
+    /// An environment configured from the process arguments: Floe's options (what
+    /// `floe run` passes through) are taken out, the rest are the job's own arguments
+    /// ([`StreamEnv::params`]).
+    ///
+    /// | option | meaning |
+    /// |---|---|
+    /// | `-s`, `--fromSavepoint PATH` | restore from a `chk-<n>` or savepoint directory or its `_metadata` |
+    /// | `-p`, `--parallelism N` | default parallelism |
+    /// | `-n`, `--allowNonRestoredState` | skip snapshot state that maps to no operator |
+    /// | `-D key=value` | a configuration setting (Flink's key names) |
+    pub fn from_args() -> Result<Self> {
+        Self::from_arg_list(std::env::args().skip(1))
+    }
+
+    /// Like [`from_args`](Self::from_args) with an explicit list (without the program name).
+    pub fn from_arg_list<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Result<Self> {
+        let env = StreamEnv::new();
+        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        let mut rest = Vec::new();
+        let mut i = 0;
+        let value = |i: usize, flag: &str| -> Result<String> {
+            args.get(i + 1).cloned().ok_or_else(|| crate::anyhow!("option {flag} needs a value ({USAGE})"))
+        };
+        {
+            let mut inner = env.inner.borrow_mut();
+            while i < args.len() {
+                let a = args[i].as_str();
+                match a {
+                    "-s" | "--fromSavepoint" => {
+                        inner.restore = Some(PathBuf::from(value(i, a)?));
+                        i += 1;
+                    }
+                    "-p" | "--parallelism" => {
+                        let v = value(i, a)?;
+                        let p: u32 = v
+                            .parse()
+                            .ok()
+                            .filter(|p| *p >= 1)
+                            .ok_or_else(|| crate::anyhow!("invalid parallelism '{v}' for option {a}: expected a positive integer"))?;
+                        inner.conf.set("parallelism.default", &p.to_string())?;
+                        i += 1;
+                    }
+                    "-n" | "--allowNonRestoredState" => inner.allow_non_restored = true,
+                    "-D" => {
+                        let v = value(i, a)?;
+                        inner.conf.set_dynamic(&v)?;
+                        i += 1;
+                    }
+                    _ if a.starts_with("-D") && a.len() > 2 => inner.conf.set_dynamic(&a[2..])?,
+                    _ => rest.push(args[i].clone()),
+                }
+                i += 1;
+            }
+            inner.params = JobParams::parse(rest)?;
+        }
+        Ok(env)
+    }
+
+    /// The job's own arguments.
+    pub fn params(&self) -> JobParams {
+        self.inner.borrow().params.clone()
+    }
+
+    /// The effective configuration: settings from code over `-D`/file settings.
+    pub fn configuration(&self) -> Configuration {
+        let inner = self.inner.borrow();
+        let mut c = inner.conf.clone();
+        c.merge(&inner.code);
+        c
+    }
+
+    fn set_code(&self, key: &str, value: &str) {
+        if let Err(e) = self.inner.borrow_mut().code.set(key, value) {
+            self.record_error(e.to_string());
+        }
+    }
+
+    /// Sets a configuration key from job code (overrides `-D`).
+    pub fn set_config(&self, key: &str, value: &str) -> Result<()> {
+        self.inner.borrow_mut().code.set(key, value)?;
+        Ok(())
+    }
+
+    /// Default parallelism of every operator (`parallelism.default`).
+    pub fn set_parallelism(&self, parallelism: u32) {
+        self.set_code("parallelism.default", &parallelism.to_string());
+    }
+
+    /// The effective parallelism.
+    pub fn parallelism(&self) -> u32 {
+        self.configuration().get_u32("parallelism.default").ok().flatten().unwrap_or(1)
+    }
+
+    /// Number of key groups (`pipeline.max-parallelism`, default 128). Keyed state can be
+    /// rescaled up to this parallelism; changing it makes snapshots incompatible.
+    pub fn set_max_parallelism(&self, max: u32) {
+        self.set_code("pipeline.max-parallelism", &max.to_string());
+    }
+
+    /// Takes a checkpoint every `interval` (at least 10 ms), exactly-once by default.
+    pub fn enable_checkpointing(&self, interval: Duration) {
+        self.set_code("execution.checkpointing.interval", &format!("{} ms", interval.as_millis()));
+    }
+
+    /// Checkpoint settings.
+    pub fn checkpoint_config(&self) -> CheckpointConfigHandle {
+        CheckpointConfigHandle { env: self.clone() }
+    }
+
+    /// Where checkpoints are written: a directory path or `file://` URL.
+    pub fn set_checkpoint_storage(&self, dir: &str) {
+        self.set_code("execution.checkpointing.dir", dir);
+    }
+
+    /// The restart strategy for task failures.
+    pub fn set_restart_strategy(&self, strategy: RestartStrategy) {
+        let mut inner = self.inner.borrow_mut();
+        strategy.to_config(&mut inner.code);
+    }
+
+    /// Restores the job from a checkpoint or savepoint (what `-s` sets).
+    pub fn set_restore_path(&self, path: impl Into<PathBuf>) {
+        self.inner.borrow_mut().restore = Some(path.into());
+    }
+
+    /// Adds a source.
+    pub fn add_source<T: Data, S: Source<T>>(&self, source: S) -> DataStream<T> {
+        let name = format!("Source: {}", source.name());
+        let chain = self.new_chain();
+        let op = self.add_operator(&name, StateKind::Source, Some(chain));
+        let limit = source.max_parallelism();
+        self.inner.borrow_mut().operators[op].parallelism = limit.unwrap_or(0);
+        DataStream { env: self.clone(), node: Arc::new(SourceNode { op, source: Arc::new(source) }), op, chain }
+    }
+
+    /// Lines from a TCP server, like Flink's `socketTextStream` (parallelism 1).
+    pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
+        self.add_source(SocketTextSource::new(host, port))
+    }
+
+    /// A bounded stream of the given elements (parallelism 1).
+    pub fn from_collection<T: Data + Sync>(&self, items: Vec<T>) -> DataStream<T> {
+        self.add_source(CollectionSource(Arc::new(items)))
+    }
+
+    /// The lines of a text file, or of every file in a directory; replayable.
+    pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
+        self.add_source(TextFileSource::new(path))
+    }
+
+    /// The deterministic lines of Flink's `ThroughputWordCount` benchmark (`words` words).
+    pub fn generate_word_lines(&self, words: u64) -> DataStream<String> {
+        self.add_source(WordLineGenerator::new(words))
+    }
+
+    pub(crate) fn new_chain(&self) -> usize {
+        let mut inner = self.inner.borrow_mut();
+        inner.chains += 1;
+        inner.chains - 1
+    }
+
+    pub(crate) fn add_operator(&self, name: &str, state: StateKind, chain: Option<usize>) -> usize {
+        let mut inner = self.inner.borrow_mut();
+        let id = inner.operators.len();
+        let slug: String =
+            name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let slug = slug.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
+        let chain = chain.unwrap_or(inner.chains);
+        inner.operators.push(OperatorDecl {
+            uid: format!("{id}-{slug}"),
+            explicit_uid: false,
+            name: name.to_string(),
+            state,
+            parallelism: 0,
+            chain,
+        });
+        id
+    }
+
+    pub(crate) fn set_uid(&self, op: usize, uid: &str) {
+        let mut inner = self.inner.borrow_mut();
+        if uid.is_empty() {
+            inner.errors.push("an operator uid must not be empty".into());
+            return;
+        }
+        if inner.operators.iter().enumerate().any(|(i, o)| i != op && o.uid == uid) {
+            inner.errors.push(format!("operator uid '{uid}' is used by more than one operator"));
+        }
+        inner.operators[op].uid = uid.to_string();
+        inner.operators[op].explicit_uid = true;
+    }
+
+    pub(crate) fn set_name(&self, op: usize, name: &str) {
+        self.inner.borrow_mut().operators[op].name = name.to_string();
+    }
+
+    pub(crate) fn add_terminal(&self, t: Arc<dyn Terminal>) {
+        self.inner.borrow_mut().terminals.push(t);
+    }
+
+    pub(crate) fn record_error(&self, e: String) {
+        self.inner.borrow_mut().errors.push(e);
+    }
+
+    /// Runs the job to its end with an embedded job manager: checkpoints, restarts and
+    /// retention as configured. Returns when the job is FINISHED or CANCELED; a FAILED job
+    /// (the restart strategy gave up) is an error.
+    pub fn execute(&self, job_name: &str) -> Result<JobExecutionResult> {
+        crate::logging::init();
+        let spec = self.job_spec(job_name)?;
+        JobManager::new(spec).run()
+    }
+
+    /// Validates the graph and configuration and freezes them into a job spec.
+    pub(crate) fn job_spec(&self, job_name: &str) -> Result<JobSpec> {
+        let conf = self.configuration();
+        let inner = self.inner.borrow();
+        if let Some(e) = inner.errors.first() {
+            crate::bail!("invalid job graph: {e}");
+        }
+        if inner.terminals.is_empty() {
+            crate::bail!("no sinks defined in the job: add print(), sink_to(..) or another sink before execute()");
+        }
+        let parallelism = conf.get_u32("parallelism.default")?.unwrap_or(1).max(1);
+        let max_parallelism = conf.get_u32("pipeline.max-parallelism")?.unwrap_or(DEFAULT_MAX_PARALLELISM);
+        if max_parallelism == 0 || max_parallelism > UPPER_BOUND_MAX_PARALLELISM {
+            crate::bail!("max parallelism {max_parallelism} is out of range 1..={UPPER_BOUND_MAX_PARALLELISM}");
+        }
+        if parallelism > max_parallelism {
+            crate::bail!("parallelism {parallelism} is greater than the max parallelism {max_parallelism}");
+        }
+        let mut operators = inner.operators.clone();
+        for o in &mut operators {
+            o.parallelism = if o.parallelism == 0 { parallelism } else { o.parallelism.min(parallelism) };
+            if !o.explicit_uid && o.state != StateKind::Stateless {
+                tracing::warn!(
+                    "operator '{}' has no uid; its state is stored under the generated uid '{}', which changes when the job graph changes. Set .uid(\"...\") on stateful operators to keep savepoints compatible.",
+                    o.name,
+                    o.uid
+                );
+            }
+        }
+        let checkpoint = CheckpointConfig::from_config(&conf)?;
+        let restart = RestartStrategy::from_config(&conf, checkpoint.interval.is_some())?;
+        let checkpoint_dir = match conf.get_string("execution.checkpointing.dir")? {
+            Some(d) => Some(crate::storage::local_path(&d)?),
+            None if checkpoint.interval.is_some() => Some(std::env::temp_dir().join("floe-checkpoints")),
+            None => None,
+        };
+        let restore_path = inner
+            .restore
+            .clone()
+            .or_else(|| conf.get_string("execution.state-recovery.path").ok().flatten().map(PathBuf::from));
+        let restore = match restore_path {
+            Some(p) => Some(Arc::new(load_snapshot(&p)?)),
+            None => None,
+        };
+        let allow_non_restored = inner.allow_non_restored
+            || conf.get_bool("execution.state-recovery.ignore-unclaimed-state")?.unwrap_or(false);
+        let plan = Plan {
+            job_name: job_name.to_string(),
+            parallelism,
+            max_parallelism,
+            operators,
+            terminals: inner.terminals.clone(),
+        };
+        if let Some(snap) = &restore {
+            crate::jobmanager::validate_restore(&plan, snap, allow_non_restored)?;
+        }
+        Ok(JobSpec { plan: Arc::new(plan), checkpoint, restart, checkpoint_dir, restore })
+    }
+}
+
+/// Checkpoint settings of a [`StreamEnv`], like Flink's `CheckpointConfig`. Settings made
+/// here override `-D` and configuration files.
+pub struct CheckpointConfigHandle {
+    env: StreamEnv,
+}
+
+impl CheckpointConfigHandle {
+    /// Exactly-once (default) or at-least-once.
+    pub fn set_checkpointing_mode(&self, mode: CheckpointingMode) -> &Self {
+        self.env.set_code("execution.checkpointing.mode", mode.as_str());
+        self
+    }
+    /// Checkpoints not complete within `timeout` are aborted (default 10 min).
+    pub fn set_checkpoint_timeout(&self, timeout: Duration) -> &Self {
+        self.env.set_code("execution.checkpointing.timeout", &format!("{} ms", timeout.as_millis()));
+        self
+    }
+    /// Minimum pause between the end of a checkpoint and the next trigger.
+    pub fn set_min_pause_between_checkpoints(&self, pause: Duration) -> &Self {
+        self.env.set_code("execution.checkpointing.min-pause", &format!("{} ms", pause.as_millis()));
+        self
+    }
+    /// How many checkpoints may be in progress at once (default 1).
+    pub fn set_max_concurrent_checkpoints(&self, n: u32) -> &Self {
+        self.env.set_code("execution.checkpointing.max-concurrent-checkpoints", &n.to_string());
+        self
+    }
+    /// Consecutive checkpoint failures tolerated before the job fails (default 0).
+    pub fn set_tolerable_checkpoint_failure_number(&self, n: u32) -> &Self {
+        self.env.set_code("execution.checkpointing.tolerable-failed-checkpoints", &n.to_string());
+        self
+    }
+    /// What happens to checkpoints when the job ends.
+    pub fn set_externalized_checkpoint_retention(&self, r: ExternalizedCheckpointRetention) -> &Self {
+        self.env.set_code("execution.checkpointing.externalized-checkpoint-retention", r.as_str());
+        self
+    }
+    /// How many completed checkpoints are kept (default 1).
+    pub fn set_num_retained(&self, n: u32) -> &Self {
+        self.env.set_code("execution.checkpointing.num-retained", &n.to_string());
+        self
+    }
+    /// Where checkpoints are written.
+    pub fn set_checkpoint_storage(&self, dir: &str) -> &Self {
+        self.env.set_checkpoint_storage(dir);
+        self
+    }
+}
+
+/// Turns a job's result into a process exit code, printing errors on one line.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     floe::exit_on_error(Ok::<(), floe::Error>(()))
+/// }
+/// ```
+pub fn exit_on_error<T>(r: Result<T>) -> std::process::ExitCode {
+    match r {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The DataStream API: what job code is written against.
+
+pub mod data;
+pub mod env;
+pub mod functions;
+pub mod params;
+pub mod print;
+pub mod stream;
+pub mod tuple;

@@ -1,0 +1,115 @@
+//! Flink's `print()` format.
+
+use crate::api::functions::TaskInfo;
+use crate::connectors::{Sink, SinkWriter};
+use crate::Result;
+use std::io::Write;
+
+/// Formats a record the way Flink's `print()` does: tuples as `(a,b)`, strings bare.
+///
+/// ```
+/// use floe::prelude::PrintFormat;
+/// let mut s = String::new();
+/// ("spark".to_string(), 1i64).print_to(&mut s);
+/// assert_eq!(s, "(spark,1)");
+/// ```
+pub trait PrintFormat {
+    /// Appends the record's text to `out`.
+    fn print_to(&self, out: &mut String);
+}
+
+macro_rules! print_display {
+    ($($t:ty),*) => {$(
+        impl PrintFormat for $t {
+            #[inline]
+            fn print_to(&self, out: &mut String) {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{}", self);
+            }
+        }
+    )*};
+}
+print_display!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, bool, char, String, str, crate::api::data::Str);
+
+impl<T: PrintFormat + ?Sized> PrintFormat for &T {
+    fn print_to(&self, out: &mut String) {
+        (**self).print_to(out)
+    }
+}
+
+impl<T: PrintFormat> PrintFormat for Option<T> {
+    fn print_to(&self, out: &mut String) {
+        match self {
+            Some(v) => v.print_to(out),
+            None => out.push_str("null"),
+        }
+    }
+}
+
+impl<T: PrintFormat> PrintFormat for Vec<T> {
+    fn print_to(&self, out: &mut String) {
+        out.push('[');
+        for (i, v) in self.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            v.print_to(out);
+        }
+        out.push(']');
+    }
+}
+
+macro_rules! print_tuple {
+    ($($idx:tt $T:ident),*) => {
+        impl<$($T: PrintFormat),*> PrintFormat for ($($T,)*) {
+            fn print_to(&self, out: &mut String) {
+                out.push('(');
+                let mut _first = true;
+                $(
+                    if !_first { out.push(','); }
+                    _first = false;
+                    self.$idx.print_to(out);
+                )*
+                out.push(')');
+            }
+        }
+    };
+}
+print_tuple!(0 A);
+print_tuple!(0 A, 1 B);
+print_tuple!(0 A, 1 B, 2 C);
+print_tuple!(0 A, 1 B, 2 C, 3 D);
+print_tuple!(0 A, 1 B, 2 C, 3 D, 4 E);
+
+/// Flink's print sink: one line per record on standard output.
+pub(crate) struct PrintSink;
+
+impl<T: PrintFormat + 'static> Sink<T> for PrintSink {
+    fn name(&self) -> String {
+        "Print to Std. Out".into()
+    }
+    fn create(&self, info: &TaskInfo) -> Result<Box<dyn SinkWriter<T>>> {
+        let prefix = if info.parallelism > 1 { format!("{}> ", info.subtask_index + 1) } else { String::new() };
+        Ok(Box::new(PrintWriter { prefix, line: String::new() }))
+    }
+}
+
+struct PrintWriter {
+    prefix: String,
+    line: String,
+}
+
+impl<T: PrintFormat> SinkWriter<T> for PrintWriter {
+    fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
+        self.line.clear();
+        for r in batch.drain(..) {
+            self.line.push_str(&self.prefix);
+            r.print_to(&mut self.line);
+            self.line.push('\n');
+        }
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) is not a task failure: Flink's print keeps running.
+        let _ = out.write_all(self.line.as_bytes()).and_then(|_| out.flush());
+        Ok(())
+    }
+}

@@ -1,0 +1,368 @@
+//! `DataStream` and `KeyedStream`: the typed, fluent job graph.
+//!
+//! Building a stream only records the graph; nothing runs until
+//! [`StreamEnv::execute`](crate::StreamEnv::execute), which instantiates the graph on every
+//! worker thread, and again on every restart.
+
+use super::data::{Data, Key};
+use super::env::StreamEnv;
+use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext};
+use super::print::{PrintFormat, PrintSink};
+use super::tuple::Fields;
+use crate::checkpoint::metadata::TaskId;
+use crate::connectors::collect::{CollectHandle, CollectSink};
+use crate::connectors::discard::{CountHandle, DiscardSink};
+use crate::connectors::{Sink, Source, SourceContext, SourceWaker};
+use crate::runtime::keyed::{build_keyed, key_records, KeyedLogic, KeyedRecord};
+use crate::runtime::operators::{
+    build_filter, build_sink, build_stateless, BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, UserKeyed,
+};
+use crate::runtime::plan::{BuildCx, Node, StateKind, Terminal};
+use crate::runtime::source::{SourceRunner, BATCH};
+use crate::runtime::{time_of, Time};
+use crate::Result;
+use std::sync::Arc;
+use timely::dataflow::{InputHandleVec, StreamVec};
+
+/// A stream of records of type `T`.
+///
+/// ```
+/// use floe::prelude::*;
+/// let env = StreamEnv::new();
+/// let out = env
+///     .from_collection(vec!["a b", "b"])
+///     .flat_map(|line: &str, out: &mut Collector<String>| line.split(' ').for_each(|w| out.collect(w.to_string())))
+///     .map(|w| (w, 1i64))
+///     .key_by(|t| t.0.clone())
+///     .sum(1)
+///     .collect();
+/// env.execute("doc").unwrap();
+/// let mut got = out.take();
+/// got.sort();
+/// assert_eq!(got, vec![("a".to_string(), 1), ("b".to_string(), 1), ("b".to_string(), 2)]);
+/// ```
+pub struct DataStream<T: Data> {
+    pub(crate) env: StreamEnv,
+    pub(crate) node: Arc<dyn Node<T>>,
+    pub(crate) op: usize,
+    pub(crate) chain: usize,
+}
+
+/// A stream partitioned by key: every record of a key goes to the subtask that owns the
+/// key's key group, and operators on it have keyed state.
+pub struct KeyedStream<K: Key, T: Data> {
+    env: StreamEnv,
+    node: Arc<dyn Node<KeyedRecord<K, T>>>,
+}
+
+impl<T: Data> DataStream<T> {
+    fn then<U: Data>(&self, node: Arc<dyn Node<U>>, op: usize, chain: usize) -> DataStream<U> {
+        DataStream { env: self.env.clone(), node, op, chain }
+    }
+
+    /// Sets the uid of the last operator: the stable id its state is stored under, so a
+    /// savepoint still maps after the job's code changes. Set it on every stateful operator.
+    pub fn uid(self, uid: &str) -> Self {
+        self.env.set_uid(self.op, uid);
+        self
+    }
+
+    /// Sets the display name of the last operator.
+    pub fn name(self, name: &str) -> Self {
+        self.env.set_name(self.op, name);
+        self
+    }
+
+    /// Applies `f` to every record.
+    pub fn map<U: Data, F>(self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T) -> U + Clone + Send + Sync + 'static,
+    {
+        self.map_function(FnMap(f))
+    }
+
+    /// Applies a fallible `f`; an `Err` fails the task.
+    pub fn try_map<U: Data, F>(self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T) -> Result<U> + Clone + Send + Sync + 'static,
+    {
+        self.map_function(TryFnMap(f))
+    }
+
+    /// Applies a [`MapFunction`] (a rich function with `open()`).
+    pub fn map_function<U: Data, F: MapFunction<T, U>>(self, f: F) -> DataStream<U> {
+        let op = self.env.add_operator("Map", StateKind::Stateless, Some(self.chain));
+        let chain = self.chain;
+        let node = Arc::new(StatelessNode { up: Arc::clone(&self.node), op, make: move || MapBatch(f.clone()) });
+        self.then(node, op, chain)
+    }
+
+    /// Emits zero or more records per input through a [`Collector`].
+    pub fn flat_map<U: Data, F>(self, f: F) -> DataStream<U>
+    where
+        F: FnMut(T, &mut Collector<U>) + Clone + Send + Sync + 'static,
+    {
+        self.flat_map_function(FnFlatMap(f))
+    }
+
+    /// Emits every item of the iterator `f` returns.
+    pub fn flat_map_iter<U: Data, I, F>(self, f: F) -> DataStream<U>
+    where
+        I: IntoIterator<Item = U>,
+        F: FnMut(T) -> I + Clone + Send + Sync + 'static,
+    {
+        self.flat_map_function(FnFlatMapIter(f))
+    }
+
+    /// Applies a [`FlatMapFunction`] (a rich function with `open()`).
+    pub fn flat_map_function<U: Data, F: FlatMapFunction<T, U>>(self, f: F) -> DataStream<U> {
+        let op = self.env.add_operator("Flat Map", StateKind::Stateless, Some(self.chain));
+        let chain = self.chain;
+        let node = Arc::new(StatelessNode {
+            up: Arc::clone(&self.node),
+            op,
+            make: move || FlatMapBatch(f.clone(), Collector::default()),
+        });
+        self.then(node, op, chain)
+    }
+
+    /// Keeps the records for which `f` returns true.
+    pub fn filter<F>(self, f: F) -> DataStream<T>
+    where
+        F: FnMut(&T) -> bool + Clone + Send + Sync + 'static,
+    {
+        let op = self.env.add_operator("Filter", StateKind::Stateless, Some(self.chain));
+        let chain = self.chain;
+        let node = Arc::new(FilterNode { up: Arc::clone(&self.node), op, f });
+        self.then(node, op, chain)
+    }
+
+    /// Partitions the stream by the key `f` extracts.
+    pub fn key_by<K: Key, F>(self, f: F) -> KeyedStream<K, T>
+    where
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
+    {
+        KeyedStream { env: self.env.clone(), node: Arc::new(KeyByNode { up: Arc::clone(&self.node), f }) }
+    }
+
+    /// Writes every record to standard output in Flink's format: `(spark,1)`, prefixed by
+    /// `N> ` (the 1-based subtask) when the parallelism is greater than 1.
+    pub fn print(self)
+    where
+        T: PrintFormat,
+    {
+        self.sink_named("Sink: Print to Std. Out", Arc::new(PrintSink));
+    }
+
+    /// Writes every record to a [`Sink`].
+    pub fn sink_to<S: Sink<T>>(self, sink: S) {
+        let name = format!("Sink: {}", sink.name());
+        self.sink_named(&name, Arc::new(sink));
+    }
+
+    /// Counts and drops every record; the handle reads the count after the job.
+    pub fn discard(self) -> CountHandle {
+        let h = CountHandle::default();
+        self.sink_named("Sink: Discard", Arc::new(DiscardSink(h.clone())));
+        h
+    }
+
+    /// Collects every record in memory (for tests); the handle reads them after the job.
+    pub fn collect(self) -> CollectHandle<T> {
+        let h = CollectHandle::default();
+        self.sink_named("Sink: Collect", Arc::new(CollectSink(h.clone())));
+        h
+    }
+
+    fn sink_named(self, name: &str, sink: Arc<dyn Sink<T>>) {
+        let op = self.env.add_operator(name, StateKind::Stateless, Some(self.chain));
+        self.env.add_terminal(Arc::new(SinkTerminal { up: self.node, op, sink }));
+    }
+}
+
+impl<K: Key, T: Data> KeyedStream<K, T> {
+    fn keyed<U: Data, L: KeyedLogic<K, T, U>>(self, name: &str, logic: L) -> DataStream<U> {
+        let chain = self.env.new_chain();
+        let op = self.env.add_operator(name, StateKind::Keyed, Some(chain));
+        let node = Arc::new(KeyedNode { up: self.node, op, logic });
+        DataStream { env: self.env, node, op, chain }
+    }
+
+    /// Flink's `sum(field)`: per key, adds field `field` of every record to a running
+    /// tuple and emits the updated tuple. The field must exist and be numeric.
+    pub fn sum(self, field: usize) -> DataStream<T>
+    where
+        T: Fields,
+    {
+        if !T::is_numeric(field) {
+            self.env.record_error(format!(
+                "sum({field}) on a keyed stream of {}: field {field} does not exist or is not numeric",
+                std::any::type_name::<T>()
+            ));
+        }
+        self.keyed("Keyed Aggregation", SumLogic { field, state: Default::default() })
+    }
+
+    /// Flink's `reduce`: per key, combines every record with the previous result and emits it.
+    pub fn reduce<F>(self, f: F) -> DataStream<T>
+    where
+        F: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
+    {
+        self.keyed("Keyed Reduce", ReduceLogic { f, state: Default::default() })
+    }
+
+    /// Applies a [`KeyedFlatMapFunction`] with keyed state.
+    pub fn flat_map<U: Data, F: KeyedFlatMapFunction<K, T, U>>(self, f: F) -> DataStream<U> {
+        self.keyed("Flat Map", UserKeyed(f))
+    }
+}
+
+#[derive(Clone)]
+struct FnMap<F>(F);
+impl<T, U, F: FnMut(T) -> U + Clone + Send + Sync + 'static> MapFunction<T, U> for FnMap<F> {
+    #[inline]
+    fn map(&mut self, value: T) -> Result<U> {
+        Ok((self.0)(value))
+    }
+}
+
+#[derive(Clone)]
+struct TryFnMap<F>(F);
+impl<T, U, F: FnMut(T) -> Result<U> + Clone + Send + Sync + 'static> MapFunction<T, U> for TryFnMap<F> {
+    #[inline]
+    fn map(&mut self, value: T) -> Result<U> {
+        (self.0)(value)
+    }
+}
+
+#[derive(Clone)]
+struct FnFlatMap<F>(F);
+impl<T, U, F: FnMut(T, &mut Collector<U>) + Clone + Send + Sync + 'static> FlatMapFunction<T, U> for FnFlatMap<F> {
+    #[inline]
+    fn flat_map(&mut self, value: T, out: &mut Collector<U>) -> Result<()> {
+        (self.0)(value, out);
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct FnFlatMapIter<F>(F);
+impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I + Clone + Send + Sync + 'static> FlatMapFunction<T, U>
+    for FnFlatMapIter<F>
+{
+    #[inline]
+    fn flat_map(&mut self, value: T, out: &mut Collector<U>) -> Result<()> {
+        out.buf.extend((self.0)(value));
+        Ok(())
+    }
+}
+
+pub(crate) struct SourceNode<T> {
+    pub op: usize,
+    pub source: Arc<dyn Source<T>>,
+}
+
+impl<T: Data> Node<T> for SourceNode<T> {
+    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, T>> {
+        let decl = &cx.plan.operators[self.op];
+        let mut handle = InputHandleVec::<Time, T>::new();
+        let stream = handle.to_stream(cx.scope);
+        handle.advance_to(time_of(cx.start_epoch, 0));
+        let subtask = cx.worker;
+        let reader = if subtask < decl.parallelism {
+            let ctx = SourceContext {
+                subtask,
+                parallelism: decl.parallelism,
+                attempt: cx.attempt,
+                restored: cx.restored_source_state(self.op)?,
+                waker: SourceWaker(std::thread::current()),
+            };
+            let display = cx.task_display(self.op);
+            Some(self.source.create(ctx).map_err(|e| e.context(format!("cannot start {display}")))?)
+        } else {
+            None
+        };
+        cx.drivers.push(Box::new(SourceRunner {
+            task: TaskId { uid: decl.uid.clone(), subtask },
+            name: cx.task_display(self.op),
+            handle: Some(handle),
+            reader,
+            buf: Vec::with_capacity(BATCH),
+            epoch: cx.start_epoch,
+            seq: 0,
+            in_flight: Default::default(),
+            finished: false,
+            final_position: None,
+            acked_upto: cx.start_epoch.saturating_sub(1),
+        }));
+        Ok(stream)
+    }
+}
+
+struct StatelessNode<T, M> {
+    up: Arc<dyn Node<T>>,
+    op: usize,
+    make: M,
+}
+
+impl<T: Data, U: Data, B, M> Node<U> for StatelessNode<T, M>
+where
+    B: BatchFn<T, U>,
+    M: Fn() -> B + Send + Sync,
+{
+    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, U>> {
+        let input = self.up.build(cx)?;
+        build_stateless(cx, self.op, input, (self.make)())
+    }
+}
+
+struct FilterNode<T, F> {
+    up: Arc<dyn Node<T>>,
+    op: usize,
+    f: F,
+}
+
+impl<T: Data, F: FnMut(&T) -> bool + Clone + Send + Sync + 'static> Node<T> for FilterNode<T, F> {
+    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, T>> {
+        let input = self.up.build(cx)?;
+        Ok(build_filter(cx, self.op, input, self.f.clone()))
+    }
+}
+
+struct KeyByNode<T, F> {
+    up: Arc<dyn Node<T>>,
+    f: F,
+}
+
+impl<K: Key, T: Data, F: Fn(&T) -> K + Clone + Send + Sync + 'static> Node<KeyedRecord<K, T>> for KeyByNode<T, F> {
+    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, KeyedRecord<K, T>>> {
+        let input = self.up.build(cx)?;
+        Ok(key_records(input, self.f.clone(), "Key By"))
+    }
+}
+
+struct KeyedNode<K, T, L> {
+    up: Arc<dyn Node<KeyedRecord<K, T>>>,
+    op: usize,
+    logic: L,
+}
+
+impl<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>> Node<U> for KeyedNode<K, T, L> {
+    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, U>> {
+        let input = self.up.build(cx)?;
+        build_keyed(cx, self.op, input, self.logic.clone())
+    }
+}
+
+struct SinkTerminal<T> {
+    up: Arc<dyn Node<T>>,
+    op: usize,
+    sink: Arc<dyn Sink<T>>,
+}
+
+impl<T: Data> Terminal for SinkTerminal<T> {
+    fn build(&self, cx: &mut BuildCx<'_, '_>) -> Result<()> {
+        let input = self.up.build(cx)?;
+        build_sink(cx, self.op, input, &self.sink)
+    }
+}

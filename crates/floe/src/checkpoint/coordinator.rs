@@ -1,0 +1,358 @@
+//! The checkpoint coordinator: decides when a checkpoint is triggered, completed, expired or
+//! failed, and when the job must fail because too many checkpoints failed in a row.
+//!
+//! This is pure decision logic: it takes events (time passing, acknowledgements, declines,
+//! the outcome of writing `_metadata`) and returns [`Action`]s; the job manager performs
+//! the I/O (creating and deleting directories, writing `_metadata`, messaging tasks). That
+//! keeps every rule here testable without processes, threads or disks.
+
+use super::config::CheckpointConfig;
+use super::metadata::{StateHandle, TaskId};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// What the job manager must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create `chk-<id>` and tell every task to snapshot for checkpoint `id`.
+    Trigger {
+        /// Checkpoint id.
+        id: u64,
+    },
+    /// All tasks acknowledged: write `_metadata`, then report back with
+    /// [`CheckpointCoordinator::finalized`] or [`CheckpointCoordinator::finalize_failed`].
+    Finalize {
+        /// Checkpoint id.
+        id: u64,
+        /// Every task's state handle.
+        acks: BTreeMap<TaskId, StateHandle>,
+        /// Time from trigger to last acknowledgement.
+        duration: Duration,
+    },
+    /// Give up on a pending checkpoint: remove its directory, tell the tasks.
+    Abort {
+        /// Checkpoint id.
+        id: u64,
+        /// Why, in Flink's words.
+        reason: String,
+    },
+    /// A completed checkpoint is subsumed (beyond `num-retained`): delete it.
+    Discard {
+        /// Checkpoint id.
+        id: u64,
+    },
+    /// Too many consecutive failures: fail the job (the restart strategy decides what follows).
+    FailJob {
+        /// Flink's message.
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    triggered: Instant,
+    awaiting: BTreeSet<TaskId>,
+    acks: BTreeMap<TaskId, StateHandle>,
+}
+
+/// Decides checkpoints for one job. Lives on the job-manager side.
+#[derive(Debug)]
+pub struct CheckpointCoordinator {
+    config: CheckpointConfig,
+    next_id: u64,
+    pending: BTreeMap<u64, Pending>,
+    finalizing: BTreeSet<u64>,
+    completed: VecDeque<u64>,
+    tasks: BTreeSet<TaskId>,
+    running: bool,
+    last_trigger: Option<Instant>,
+    last_completion: Option<Instant>,
+    started: Option<Instant>,
+    consecutive_failures: u32,
+}
+
+impl CheckpointCoordinator {
+    /// A coordinator whose first checkpoint id is `first_id` (1 for a fresh job, n+1 after
+    /// restoring checkpoint n).
+    pub fn new(config: CheckpointConfig, first_id: u64) -> Self {
+        CheckpointCoordinator {
+            config,
+            next_id: first_id.max(1),
+            pending: BTreeMap::new(),
+            finalizing: BTreeSet::new(),
+            completed: VecDeque::new(),
+            tasks: BTreeSet::new(),
+            running: false,
+            last_trigger: None,
+            last_completion: None,
+            started: None,
+            consecutive_failures: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
+    /// The id the next checkpoint will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Completed checkpoints this job owns, oldest first.
+    pub fn completed(&self) -> impl Iterator<Item = u64> + '_ {
+        self.completed.iter().copied()
+    }
+
+    /// The newest completed checkpoint this job owns.
+    pub fn latest_completed(&self) -> Option<u64> {
+        self.completed.back().copied()
+    }
+
+    /// Number of checkpoints in progress.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len() + self.finalizing.len()
+    }
+
+    /// All tasks are running: checkpoints may be triggered. `tasks` is every task that must
+    /// acknowledge a checkpoint. The first trigger comes one interval later.
+    pub fn start(&mut self, tasks: impl IntoIterator<Item = TaskId>, now: Instant) {
+        self.tasks = tasks.into_iter().collect();
+        self.running = true;
+        self.started = Some(now);
+        self.last_trigger = None;
+    }
+
+    /// The tasks stopped (failover or a terminal state): every pending checkpoint is aborted.
+    /// These aborts do not count as checkpoint failures, as in Flink.
+    pub fn stop(&mut self, reason: &str) -> Vec<Action> {
+        self.running = false;
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        self.pending.clear();
+        ids.into_iter().map(|id| Action::Abort { id, reason: reason.to_string() }).collect()
+    }
+
+    /// When [`tick`](Self::tick) next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let expiry = self.pending.values().map(|p| p.triggered + self.config.timeout).min();
+        let trigger = self.next_trigger_time();
+        match (expiry, trigger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn next_trigger_time(&self) -> Option<Instant> {
+        let interval = self.config.interval?;
+        if !self.running || self.pending_count() >= self.config.max_concurrent as usize {
+            return None;
+        }
+        if !self.config.min_pause.is_zero() && self.pending_count() > 0 {
+            return None; // a min pause implies one checkpoint at a time
+        }
+        let base = self.last_trigger.or(self.started)?;
+        let mut t = base + interval;
+        if let Some(done) = self.last_completion {
+            t = t.max(done + self.config.min_pause);
+        }
+        Some(t)
+    }
+
+    /// Expires overdue checkpoints and triggers a new one when it is due.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let expired: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| now >= p.triggered + self.config.timeout).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.pending.remove(&id);
+            actions.push(Action::Abort { id, reason: "Checkpoint expired before completing.".into() });
+            self.count_failure(&mut actions);
+        }
+        if let Some(t) = self.next_trigger_time() {
+            if now >= t {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.last_trigger = Some(now);
+                self.pending.insert(id, Pending { triggered: now, awaiting: self.tasks.clone(), acks: BTreeMap::new() });
+                actions.push(Action::Trigger { id });
+            }
+        }
+        actions
+    }
+
+    /// A task acknowledged checkpoint `id` with its state. Unknown or late acks are ignored.
+    pub fn acknowledge(&mut self, id: u64, task: TaskId, handle: StateHandle, now: Instant) -> Vec<Action> {
+        let Some(p) = self.pending.get_mut(&id) else { return Vec::new() };
+        if !p.awaiting.remove(&task) {
+            return Vec::new();
+        }
+        p.acks.insert(task, handle);
+        if !p.awaiting.is_empty() {
+            return Vec::new();
+        }
+        let p = self.pending.remove(&id).expect("present");
+        self.finalizing.insert(id);
+        vec![Action::Finalize { id, acks: p.acks, duration: now.saturating_duration_since(p.triggered) }]
+    }
+
+    /// A task could not take its part of checkpoint `id` (e.g. writing its state failed).
+    pub fn decline(&mut self, id: u64, reason: &str) -> Vec<Action> {
+        if self.pending.remove(&id).is_none() {
+            return Vec::new();
+        }
+        let mut actions = vec![Action::Abort { id, reason: reason.to_string() }];
+        self.count_failure(&mut actions);
+        actions
+    }
+
+    /// `_metadata` of checkpoint `id` was written: it is complete. Older checkpoints beyond
+    /// `num-retained` are discarded, and older pending ones are subsumed.
+    pub fn finalized(&mut self, id: u64, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.finalizing.remove(&id) {
+            return actions;
+        }
+        self.consecutive_failures = 0;
+        self.last_completion = Some(now);
+        self.completed.push_back(id);
+        while self.completed.len() > self.config.num_retained.max(1) as usize {
+            let old = self.completed.pop_front().expect("non-empty");
+            actions.push(Action::Discard { id: old });
+        }
+        let subsumed: Vec<u64> = self.pending.range(..id).map(|(k, _)| *k).collect();
+        for old in subsumed {
+            self.pending.remove(&old);
+            actions.push(Action::Abort { id: old, reason: "Checkpoint has been subsumed.".into() });
+        }
+        actions
+    }
+
+    /// Writing `_metadata` of checkpoint `id` failed.
+    pub fn finalize_failed(&mut self, id: u64, reason: &str) -> Vec<Action> {
+        if !self.finalizing.remove(&id) {
+            return Vec::new();
+        }
+        let mut actions = vec![Action::Abort { id, reason: reason.to_string() }];
+        self.count_failure(&mut actions);
+        actions
+    }
+
+    fn count_failure(&mut self, actions: &mut Vec<Action>) {
+        self.consecutive_failures += 1;
+        if self.consecutive_failures > self.config.tolerable_failures {
+            self.consecutive_failures = 0;
+            actions.push(Action::FailJob { reason: "Exceeded checkpoint tolerable failure threshold.".into() });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CheckpointConfig {
+        CheckpointConfig { interval: Some(Duration::from_millis(100)), ..Default::default() }
+    }
+    fn t(uid: &str, s: u32) -> TaskId {
+        TaskId { uid: uid.into(), subtask: s }
+    }
+    fn h() -> StateHandle {
+        StateHandle::Inline { data: vec![] }
+    }
+
+    #[test]
+    fn triggers_after_interval_and_completes_on_all_acks() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(cfg(), 1);
+        assert!(c.tick(t0).is_empty(), "not running yet");
+        c.start([t("src", 0), t("sum", 0)], t0);
+        assert!(c.tick(t0 + Duration::from_millis(50)).is_empty());
+        assert_eq!(c.tick(t0 + Duration::from_millis(100)), vec![Action::Trigger { id: 1 }]);
+        // max concurrent 1: no second trigger while 1 is pending
+        assert!(c.tick(t0 + Duration::from_millis(250)).is_empty());
+        assert!(c.acknowledge(1, t("src", 0), h(), t0).is_empty());
+        assert!(c.acknowledge(1, t("src", 0), h(), t0).is_empty(), "duplicate ack ignored");
+        let a = c.acknowledge(1, t("sum", 0), h(), t0 + Duration::from_millis(260));
+        assert!(matches!(&a[..], [Action::Finalize { id: 1, .. }]));
+        assert!(c.finalized(1, t0 + Duration::from_millis(270)).is_empty());
+        assert_eq!(c.latest_completed(), Some(1));
+        assert_eq!(c.tick(t0 + Duration::from_millis(350)), vec![Action::Trigger { id: 2 }]);
+    }
+
+    #[test]
+    fn num_retained_discards_oldest() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(CheckpointConfig { num_retained: 2, ..cfg() }, 5);
+        c.start([t("a", 0)], t0);
+        let mut now = t0;
+        let mut discarded = vec![];
+        for id in 5..9 {
+            now += Duration::from_millis(100);
+            assert_eq!(c.tick(now), vec![Action::Trigger { id }]);
+            c.acknowledge(id, t("a", 0), h(), now);
+            for a in c.finalized(id, now) {
+                if let Action::Discard { id } = a {
+                    discarded.push(id)
+                }
+            }
+        }
+        assert_eq!(discarded, vec![5, 6]);
+        assert_eq!(c.completed().collect::<Vec<_>>(), vec![7, 8]);
+    }
+
+    #[test]
+    fn expiry_counts_as_failure_and_tolerance_boundary() {
+        let t0 = Instant::now();
+        let conf = CheckpointConfig { timeout: Duration::from_millis(30), tolerable_failures: 2, ..cfg() };
+        let mut c = CheckpointCoordinator::new(conf, 1);
+        c.start([t("a", 0)], t0);
+        let mut now = t0;
+        let mut fails = 0;
+        for round in 0..3 {
+            now += Duration::from_millis(100);
+            let a = c.tick(now);
+            assert!(a.contains(&Action::Trigger { id: round + 1 }), "{a:?}");
+            now += Duration::from_millis(30);
+            let a = c.tick(now);
+            assert!(a.iter().any(|x| matches!(x, Action::Abort { reason, .. } if reason.contains("expired"))));
+            fails += a.iter().filter(|x| matches!(x, Action::FailJob { .. })).count();
+            if round < 2 {
+                assert_eq!(fails, 0, "failures 1..=2 are tolerated");
+            }
+        }
+        assert_eq!(fails, 1, "the third consecutive failure fails the job");
+    }
+
+    #[test]
+    fn success_resets_consecutive_failures() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(CheckpointConfig { tolerable_failures: 1, ..cfg() }, 1);
+        c.start([t("a", 0)], t0);
+        let n = t0 + Duration::from_millis(100);
+        c.tick(n);
+        assert_eq!(c.decline(1, "io"), vec![Action::Abort { id: 1, reason: "io".into() }]);
+        let n = n + Duration::from_millis(100);
+        c.tick(n);
+        c.acknowledge(2, t("a", 0), h(), n);
+        c.finalized(2, n);
+        let n = n + Duration::from_millis(100);
+        c.tick(n);
+        assert!(!c.decline(3, "io").iter().any(|a| matches!(a, Action::FailJob { .. })));
+    }
+
+    #[test]
+    fn min_pause_delays_next_trigger_and_stop_aborts() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(CheckpointConfig { min_pause: Duration::from_millis(500), ..cfg() }, 1);
+        c.start([t("a", 0)], t0);
+        let n = t0 + Duration::from_millis(100);
+        c.tick(n);
+        c.acknowledge(1, t("a", 0), h(), n);
+        c.finalized(1, n);
+        assert!(c.tick(n + Duration::from_millis(200)).is_empty());
+        assert_eq!(c.tick(n + Duration::from_millis(500)), vec![Action::Trigger { id: 2 }]);
+        assert_eq!(c.stop("failover"), vec![Action::Abort { id: 2, reason: "failover".into() }]);
+        assert!(c.tick(n + Duration::from_secs(5)).is_empty());
+    }
+}

@@ -1,0 +1,337 @@
+//! The `_metadata` file of a checkpoint or savepoint and the layout around it.
+//!
+//! ```text
+//! <checkpoint-dir>/<job-id>/chk-<n>/_metadata        written last, atomically: its presence = complete
+//! <checkpoint-dir>/<job-id>/chk-<n>/<uid>-<subtask>.state
+//! ```
+//!
+//! `_metadata` is JSON (human-readable and diffable; it is small because state bytes live in
+//! the state files or, for tiny source positions, inline). File references are relative to
+//! the directory holding `_metadata`.
+
+use crate::Result;
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Name of the metadata file, as in Flink.
+pub const METADATA_FILE: &str = "_metadata";
+const FORMAT: &str = "floe-snapshot";
+const VERSION: u32 = 1;
+
+/// One parallel instance of an operator.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The operator's uid.
+    pub uid: String,
+    /// 0-based subtask index.
+    pub subtask: u32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.uid, self.subtask)
+    }
+}
+
+/// Where a subtask's state is.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StateHandle {
+    /// Small state (source positions) stored inside `_metadata`.
+    Inline {
+        /// The state bytes.
+        data: Vec<u8>,
+    },
+    /// A keyed state file next to `_metadata`.
+    KeyedFile {
+        /// File name relative to the snapshot directory.
+        file: String,
+        /// Size in bytes; a file of another size is treated as missing.
+        size: u64,
+        /// Number of keys.
+        entries: u64,
+    },
+}
+
+impl StateHandle {
+    /// Bytes this handle accounts for.
+    pub fn size(&self) -> u64 {
+        match self {
+            StateHandle::Inline { data } => data.len() as u64,
+            StateHandle::KeyedFile { size, .. } => *size,
+        }
+    }
+}
+
+/// The kind of operator state.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    /// Source positions (operator state).
+    Source,
+    /// Keyed state, partitioned by key group.
+    Keyed,
+}
+
+/// One subtask's state.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SubtaskState {
+    /// 0-based subtask index.
+    pub subtask: u32,
+    /// Where the bytes are.
+    pub handle: StateHandle,
+}
+
+/// One operator's state across its subtasks.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OperatorState {
+    /// Stable operator id used to map state on restore.
+    pub uid: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Source or keyed.
+    pub kind: OperatorKind,
+    /// Parallelism when the snapshot was taken.
+    pub parallelism: u32,
+    /// Max parallelism when the snapshot was taken.
+    pub max_parallelism: u32,
+    /// Per subtask, sorted by index.
+    pub subtasks: Vec<SubtaskState>,
+}
+
+/// Checkpoint or savepoint.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotKind {
+    /// Periodic, owned by the job.
+    Checkpoint,
+    /// Triggered by the user, owned by the user.
+    Savepoint,
+}
+
+/// Contents of `_metadata`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointMetadata {
+    /// Always `floe-snapshot`.
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// Job that took the snapshot (32 lowercase hex).
+    pub job_id: String,
+    /// Job name.
+    pub job_name: String,
+    /// Checkpoint id; numbering continues from it on restore.
+    pub checkpoint_id: u64,
+    /// Checkpoint or savepoint.
+    pub kind: SnapshotKind,
+    /// Trigger time, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Max parallelism of keyed state.
+    pub max_parallelism: u32,
+    /// Per operator.
+    pub operators: Vec<OperatorState>,
+}
+
+impl CheckpointMetadata {
+    /// Builds metadata for a snapshot.
+    pub fn new(
+        job_id: &str,
+        job_name: &str,
+        checkpoint_id: u64,
+        kind: SnapshotKind,
+        timestamp_ms: u64,
+        max_parallelism: u32,
+        operators: Vec<OperatorState>,
+    ) -> Self {
+        CheckpointMetadata {
+            format: FORMAT.into(),
+            version: VERSION,
+            job_id: job_id.into(),
+            job_name: job_name.into(),
+            checkpoint_id,
+            kind,
+            timestamp_ms,
+            max_parallelism,
+            operators,
+        }
+    }
+
+    /// Total bytes of state referenced.
+    pub fn state_size(&self) -> u64 {
+        self.operators.iter().flat_map(|o| &o.subtasks).map(|s| s.handle.size()).sum()
+    }
+
+    /// The operator with `uid`.
+    pub fn operator(&self, uid: &str) -> Option<&OperatorState> {
+        self.operators.iter().find(|o| o.uid == uid)
+    }
+}
+
+/// Writes `_metadata` into `dir` atomically: a temporary file is written and synced, then
+/// renamed over the final name and the directory synced. Readers therefore see either no
+/// `_metadata` or a complete one. Returns the size written.
+pub fn write_metadata(dir: &Path, meta: &CheckpointMetadata) -> Result<u64> {
+    let bytes = serde_json::to_vec_pretty(meta)?;
+    let tmp = dir.join(format!("{METADATA_FILE}.inprogress"));
+    let fin = dir.join(METADATA_FILE);
+    let res = (|| -> Result<()> {
+        let mut f = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(&bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+        fs::rename(&tmp, &fin).with_context(|| format!("cannot rename {} to {}", tmp.display(), fin.display()))?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map(|_| bytes.len() as u64)
+}
+
+/// A snapshot found at a restore path, validated: `_metadata` parses and every state file
+/// it references exists with the recorded size.
+#[derive(Clone, Debug)]
+pub struct LoadedSnapshot {
+    /// Directory holding `_metadata` and the state files.
+    pub dir: PathBuf,
+    /// The parsed metadata.
+    pub metadata: CheckpointMetadata,
+}
+
+impl LoadedSnapshot {
+    /// Path of a state file referenced by the metadata.
+    pub fn file_path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+/// Resolves a restore path as Flink's `-s` does: a `chk-<n>` or savepoint directory, or the
+/// `_metadata` file inside one. Errors name the path and what is wrong with it.
+pub fn resolve_snapshot_dir(path: &Path) -> Result<PathBuf> {
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => crate::anyhow!("restore path {} does not exist", path.display()),
+        _ => crate::anyhow!("cannot read restore path {}: {e}", path.display()),
+    })?;
+    if meta.is_file() {
+        if path.file_name().and_then(|n| n.to_str()) != Some(METADATA_FILE) {
+            crate::bail!(
+                "restore path {} is not a checkpoint or savepoint: expected a directory or its {METADATA_FILE} file",
+                path.display()
+            );
+        }
+        return Ok(path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")));
+    }
+    if !path.join(METADATA_FILE).is_file() {
+        crate::bail!(
+            "restore path {} is not a checkpoint or savepoint: it has no {METADATA_FILE} file (an incomplete checkpoint is never restored)",
+            path.display()
+        );
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Reads and validates the snapshot at `path` (directory or `_metadata`).
+pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
+    let dir = resolve_snapshot_dir(path)?;
+    let mpath = dir.join(METADATA_FILE);
+    let bytes = fs::read(&mpath).with_context(|| format!("cannot read {}", mpath.display()))?;
+    let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
+        .map_err(|e| crate::anyhow!("corrupt metadata file {}: {e}", mpath.display()))?;
+    if metadata.format != FORMAT {
+        crate::bail!("corrupt metadata file {}: unknown format '{}'", mpath.display(), metadata.format);
+    }
+    if metadata.version > VERSION {
+        crate::bail!(
+            "metadata file {} has format version {}, newer than this Floe supports ({VERSION})",
+            mpath.display(),
+            metadata.version
+        );
+    }
+    for op in &metadata.operators {
+        for st in &op.subtasks {
+            if let StateHandle::KeyedFile { file, size, .. } = &st.handle {
+                if file.contains("..") || file.contains('/') || file.contains('\\') {
+                    crate::bail!("corrupt metadata file {}: state file name '{file}' is not a plain file name", mpath.display());
+                }
+                let fp = dir.join(file);
+                match fs::metadata(&fp) {
+                    Ok(m) if m.len() == *size => {}
+                    Ok(m) => crate::bail!(
+                        "snapshot {} is incomplete: state file {} has {} bytes, expected {size}",
+                        dir.display(),
+                        fp.display(),
+                        m.len()
+                    ),
+                    Err(_) => crate::bail!("snapshot {} is incomplete: state file {} is missing", dir.display(), fp.display()),
+                }
+            }
+        }
+    }
+    Ok(LoadedSnapshot { dir, metadata })
+}
+
+/// `chk-<n>` directory name.
+pub fn checkpoint_dir_name(id: u64) -> String {
+    format!("chk-{id}")
+}
+
+/// Parses `chk-<n>`.
+pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
+    name.strip_prefix("chk-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> CheckpointMetadata {
+        CheckpointMetadata::new("0123456789abcdef0123456789abcdef", "j", 7, SnapshotKind::Checkpoint, 1, 128, vec![])
+    }
+
+    #[test]
+    fn write_and_load_and_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let chk = d.path().join("chk-7");
+        fs::create_dir(&chk).unwrap();
+        assert!(load_snapshot(&chk).unwrap_err().to_string().contains("has no _metadata"));
+        write_metadata(&chk, &meta()).unwrap();
+        assert!(!chk.join("_metadata.inprogress").exists());
+        assert_eq!(load_snapshot(&chk).unwrap().metadata.checkpoint_id, 7);
+        assert_eq!(load_snapshot(&chk.join("_metadata")).unwrap().dir, chk);
+        let missing = d.path().join("nope");
+        assert!(load_snapshot(&missing).unwrap_err().to_string().contains("does not exist"));
+        fs::write(chk.join("_metadata"), b"{garbage").unwrap();
+        assert!(load_snapshot(&chk).unwrap_err().to_string().starts_with("corrupt metadata file"));
+        let other = d.path().join("x.txt");
+        fs::write(&other, b"").unwrap();
+        assert!(load_snapshot(&other).unwrap_err().to_string().contains("is not a checkpoint or savepoint"));
+    }
+
+    #[test]
+    fn missing_state_file_is_incomplete() {
+        let d = tempfile::tempdir().unwrap();
+        let mut m = meta();
+        m.operators.push(OperatorState {
+            uid: "sum".into(),
+            name: "Keyed Aggregation".into(),
+            kind: OperatorKind::Keyed,
+            parallelism: 1,
+            max_parallelism: 128,
+            subtasks: vec![SubtaskState {
+                subtask: 0,
+                handle: StateHandle::KeyedFile { file: "sum-0.state".into(), size: 3, entries: 1 },
+            }],
+        });
+        write_metadata(d.path(), &m).unwrap();
+        assert!(load_snapshot(d.path()).unwrap_err().to_string().contains("is missing"));
+        fs::write(d.path().join("sum-0.state"), b"ab").unwrap();
+        assert!(load_snapshot(d.path()).unwrap_err().to_string().contains("expected 3"));
+        fs::write(d.path().join("sum-0.state"), b"abc").unwrap();
+        assert!(load_snapshot(d.path()).is_ok());
+    }
+}

@@ -1,0 +1,137 @@
+//! The deterministic word-line generator of Flink's `ThroughputWordCount` benchmark, so that
+//! both engines read exactly the same input.
+//!
+//! Line `i` (0-based) of `ceil(N/10)` lines holds `min(10, N - 10 i)` words separated by a
+//! space; word `k` of line `i` is `VOCAB[splitmix64(42 + 10 i + k) mod 10000]`, where
+//! `VOCAB[j]` has length `3 + h mod 8` and letters `'a' + (h >> 5m) mod 26` with
+//! `h = splitmix64(j)`. The word "error" never occurs.
+
+use super::{Source, SourceContext, SourceReader, SourceStatus};
+use crate::Result;
+use std::sync::OnceLock;
+
+const SEED: u64 = 42;
+const VOCAB_SIZE: u64 = 10_000;
+const WORDS_PER_LINE: u64 = 10;
+
+/// SplitMix64's finalizer applied to `x + 0x9E3779B97F4A7C15`, as in the Java peer.
+#[inline]
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The 10,000-word vocabulary.
+pub fn vocab() -> &'static [String] {
+    static V: OnceLock<Vec<String>> = OnceLock::new();
+    V.get_or_init(|| {
+        (0..VOCAB_SIZE)
+            .map(|j| {
+                let h = splitmix64(j);
+                let len = 3 + (h % 8) as usize;
+                (0..len).map(|m| (b'a' + ((h >> (5 * m)) % 26) as u8) as char).collect()
+            })
+            .collect()
+    })
+}
+
+/// Line `i` of an input of `total_words` words, appended to `out`.
+pub fn write_line(i: u64, total_words: u64, out: &mut String) {
+    let v = vocab();
+    let base = i * WORDS_PER_LINE;
+    let n = WORDS_PER_LINE.min(total_words - base);
+    for k in 0..n {
+        if k > 0 {
+            out.push(' ');
+        }
+        out.push_str(&v[(splitmix64(SEED + base + k) % VOCAB_SIZE) as usize]);
+    }
+}
+
+/// A bounded source of the benchmark's lines. Each parallel instance generates a
+/// contiguous range of line indices; its position is the next index.
+///
+/// ```
+/// use floe::connectors::generator::write_line;
+/// let mut l = String::new();
+/// write_line(0, 25, &mut l);
+/// assert_eq!(l.split(' ').count(), 10);
+/// ```
+#[derive(Clone, Debug)]
+pub struct WordLineGenerator {
+    total_words: u64,
+}
+
+impl WordLineGenerator {
+    /// A generator of `total_words` words in `ceil(total_words / 10)` lines.
+    pub fn new(total_words: u64) -> Self {
+        WordLineGenerator { total_words }
+    }
+
+    /// Number of lines.
+    pub fn lines(&self) -> u64 {
+        self.total_words.div_ceil(WORDS_PER_LINE)
+    }
+}
+
+impl Source<String> for WordLineGenerator {
+    fn name(&self) -> String {
+        "generator".into()
+    }
+    fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<String>>> {
+        let lines = self.lines();
+        let (i, p) = (ctx.subtask as u64, ctx.parallelism as u64);
+        let start = i * lines / p;
+        let end = (i + 1) * lines / p;
+        let next = match ctx.restored {
+            Some(b) => u64::from_le_bytes(b.as_slice().try_into().map_err(|_| crate::anyhow!("corrupt generator position"))?),
+            None => start,
+        };
+        if next < start || next > end {
+            crate::bail!("generator position {next} is outside this subtask's range {start}..{end}");
+        }
+        Ok(Box::new(GeneratorReader { next, end, total_words: self.total_words }))
+    }
+}
+
+struct GeneratorReader {
+    next: u64,
+    end: u64,
+    total_words: u64,
+}
+
+impl SourceReader<String> for GeneratorReader {
+    fn poll_next(&mut self, out: &mut Vec<String>, max: usize) -> Result<SourceStatus> {
+        let stop = (self.next + max as u64).min(self.end);
+        while self.next < stop {
+            let mut line = String::with_capacity(112);
+            write_line(self.next, self.total_words, &mut line);
+            out.push(line);
+            self.next += 1;
+        }
+        Ok(if self.next == self.end { SourceStatus::Finished } else { SourceStatus::Ready })
+    }
+    fn snapshot(&mut self) -> Result<Vec<u8>> {
+        Ok(self.next.to_le_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_matches_the_java_definition() {
+        // splitmix64(0) = 0xE220A8397B1DCDAF: the standard SplitMix64 first output for seed 0.
+        assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
+        let v = vocab();
+        assert_eq!(v.len(), 10_000);
+        assert!(v.iter().all(|w| (3..=10).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase())));
+        assert!(!v.iter().any(|w| w == "error"));
+        let mut l = String::new();
+        write_line(2, 25, &mut l);
+        assert_eq!(l.split(' ').count(), 5);
+    }
+}

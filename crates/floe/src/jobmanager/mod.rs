@@ -1,0 +1,489 @@
+//! The job manager: owns one job's lifecycle, its checkpoint coordinator and its restart
+//! strategy, and talks to the task executor of the current attempt only through
+//! [`ToExecutor`]/[`FromExecutor`] messages. It never runs user code.
+//!
+//! All file-system effects of checkpointing happen here, driven by the coordinator's
+//! [`Action`]s: creating `chk-<n>`, writing `_metadata`, deleting aborted, subsumed and
+//! (per retention) terminal checkpoints.
+
+pub mod restart;
+
+use crate::api::env::{JobExecutionResult, JobStatus};
+use crate::checkpoint::config::CheckpointConfig;
+use crate::checkpoint::coordinator::{Action, CheckpointCoordinator};
+use crate::checkpoint::metadata::{
+    checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorKind, OperatorState,
+    SnapshotKind, StateHandle, SubtaskState, TaskId,
+};
+use crate::runtime::executor::LocalExecutor;
+use crate::runtime::plan::{Plan, StateKind};
+use crate::runtime::protocol::{FromExecutor, ToExecutor};
+use crate::Result;
+use restart::RestartStrategy;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::{error, info, warn};
+
+/// Everything needed to run a job.
+pub struct JobSpec {
+    /// The job graph.
+    pub plan: Arc<Plan>,
+    /// Checkpoint settings.
+    pub checkpoint: CheckpointConfig,
+    /// Restart strategy.
+    pub restart: RestartStrategy,
+    /// Root checkpoint directory (the job's `<job-id>` directory is created inside).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Snapshot to start from (`-s`).
+    pub restore: Option<Arc<LoadedSnapshot>>,
+}
+
+/// A new job id: 32 lowercase hex characters, as Flink's `JobID`.
+pub fn new_job_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Checks that a snapshot can be restored into `plan` before anything runs: same max
+/// parallelism, and no state left without an operator unless `allow_non_restored`.
+pub fn validate_restore(plan: &Plan, snap: &LoadedSnapshot, allow_non_restored: bool) -> Result<()> {
+    let m = &snap.metadata;
+    for os in &m.operators {
+        match plan.operators.iter().find(|o| o.uid == os.uid) {
+            None if allow_non_restored => {
+                info!("Skipping state of operator '{}' ({}): it is not in the job (--allowNonRestoredState).", os.uid, os.name)
+            }
+            None => crate::bail!(
+                "Failed to rollback to checkpoint/savepoint {}. Cannot map checkpoint/savepoint state for operator '{}' ({}) to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI.",
+                snap.dir.display(),
+                os.uid,
+                os.name
+            ),
+            Some(decl) => {
+                let kind_ok = matches!(
+                    (os.kind, decl.state),
+                    (OperatorKind::Source, StateKind::Source) | (OperatorKind::Keyed, StateKind::Keyed)
+                );
+                if !kind_ok {
+                    crate::bail!(
+                        "cannot restore {}: state of operator '{}' is {:?} state but the operator with that uid in the job is '{}'",
+                        snap.dir.display(),
+                        os.uid,
+                        os.kind,
+                        decl.name
+                    );
+                }
+                if os.kind == OperatorKind::Keyed && os.max_parallelism != plan.max_parallelism {
+                    crate::bail!(
+                        "cannot restore {}: operator '{}' was checkpointed with max parallelism {}, but the job's max parallelism is {}; keyed state cannot change its max parallelism",
+                        snap.dir.display(),
+                        os.uid,
+                        os.max_parallelism,
+                        plan.max_parallelism
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A completed checkpoint this job can restore from.
+#[derive(Clone, Debug)]
+struct Completed {
+    id: u64,
+    dir: PathBuf,
+    timestamp_ms: u64,
+    snapshot: Arc<LoadedSnapshot>,
+}
+
+enum Outcome {
+    Finished,
+    Failed { task: String, error: String },
+    Canceled,
+}
+
+static CANCEL_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    CANCEL_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    // SIGINT/SIGTERM cancel the job (CANCELED, retention applies), like `flink cancel`.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// Runs one job to a terminal state.
+pub struct JobManager {
+    spec: JobSpec,
+    job_id: String,
+    job_dir: Option<PathBuf>,
+    coordinator: CheckpointCoordinator,
+    completed: BTreeMap<u64, Completed>,
+    trigger_ms: BTreeMap<u64, u64>,
+    durations: Vec<Duration>,
+    restore_point: Option<Arc<LoadedSnapshot>>,
+    status: JobStatus,
+}
+
+impl JobManager {
+    /// Prepares a job manager for `spec` with a fresh job id.
+    pub fn new(spec: JobSpec) -> Self {
+        let first_id = spec.restore.as_ref().map(|s| s.metadata.checkpoint_id + 1).unwrap_or(1);
+        let coordinator = CheckpointCoordinator::new(spec.checkpoint.clone(), first_id);
+        let restore_point = spec.restore.clone();
+        JobManager {
+            spec,
+            job_id: new_job_id(),
+            job_dir: None,
+            coordinator,
+            completed: BTreeMap::new(),
+            trigger_ms: BTreeMap::new(),
+            durations: Vec::new(),
+            restore_point,
+            status: JobStatus::Created,
+        }
+    }
+
+    /// The job's id.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    fn name(&self) -> &str {
+        &self.spec.plan.job_name
+    }
+
+    fn transition(&mut self, to: JobStatus) {
+        info!("Job {} ({}) switched from state {} to {}.", self.name(), self.job_id, self.status, to);
+        self.status = to;
+    }
+
+    /// Runs the job: deploys attempts, coordinates checkpoints, restarts on failures as the
+    /// restart strategy allows, and applies retention at the end.
+    pub fn run(mut self) -> Result<JobExecutionResult> {
+        let started = Instant::now();
+        install_signal_handlers();
+        let plan = Arc::clone(&self.spec.plan);
+        info!("Submitting job {} ({}).", self.name(), self.job_id);
+        if let Some(root) = &self.spec.checkpoint_dir {
+            let dir = root.join(&self.job_id);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| crate::anyhow!("cannot create checkpoint directory {}: {e}", dir.display()))?;
+            let probe = dir.join(".floe-write-test");
+            std::fs::write(&probe, b"")
+                .map_err(|e| crate::anyhow!("checkpoint directory {} is not writable: {e}", dir.display()))?;
+            let _ = std::fs::remove_file(&probe);
+            self.job_dir = Some(dir);
+        }
+        if let Some(s) = &self.spec.restore {
+            info!(
+                "Starting job {} from savepoint {} ({})",
+                self.job_id,
+                s.dir.display(),
+                if s.metadata.kind == SnapshotKind::Savepoint { "savepoint" } else { "retained checkpoint" }
+            );
+            info!("Reset the checkpoint ID of job {} to {}.", self.job_id, s.metadata.checkpoint_id + 1);
+        }
+        info!("Using restart back off time strategy {} for {} ({}).", self.spec.restart, self.name(), self.job_id);
+        let mut backoff = self.spec.restart.backoff();
+        let mut attempt: u32 = 0;
+        let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
+        self.transition(JobStatus::Running);
+        let final_outcome = loop {
+            if let Some(snap) = &self.restore_point {
+                info!(
+                    "Restoring job {} from Checkpoint {} @ {} for {} located at {}.",
+                    self.job_id,
+                    snap.metadata.checkpoint_id,
+                    snap.metadata.timestamp_ms,
+                    self.job_id,
+                    snap.dir.display()
+                );
+            } else if attempt > 0 {
+                info!("No checkpoint found during restore.");
+            }
+            let start_epoch = self.coordinator.next_id();
+            let exec = LocalExecutor::start(Arc::clone(&plan), attempt, self.restore_point.clone(), start_epoch, tx.clone());
+            let outcome = self.supervise(&exec, &rx, attempt);
+            exec.shutdown();
+            let aborts = self.coordinator.stop("Checkpoint was aborted due to a job failover or the end of the job.");
+            self.perform(aborts, None);
+            match outcome {
+                Outcome::Failed { task, error } => {
+                    warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
+                    backoff.notify_failure(Instant::now());
+                    if backoff.can_restart() && !CANCEL_REQUESTED.load(Ordering::SeqCst) {
+                        self.transition(JobStatus::Restarting);
+                        let delay = backoff.backoff_time();
+                        if self.sleep_unless_cancelled(delay) {
+                            break Outcome::Canceled;
+                        }
+                        self.restore_point =
+                            self.completed.values().next_back().map(|c| Arc::clone(&c.snapshot)).or(self.spec.restore.clone());
+                        attempt += 1;
+                        self.transition(JobStatus::Running);
+                        continue;
+                    }
+                    if CANCEL_REQUESTED.load(Ordering::SeqCst) {
+                        break Outcome::Canceled;
+                    }
+                    break Outcome::Failed {
+                        task,
+                        error: format!("Recovery is suppressed by {backoff}; last failure: {error}"),
+                    };
+                }
+                other => break other,
+            }
+        };
+        let restarts = attempt;
+        match final_outcome {
+            Outcome::Finished => {
+                self.transition(JobStatus::Finished);
+                self.apply_retention(JobStatus::Finished);
+                Ok(self.result(JobStatus::Finished, started, restarts))
+            }
+            Outcome::Canceled => {
+                self.transition(JobStatus::Cancelling);
+                self.transition(JobStatus::Canceled);
+                self.apply_retention(JobStatus::Canceled);
+                Ok(self.result(JobStatus::Canceled, started, restarts))
+            }
+            Outcome::Failed { task: _, error: err } => {
+                error!("org.apache.flink.runtime.JobException: {err}");
+                self.transition(JobStatus::Failing);
+                self.transition(JobStatus::Failed);
+                self.apply_retention(JobStatus::Failed);
+                Err(crate::anyhow!("Job {} ({}) FAILED: {err}", self.name(), self.job_id))
+            }
+        }
+    }
+
+    fn result(&self, status: JobStatus, started: Instant, restarts: u32) -> JobExecutionResult {
+        JobExecutionResult {
+            job_id: self.job_id.clone(),
+            status,
+            net_runtime: started.elapsed(),
+            restarts,
+            checkpoints: self.durations.len() as u64,
+            checkpoint_durations: self.durations.clone(),
+        }
+    }
+
+    /// Sleeps for the restart delay; true when a cancel arrived meanwhile.
+    fn sleep_unless_cancelled(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if CANCEL_REQUESTED.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+        }
+        CANCEL_REQUESTED.load(Ordering::SeqCst)
+    }
+
+    fn supervise(&mut self, exec: &LocalExecutor, rx: &crossbeam_channel::Receiver<FromExecutor>, attempt: u32) -> Outcome {
+        loop {
+            if CANCEL_REQUESTED.load(Ordering::SeqCst) {
+                return Outcome::Canceled;
+            }
+            let now = Instant::now();
+            let actions = self.coordinator.tick(now);
+            if let Some(o) = self.perform(actions, Some(exec)) {
+                return o;
+            }
+            let wait = self
+                .coordinator
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
+            let ev = match rx.recv_timeout(wait) {
+                Ok(ev) => ev,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Outcome::Failed { task: "executor".into(), error: "executor channel closed".into() }
+                }
+            };
+            if ev.attempt() != attempt {
+                continue; // fenced: a message from an earlier attempt
+            }
+            let actions = match ev {
+                FromExecutor::Running { tasks, .. } => {
+                    for o in &self.spec.plan.operators {
+                        if o.state == StateKind::Source {
+                            info!(
+                                "{} (attempt #{attempt}) switched from INITIALIZING to RUNNING.",
+                                self.spec.plan.vertex_name(self.spec.plan.operators.iter().position(|x| x.uid == o.uid).unwrap_or(0))
+                            );
+                        }
+                    }
+                    self.coordinator.start(tasks, Instant::now());
+                    Vec::new()
+                }
+                FromExecutor::Ack { checkpoint_id, task, state, .. } => {
+                    self.coordinator.acknowledge(checkpoint_id, task, state, Instant::now())
+                }
+                FromExecutor::Decline { checkpoint_id, task, reason, .. } => {
+                    warn!("Decline checkpoint {checkpoint_id} by task {task} of job {}: {reason}", self.job_id);
+                    self.coordinator.decline(checkpoint_id, &reason)
+                }
+                FromExecutor::Failed { task, error, .. } => return Outcome::Failed { task, error },
+                FromExecutor::Finished { .. } => return Outcome::Finished,
+            };
+            if let Some(o) = self.perform(actions, Some(exec)) {
+                return o;
+            }
+        }
+    }
+
+    fn chk_dir(&self, id: u64) -> Option<PathBuf> {
+        self.job_dir.as_ref().map(|d| d.join(checkpoint_dir_name(id)))
+    }
+
+    /// Carries out the coordinator's decisions. Returns an outcome when one ends the attempt.
+    fn perform(&mut self, actions: Vec<Action>, exec: Option<&LocalExecutor>) -> Option<Outcome> {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
+            match a {
+                Action::Trigger { id } => {
+                    let Some(dir) = self.chk_dir(id) else {
+                        queue.extend(self.coordinator.decline(id, "no checkpoint directory configured"));
+                        continue;
+                    };
+                    let ts = now_ms();
+                    self.trigger_ms.insert(id, ts);
+                    info!("Triggering checkpoint {id} (type=CheckpointType{{name='Checkpoint', sharingFilesStrategy=FORWARD_BACKWARD}}) @ {ts} for job {}.", self.job_id);
+                    match std::fs::create_dir(&dir) {
+                        Ok(()) => {
+                            if let Some(e) = exec {
+                                e.send(ToExecutor::TriggerCheckpoint { id, dir });
+                            }
+                        }
+                        Err(err) => {
+                            let reason = format!("cannot create checkpoint directory {}: {err}", dir.display());
+                            queue.extend(self.coordinator.decline(id, &reason));
+                        }
+                    }
+                }
+                Action::Finalize { id, acks, duration } => {
+                    let fin = Instant::now();
+                    match self.finalize(id, acks) {
+                        Ok((size, completed)) => {
+                            info!(
+                                "Completed checkpoint {id} for job {} ({size} bytes, checkpointDuration={} ms, finalizationTime={} ms).",
+                                self.job_id,
+                                duration.as_millis() + fin.elapsed().as_millis(),
+                                fin.elapsed().as_millis()
+                            );
+                            self.durations.push(duration + fin.elapsed());
+                            self.completed.insert(id, completed);
+                            if let Some(e) = exec {
+                                e.send(ToExecutor::CheckpointComplete { id });
+                            }
+                            queue.extend(self.coordinator.finalized(id, Instant::now()));
+                        }
+                        Err(err) => {
+                            let reason = format!("Failure to finalize checkpoint: {err:#}");
+                            queue.extend(self.coordinator.finalize_failed(id, &reason));
+                        }
+                    }
+                }
+                Action::Abort { id, reason } => {
+                    if reason.contains("expired") {
+                        warn!("Checkpoint {id} of job {} expired before completing.", self.job_id);
+                    } else {
+                        warn!("Checkpoint {id} of job {} failed: {reason}", self.job_id);
+                    }
+                    if let Some(dir) = self.chk_dir(id) {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
+                    if let Some(e) = exec {
+                        e.send(ToExecutor::CheckpointAborted { id });
+                    }
+                }
+                Action::Discard { id } => {
+                    if let Some(c) = self.completed.remove(&id) {
+                        remove_checkpoint(&c.dir);
+                    }
+                }
+                Action::FailJob { reason } => {
+                    return Some(Outcome::Failed { task: "Checkpoint Coordinator".into(), error: reason });
+                }
+            }
+        }
+        None
+    }
+
+    fn finalize(&self, id: u64, acks: BTreeMap<TaskId, StateHandle>) -> Result<(u64, Completed)> {
+        let dir = self.chk_dir(id).ok_or_else(|| crate::anyhow!("no checkpoint directory"))?;
+        let plan = &self.spec.plan;
+        let mut ops: Vec<OperatorState> = Vec::new();
+        for o in plan.operators.iter().filter(|o| o.state != StateKind::Stateless) {
+            let subtasks: Vec<SubtaskState> = acks
+                .iter()
+                .filter(|(t, _)| t.uid == o.uid)
+                .map(|(t, h)| SubtaskState { subtask: t.subtask, handle: h.clone() })
+                .collect();
+            ops.push(OperatorState {
+                uid: o.uid.clone(),
+                name: o.name.clone(),
+                kind: if o.state == StateKind::Source { OperatorKind::Source } else { OperatorKind::Keyed },
+                parallelism: o.parallelism,
+                max_parallelism: plan.max_parallelism,
+                subtasks,
+            });
+        }
+        let ts = self.trigger_ms.get(&id).copied().unwrap_or_else(now_ms);
+        let meta =
+            CheckpointMetadata::new(&self.job_id, &plan.job_name, id, SnapshotKind::Checkpoint, ts, plan.max_parallelism, ops);
+        let size = meta.state_size() + write_metadata(&dir, &meta)?;
+        let snapshot = Arc::new(LoadedSnapshot { dir: dir.clone(), metadata: meta });
+        Ok((size, Completed { id, dir, timestamp_ms: ts, snapshot }))
+    }
+
+    /// Deletes or keeps this job's checkpoints for a terminal state, per retention. The
+    /// snapshot the job was started from is never deleted: it belongs to the user.
+    fn apply_retention(&mut self, status: JobStatus) {
+        let keep = self.spec.checkpoint.retention.keeps_on(status);
+        if keep {
+            for c in self.completed.values() {
+                info!(
+                    "Retaining checkpoint {} ({} @ {}) of job {} ({}): {}",
+                    c.id,
+                    c.dir.display(),
+                    c.timestamp_ms,
+                    self.job_id,
+                    status,
+                    self.spec.checkpoint.retention.as_str()
+                );
+            }
+            return;
+        }
+        for c in std::mem::take(&mut self.completed).into_values() {
+            remove_checkpoint(&c.dir);
+        }
+        if let Some(d) = &self.job_dir {
+            // Only an empty job directory is removed: nothing else is ever deleted.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn remove_checkpoint(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            warn!("Could not discard checkpoint {}: {e}", dir.display());
+        }
+    }
+}

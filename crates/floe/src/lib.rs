@@ -1,0 +1,73 @@
+//! # Floe
+//!
+//! A stateful stream processor with Apache Flink's programming and operational model:
+//! a DataStream API, keyed state scoped to the current key, exactly-once checkpoints
+//! aligned by timely-dataflow's progress tracking, restart strategies counted as Flink
+//! counts them, and Flink's on-disk checkpoint layout.
+//!
+//! ```no_run
+//! use floe::prelude::*;
+//! use std::time::Duration;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     floe::exit_on_error(job())
+//! }
+//!
+//! fn job() -> floe::Result<()> {
+//!     let env = StreamEnv::from_args()?;
+//!     env.enable_checkpointing(Duration::from_secs(5));
+//!     env.set_restart_strategy(RestartStrategy::fixed_delay(3, Duration::from_secs(2)));
+//!     env.socket_text_stream("127.0.0.1", 9999)
+//!         .flat_map(|line: String, out: &mut Collector<String>| {
+//!             line.split(' ').for_each(|w| out.collect(w.to_string()))
+//!         })
+//!         .map(|w| (w, 1i64))
+//!         .key_by(|t| t.0.clone())
+//!         .sum(1)
+//!         .print();
+//!     env.execute("stream word count job")?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Layout: [`api`] is what job code uses; [`state`] holds keyed state and key groups;
+//! [`checkpoint`] decides checkpoints (pure logic) and defines the on-disk format;
+//! [`jobmanager`] owns coordination and restarts; [`runtime`] runs the dataflow on timely;
+//! [`connectors`] has sources and sinks; [`storage`] resolves checkpoint locations.
+
+pub mod api;
+pub mod checkpoint;
+pub mod config;
+pub mod connectors;
+pub mod jobmanager;
+pub mod logging;
+pub mod runtime;
+pub mod state;
+pub mod storage;
+
+pub use anyhow::{anyhow, bail, Context as _, Error};
+pub use api::env::{exit_on_error, JobExecutionResult, JobStatus, StreamEnv};
+
+/// Result type used by job code and user functions: any error is a task failure.
+pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
+
+/// Everything a job usually needs.
+pub mod prelude {
+    pub use crate::api::data::{Data, Key, Str};
+    pub use crate::api::env::{JobExecutionResult, JobStatus, StreamEnv};
+    pub use crate::api::functions::{
+        Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext, TaskInfo,
+    };
+    pub use crate::api::params::JobParams;
+    pub use crate::api::print::PrintFormat;
+    pub use crate::api::stream::{DataStream, KeyedStream};
+    pub use crate::checkpoint::config::{CheckpointingMode, ExternalizedCheckpointRetention};
+    pub use crate::connectors::collect::CollectHandle;
+    pub use crate::connectors::discard::CountHandle;
+    pub use crate::jobmanager::restart::RestartStrategy;
+    pub use crate::state::{
+        KeyedContext, ListState, ListStateDescriptor, MapState, MapStateDescriptor, ReducingState,
+        ReducingStateDescriptor, ValueState, ValueStateDescriptor, WithDefault,
+    };
+    pub use crate::{anyhow, bail, Result};
+}

@@ -1,0 +1,304 @@
+//! One execution attempt of a job: timely worker threads in this process.
+//!
+//! The executor is the task side of the job-manager/task protocol. It never decides
+//! anything about checkpoints or restarts; it runs tasks, forwards triggers to them and
+//! reports acknowledgements, failures and the end of input as [`FromExecutor`] messages.
+//!
+//! Teardown follows the trap measured in `timely-design.md`: a worker that fails sets a
+//! shared abort flag and unparks its peers; every worker then drops all of its dataflows
+//! before returning, so `timely::execute`'s trailing loop ends and no thread is left
+//! spinning or parked.
+
+use super::failure;
+use super::plan::{BuildCx, Plan, Polled};
+use super::protocol::{FromExecutor, ToExecutor};
+use super::snapshot::{SnapshotJob, SnapshotWriter};
+use super::time_of;
+use crate::checkpoint::metadata::{LoadedSnapshot, TaskId};
+use crossbeam_channel::Sender;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
+use timely::dataflow::ProbeHandle;
+
+/// State shared by the executor and all its worker threads for one attempt.
+pub struct ExecShared {
+    pub(crate) attempt: u32,
+    abort: AtomicBool,
+    failure: Mutex<Option<(String, String)>>,
+    trigger: AtomicU64,
+    pending: Mutex<BTreeMap<u64, PathBuf>>,
+    pub(crate) events: Sender<FromExecutor>,
+    threads: Mutex<Vec<Thread>>,
+    registered: Mutex<(u32, Vec<TaskId>)>,
+    pub(crate) snapshots: Mutex<Option<Sender<SnapshotJob>>>,
+}
+
+impl ExecShared {
+    /// True once any task failed or the attempt was cancelled.
+    #[inline]
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Records the first failure and stops every worker.
+    pub fn fail(&self, task: &str, error: String) {
+        {
+            let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            if f.is_none() {
+                *f = Some((task.to_string(), error));
+            }
+        }
+        self.cancel();
+    }
+
+    fn cancel(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    pub(crate) fn wake_all(&self) {
+        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            t.unpark();
+        }
+    }
+
+    /// Highest checkpoint id triggered in this attempt.
+    #[inline]
+    pub fn triggered(&self) -> u64 {
+        self.trigger.load(Ordering::Acquire)
+    }
+
+    /// Triggered checkpoints in `lo..=hi` that are still pending, with their directories.
+    pub(crate) fn pending_in(&self, lo: u64, hi: u64) -> Vec<(u64, PathBuf)> {
+        if lo > hi {
+            return Vec::new();
+        }
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).range(lo..=hi).map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    pub(crate) fn send(&self, ev: FromExecutor) {
+        let _ = self.events.send(ev);
+    }
+
+    pub(crate) fn snapshot(&self, job: SnapshotJob) {
+        if let Some(tx) = self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = tx.send(job);
+        }
+    }
+
+    fn register(&self, tasks: Vec<TaskId>, peers: u32) {
+        let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        r.0 += 1;
+        r.1.extend(tasks);
+        if r.0 == peers {
+            let mut all = std::mem::take(&mut r.1);
+            all.sort();
+            all.dedup();
+            self.send(FromExecutor::Running { attempt: self.attempt, tasks: all });
+        }
+    }
+}
+
+/// A running attempt. Dropping it without [`LocalExecutor::shutdown`] detaches the threads.
+pub struct LocalExecutor {
+    shared: Arc<ExecShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LocalExecutor {
+    /// Starts attempt `attempt` of `plan`, restoring from `restore` when given. Records of
+    /// the first epoch belong to checkpoint `start_epoch`.
+    pub fn start(
+        plan: Arc<Plan>,
+        attempt: u32,
+        restore: Option<Arc<LoadedSnapshot>>,
+        start_epoch: u64,
+        events: Sender<FromExecutor>,
+    ) -> Self {
+        failure::install_panic_hook();
+        let (writer, snap_tx) = SnapshotWriter::spawn(attempt, events.clone(), plan.max_parallelism);
+        let shared = Arc::new(ExecShared {
+            attempt,
+            abort: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            trigger: AtomicU64::new(start_epoch.saturating_sub(1)),
+            pending: Mutex::new(BTreeMap::new()),
+            events,
+            threads: Mutex::new(Vec::new()),
+            registered: Mutex::new((0, Vec::new())),
+            snapshots: Mutex::new(Some(snap_tx)),
+        });
+        let sh = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("floe-executor-{attempt}"))
+            .spawn(move || {
+                let peers = plan.parallelism as usize;
+                let sh2 = Arc::clone(&sh);
+                let config = timely::Config::process(peers);
+                let result = timely::execute(config, move |worker| {
+                    run_worker(worker, &plan, &sh2, restore.as_deref(), start_epoch);
+                });
+                match result {
+                    Ok(guards) => {
+                        for r in guards.join() {
+                            if let Err(e) = r {
+                                sh.fail("worker", e);
+                            }
+                        }
+                    }
+                    Err(e) => sh.fail("executor", format!("cannot start workers: {e}")),
+                }
+                // Workers are gone: stop the snapshot writer after it drained its queue.
+                sh.snapshots.lock().unwrap_or_else(|e| e.into_inner()).take();
+                writer.join();
+                let failure = sh.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match failure {
+                    Some((task, error)) if task != "cancel" => {
+                        sh.send(FromExecutor::Failed { attempt: sh.attempt, task, error })
+                    }
+                    Some(_) => {}
+                    None => sh.send(FromExecutor::Finished { attempt: sh.attempt }),
+                }
+            })
+            .expect("spawn executor thread");
+        LocalExecutor { shared, thread: Some(thread) }
+    }
+
+    /// Delivers a job-manager command.
+    pub fn send(&self, cmd: ToExecutor) {
+        match cmd {
+            ToExecutor::TriggerCheckpoint { id, dir } => {
+                self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, dir);
+                self.shared.trigger.fetch_max(id, Ordering::AcqRel);
+                self.shared.wake_all();
+            }
+            ToExecutor::CheckpointComplete { id } | ToExecutor::CheckpointAborted { id } => {
+                self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+            ToExecutor::Cancel => self.shared.fail("cancel", String::new()),
+        }
+    }
+
+    /// Cancels every task and waits until all worker threads have exited.
+    pub fn shutdown(mut self) {
+        self.send(ToExecutor::Cancel);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+enum Exit {
+    Finished,
+    Aborted,
+}
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    plan: &Plan,
+    shared: &Arc<ExecShared>,
+    restore: Option<&LoadedSnapshot>,
+    start_epoch: u64,
+) {
+    failure::enter_task_thread();
+    shared.threads.lock().unwrap_or_else(|e| e.into_inner()).push(std::thread::current());
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        worker_loop(worker, plan, shared, restore, start_epoch)
+    }));
+    match outcome {
+        Ok(Ok(Exit::Finished)) | Ok(Ok(Exit::Aborted)) => {}
+        Ok(Err(e)) => shared.fail(&failure::current_task(), format!("{e:#}")),
+        Err(_) => {
+            let msg = failure::take_panic_message().unwrap_or_else(|| "panicked".to_string());
+            shared.fail(&failure::current_task(), msg);
+        }
+    }
+    // Drop every dataflow so timely's trailing `step_or_park(None)` loop ends; a panic while
+    // dropping state poisoned by the first panic is contained here.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for id in worker.installed_dataflows() {
+            worker.drop_dataflow(id);
+        }
+    }));
+}
+
+/// How long an idle worker parks before re-checking for triggers it might have missed.
+const PARK: Duration = Duration::from_millis(200);
+
+fn worker_loop(
+    worker: &mut timely::worker::Worker,
+    plan: &Plan,
+    shared: &Arc<ExecShared>,
+    restore: Option<&LoadedSnapshot>,
+    start_epoch: u64,
+) -> crate::Result<Exit> {
+    let index = worker.index() as u32;
+    let peers = worker.peers() as u32;
+    let probe = ProbeHandle::new();
+    let mut drivers = Vec::new();
+    worker.dataflow::<super::Time, _, _>(|scope| -> crate::Result<()> {
+        let mut cx = BuildCx {
+            scope,
+            plan,
+            worker: index,
+            peers,
+            attempt: shared.attempt,
+            shared,
+            restore,
+            start_epoch,
+            probe: &probe,
+            drivers: &mut drivers,
+        };
+        for t in &plan.terminals {
+            t.build(&mut cx)?;
+        }
+        Ok(())
+    })?;
+    let tasks: Vec<TaskId> =
+        plan.checkpointed_tasks().into_iter().filter(|t| t.subtask % peers == index).collect();
+    shared.register(tasks, peers);
+
+    let _ = time_of; // timestamps are produced by the source drivers
+    let mut last_trigger = start_epoch.saturating_sub(1);
+    loop {
+        if shared.aborted() {
+            return Ok(Exit::Aborted);
+        }
+        let trig = shared.triggered();
+        if trig > last_trigger {
+            for d in drivers.iter_mut() {
+                failure::set_current_task(d.task_name());
+                d.on_trigger(trig, shared)?;
+            }
+            last_trigger = trig;
+        }
+        let mut busy = false;
+        let mut all_done = true;
+        for d in drivers.iter_mut() {
+            failure::set_current_task(d.task_name());
+            match d.poll(&probe)? {
+                Polled::Emitted => {
+                    busy = true;
+                    all_done = false;
+                }
+                Polled::Blocked => {
+                    busy = true;
+                    all_done = false;
+                }
+                Polled::Idle => all_done = false,
+                Polled::Finished => {}
+            }
+        }
+        if all_done && probe.done() {
+            return Ok(Exit::Finished);
+        }
+        if shared.aborted() {
+            return Ok(Exit::Aborted);
+        }
+        worker.step_or_park(if busy { Some(Duration::ZERO) } else { Some(PARK) });
+    }
+}

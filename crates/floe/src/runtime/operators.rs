@@ -1,0 +1,243 @@
+//! Stateless operators, sinks, and the built-in keyed aggregations.
+//!
+//! Every operator works a whole batch at a time: user functions are called directly in a
+//! loop over the batch (no dynamic dispatch per record) and the results are handed
+//! downstream as one container.
+
+use super::failure;
+use super::keyed::KeyedLogic;
+use super::plan::BuildCx;
+use super::Time;
+use crate::api::data::{Data, Key};
+use crate::api::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext};
+use crate::api::tuple::Fields;
+use crate::connectors::Sink;
+use crate::state::{KeyedContext, ValueState, ValueStateDescriptor};
+use crate::Result;
+use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::StreamVec;
+
+/// A stateless batch transformation: `input` in, results appended to `out`.
+pub(crate) trait BatchFn<T, U>: 'static {
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()>;
+    fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<U>) -> Result<()>;
+}
+
+pub(crate) struct MapBatch<F>(pub F);
+impl<T, U, F: MapFunction<T, U>> BatchFn<T, U> for MapBatch<F> {
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.0.open(ctx)
+    }
+    #[inline]
+    fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<U>) -> Result<()> {
+        out.reserve(input.len());
+        for v in input.drain(..) {
+            out.push(self.0.map(v)?);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct FlatMapBatch<F, U>(pub F, pub Collector<U>);
+impl<T, U: 'static, F: FlatMapFunction<T, U>> BatchFn<T, U> for FlatMapBatch<F, U> {
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.0.open(ctx)
+    }
+    #[inline]
+    fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<U>) -> Result<()> {
+        std::mem::swap(&mut self.1.buf, out);
+        let mut r = Ok(());
+        for v in input.drain(..) {
+            if let Err(e) = self.0.flat_map(v, &mut self.1) {
+                r = Err(e);
+                break;
+            }
+        }
+        std::mem::swap(&mut self.1.buf, out);
+        r
+    }
+}
+
+/// Instantiates a stateless operator on this worker. `open` runs first, on the worker.
+pub(crate) fn build_stateless<'s, T: Data, U: Data, B: BatchFn<T, U>>(
+    cx: &mut BuildCx<'s, '_>,
+    op: usize,
+    input: StreamVec<'s, Time, T>,
+    mut f: B,
+) -> Result<StreamVec<'s, Time, U>> {
+    let display = cx.task_display(op);
+    let info = cx.task_info(op);
+    failure::set_current_task(&display);
+    f.open(&mut RuntimeContext { info: &info, registry: None })
+        .map_err(|e| e.context(format!("open() of {display} failed")))?;
+    let shared = Arc::clone(cx.shared);
+    let name = cx.plan.operators[op].name.clone();
+    Ok(input.unary(Pipeline, &name, move |_, _| {
+        let mut failed = false;
+        let mut out: Vec<U> = Vec::new();
+        move |input, output| {
+            if failed {
+                input.for_each(|_, d| d.clear());
+                return;
+            }
+            failure::set_current_task(&display);
+            input.for_each(|cap, data| {
+                if failed {
+                    data.clear();
+                    return;
+                }
+                if let Err(e) = f.apply(data, &mut out) {
+                    failed = true;
+                    data.clear();
+                    out.clear();
+                    shared.fail(&display, format!("{e:#}"));
+                    return;
+                }
+                if !out.is_empty() {
+                    output.session(&cap).give_container(&mut out);
+                    out.clear();
+                }
+            });
+        }
+    }))
+}
+
+/// Keeps the records for which `pred` is true, in place.
+pub(crate) fn build_filter<'s, T: Data, P>(
+    cx: &mut BuildCx<'s, '_>,
+    op: usize,
+    input: StreamVec<'s, Time, T>,
+    mut pred: P,
+) -> StreamVec<'s, Time, T>
+where
+    P: FnMut(&T) -> bool + 'static,
+{
+    let name = cx.plan.operators[op].name.clone();
+    let display = cx.task_display(op);
+    input.unary(Pipeline, &name, move |_, _| {
+        move |input, output| {
+            failure::set_current_task(&display);
+            input.for_each(|cap, data| {
+                data.retain(&mut pred);
+                if !data.is_empty() {
+                    output.session(&cap).give_container(data);
+                }
+            });
+        }
+    })
+}
+
+/// Instantiates a sink and attaches the worker's probe after it.
+pub(crate) fn build_sink<T: Data>(
+    cx: &mut BuildCx<'_, '_>,
+    op: usize,
+    input: StreamVec<'_, Time, T>,
+    sink: &Arc<dyn Sink<T>>,
+) -> Result<()> {
+    let display = cx.task_display(op);
+    let info = cx.task_info(op);
+    let mut writer = sink.create(&info).map_err(|e| e.context(format!("cannot open {display}")))?;
+    let shared = Arc::clone(cx.shared);
+    let name = cx.plan.operators[op].name.clone();
+    let probe = cx.probe.clone();
+    input
+        .unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, &name, move |_, _| {
+            let mut failed = false;
+            move |input, _output| {
+                failure::set_current_task(&display);
+                input.for_each(|_cap, data| {
+                    if failed {
+                        data.clear();
+                        return;
+                    }
+                    if let Err(e) = writer.write_batch(data) {
+                        failed = true;
+                        shared.fail(&display, format!("{e:#}"));
+                    }
+                    data.clear();
+                });
+            }
+        })
+        .probe_with(&probe);
+    Ok(())
+}
+
+/// Flink's `sum(field)`: keeps the running tuple per key (the first record's other fields)
+/// and emits it after every update.
+#[derive(Clone)]
+pub(crate) struct SumLogic<T> {
+    pub field: usize,
+    pub state: ValueState<T>,
+}
+
+impl<K: Key, T: Data + Fields> KeyedLogic<K, T, T> for SumLogic<T> {
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.state = ValueStateDescriptor::<T>::new("aggregate").register(ctx)?;
+        Ok(())
+    }
+
+    #[inline]
+    fn process(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<T>) -> Result<()> {
+        let slot = ctx.current;
+        let t = ctx.registry.table_mut::<T>(self.state.id, slot)?;
+        match t.get_mut(slot) {
+            Some(acc) => {
+                acc.add_field(self.field, &value);
+                out.collect(acc.clone());
+            }
+            None => {
+                t.set(slot, Some(value.clone()));
+                out.collect(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Flink's `reduce`: folds every record of a key into the previous result and emits it.
+#[derive(Clone)]
+pub(crate) struct ReduceLogic<T, F> {
+    pub f: F,
+    pub state: ValueState<T>,
+}
+
+impl<K: Key, T: Data, F> KeyedLogic<K, T, T> for ReduceLogic<T, F>
+where
+    F: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
+{
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.state = ValueStateDescriptor::<T>::new("reduce").register(ctx)?;
+        Ok(())
+    }
+
+    #[inline]
+    fn process(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<T>) -> Result<()> {
+        let slot = ctx.current;
+        let t = ctx.registry.table_mut::<T>(self.state.id, slot)?;
+        let next = match t.get_mut(slot) {
+            Some(acc) => (self.f)(acc.clone(), value),
+            None => value,
+        };
+        out.collect(next.clone());
+        t.set(slot, Some(next));
+        Ok(())
+    }
+}
+
+/// A user's [`KeyedFlatMapFunction`].
+#[derive(Clone)]
+pub(crate) struct UserKeyed<F>(pub F);
+
+impl<K: Key, T: Data, U: Data, F: KeyedFlatMapFunction<K, T, U>> KeyedLogic<K, T, U> for UserKeyed<F> {
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.0.open(ctx)
+    }
+    #[inline]
+    fn process(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<U>) -> Result<()> {
+        self.0.flat_map(value, ctx, out)
+    }
+}

@@ -1,0 +1,94 @@
+//! Messages between the job manager and a task executor.
+//!
+//! The job manager never runs user code; it talks to the executor of the current attempt
+//! only through these messages. Every message from an executor carries its attempt number,
+//! and the job manager drops messages of any other attempt, so a task of an old attempt can
+//! never complete or commit a checkpoint of a new one.
+
+use crate::checkpoint::metadata::{StateHandle, TaskId};
+use std::path::PathBuf;
+
+/// Job manager → executor.
+#[derive(Debug, Clone)]
+pub enum ToExecutor {
+    /// Take checkpoint `id`; state files go into `dir` (`chk-<id>`, created by the job manager).
+    TriggerCheckpoint {
+        /// Checkpoint id.
+        id: u64,
+        /// Directory for this checkpoint's files.
+        dir: PathBuf,
+    },
+    /// Checkpoint `id` is complete (its `_metadata` is written).
+    CheckpointComplete {
+        /// Checkpoint id.
+        id: u64,
+    },
+    /// Checkpoint `id` was aborted; its directory is gone.
+    CheckpointAborted {
+        /// Checkpoint id.
+        id: u64,
+    },
+    /// Stop all tasks.
+    Cancel,
+}
+
+/// Executor → job manager.
+#[derive(Debug, Clone)]
+pub enum FromExecutor {
+    /// Every task of the attempt is deployed and running.
+    Running {
+        /// Attempt number.
+        attempt: u32,
+        /// Every task that acknowledges checkpoints.
+        tasks: Vec<TaskId>,
+    },
+    /// A task completed its part of checkpoint `checkpoint_id`.
+    Ack {
+        /// Attempt number.
+        attempt: u32,
+        /// Checkpoint id.
+        checkpoint_id: u64,
+        /// The task.
+        task: TaskId,
+        /// Where its state is.
+        state: StateHandle,
+    },
+    /// A task could not complete its part of a checkpoint.
+    Decline {
+        /// Attempt number.
+        attempt: u32,
+        /// Checkpoint id.
+        checkpoint_id: u64,
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: String,
+    },
+    /// A task failed: the attempt is over.
+    Failed {
+        /// Attempt number.
+        attempt: u32,
+        /// The failing task, as Flink names it, e.g. `Map (1/1)`.
+        task: String,
+        /// The error or panic message.
+        error: String,
+    },
+    /// All sources reached their end and all records were processed.
+    Finished {
+        /// Attempt number.
+        attempt: u32,
+    },
+}
+
+impl FromExecutor {
+    /// The attempt that sent the message.
+    pub fn attempt(&self) -> u32 {
+        match self {
+            FromExecutor::Running { attempt, .. }
+            | FromExecutor::Ack { attempt, .. }
+            | FromExecutor::Decline { attempt, .. }
+            | FromExecutor::Failed { attempt, .. }
+            | FromExecutor::Finished { attempt } => *attempt,
+        }
+    }
+}

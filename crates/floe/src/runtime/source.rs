@@ -1,0 +1,122 @@
+//! Drives one source instance on a worker: batching, backpressure, and the source's part
+//! of every checkpoint.
+
+use super::executor::ExecShared;
+use super::plan::{Polled, SourceDriver};
+use super::{time_of, Time};
+use crate::checkpoint::metadata::{StateHandle, TaskId};
+use crate::connectors::{SourceReader, SourceStatus};
+use crate::runtime::protocol::FromExecutor;
+use crate::Result;
+use std::collections::VecDeque;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
+
+/// Records per batch handed to the dataflow.
+pub(crate) const BATCH: usize = 4096;
+/// Batches that may be in flight (not yet through every sink) per source instance.
+pub(crate) const MAX_IN_FLIGHT: usize = 4;
+
+pub(crate) struct SourceRunner<T: crate::api::data::Data> {
+    pub task: TaskId,
+    pub name: String,
+    pub handle: Option<InputHandleVec<Time, T>>,
+    pub reader: Option<Box<dyn SourceReader<T>>>,
+    pub buf: Vec<T>,
+    pub epoch: u64,
+    pub seq: u64,
+    pub in_flight: VecDeque<Time>,
+    pub finished: bool,
+    pub final_position: Option<Vec<u8>>,
+    pub acked_upto: u64,
+}
+
+impl<T: crate::api::data::Data> SourceRunner<T> {
+    fn finish(&mut self) -> Result<()> {
+        if let Some(r) = self.reader.as_mut() {
+            self.final_position = Some(r.snapshot()?);
+        }
+        self.finished = true;
+        self.handle = None; // closing the input lets the frontier move past this source
+        Ok(())
+    }
+}
+
+impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
+    fn poll(&mut self, probe: &ProbeHandle<Time>) -> Result<Polled> {
+        if self.finished {
+            return Ok(Polled::Finished);
+        }
+        while let Some(t) = self.in_flight.front() {
+            if probe.less_equal(t) {
+                break;
+            }
+            self.in_flight.pop_front();
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            return Ok(Polled::Blocked);
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            self.finish()?;
+            return Ok(Polled::Finished);
+        };
+        let status = reader.poll_next(&mut self.buf, BATCH)?;
+        let emitted = !self.buf.is_empty();
+        if emitted {
+            let h = self.handle.as_mut().expect("open input");
+            h.send_batch(&mut self.buf);
+            self.buf.clear();
+            self.in_flight.push_back(time_of(self.epoch, self.seq));
+            self.seq += 1;
+            h.advance_to(time_of(self.epoch, self.seq));
+        }
+        match status {
+            SourceStatus::Finished => {
+                self.finish()?;
+                Ok(Polled::Finished)
+            }
+            SourceStatus::Ready => Ok(Polled::Emitted),
+            SourceStatus::Idle if emitted => Ok(Polled::Emitted),
+            SourceStatus::Idle => Ok(Polled::Idle),
+        }
+    }
+
+    fn on_trigger(&mut self, upto: u64, shared: &ExecShared) -> Result<()> {
+        let lo = self.epoch.max(self.acked_upto + 1);
+        if upto < lo {
+            return Ok(());
+        }
+        let targets = shared.pending_in(lo, upto);
+        if !targets.is_empty() {
+            let position = match (&mut self.reader, &self.final_position) {
+                (_, Some(p)) => p.clone(),
+                (Some(r), None) => r.snapshot()?,
+                (None, None) => Vec::new(),
+            };
+            for (id, _) in targets {
+                shared.send(FromExecutor::Ack {
+                    attempt: shared.attempt,
+                    checkpoint_id: id,
+                    task: self.task.clone(),
+                    state: StateHandle::Inline { data: position.clone() },
+                });
+            }
+        }
+        self.acked_upto = upto;
+        if !self.finished {
+            self.epoch = upto + 1;
+            self.seq = 0;
+            if let Some(h) = self.handle.as_mut() {
+                h.advance_to(time_of(self.epoch, 0));
+            }
+        }
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn task_name(&self) -> &str {
+        &self.name
+    }
+}
