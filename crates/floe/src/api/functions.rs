@@ -142,18 +142,3 @@ pub trait KeyedFlatMapFunction<K, T, U>: Clone + Send + Sync + 'static {
     /// Processes one record; `ctx` is scoped to the record's key.
     fn flat_map(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<U>) -> Result<()>;
 }
-
-/// Adapts a closure `FnMut(T, &mut KeyedContext<K>, &mut Collector<U>) -> Result<()>`
-/// into a [`KeyedFlatMapFunction`] that registers the given state descriptors' handles
-/// lazily; used by `KeyedStream::process`.
-#[derive(Clone)]
-pub(crate) struct KeyedClosure<F>(pub F);
-
-impl<K, T, U, F> KeyedFlatMapFunction<K, T, U> for KeyedClosure<F>
-where
-    F: FnMut(T, &mut KeyedContext<K>, &mut Collector<U>) -> Result<()> + Clone + Send + Sync + 'static,
-{
-    fn flat_map(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<U>) -> Result<()> {
-        (self.0)(value, ctx, out)
-    }
-}

@@ -6,7 +6,7 @@
 
 use super::data::{Data, Key};
 use super::env::StreamEnv;
-use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext};
+use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction};
 use super::print::{PrintFormat, PrintSink};
 use super::tuple::Fields;
 use crate::checkpoint::metadata::TaskId;
@@ -30,8 +30,8 @@ use timely::dataflow::{InputHandleVec, StreamVec};
 /// use floe::prelude::*;
 /// let env = StreamEnv::new();
 /// let out = env
-///     .from_collection(vec!["a b", "b"])
-///     .flat_map(|line: &str, out: &mut Collector<String>| line.split(' ').for_each(|w| out.collect(w.to_string())))
+///     .from_collection(vec!["a b".to_string(), "b".to_string()])
+///     .flat_map(|line: String, out: &mut Collector<String>| line.split(' ').for_each(|w| out.collect(w.to_string())))
 ///     .map(|w| (w, 1i64))
 ///     .key_by(|t| t.0.clone())
 ///     .sum(1)

@@ -89,8 +89,6 @@ pub(crate) trait SourceDriver {
     fn poll(&mut self, probe: &ProbeHandle<Time>) -> Result<Polled>;
     /// Checkpoints up to `upto` were triggered: record the position and move to the next epoch.
     fn on_trigger(&mut self, upto: u64, shared: &ExecShared) -> Result<()>;
-    /// True when the source has no more input.
-    fn finished(&self) -> bool;
     /// The source's task name.
     fn task_name(&self) -> &str;
 }

@@ -112,10 +112,6 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
         Ok(())
     }
 
-    fn finished(&self) -> bool {
-        self.finished
-    }
-
     fn task_name(&self) -> &str {
         &self.name
     }

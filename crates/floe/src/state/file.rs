@@ -66,7 +66,7 @@ where
     let f = File::create(path).with_context(|| format!("cannot create state file {}", path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 16, f);
     let mut pos: u64 = 0;
-    let mut put = |w: &mut BufWriter<File>, bytes: &[u8], pos: &mut u64| -> Result<()> {
+    let put = |w: &mut BufWriter<File>, bytes: &[u8], pos: &mut u64| -> Result<()> {
         w.write_all(bytes).with_context(|| format!("cannot write state file {}", path.display()))?;
         *pos += bytes.len() as u64;
         Ok(())

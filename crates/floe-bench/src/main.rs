@@ -1,0 +1,215 @@
+//! `floe-bench`: benchmarks of Floe that can be compared with the Apache Flink peer
+//! (`shared/peer/flink`).
+//!
+//! `floe-bench wordcount --words N --parallelism P` runs Flink's `ThroughputWordCount`
+//! pipeline, written with Floe's public API exactly as a user would write it, and prints
+//! its measurements; the last line is `key=value` pairs (see `docs/benchmarks.md`).
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use floe::prelude::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "floe-bench",
+    about = "Benchmarks of Floe, comparable with the Apache Flink peer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Flink's ThroughputWordCount: generated lines -> flatMap(split) -> map(fail on "error")
+    /// -> map((w,1)) -> keyBy(w) -> sum(1) -> counting discard sink, checkpointed.
+    Wordcount(WordcountArgs),
+}
+
+#[derive(clap::Args)]
+struct WordcountArgs {
+    /// Number of input words (underscores allowed: 100_000_000).
+    #[arg(long, value_parser = parse_count)]
+    words: u64,
+    /// Parallelism of every operator.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    parallelism: u32,
+    /// Checkpoint directory (kept afterwards). Default: a fresh directory under the
+    /// system temp dir, removed when the run ends.
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Checkpoint interval in milliseconds (exactly-once).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    interval_ms: u64,
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    s.replace('_', "")
+        .parse::<u64>()
+        .map_err(|e| format!("'{s}' is not a word count: {e}"))
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Wordcount(a) => wordcount(a),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("floe-bench: error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Removes a directory when dropped (also on error paths).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
+    let load1_before = load1();
+    let (ckpt_dir, _cleanup) = match &a.checkpoint_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .subsec_nanos();
+            let d =
+                std::env::temp_dir().join(format!("floe-bench-{}-{nanos:08x}", std::process::id()));
+            (d.clone(), Some(TempDir(d)))
+        }
+    };
+    std::fs::create_dir_all(&ckpt_dir)
+        .with_context(|| format!("cannot create checkpoint directory {}", ckpt_dir.display()))?;
+    let ckpt_str = ckpt_dir
+        .to_str()
+        .context("checkpoint directory is not valid UTF-8")?;
+
+    // The job, as a user writes it (same pipeline as peer.ThroughputWordCount).
+    let env = StreamEnv::new();
+    env.set_parallelism(a.parallelism);
+    env.enable_checkpointing(Duration::from_millis(a.interval_ms));
+    env.set_checkpoint_storage(ckpt_str);
+    let sink = env
+        .generate_word_lines(a.words)
+        .flat_map(|line: String, out: &mut Collector<Str>| {
+            for w in line.split(' ') {
+                if !w.is_empty() {
+                    out.collect(Str::from(w));
+                }
+            }
+        })
+        .try_map(|w: Str| {
+            if w == "error" {
+                floe::bail!("poison word 'error'");
+            }
+            Ok(w)
+        })
+        .map(|w: Str| (w, 1i64))
+        .key_by(|t: &(Str, i64)| t.0.clone())
+        .sum(1)
+        .discard();
+
+    println!(
+        "floe wordcount: words={} parallelism={} checkpoint_interval_ms={} checkpoint_dir={}",
+        a.words,
+        a.parallelism,
+        a.interval_ms,
+        ckpt_dir.display()
+    );
+    let t0 = Instant::now();
+    let result = env.execute("ThroughputWordCount").context("job failed")?;
+    let elapsed = t0.elapsed().as_secs_f64();
+
+    let usage = rusage();
+    let cpu_s = usage.cpu_s;
+    let sink_records = sink.get();
+    let mut durs: Vec<f64> = result
+        .checkpoint_durations
+        .iter()
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    durs.sort_by(f64::total_cmp);
+    let (median, max) = if durs.is_empty() {
+        ("-".to_string(), "-".to_string())
+    } else {
+        let m = if durs.len() % 2 == 1 {
+            durs[durs.len() / 2]
+        } else {
+            (durs[durs.len() / 2 - 1] + durs[durs.len() / 2]) / 2.0
+        };
+        (format!("{m:.0}"), format!("{:.0}", durs[durs.len() - 1]))
+    };
+    let words_per_s = a.words as f64 / elapsed;
+    let words_per_cpu_s = a.words as f64 / cpu_s.max(1e-9);
+
+    println!(
+        "job {} {} in {:.3} s (net runtime {:.3} s), {} restarts",
+        result.job_id,
+        result.status,
+        elapsed,
+        result.net_runtime.as_secs_f64(),
+        result.restarts
+    );
+    println!("throughput: {words_per_s:.0} words/s wall, {words_per_cpu_s:.0} words per CPU-second ({cpu_s:.2} CPU-s)");
+    println!(
+        "checkpoints: {} completed, duration median {median} ms, max {max} ms; peak RSS {:.1} MiB",
+        result.checkpoints, usage.peak_rss_mb
+    );
+    println!(
+        "engine=floe words={} parallelism={} elapsed_s={elapsed:.3} words_per_s={words_per_s:.0} \
+         net_runtime_s={:.3} cpu_s={cpu_s:.2} words_per_cpu_s={words_per_cpu_s:.0} peak_rss_mb={:.1} \
+         checkpoints={} ckpt_ms_median={median} ckpt_ms_max={max} restarts={} sink_records={sink_records} \
+         load1_before={load1_before}",
+        a.words,
+        a.parallelism,
+        result.net_runtime.as_secs_f64(),
+        usage.peak_rss_mb,
+        result.checkpoints,
+        result.restarts,
+    );
+    if sink_records != a.words {
+        bail!("sink record count {sink_records} != input words {}: the job lost or duplicated records", a.words);
+    }
+    Ok(())
+}
+
+struct Usage {
+    cpu_s: f64,
+    peak_rss_mb: f64,
+}
+
+/// CPU time (user + system) and peak RSS of this process so far.
+fn rusage() -> Usage {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return Usage {
+            cpu_s: f64::NAN,
+            peak_rss_mb: f64::NAN,
+        };
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Usage {
+        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
+        // ru_maxrss is in KiB on Linux.
+        peak_rss_mb: ru.ru_maxrss as f64 / 1024.0,
+    }
+}
+
+/// The 1-minute load average before the run, as bench.sh records it.
+fn load1() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "-".into())
+}

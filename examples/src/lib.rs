@@ -1,0 +1,1 @@
+//! Runnable Floe jobs: see `src/bin`.

@@ -1,0 +1,53 @@
+//! Seed 003 end to end: keyed averages from a ValueState with a default, across a restart
+//! caused by a bad record, and across a restart of the job from its retained checkpoint.
+
+mod common;
+use common::*;
+
+#[test]
+fn averages_continue_across_restarts() {
+    let ck = tempfile::tempdir().unwrap();
+    let ckp = ck.path().to_str().unwrap().to_string();
+    let server = LineServer::start();
+    let port = server.port.to_string();
+    let args = ["--host", "127.0.0.1", "--port", &port, "--checkpoint-dir", &ckp];
+    let mut job = Job::start("count_window_average", &args);
+    let job_id = job.job_id();
+    server.wait_connections(1, T);
+    server.send("1 3");
+    server.send("1 5");
+    server.send("2 4");
+    job.expect_stdout(&["(1,4)"], T);
+    job.wait_next_checkpoint(T);
+    // A malformed record fails the task with a message naming it; the default restart
+    // strategy (exponential delay) restores the last checkpoint, where key 2 has (1, 4).
+    let mark = job.stderr_len();
+    server.send("x 7");
+    job.wait_stderr("invalid record 'x 7': first field 'x' is not an unsigned integer", mark, T);
+    job.wait_stderr("Restoring job", mark, T);
+    server.wait_connections(2, T);
+    server.send("2 6");
+    server.send("1 10");
+    job.expect_stdout(&["(1,4)", "(2,5)"], T);
+    job.wait_next_checkpoint(T);
+
+    // Cancel; RETAIN_ON_CANCELLATION keeps the checkpoint, which holds key 1 = (1, 10).
+    assert!(job.terminate().success());
+    let chks = checkpoints(ck.path(), &job_id);
+    assert_eq!(chks.len(), 1);
+    let chk = chks[0].1.join("_metadata");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&chk).unwrap()).unwrap();
+    assert_eq!(meta["kind"], "checkpoint");
+    assert!(meta["operators"].as_array().unwrap().iter().any(|o| o["uid"] == "count-window-average"));
+
+    // Restart from the _metadata file itself.
+    let chk_s = chk.to_str().unwrap().to_string();
+    let mut args2 = vec!["-s", &chk_s];
+    args2.extend_from_slice(&args);
+    let job2 = Job::start("count_window_average", &args2);
+    server.wait_connections(3, T);
+    server.send("1 20");
+    server.send("3 1");
+    server.send("3 2");
+    job2.expect_stdout(&["(1,15)", "(3,1)"], T);
+}
