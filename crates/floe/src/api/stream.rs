@@ -291,6 +291,7 @@ impl<T: Data> Node<T> for SourceNode<T> {
             epoch: cx.start_epoch,
             seq: 0,
             in_flight: Default::default(),
+            batch_size: 64,
             finished: false,
             final_position: None,
             acked_upto: cx.start_epoch.saturating_sub(1),

@@ -33,6 +33,8 @@ struct CollectionReader<T> {
 
 impl<T: Clone> SourceReader<T> for CollectionReader<T> {
     fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus> {
+        // A restored position past the end (a shorter collection) means nothing is left.
+        self.next = self.next.min(self.items.len());
         let end = (self.next + max).min(self.items.len());
         out.extend_from_slice(&self.items[self.next..end]);
         self.next = end;

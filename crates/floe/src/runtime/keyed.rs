@@ -101,6 +101,7 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
         let mut out = Collector::default();
         let mut enc = KeyEncoder::default();
         let mut failed = false;
+        let shared_abort = Arc::clone(&shared);
         move |(input, frontier), output| {
             if failed || shared.aborted() {
                 failed = true;
@@ -119,6 +120,11 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
             >|
              -> Result<()> {
                 for r in batch.drain(..) {
+                    // Stop promptly when another task failed: a slow function must not
+                    // hold up the teardown for the rest of its batch.
+                    if shared_abort.aborted() {
+                        return Ok(());
+                    }
                     ctx.set_current(r.hash, r.key);
                     logic.process(r.value, ctx, &mut out)?;
                 }

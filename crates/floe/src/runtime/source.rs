@@ -11,8 +11,14 @@ use crate::Result;
 use std::collections::VecDeque;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
-/// Records per batch handed to the dataflow.
+/// Most records per batch handed to the dataflow.
 pub(crate) const BATCH: usize = 4096;
+/// Fewest records per batch.
+const MIN_BATCH: usize = 8;
+/// A batch that takes longer than this to pass every sink halves the batch size; one that
+/// takes less than a fifth of it doubles the size. Checkpoint barriers wait for the batches
+/// in flight, so this keeps alignment short for slow pipelines and batches large for fast ones.
+const TARGET_BATCH_LATENCY: std::time::Duration = std::time::Duration::from_millis(25);
 /// Batches that may be in flight (not yet through every sink) per source instance.
 pub(crate) const MAX_IN_FLIGHT: usize = 4;
 
@@ -24,7 +30,8 @@ pub(crate) struct SourceRunner<T: crate::api::data::Data> {
     pub buf: Vec<T>,
     pub epoch: u64,
     pub seq: u64,
-    pub in_flight: VecDeque<Time>,
+    pub in_flight: VecDeque<(Time, std::time::Instant)>,
+    pub batch_size: usize,
     pub finished: bool,
     pub final_position: Option<Vec<u8>>,
     pub acked_upto: u64,
@@ -46,9 +53,15 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
         if self.finished {
             return Ok(Polled::Finished);
         }
-        while let Some(t) = self.in_flight.front() {
+        while let Some((t, sent)) = self.in_flight.front() {
             if probe.less_equal(t) {
                 break;
+            }
+            let latency = sent.elapsed();
+            if latency > TARGET_BATCH_LATENCY {
+                self.batch_size = (self.batch_size / 2).max(MIN_BATCH);
+            } else if latency < TARGET_BATCH_LATENCY / 5 {
+                self.batch_size = (self.batch_size * 2).min(BATCH);
             }
             self.in_flight.pop_front();
         }
@@ -59,13 +72,13 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             self.finish()?;
             return Ok(Polled::Finished);
         };
-        let status = reader.poll_next(&mut self.buf, BATCH)?;
+        let status = reader.poll_next(&mut self.buf, self.batch_size)?;
         let emitted = !self.buf.is_empty();
         if emitted {
             let h = self.handle.as_mut().expect("open input");
             h.send_batch(&mut self.buf);
             self.buf.clear();
-            self.in_flight.push_back(time_of(self.epoch, self.seq));
+            self.in_flight.push_back((time_of(self.epoch, self.seq), std::time::Instant::now()));
             self.seq += 1;
             h.advance_to(time_of(self.epoch, self.seq));
         }
