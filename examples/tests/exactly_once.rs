@@ -38,7 +38,7 @@ fn run(seed: u64, parallelism: u32) {
     points.sort();
     let points = Arc::new(points);
     let seen = Arc::new(AtomicU64::new(0));
-    let use_panic = seed % 2 == 0;
+    let use_panic = seed.is_multiple_of(2);
 
     let env = StreamEnv::new();
     env.set_parallelism(parallelism);

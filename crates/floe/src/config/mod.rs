@@ -868,7 +868,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0 ms".to_string();
     }
     for &(unit, label) in UNITS {
-        if nanos % unit == 0 {
+        if nanos.is_multiple_of(unit) {
             return format!("{} {label}", nanos / unit);
         }
     }

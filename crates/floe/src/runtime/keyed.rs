@@ -39,6 +39,9 @@ pub struct KeyedRecord<K, T> {
     pub value: T,
 }
 
+/// Batches of a later epoch held back until the frontier reaches it, with their capabilities.
+type HeldBatches<K, T> = Vec<(Capability<Time>, Vec<KeyedRecord<K, T>>)>;
+
 /// The per-record logic of a keyed operator.
 pub(crate) trait KeyedLogic<K, T, U>: Clone + Send + Sync + 'static {
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()>;
@@ -97,7 +100,7 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
     });
     Ok(input.unary_frontier(pact, &name, move |_cap, _info| {
         let mut cur = start_epoch;
-        let mut held: BTreeMap<u64, Vec<(Capability<Time>, Vec<KeyedRecord<K, T>>)>> = BTreeMap::new();
+        let mut held: BTreeMap<u64, HeldBatches<K, T>> = BTreeMap::new();
         let mut out = Collector::default();
         let mut enc = KeyEncoder::default();
         let mut failed = false;

@@ -25,10 +25,15 @@ pub(crate) struct SnapshotJob {
     pub targets: Vec<(u64, PathBuf)>,
 }
 
+/// Values of every state for one key, in the image's state-name order.
+type Values = Vec<Option<Vec<u8>>>;
+/// One key group's entries, borrowed from the image for writing.
+type Group<'a> = (u32, Vec<(&'a [u8], &'a [Option<Vec<u8>>])>);
+
 #[derive(Default)]
 struct Image {
     names: Vec<String>,
-    entries: BTreeMap<(u32, Vec<u8>), Vec<Option<Vec<u8>>>>,
+    entries: BTreeMap<(u32, Vec<u8>), Values>,
 }
 
 impl Image {
@@ -61,8 +66,8 @@ impl Image {
         }
     }
 
-    fn groups(&self) -> Vec<(u32, Vec<(&[u8], &[Option<Vec<u8>>])>)> {
-        let mut out: Vec<(u32, Vec<(&[u8], &[Option<Vec<u8>>])>)> = Vec::new();
+    fn groups(&self) -> Vec<Group<'_>> {
+        let mut out: Vec<Group<'_>> = Vec::new();
         for ((kg, key), vals) in &self.entries {
             match out.last_mut() {
                 Some((g, v)) if g == kg => v.push((key.as_slice(), vals.as_slice())),

@@ -185,16 +185,16 @@ mod tests {
         let p = dir.path().join("s");
         let header = StateFileHeader { state_names: vec!["count".into()], max_parallelism: 128 };
         let k1 = b"k1".to_vec();
-        let v1 = vec![Some(vec![1u8, 2])];
+        let v1 = [Some(vec![1u8, 2])];
         let k2 = b"k2".to_vec();
-        let v2 = vec![None];
+        let v2 = [None];
         let groups = vec![(3u32, vec![(&k1[..], &v1[..])]), (77u32, vec![(&k2[..], &v2[..])])];
         let w = write_state_file(&p, &header, groups).unwrap();
         assert_eq!(w.entries, 2);
         let mut r = StateFileReader::open(&p).unwrap();
         assert_eq!(r.index.len(), 2);
         let e = r.index[1].clone();
-        assert_eq!(r.read_block(&e).unwrap(), vec![(k2.clone(), v2.clone())]);
+        assert_eq!(r.read_block(&e).unwrap(), vec![(k2.clone(), v2.to_vec())]);
 
         // Flip one byte inside the first block.
         let mut bytes = std::fs::read(&p).unwrap();

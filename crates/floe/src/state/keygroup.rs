@@ -78,7 +78,7 @@ impl KeyGroupRange {
 /// ```
 pub fn key_group_range_for_subtask(max_parallelism: u32, parallelism: u32, subtask: u32) -> KeyGroupRange {
     let (m, p, i) = (max_parallelism as u64, parallelism as u64, subtask as u64);
-    KeyGroupRange { start: ((i * m + p - 1) / p) as u32, end: (((i + 1) * m - 1) / p) as u32 }
+    KeyGroupRange { start: (i * m).div_ceil(p) as u32, end: (((i + 1) * m - 1) / p) as u32 }
 }
 
 /// Serializes keys into a reused buffer and hashes them, without allocating per key.
