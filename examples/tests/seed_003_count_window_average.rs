@@ -51,3 +51,26 @@ fn averages_continue_across_restarts() {
     server.send("3 2");
     job2.expect_stdout(&["(1,15)", "(3,1)"], T);
 }
+
+#[test]
+fn print_prefixes_subtask_with_parallelism_2() {
+    let server = LineServer::start();
+    let port = server.port.to_string();
+    let mut job = Job::start("count_window_average", &["-p", "2", "--port", &port]);
+    server.wait_connections(1, T);
+    for l in ["1 2", "1 4", "2 2", "2 8", "3 1", "3 3", "4 0", "4 10"] {
+        server.send(l);
+    }
+    let deadline = std::time::Instant::now() + T;
+    while job.stdout().len() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut out = job.stdout();
+    out.sort();
+    // Each key is printed by the subtask that owns its key group, as "N> (key,avg)".
+    let mut bare: Vec<String> = out.iter().map(|l| l.split_once("> ").unwrap().1.to_string()).collect();
+    bare.sort();
+    assert_eq!(bare, vec!["(1,3)", "(2,5)", "(3,2)", "(4,5)"], "{out:?}");
+    assert!(out.iter().all(|l| l.starts_with("1> ") || l.starts_with("2> ")), "{out:?}");
+    assert!(job.terminate().success());
+}
