@@ -268,7 +268,14 @@ impl StreamEnv {
         let op = self.add_operator(&name, StateKind::Source, Some(chain));
         let limit = source.max_parallelism();
         self.inner.borrow_mut().operators[op].parallelism = limit.unwrap_or(0);
-        DataStream { env: self.clone(), node: Arc::new(SourceNode { op, source: Arc::new(source) }), op, chain }
+        let source: Arc<dyn Source<T>> = Arc::new(source);
+        DataStream {
+            env: self.clone(),
+            node: Arc::new(SourceNode { op, source: Arc::clone(&source) }),
+            op,
+            chain,
+            source: Some(super::stream::SourceChain { op, source }),
+        }
     }
 
     /// Lines from a TCP server, like Flink's `socketTextStream` (parallelism 1).

@@ -6,13 +6,14 @@
 
 use super::data::{Data, Key};
 use super::env::StreamEnv;
-use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction};
+use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext};
 use super::print::{PrintFormat, PrintSink};
 use super::tuple::Fields;
 use crate::checkpoint::metadata::TaskId;
 use crate::connectors::collect::{CollectHandle, CollectSink};
 use crate::connectors::discard::{CountHandle, DiscardSink};
-use crate::connectors::{Sink, Source, SourceContext, SourceWaker};
+use crate::connectors::{Sink, Source, SourceContext, SourceReader, SourceStatus, SourceWaker};
+use crate::state::keygroup::KeyEncoder;
 use crate::runtime::keyed::{build_keyed, key_records, KeyedLogic, KeyedRecord};
 use crate::runtime::operators::{
     build_filter, build_sink, build_stateless, BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, UserKeyed,
@@ -46,6 +47,22 @@ pub struct DataStream<T: Data> {
     pub(crate) node: Arc<dyn Node<T>>,
     pub(crate) op: usize,
     pub(crate) chain: usize,
+    /// Set while the stream is a source followed only by stateless operators: further
+    /// stateless operators (and the key extraction of `key_by`) are chained into the
+    /// source and run in its batch loop, before any exchange (Flink's operator chaining).
+    pub(crate) source: Option<SourceChain<T>>,
+}
+
+/// A source with the stateless operators chained to it.
+pub(crate) struct SourceChain<T> {
+    pub op: usize,
+    pub source: Arc<dyn Source<T>>,
+}
+
+impl<T> Clone for SourceChain<T> {
+    fn clone(&self) -> Self {
+        SourceChain { op: self.op, source: Arc::clone(&self.source) }
+    }
 }
 
 /// A stream partitioned by key: every record of a key goes to the subtask that owns the
@@ -57,7 +74,29 @@ pub struct KeyedStream<K: Key, T: Data> {
 
 impl<T: Data> DataStream<T> {
     fn then<U: Data>(&self, node: Arc<dyn Node<U>>, op: usize, chain: usize) -> DataStream<U> {
-        DataStream { env: self.env.clone(), node, op, chain }
+        DataStream { env: self.env.clone(), node, op, chain, source: None }
+    }
+
+    /// Adds a stateless operator: chained into the source when the stream is still a
+    /// source chain, otherwise as its own operator.
+    fn stateless<U: Data, B, M>(self, name: &str, make: M) -> DataStream<U>
+    where
+        B: BatchFn<T, U>,
+        M: Fn() -> B + Send + Sync + 'static,
+    {
+        let op = self.env.add_operator(name, StateKind::Stateless, Some(self.chain));
+        let chain = self.chain;
+        match &self.source {
+            Some(sc) => {
+                let source: Arc<dyn Source<U>> = Arc::new(ChainedSource { inner: Arc::clone(&sc.source), make });
+                let node = Arc::new(SourceNode { op: sc.op, source: Arc::clone(&source) });
+                DataStream { env: self.env.clone(), node, op, chain, source: Some(SourceChain { op: sc.op, source }) }
+            }
+            None => {
+                let node = Arc::new(StatelessNode { up: Arc::clone(&self.node), op, make });
+                self.then(node, op, chain)
+            }
+        }
     }
 
     /// Sets the uid of the last operator: the stable id its state is stored under, so a
@@ -91,10 +130,7 @@ impl<T: Data> DataStream<T> {
 
     /// Applies a [`MapFunction`] (a rich function with `open()`).
     pub fn map_function<U: Data, F: MapFunction<T, U>>(self, f: F) -> DataStream<U> {
-        let op = self.env.add_operator("Map", StateKind::Stateless, Some(self.chain));
-        let chain = self.chain;
-        let node = Arc::new(StatelessNode { up: Arc::clone(&self.node), op, make: move || MapBatch(f.clone()) });
-        self.then(node, op, chain)
+        self.stateless("Map", move || MapBatch(f.clone()))
     }
 
     /// Emits zero or more records per input through a [`Collector`].
@@ -116,14 +152,7 @@ impl<T: Data> DataStream<T> {
 
     /// Applies a [`FlatMapFunction`] (a rich function with `open()`).
     pub fn flat_map_function<U: Data, F: FlatMapFunction<T, U>>(self, f: F) -> DataStream<U> {
-        let op = self.env.add_operator("Flat Map", StateKind::Stateless, Some(self.chain));
-        let chain = self.chain;
-        let node = Arc::new(StatelessNode {
-            up: Arc::clone(&self.node),
-            op,
-            make: move || FlatMapBatch(f.clone(), Collector::default()),
-        });
-        self.then(node, op, chain)
+        self.stateless("Flat Map", move || FlatMapBatch(f.clone(), Collector::default()))
     }
 
     /// Keeps the records for which `f` returns true.
@@ -131,6 +160,9 @@ impl<T: Data> DataStream<T> {
     where
         F: FnMut(&T) -> bool + Clone + Send + Sync + 'static,
     {
+        if self.source.is_some() {
+            return self.stateless("Filter", move || FilterBatch(f.clone()));
+        }
         let op = self.env.add_operator("Filter", StateKind::Stateless, Some(self.chain));
         let chain = self.chain;
         let node = Arc::new(FilterNode { up: Arc::clone(&self.node), op, f });
@@ -142,7 +174,17 @@ impl<T: Data> DataStream<T> {
     where
         F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
-        KeyedStream { env: self.env.clone(), node: Arc::new(KeyByNode { up: Arc::clone(&self.node), f }) }
+        let node: Arc<dyn Node<KeyedRecord<K, T>>> = match &self.source {
+            Some(sc) => {
+                let source: Arc<dyn Source<KeyedRecord<K, T>>> = Arc::new(ChainedSource {
+                    inner: Arc::clone(&sc.source),
+                    make: move || KeyByBatch { f: f.clone(), enc: KeyEncoder::default() },
+                });
+                Arc::new(SourceNode { op: sc.op, source })
+            }
+            None => Arc::new(KeyByNode { up: Arc::clone(&self.node), f }),
+        };
+        KeyedStream { env: self.env.clone(), node }
     }
 
     /// Writes every record to standard output in Flink's format: `(spark,1)`, prefixed by
@@ -185,7 +227,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         let chain = self.env.new_chain();
         let op = self.env.add_operator(name, StateKind::Keyed, Some(chain));
         let node = Arc::new(KeyedNode { up: self.node, op, logic });
-        DataStream { env: self.env, node, op, chain }
+        DataStream { env: self.env, node, op, chain, source: None }
     }
 
     /// Flink's `sum(field)`: per key, adds field `field` of every record to a running
@@ -276,6 +318,7 @@ impl<T: Data> Node<T> for SourceNode<T> {
                 attempt: cx.attempt,
                 restored: cx.restored_source_state(self.op)?,
                 waker: SourceWaker(std::thread::current()),
+                task_info: cx.task_info(self.op),
             };
             let display = cx.task_display(self.op);
             Some(self.source.create(ctx).map_err(|e| e.context(format!("cannot start {display}")))?)
@@ -297,6 +340,85 @@ impl<T: Data> Node<T> for SourceNode<T> {
             acked_upto: cx.start_epoch.saturating_sub(1),
         }));
         Ok(stream)
+    }
+}
+
+/// A source whose batches pass through a chained stateless function before they enter
+/// the dataflow: one loop over each batch, no channel between the operators.
+struct ChainedSource<T, M> {
+    inner: Arc<dyn Source<T>>,
+    make: M,
+}
+
+impl<T: Data, U: Data, B, M> Source<U> for ChainedSource<T, M>
+where
+    B: BatchFn<T, U>,
+    M: Fn() -> B + Send + Sync + 'static,
+{
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn max_parallelism(&self) -> Option<u32> {
+        self.inner.max_parallelism()
+    }
+    fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<U>>> {
+        let info = ctx.task_info.clone();
+        let inner = self.inner.create(ctx)?;
+        let mut f = (self.make)();
+        f.open(&mut RuntimeContext { info: &info, registry: None })?;
+        Ok(Box::new(ChainedReader { inner, f, buf: Vec::new() }))
+    }
+}
+
+struct ChainedReader<T, B> {
+    inner: Box<dyn SourceReader<T>>,
+    f: B,
+    buf: Vec<T>,
+}
+
+impl<T, U, B: BatchFn<T, U>> SourceReader<U> for ChainedReader<T, B> {
+    fn poll_next(&mut self, out: &mut Vec<U>, max: usize) -> Result<SourceStatus> {
+        let status = self.inner.poll_next(&mut self.buf, max)?;
+        self.f.apply(&mut self.buf, out)?;
+        self.buf.clear();
+        Ok(status)
+    }
+    fn snapshot(&mut self) -> Result<Vec<u8>> {
+        self.inner.snapshot()
+    }
+}
+
+struct FilterBatch<F>(F);
+impl<T: 'static, F: FnMut(&T) -> bool + 'static> BatchFn<T, T> for FilterBatch<F> {
+    fn open(&mut self, _ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        Ok(())
+    }
+    #[inline]
+    fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<T>) -> Result<()> {
+        input.retain(&mut self.0);
+        out.append(input);
+        Ok(())
+    }
+}
+
+/// Computes each record's key and its stable hash before the exchange.
+struct KeyByBatch<F> {
+    f: F,
+    enc: KeyEncoder,
+}
+impl<K: Key, T: 'static, F: Fn(&T) -> K + 'static> BatchFn<T, KeyedRecord<K, T>> for KeyByBatch<F> {
+    fn open(&mut self, _ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        Ok(())
+    }
+    #[inline]
+    fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<KeyedRecord<K, T>>) -> Result<()> {
+        out.reserve(input.len());
+        for value in input.drain(..) {
+            let key = (self.f)(&value);
+            let hash = self.enc.hash(&key);
+            out.push(KeyedRecord { hash, key, value });
+        }
+        Ok(())
     }
 }
 

@@ -50,6 +50,8 @@ pub struct SourceContext {
     pub restored: Option<Vec<u8>>,
     /// Wakes the worker when an I/O thread has data.
     pub waker: SourceWaker,
+    /// The source task's information (for `open()` of operators chained to the source).
+    pub task_info: TaskInfo,
 }
 
 /// One parallel instance of a source.

@@ -43,9 +43,29 @@ pub struct KeyedRecord<K, T> {
 type HeldBatches<K, T> = Vec<(Capability<Time>, Vec<KeyedRecord<K, T>>)>;
 
 /// The per-record logic of a keyed operator.
-pub(crate) trait KeyedLogic<K, T, U>: Clone + Send + Sync + 'static {
+pub(crate) trait KeyedLogic<K: Key, T, U>: Clone + Send + Sync + 'static {
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()>;
     fn process(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<U>) -> Result<()>;
+
+    /// Processes a batch; stops early (without error) once `aborted()` is true.
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<KeyedRecord<K, T>>,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<U>,
+        aborted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        for r in batch.drain(..) {
+            // Stop promptly when another task failed: a slow function must not hold up the
+            // teardown for the rest of its batch.
+            if aborted() {
+                return Ok(());
+            }
+            ctx.set_current(r.hash, r.key);
+            self.process(r.value, ctx, out)?;
+        }
+        Ok(())
+    }
 }
 
 /// Adds the key to each record, computing its stable hash (chained after the upstream).
@@ -122,15 +142,7 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
                 timely::container::CapacityContainerBuilder<Vec<U>>,
             >|
              -> Result<()> {
-                for r in batch.drain(..) {
-                    // Stop promptly when another task failed: a slow function must not
-                    // hold up the teardown for the rest of its batch.
-                    if shared_abort.aborted() {
-                        return Ok(());
-                    }
-                    ctx.set_current(r.hash, r.key);
-                    logic.process(r.value, ctx, &mut out)?;
-                }
+                logic.process_batch(batch, ctx, &mut out, &|| shared_abort.aborted())?;
                 if !out.buf.is_empty() {
                     output.session(cap).give_container(&mut out.buf);
                     out.buf.clear();

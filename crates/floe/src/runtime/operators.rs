@@ -5,7 +5,7 @@
 //! downstream as one container.
 
 use super::failure;
-use super::keyed::KeyedLogic;
+use super::keyed::{KeyedLogic, KeyedRecord};
 use super::plan::BuildCx;
 use super::Time;
 use crate::api::data::{Data, Key};
@@ -175,6 +175,32 @@ pub(crate) struct SumLogic<T> {
 }
 
 impl<K: Key, T: Data + Fields> KeyedLogic<K, T, T> for SumLogic<T> {
+    /// Resolves the state table once per batch: the aggregation's hot loop is a key lookup
+    /// and an add.
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<KeyedRecord<K, T>>,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<T>,
+        _aborted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let field = self.field;
+        out.buf.reserve(batch.len());
+        let buf = &mut out.buf;
+        ctx.for_each_in_table::<T, T>(self.state.id, batch.drain(..).map(|r| (r.hash, r.key, r.value)), |slot, t, value| {
+            match t.get_mut(slot) {
+                Some(acc) => {
+                    acc.add_field(field, &value);
+                    buf.push(acc.clone());
+                }
+                None => {
+                    buf.push(value.clone());
+                    t.set(slot, Some(value));
+                }
+            }
+        })
+    }
+
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
         self.state = ValueStateDescriptor::<T>::new("aggregate").register(ctx)?;
         Ok(())

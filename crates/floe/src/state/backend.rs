@@ -197,22 +197,16 @@ impl StateRegistry {
         }
         self.mark_dirty(slot);
         let t = &mut self.tables[id as usize];
-        let name = t.name().to_string();
-        t.as_any_mut()
-            .downcast_mut::<Table<S>>()
-            .ok_or_else(|| crate::anyhow!("state '{name}' was registered with a different type"))
+        if t.as_any().is::<Table<S>>() {
+            Ok(t.as_any_mut().downcast_mut::<Table<S>>().expect("checked type"))
+        } else {
+            Err(crate::anyhow!("state '{}' was registered with a different type", t.name()))
+        }
     }
 
     #[inline]
     pub(crate) fn mark_dirty(&mut self, slot: u32) {
-        let s = slot as usize;
-        if s >= self.dirty_mark.len() {
-            self.dirty_mark.resize(s + 1, false);
-        }
-        if !self.dirty_mark[s] {
-            self.dirty_mark[s] = true;
-            self.dirty.push(slot);
-        }
+        mark(&mut self.dirty_mark, &mut self.dirty, slot);
     }
 
     fn table_for_restore(&mut self, name: &str) -> u32 {
@@ -223,6 +217,18 @@ impl StateRegistry {
         self.tables.push(Box::new(RawTable { name: name.to_string(), values: Vec::new() }));
         self.by_name.insert(name.to_string(), id);
         id
+    }
+}
+
+#[inline]
+fn mark(dirty_mark: &mut Vec<bool>, dirty: &mut Vec<u32>, slot: u32) {
+    let s = slot as usize;
+    if s >= dirty_mark.len() {
+        dirty_mark.resize(s + 1, false);
+    }
+    if !dirty_mark[s] {
+        dirty_mark[s] = true;
+        dirty.push(slot);
     }
 }
 
@@ -280,6 +286,34 @@ impl<K: Key> KeyedContext<K> {
     pub(crate) fn set_current(&mut self, hash: u64, key: K) -> u32 {
         self.current = self.index.slot(hash, key);
         self.current
+    }
+
+    /// Runs `f` for every `(hash, key, value)` with the key made current and its slot marked
+    /// dirty, resolving the typed table `id` once for the whole batch instead of per record.
+    /// Used by the built-in aggregations, whose only state is that table.
+    #[inline]
+    pub(crate) fn for_each_in_table<S: 'static, R>(
+        &mut self,
+        id: u32,
+        records: impl Iterator<Item = (u64, K, R)>,
+        mut f: impl FnMut(u32, &mut Table<S>, R),
+    ) -> Result<()> {
+        if id == UNBOUND {
+            crate::bail!("state handle used before it was registered in open()");
+        }
+        let StateRegistry { tables, dirty_mark, dirty, .. } = &mut self.registry;
+        let t = &mut tables[id as usize];
+        if !t.as_any().is::<Table<S>>() {
+            crate::bail!("state '{}' was registered with a different type", t.name());
+        }
+        let table = t.as_any_mut().downcast_mut::<Table<S>>().expect("checked type");
+        for (hash, key, value) in records {
+            let slot = self.index.slot(hash, key);
+            self.current = slot;
+            mark(dirty_mark, dirty, slot);
+            f(slot, table, value);
+        }
+        Ok(())
     }
 
     /// Number of keys that ever had state in this instance.
