@@ -16,7 +16,9 @@ fn write_input(dir: &std::path::Path, seed: u64) -> HashMap<String, i64> {
         let mut text = String::new();
         for _ in 0..20_000 {
             let n = rng.random_range(1..=6);
-            let words: Vec<String> = (0..n).map(|_| format!("w{}", rng.random_range(0..700))).collect();
+            let words: Vec<String> = (0..n)
+                .map(|_| format!("w{}", rng.random_range(0..700)))
+                .collect();
             for w in &words {
                 *exact.entry(w.clone()).or_insert(0) += 1;
             }
@@ -49,7 +51,9 @@ fn run(seed: u64, parallelism: u32) {
     let out = env
         .read_text_file(input.path())
         .uid("files")
-        .flat_map(|line: String, out: &mut Collector<Str>| line.split(' ').for_each(|w| out.collect(Str::from(w))))
+        .flat_map(|line: String, out: &mut Collector<Str>| {
+            line.split(' ').for_each(|w| out.collect(Str::from(w)))
+        })
         .try_map(move |w: Str| {
             // The counter survives restarts, so each injection point fires exactly once.
             let n = s.fetch_add(1, Ordering::SeqCst) + 1;
@@ -69,21 +73,37 @@ fn run(seed: u64, parallelism: u32) {
     let r = env.execute(&format!("exactly-once seed {seed}")).unwrap();
     // Subtasks share the injection counter, so two points can fire within one failing
     // attempt (while it is torn down); every attempt that fails restarts once.
-    assert!((1..=3).contains(&r.restarts), "seed {seed}: {} restarts", r.restarts);
+    assert!(
+        (1..=3).contains(&r.restarts),
+        "seed {seed}: {} restarts",
+        r.restarts
+    );
     // Every update is emitted; replays after a restore re-emit the same values, so the last
     // value per key is the final state of that key.
     let mut last: HashMap<String, i64> = HashMap::new();
     for (w, n) in out.take() {
         last.insert(w.to_string(), n);
     }
-    let lost: Vec<_> = exact.iter().filter(|(k, v)| last.get(*k) < Some(v)).collect();
-    let dup: Vec<_> = exact.iter().filter(|(k, v)| last.get(*k) > Some(v)).collect();
-    assert!(lost.is_empty() && dup.is_empty(), "seed {seed}: lost {lost:?} duplicated {dup:?}");
+    let lost: Vec<_> = exact
+        .iter()
+        .filter(|(k, v)| last.get(*k) < Some(v))
+        .collect();
+    let dup: Vec<_> = exact
+        .iter()
+        .filter(|(k, v)| last.get(*k) > Some(v))
+        .collect();
+    assert!(
+        lost.is_empty() && dup.is_empty(),
+        "seed {seed}: lost {lost:?} duplicated {dup:?}"
+    );
     assert_eq!(last.len(), exact.len());
     assert!(r.checkpoints > 0, "seed {seed}: checkpoints were taken");
     // FINISHED deletes the job's checkpoints with every retention mode.
     let left: Vec<_> = std::fs::read_dir(ck.path()).unwrap().collect();
-    assert!(left.is_empty(), "seed {seed}: FINISHED leaves no checkpoints: {left:?}");
+    assert!(
+        left.is_empty(),
+        "seed {seed}: FINISHED leaves no checkpoints: {left:?}"
+    );
 }
 
 #[test]

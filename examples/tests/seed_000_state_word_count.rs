@@ -10,7 +10,14 @@ fn state_word_count_full_story() {
     let ckp = ck.path().to_str().unwrap().to_string();
     let server = LineServer::start();
     let port = server.port.to_string();
-    let args = ["--host", "127.0.0.1", "--port", &port, "--checkpoint-dir", &ckp];
+    let args = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--checkpoint-dir",
+        &ckp,
+    ];
     let mut job = Job::start("state_word_count", &args);
     let job_id = job.job_id();
     server.wait_connections(1, T);
@@ -24,12 +31,25 @@ fn state_word_count_full_story() {
     // "error" fails the task; the fixed-delay strategy restarts it from the checkpoint.
     let mark = job.stderr_len();
     server.send("error");
-    job.wait_stderr("switched from RUNNING to FAILED with failure cause: error message", mark, T);
+    job.wait_stderr(
+        "switched from RUNNING to FAILED with failure cause: error message",
+        mark,
+        T,
+    );
     job.wait_stderr("switched from state RUNNING to RESTARTING", mark, T);
     job.wait_stderr("Restoring job", mark, T);
     server.wait_connections(2, T);
     server.send("flink");
-    job.expect_stdout(&["(spark,1)", "(spark,2)", "(flink,1)", "(flink,2)", "(flink,3)"], T);
+    job.expect_stdout(
+        &[
+            "(spark,1)",
+            "(spark,2)",
+            "(flink,1)",
+            "(flink,2)",
+            "(flink,3)",
+        ],
+        T,
+    );
     let retained = job.wait_next_checkpoint(T);
 
     // Three more failures: restarts 2 and 3, then the fourth failure is terminal.
@@ -45,7 +65,11 @@ fn state_word_count_full_story() {
         "Recovery is suppressed by FixedDelayRestartBackoffTimeStrategy(maxNumberRestartAttempts=3, backoffTimeMS=2000)"
     ));
     assert!(log.contains("switched from state FAILING to FAILED"));
-    assert_eq!(log.matches("switched from state RUNNING to RESTARTING").count(), 3);
+    assert_eq!(
+        log.matches("switched from state RUNNING to RESTARTING")
+            .count(),
+        3
+    );
 
     // RETAIN_ON_CANCELLATION keeps the checkpoint of a FAILED job, complete.
     let chks = checkpoints(ck.path(), &job_id);
@@ -62,20 +86,39 @@ fn state_word_count_full_story() {
     let mut job2 = Job::start("state_word_count", &args2);
     let job2_id = job2.job_id();
     assert_ne!(job2_id, job_id);
-    job2.wait_stderr(&format!("Reset the checkpoint ID of job {job2_id} to {}", n + 1), 0, T);
+    job2.wait_stderr(
+        &format!("Reset the checkpoint ID of job {job2_id} to {}", n + 1),
+        0,
+        T,
+    );
     server.wait_connections(5, T);
     server.send("flink");
     server.send("spark");
     job2.expect_stdout(&["(flink,4)", "(spark,3)"], T);
     let next = job2.wait_next_checkpoint(T);
-    assert_eq!(next, n + 1, "checkpoint numbering continues after the restored checkpoint");
-    assert!(ck.path().join(&job2_id).join(format!("chk-{}", n + 1)).join("_metadata").is_file());
+    assert_eq!(
+        next,
+        n + 1,
+        "checkpoint numbering continues after the restored checkpoint"
+    );
+    assert!(ck
+        .path()
+        .join(&job2_id)
+        .join(format!("chk-{}", n + 1))
+        .join("_metadata")
+        .is_file());
 
     // Cancel (SIGTERM): RETAIN_ON_CANCELLATION keeps it; the restored checkpoint is untouched.
     let st = job2.terminate();
     assert!(st.success(), "a CANCELED job is not a failure: {st:?}");
-    assert!(job2.stderr().join("\n").contains("switched from state CANCELLING to CANCELED"));
-    assert!(chk.join("_metadata").is_file(), "the checkpoint we restored from is never deleted");
+    assert!(job2
+        .stderr()
+        .join("\n")
+        .contains("switched from state CANCELLING to CANCELED"));
+    assert!(
+        chk.join("_metadata").is_file(),
+        "the checkpoint we restored from is never deleted"
+    );
     assert_eq!(checkpoints(ck.path(), &job2_id).len(), 1);
 }
 
@@ -83,7 +126,10 @@ fn state_word_count_full_story() {
 fn restore_path_errors_are_one_line_and_delete_nothing() {
     let ck = tempfile::tempdir().unwrap();
     let cases: Vec<(String, &str)> = vec![
-        (ck.path().join("missing").display().to_string(), "does not exist"),
+        (
+            ck.path().join("missing").display().to_string(),
+            "does not exist",
+        ),
         (ck.path().display().to_string(), "has no _metadata"),
     ];
     for (path, msg) in cases {
@@ -91,24 +137,42 @@ fn restore_path_errors_are_one_line_and_delete_nothing() {
         let st = job.wait_exit(T);
         assert_eq!(st.code(), Some(1));
         let err = job.stderr();
-        let line = err.iter().find(|l| l.starts_with("error: ")).expect("an error line");
+        let line = err
+            .iter()
+            .find(|l| l.starts_with("error: "))
+            .expect("an error line");
         assert!(line.contains(msg) && line.contains(&path), "{line}");
     }
     // A corrupt _metadata is reported, and left on disk.
     let bad = ck.path().join("chk-3");
     std::fs::create_dir(&bad).unwrap();
     std::fs::write(bad.join("_metadata"), b"{not json").unwrap();
-    let mut job = Job::start("state_word_count", &["-s", bad.to_str().unwrap(), "--port", "1"]);
+    let mut job = Job::start(
+        "state_word_count",
+        &["-s", bad.to_str().unwrap(), "--port", "1"],
+    );
     assert_eq!(job.wait_exit(T).code(), Some(1));
-    assert!(job.stderr().iter().any(|l| l.starts_with("error: corrupt metadata file")));
+    assert!(job
+        .stderr()
+        .iter()
+        .any(|l| l.starts_with("error: corrupt metadata file")));
     assert!(bad.join("_metadata").is_file());
     // Bad options.
     let mut job = Job::start("state_word_count", &["-p", "zero"]);
     assert_eq!(job.wait_exit(T).code(), Some(1));
-    assert!(job.stderr().iter().any(|l| l.contains("invalid parallelism 'zero'")));
-    let mut job = Job::start("state_word_count", &["-D", "execution.checkpointing.intervall=1s"]);
+    assert!(job
+        .stderr()
+        .iter()
+        .any(|l| l.contains("invalid parallelism 'zero'")));
+    let mut job = Job::start(
+        "state_word_count",
+        &["-D", "execution.checkpointing.intervall=1s"],
+    );
     assert_eq!(job.wait_exit(T).code(), Some(1));
-    assert!(job.stderr().iter().any(|l| l.contains("unknown configuration key 'execution.checkpointing.intervall'")));
+    assert!(job
+        .stderr()
+        .iter()
+        .any(|l| l.contains("unknown configuration key 'execution.checkpointing.intervall'")));
 }
 
 #[test]
@@ -119,9 +183,19 @@ fn unwritable_checkpoint_directory_is_a_clear_error() {
     let server = LineServer::start();
     let port = server.port.to_string();
     let dir = file.join("sub");
-    let mut job = Job::start("state_word_count", &["--port", &port, "--checkpoint-dir", dir.to_str().unwrap()]);
+    let mut job = Job::start(
+        "state_word_count",
+        &["--port", &port, "--checkpoint-dir", dir.to_str().unwrap()],
+    );
     assert_eq!(job.wait_exit(T).code(), Some(1));
-    let line = job.stderr().into_iter().find(|l| l.starts_with("error: ")).unwrap();
-    assert!(line.contains("cannot create checkpoint directory") && line.contains("a-file"), "{line}");
+    let line = job
+        .stderr()
+        .into_iter()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    assert!(
+        line.contains("cannot create checkpoint directory") && line.contains("a-file"),
+        "{line}"
+    );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }

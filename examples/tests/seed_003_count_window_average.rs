@@ -10,7 +10,14 @@ fn averages_continue_across_restarts() {
     let ckp = ck.path().to_str().unwrap().to_string();
     let server = LineServer::start();
     let port = server.port.to_string();
-    let args = ["--host", "127.0.0.1", "--port", &port, "--checkpoint-dir", &ckp];
+    let args = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--checkpoint-dir",
+        &ckp,
+    ];
     let mut job = Job::start("count_window_average", &args);
     let job_id = job.job_id();
     server.wait_connections(1, T);
@@ -23,7 +30,11 @@ fn averages_continue_across_restarts() {
     // strategy (exponential delay) restores the last checkpoint, where key 2 has (1, 4).
     let mark = job.stderr_len();
     server.send("x 7");
-    job.wait_stderr("invalid record 'x 7': first field 'x' is not an unsigned integer", mark, T);
+    job.wait_stderr(
+        "invalid record 'x 7': first field 'x' is not an unsigned integer",
+        mark,
+        T,
+    );
     job.wait_stderr("Restoring job", mark, T);
     server.wait_connections(2, T);
     server.send("2 6");
@@ -38,7 +49,11 @@ fn averages_continue_across_restarts() {
     let chk = chks[0].1.join("_metadata");
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&chk).unwrap()).unwrap();
     assert_eq!(meta["kind"], "checkpoint");
-    assert!(meta["operators"].as_array().unwrap().iter().any(|o| o["uid"] == "count-window-average"));
+    assert!(meta["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["uid"] == "count-window-average"));
 
     // Restart from the _metadata file itself.
     let chk_s = chk.to_str().unwrap().to_string();
@@ -68,9 +83,16 @@ fn print_prefixes_subtask_with_parallelism_2() {
     let mut out = job.stdout();
     out.sort();
     // Each key is printed by the subtask that owns its key group, as "N> (key,avg)".
-    let mut bare: Vec<String> = out.iter().map(|l| l.split_once("> ").unwrap().1.to_string()).collect();
+    let mut bare: Vec<String> = out
+        .iter()
+        .map(|l| l.split_once("> ").unwrap().1.to_string())
+        .collect();
     bare.sort();
     assert_eq!(bare, vec!["(1,3)", "(2,5)", "(3,2)", "(4,5)"], "{out:?}");
-    assert!(out.iter().all(|l| l.starts_with("1> ") || l.starts_with("2> ")), "{out:?}");
+    assert!(
+        out.iter()
+            .all(|l| l.starts_with("1> ") || l.starts_with("2> ")),
+        "{out:?}"
+    );
     assert!(job.terminate().success());
 }

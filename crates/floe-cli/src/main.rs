@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use std::process::{Command, ExitCode};
 
 #[derive(Parser)]
-#[command(name = "floe", version, about = "Run and operate Floe stream processing jobs")]
+#[command(
+    name = "floe",
+    version,
+    about = "Run and operate Floe stream processing jobs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -39,7 +43,14 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Run { from_savepoint, allow_non_restored_state, parallelism, dynamic, job, args } => {
+        Cmd::Run {
+            from_savepoint,
+            allow_non_restored_state,
+            parallelism,
+            dynamic,
+            job,
+            args,
+        } => {
             let mut cmd = Command::new(&job);
             if let Some(s) = from_savepoint {
                 cmd.arg("-s").arg(s);

@@ -20,7 +20,12 @@ fn chk_dirs(root: &Path) -> Vec<String> {
 #[derive(Clone)]
 struct Slow(Duration);
 impl KeyedFlatMapFunction<u64, u64, u64> for Slow {
-    fn flat_map(&mut self, v: u64, _ctx: &mut KeyedContext<u64>, out: &mut Collector<u64>) -> Result<()> {
+    fn flat_map(
+        &mut self,
+        v: u64,
+        _ctx: &mut KeyedContext<u64>,
+        out: &mut Collector<u64>,
+    ) -> Result<()> {
         std::thread::sleep(self.0);
         out.collect(v);
         Ok(())
@@ -36,7 +41,9 @@ fn expired_checkpoints_are_aborted_removed_and_fail_the_job_over_the_threshold()
     env.checkpoint_config()
         .set_checkpoint_timeout(Duration::from_millis(30))
         .set_tolerable_checkpoint_failure_number(1)
-        .set_externalized_checkpoint_retention(ExternalizedCheckpointRetention::RetainOnCancellation);
+        .set_externalized_checkpoint_retention(
+            ExternalizedCheckpointRetention::RetainOnCancellation,
+        );
     env.set_restart_strategy(RestartStrategy::none());
     // Each record blocks the keyed operator for 400 ms, so no checkpoint barrier can pass
     // within the 30 ms timeout.
@@ -46,16 +53,25 @@ fn expired_checkpoints_are_aborted_removed_and_fail_the_job_over_the_threshold()
         .uid("slow")
         .discard();
     let err = env.execute("timeouts").unwrap_err().to_string();
-    assert!(err.contains("Exceeded checkpoint tolerable failure threshold"), "{err}");
+    assert!(
+        err.contains("Exceeded checkpoint tolerable failure threshold"),
+        "{err}"
+    );
     assert!(err.contains("NoRestartBackoffTimeStrategy"), "{err}");
-    assert!(chk_dirs(ck.path()).is_empty(), "expired checkpoints leave no files: {:?}", chk_dirs(ck.path()));
+    assert!(
+        chk_dirs(ck.path()).is_empty(),
+        "expired checkpoints leave no files: {:?}",
+        chk_dirs(ck.path())
+    );
 }
 
 fn failing_job(ck: &Path, retention: ExternalizedCheckpointRetention, retained: u32) -> StreamEnv {
     let env = StreamEnv::new();
     env.enable_checkpointing(Duration::from_millis(15));
     env.set_checkpoint_storage(ck.to_str().unwrap());
-    env.checkpoint_config().set_externalized_checkpoint_retention(retention).set_num_retained(retained);
+    env.checkpoint_config()
+        .set_externalized_checkpoint_retention(retention)
+        .set_num_retained(retained);
     env.set_restart_strategy(RestartStrategy::none());
     env.from_collection((0..400u64).collect())
         .uid("numbers")
@@ -76,14 +92,27 @@ fn failing_job(ck: &Path, retention: ExternalizedCheckpointRetention, retained: 
 #[test]
 fn failed_job_keeps_num_retained_checkpoints_with_retention() {
     let ck = tempfile::tempdir().unwrap();
-    let err = failing_job(ck.path(), ExternalizedCheckpointRetention::DeleteOnCancellation, 3)
-        .execute("retain on failure")
-        .unwrap_err();
+    let err = failing_job(
+        ck.path(),
+        ExternalizedCheckpointRetention::DeleteOnCancellation,
+        3,
+    )
+    .execute("retain on failure")
+    .unwrap_err();
     assert!(err.to_string().contains("last record fails"));
     let dirs = chk_dirs(ck.path());
-    assert_eq!(dirs.len(), 3, "num-retained = 3 keeps the three newest: {dirs:?}");
+    assert_eq!(
+        dirs.len(),
+        3,
+        "num-retained = 3 keeps the three newest: {dirs:?}"
+    );
     for d in &dirs {
-        let job = std::fs::read_dir(ck.path()).unwrap().next().unwrap().unwrap().path();
+        let job = std::fs::read_dir(ck.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         assert!(job.join(d).join("_metadata").is_file());
     }
 }
@@ -91,9 +120,13 @@ fn failed_job_keeps_num_retained_checkpoints_with_retention() {
 #[test]
 fn no_externalized_checkpoints_are_deleted_on_failure() {
     let ck = tempfile::tempdir().unwrap();
-    assert!(failing_job(ck.path(), ExternalizedCheckpointRetention::NoExternalizedCheckpoints, 1)
-        .execute("delete on failure")
-        .is_err());
+    assert!(failing_job(
+        ck.path(),
+        ExternalizedCheckpointRetention::NoExternalizedCheckpoints,
+        1
+    )
+    .execute("delete on failure")
+    .is_err());
     assert!(chk_dirs(ck.path()).is_empty());
 }
 
@@ -115,18 +148,41 @@ fn retention_table_matches_flink() {
 #[test]
 fn restore_continues_counts_and_rejects_unknown_state() {
     let ck = tempfile::tempdir().unwrap();
-    assert!(failing_job(ck.path(), ExternalizedCheckpointRetention::RetainOnCancellation, 1)
-        .execute("first")
-        .is_err());
-    let job_dir = std::fs::read_dir(ck.path()).unwrap().next().unwrap().unwrap().path();
-    let chk = std::fs::read_dir(&job_dir).unwrap().next().unwrap().unwrap().path();
+    assert!(failing_job(
+        ck.path(),
+        ExternalizedCheckpointRetention::RetainOnCancellation,
+        1
+    )
+    .execute("first")
+    .is_err());
+    let job_dir = std::fs::read_dir(ck.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let chk = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
 
     // A job without operator "sum" cannot take its state...
     let env = StreamEnv::new();
     env.set_restore_path(&chk);
-    env.from_collection(vec![1u64]).uid("numbers").map(|v| (v, 1i64)).key_by(|t| t.0).sum(1).uid("other").discard();
+    env.from_collection(vec![1u64])
+        .uid("numbers")
+        .map(|v| (v, 1i64))
+        .key_by(|t| t.0)
+        .sum(1)
+        .uid("other")
+        .discard();
     let err = env.execute("mismatch").unwrap_err().to_string();
-    assert!(err.contains("Cannot map checkpoint/savepoint state for operator 'sum'"), "{err}");
+    assert!(
+        err.contains("Cannot map checkpoint/savepoint state for operator 'sum'"),
+        "{err}"
+    );
     // ...unless told to skip it.
     let env = StreamEnv::from_arg_list(["-n", "-s", chk.to_str().unwrap()]).unwrap();
     let out = env
@@ -140,5 +196,8 @@ fn restore_continues_counts_and_rejects_unknown_state() {
     env.execute("skip").unwrap();
     // The source position was restored too: the collection was already consumed past index 0.
     assert!(out.take().is_empty());
-    assert!(chk.join("_metadata").is_file(), "restoring never deletes the snapshot");
+    assert!(
+        chk.join("_metadata").is_file(),
+        "restoring never deletes the snapshot"
+    );
 }

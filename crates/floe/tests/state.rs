@@ -20,12 +20,18 @@ impl KeyedFlatMapFunction<String, (String, u32), String> for AllStates {
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
         self.seen = ListStateDescriptor::new("seen").register(ctx)?;
         self.by_parity = MapStateDescriptor::new("by-parity").register(ctx)?;
-        self.max = ReducingStateDescriptor::new("max", |a: &u32, b: &u32| *a.max(b)).register(ctx)?;
+        self.max =
+            ReducingStateDescriptor::new("max", |a: &u32, b: &u32| *a.max(b)).register(ctx)?;
         self.count = ValueStateDescriptor::new("count").register(ctx)?;
         Ok(())
     }
 
-    fn flat_map(&mut self, (k, v): (String, u32), ctx: &mut KeyedContext<String>, out: &mut Collector<String>) -> Result<()> {
+    fn flat_map(
+        &mut self,
+        (k, v): (String, u32),
+        ctx: &mut KeyedContext<String>,
+        out: &mut Collector<String>,
+    ) -> Result<()> {
         assert_eq!(ctx.current_key(), &k, "state is scoped to the record's key");
         if v == 50 && k == "a" && !self.fail_once.swap(true, Ordering::SeqCst) {
             // Let at least one checkpoint complete before the failure.
@@ -60,7 +66,9 @@ fn list_map_reducing_value_state_per_key_across_a_restart() {
     env.enable_checkpointing(Duration::from_millis(10));
     env.set_checkpoint_storage(ck.path().to_str().unwrap());
     env.set_restart_strategy(RestartStrategy::fixed_delay(1, Duration::ZERO));
-    let input: Vec<(String, u32)> = (0..100u32).flat_map(|v| [("a".to_string(), v), ("b".to_string(), v * 2)]).collect();
+    let input: Vec<(String, u32)> = (0..100u32)
+        .flat_map(|v| [("a".to_string(), v), ("b".to_string(), v * 2)])
+        .collect();
     let out = env
         .from_collection(input)
         .uid("in")
@@ -78,8 +86,14 @@ fn list_map_reducing_value_state_per_key_across_a_restart() {
     for line in out.take() {
         last.insert(line.split(' ').next().unwrap().to_string(), line);
     }
-    assert_eq!(last["a"], "a count=100 len=100 sum=4950 even=50 odd=50 max=99");
-    assert_eq!(last["b"], "b count=100 len=100 sum=9900 even=100 odd=0 max=198");
+    assert_eq!(
+        last["a"],
+        "a count=100 len=100 sum=4950 even=50 odd=50 max=99"
+    );
+    assert_eq!(
+        last["b"],
+        "b count=100 len=100 sum=9900 even=100 odd=0 max=198"
+    );
 }
 
 #[test]
@@ -92,14 +106,22 @@ fn state_registration_errors_are_errors() {
             ListStateDescriptor::<u32>::new("x").register(ctx)?;
             Ok(())
         }
-        fn flat_map(&mut self, v: u8, _: &mut KeyedContext<u8>, out: &mut Collector<u8>) -> Result<()> {
+        fn flat_map(
+            &mut self,
+            v: u8,
+            _: &mut KeyedContext<u8>,
+            out: &mut Collector<u8>,
+        ) -> Result<()> {
             out.collect(v);
             Ok(())
         }
     }
     let env = StreamEnv::new();
     env.set_restart_strategy(RestartStrategy::none());
-    env.from_collection(vec![1u8]).key_by(|v| *v).flat_map(Twice).discard();
+    env.from_collection(vec![1u8])
+        .key_by(|v| *v)
+        .flat_map(Twice)
+        .discard();
     let err = env.execute("bad state").unwrap_err().to_string();
     assert!(err.contains("state 'x' is already registered"), "{err}");
 }

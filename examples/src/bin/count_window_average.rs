@@ -19,11 +19,18 @@ struct CountWindowAverage {
 impl KeyedFlatMapFunction<u64, (u64, u64), (u64, u64)> for CountWindowAverage {
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
         // the state name, and the default value of the state if nothing was set
-        self.sum = ValueStateDescriptor::new("average").with_default((0u64, 0u64)).register(ctx)?;
+        self.sum = ValueStateDescriptor::new("average")
+            .with_default((0u64, 0u64))
+            .register(ctx)?;
         Ok(())
     }
 
-    fn flat_map(&mut self, input: (u64, u64), ctx: &mut KeyedContext<u64>, out: &mut Collector<(u64, u64)>) -> Result<()> {
+    fn flat_map(
+        &mut self,
+        input: (u64, u64),
+        ctx: &mut KeyedContext<u64>,
+        out: &mut Collector<(u64, u64)>,
+    ) -> Result<()> {
         // access the state value
         let mut current_sum = self.sum.value(ctx)?;
         // update the count
@@ -63,7 +70,9 @@ fn job() -> Result<()> {
         .set_checkpoint_timeout(Duration::from_secs(60))
         .set_min_pause_between_checkpoints(Duration::from_millis(500))
         .set_max_concurrent_checkpoints(2)
-        .set_externalized_checkpoint_retention(ExternalizedCheckpointRetention::RetainOnCancellation);
+        .set_externalized_checkpoint_retention(
+            ExternalizedCheckpointRetention::RetainOnCancellation,
+        );
     if let Some(dir) = params.get("checkpoint-dir") {
         env.set_checkpoint_storage(dir);
     }

@@ -34,13 +34,18 @@ fn job() -> Result<()> {
     env.enable_checkpointing(Duration::from_secs(5));
     // Up to 3 restarts, 2 s apart.
     env.set_restart_strategy(RestartStrategy::fixed_delay(3, Duration::from_secs(2)));
-    env.checkpoint_config().set_externalized_checkpoint_retention(ExternalizedCheckpointRetention::RetainOnCancellation);
+    env.checkpoint_config()
+        .set_externalized_checkpoint_retention(
+            ExternalizedCheckpointRetention::RetainOnCancellation,
+        );
     if let Some(dir) = params.get("checkpoint-dir") {
         env.set_checkpoint_storage(dir);
     }
     env.socket_text_stream(&host, port)
         .uid("socket-source")
-        .flat_map(|line: String, out: &mut Collector<String>| line.split(' ').for_each(|w| out.collect(w.to_string())))
+        .flat_map(|line: String, out: &mut Collector<String>| {
+            line.split(' ').for_each(|w| out.collect(w.to_string()))
+        })
         .map_function(TMap)
         .map(|w| (w, 1i64))
         .key_by(|t| t.0.clone())

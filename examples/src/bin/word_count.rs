@@ -14,7 +14,9 @@ use std::time::Duration;
 fn job() -> Result<()> {
     let env = StreamEnv::from_args()?;
     let params = env.params();
-    let dir = params.get_or("checkpoint-dir", "/tmp/floe-checkpoints").to_string();
+    let dir = params
+        .get_or("checkpoint-dir", "/tmp/floe-checkpoints")
+        .to_string();
     env.enable_checkpointing(Duration::from_secs(1));
     env.set_checkpoint_storage(&dir);
     let print_at: u64 = params.get_parsed("print-at")?.unwrap_or(2100);
@@ -25,7 +27,9 @@ fn job() -> Result<()> {
     lines
         .uid("lines")
         .flat_map(|line: String, out: &mut Collector<Str>| {
-            line.split(' ').filter(|w| !w.is_empty()).for_each(|w| out.collect(Str::from(w)))
+            line.split(' ')
+                .filter(|w| !w.is_empty())
+                .for_each(|w| out.collect(Str::from(w)))
         })
         .map(|w| (w, 1u64))
         .key_by(|t| t.0.clone())

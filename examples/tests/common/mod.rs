@@ -18,7 +18,8 @@ impl LineServer {
     pub fn start() -> Self {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let conns: Arc<(Mutex<Vec<TcpStream>>, Condvar)> = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let conns: Arc<(Mutex<Vec<TcpStream>>, Condvar)> =
+            Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let c = Arc::clone(&conns);
         std::thread::spawn(move || {
             for s in l.incoming() {
@@ -35,7 +36,11 @@ impl LineServer {
         let (m, cv) = &*self.conns;
         let g = m.lock().unwrap();
         let (g, r) = cv.wait_timeout_while(g, timeout, |v| v.len() < n).unwrap();
-        assert!(!r.timed_out(), "expected {n} connections to the line server, got {}", g.len());
+        assert!(
+            !r.timed_out(),
+            "expected {n} connections to the line server, got {}",
+            g.len()
+        );
     }
 
     pub fn connections(&self) -> usize {
@@ -86,7 +91,10 @@ impl Job {
         let out: Arc<(Mutex<Output>, Condvar)> = Arc::default();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
-        for (is_err, r) in [(false, Box::new(stdout) as Box<dyn std::io::Read + Send>), (true, Box::new(stderr))] {
+        for (is_err, r) in [
+            (false, Box::new(stdout) as Box<dyn std::io::Read + Send>),
+            (true, Box::new(stderr)),
+        ] {
             let o = Arc::clone(&out);
             let tag = name.to_string();
             std::thread::spawn(move || {
@@ -107,7 +115,11 @@ impl Job {
                 }
             });
         }
-        Job { child, out, name: name.to_string() }
+        Job {
+            child,
+            out,
+            name: name.to_string(),
+        }
     }
 
     pub fn stdout(&self) -> Vec<String> {
@@ -118,7 +130,12 @@ impl Job {
         self.out.0.lock().unwrap().stderr.clone()
     }
 
-    fn wait_until<T>(&self, timeout: Duration, what: &str, mut f: impl FnMut(&Output) -> Option<T>) -> T {
+    fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(&Output) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         let (m, cv) = &*self.out;
         let mut g = m.lock().unwrap();
@@ -127,7 +144,11 @@ impl Job {
                 return v;
             }
             let now = Instant::now();
-            assert!(now < deadline, "timed out waiting for {what}\nstdout: {:?}", g.stdout);
+            assert!(
+                now < deadline,
+                "timed out waiting for {what}\nstdout: {:?}",
+                g.stdout
+            );
             g = cv.wait_timeout(g, deadline - now).unwrap().0;
         }
     }
@@ -135,14 +156,21 @@ impl Job {
     /// Waits until stdout holds exactly `expected` (in order).
     pub fn expect_stdout(&self, expected: &[&str], timeout: Duration) {
         let want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-        self.wait_until(timeout, &format!("stdout {want:?}"), |o| (o.stdout.len() >= want.len()).then_some(()));
+        self.wait_until(timeout, &format!("stdout {want:?}"), |o| {
+            (o.stdout.len() >= want.len()).then_some(())
+        });
         assert_eq!(self.stdout(), want, "printed output of {}", self.name);
     }
 
     /// Waits for a stderr line containing `pat` at or after line index `from`; returns its index.
     pub fn wait_stderr(&self, pat: &str, from: usize, timeout: Duration) -> usize {
         self.wait_until(timeout, &format!("log line containing '{pat}'"), |o| {
-            o.stderr.iter().enumerate().skip(from).find(|(_, l)| l.contains(pat)).map(|(i, _)| i)
+            o.stderr
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| l.contains(pat))
+                .map(|(i, _)| i)
         })
     }
 
@@ -155,7 +183,15 @@ impl Job {
         let mark = self.stderr_len();
         let i = self.wait_stderr("Triggering checkpoint ", mark, timeout);
         let line = self.stderr()[i].clone();
-        let id: u64 = line.split("Triggering checkpoint ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        let id: u64 = line
+            .split("Triggering checkpoint ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         self.wait_stderr(&format!("Completed checkpoint {id} "), i, timeout);
         id
     }
@@ -164,9 +200,16 @@ impl Job {
     pub fn job_id(&self) -> String {
         let i = self.wait_stderr("Submitting job ", 0, Duration::from_secs(30));
         let l = self.stderr()[i].clone();
-        let id = l.rsplit('(').next().unwrap().trim_end_matches(").").to_string();
+        let id = l
+            .rsplit('(')
+            .next()
+            .unwrap()
+            .trim_end_matches(").")
+            .to_string();
         assert_eq!(id.len(), 32, "job id in {l:?}");
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         id
     }
 
@@ -198,7 +241,10 @@ impl Drop for Job {
 }
 
 fn unsafe_kill(pid: u32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// `chk-<n>` directories under `dir/<job_id>`, sorted by n.
@@ -207,7 +253,12 @@ pub fn checkpoints(dir: &Path, job_id: &str) -> Vec<(u64, PathBuf)> {
         .map(|r| {
             r.filter_map(|e| e.ok())
                 .filter_map(|e| {
-                    let n = e.file_name().to_string_lossy().strip_prefix("chk-")?.parse().ok()?;
+                    let n = e
+                        .file_name()
+                        .to_string_lossy()
+                        .strip_prefix("chk-")?
+                        .parse()
+                        .ok()?;
                     Some((n, e.path()))
                 })
                 .collect()

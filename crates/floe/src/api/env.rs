@@ -3,7 +3,9 @@
 use super::data::Data;
 use super::params::JobParams;
 use super::stream::{DataStream, SourceNode};
-use crate::checkpoint::config::{CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention};
+use crate::checkpoint::config::{
+    CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention,
+};
 use crate::checkpoint::metadata::load_snapshot;
 use crate::config::Configuration;
 use crate::connectors::collection::CollectionSource;
@@ -157,7 +159,9 @@ impl StreamEnv {
         let mut rest = Vec::new();
         let mut i = 0;
         let value = |i: usize, flag: &str| -> Result<String> {
-            args.get(i + 1).cloned().ok_or_else(|| crate::anyhow!("option {flag} needs a value ({USAGE})"))
+            args.get(i + 1)
+                .cloned()
+                .ok_or_else(|| crate::anyhow!("option {flag} needs a value ({USAGE})"))
         };
         {
             let mut inner = env.inner.borrow_mut();
@@ -226,7 +230,11 @@ impl StreamEnv {
 
     /// The effective parallelism.
     pub fn parallelism(&self) -> u32 {
-        self.configuration().get_u32("parallelism.default").ok().flatten().unwrap_or(1)
+        self.configuration()
+            .get_u32("parallelism.default")
+            .ok()
+            .flatten()
+            .unwrap_or(1)
     }
 
     /// Number of key groups (`pipeline.max-parallelism`, default 128). Keyed state can be
@@ -237,7 +245,10 @@ impl StreamEnv {
 
     /// Takes a checkpoint every `interval` (at least 10 ms), exactly-once by default.
     pub fn enable_checkpointing(&self, interval: Duration) {
-        self.set_code("execution.checkpointing.interval", &format!("{} ms", interval.as_millis()));
+        self.set_code(
+            "execution.checkpointing.interval",
+            &format!("{} ms", interval.as_millis()),
+        );
     }
 
     /// Checkpoint settings.
@@ -271,7 +282,10 @@ impl StreamEnv {
         let source: Arc<dyn Source<T>> = Arc::new(source);
         DataStream {
             env: self.clone(),
-            node: Arc::new(SourceNode { op, source: Arc::clone(&source) }),
+            node: Arc::new(SourceNode {
+                op,
+                source: Arc::clone(&source),
+            }),
             op,
             chain,
             source: Some(super::stream::SourceChain { op, source }),
@@ -307,9 +321,16 @@ impl StreamEnv {
     pub(crate) fn add_operator(&self, name: &str, state: StateKind, chain: Option<usize>) -> usize {
         let mut inner = self.inner.borrow_mut();
         let id = inner.operators.len();
-        let slug: String =
-            name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-        let slug = slug.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
+        let slug: String = name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let slug = slug
+            .split('-')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
         let chain = chain.unwrap_or(inner.chains);
         inner.operators.push(OperatorDecl {
             uid: format!("{id}-{slug}"),
@@ -325,11 +346,20 @@ impl StreamEnv {
     pub(crate) fn set_uid(&self, op: usize, uid: &str) {
         let mut inner = self.inner.borrow_mut();
         if uid.is_empty() {
-            inner.errors.push("an operator uid must not be empty".into());
+            inner
+                .errors
+                .push("an operator uid must not be empty".into());
             return;
         }
-        if inner.operators.iter().enumerate().any(|(i, o)| i != op && o.uid == uid) {
-            inner.errors.push(format!("operator uid '{uid}' is used by more than one operator"));
+        if inner
+            .operators
+            .iter()
+            .enumerate()
+            .any(|(i, o)| i != op && o.uid == uid)
+        {
+            inner.errors.push(format!(
+                "operator uid '{uid}' is used by more than one operator"
+            ));
         }
         inner.operators[op].uid = uid.to_string();
         inner.operators[op].explicit_uid = true;
@@ -367,16 +397,24 @@ impl StreamEnv {
             crate::bail!("no sinks defined in the job: add print(), sink_to(..) or another sink before execute()");
         }
         let parallelism = conf.get_u32("parallelism.default")?.unwrap_or(1).max(1);
-        let max_parallelism = conf.get_u32("pipeline.max-parallelism")?.unwrap_or(DEFAULT_MAX_PARALLELISM);
+        let max_parallelism = conf
+            .get_u32("pipeline.max-parallelism")?
+            .unwrap_or(DEFAULT_MAX_PARALLELISM);
         if max_parallelism == 0 || max_parallelism > UPPER_BOUND_MAX_PARALLELISM {
             crate::bail!("max parallelism {max_parallelism} is out of range 1..={UPPER_BOUND_MAX_PARALLELISM}");
         }
         if parallelism > max_parallelism {
-            crate::bail!("parallelism {parallelism} is greater than the max parallelism {max_parallelism}");
+            crate::bail!(
+                "parallelism {parallelism} is greater than the max parallelism {max_parallelism}"
+            );
         }
         let mut operators = inner.operators.clone();
         for o in &mut operators {
-            o.parallelism = if o.parallelism == 0 { parallelism } else { o.parallelism.min(parallelism) };
+            o.parallelism = if o.parallelism == 0 {
+                parallelism
+            } else {
+                o.parallelism.min(parallelism)
+            };
             if !o.explicit_uid && o.state != StateKind::Stateless {
                 tracing::warn!(
                     "operator '{}' has no uid; its state is stored under the generated uid '{}', which changes when the job graph changes. Set .uid(\"...\") on stateful operators to keep savepoints compatible.",
@@ -389,19 +427,25 @@ impl StreamEnv {
         let restart = RestartStrategy::from_config(&conf, checkpoint.interval.is_some())?;
         let checkpoint_dir = match conf.get_string("execution.checkpointing.dir")? {
             Some(d) => Some(crate::storage::local_path(&d)?),
-            None if checkpoint.interval.is_some() => Some(std::env::temp_dir().join("floe-checkpoints")),
+            None if checkpoint.interval.is_some() => {
+                Some(std::env::temp_dir().join("floe-checkpoints"))
+            }
             None => None,
         };
-        let restore_path = inner
-            .restore
-            .clone()
-            .or_else(|| conf.get_string("execution.state-recovery.path").ok().flatten().map(PathBuf::from));
+        let restore_path = inner.restore.clone().or_else(|| {
+            conf.get_string("execution.state-recovery.path")
+                .ok()
+                .flatten()
+                .map(PathBuf::from)
+        });
         let restore = match restore_path {
             Some(p) => Some(Arc::new(load_snapshot(&p)?)),
             None => None,
         };
         let allow_non_restored = inner.allow_non_restored
-            || conf.get_bool("execution.state-recovery.ignore-unclaimed-state")?.unwrap_or(false);
+            || conf
+                .get_bool("execution.state-recovery.ignore-unclaimed-state")?
+                .unwrap_or(false);
         let plan = Plan {
             job_name: job_name.to_string(),
             parallelism,
@@ -412,7 +456,13 @@ impl StreamEnv {
         if let Some(snap) = &restore {
             crate::jobmanager::validate_restore(&plan, snap, allow_non_restored)?;
         }
-        Ok(JobSpec { plan: Arc::new(plan), checkpoint, restart, checkpoint_dir, restore })
+        Ok(JobSpec {
+            plan: Arc::new(plan),
+            checkpoint,
+            restart,
+            checkpoint_dir,
+            restore,
+        })
     }
 }
 
@@ -425,37 +475,57 @@ pub struct CheckpointConfigHandle {
 impl CheckpointConfigHandle {
     /// Exactly-once (default) or at-least-once.
     pub fn set_checkpointing_mode(&self, mode: CheckpointingMode) -> &Self {
-        self.env.set_code("execution.checkpointing.mode", mode.as_str());
+        self.env
+            .set_code("execution.checkpointing.mode", mode.as_str());
         self
     }
     /// Checkpoints not complete within `timeout` are aborted (default 10 min).
     pub fn set_checkpoint_timeout(&self, timeout: Duration) -> &Self {
-        self.env.set_code("execution.checkpointing.timeout", &format!("{} ms", timeout.as_millis()));
+        self.env.set_code(
+            "execution.checkpointing.timeout",
+            &format!("{} ms", timeout.as_millis()),
+        );
         self
     }
     /// Minimum pause between the end of a checkpoint and the next trigger.
     pub fn set_min_pause_between_checkpoints(&self, pause: Duration) -> &Self {
-        self.env.set_code("execution.checkpointing.min-pause", &format!("{} ms", pause.as_millis()));
+        self.env.set_code(
+            "execution.checkpointing.min-pause",
+            &format!("{} ms", pause.as_millis()),
+        );
         self
     }
     /// How many checkpoints may be in progress at once (default 1).
     pub fn set_max_concurrent_checkpoints(&self, n: u32) -> &Self {
-        self.env.set_code("execution.checkpointing.max-concurrent-checkpoints", &n.to_string());
+        self.env.set_code(
+            "execution.checkpointing.max-concurrent-checkpoints",
+            &n.to_string(),
+        );
         self
     }
     /// Consecutive checkpoint failures tolerated before the job fails (default 0).
     pub fn set_tolerable_checkpoint_failure_number(&self, n: u32) -> &Self {
-        self.env.set_code("execution.checkpointing.tolerable-failed-checkpoints", &n.to_string());
+        self.env.set_code(
+            "execution.checkpointing.tolerable-failed-checkpoints",
+            &n.to_string(),
+        );
         self
     }
     /// What happens to checkpoints when the job ends.
-    pub fn set_externalized_checkpoint_retention(&self, r: ExternalizedCheckpointRetention) -> &Self {
-        self.env.set_code("execution.checkpointing.externalized-checkpoint-retention", r.as_str());
+    pub fn set_externalized_checkpoint_retention(
+        &self,
+        r: ExternalizedCheckpointRetention,
+    ) -> &Self {
+        self.env.set_code(
+            "execution.checkpointing.externalized-checkpoint-retention",
+            r.as_str(),
+        );
         self
     }
     /// How many completed checkpoints are kept (default 1).
     pub fn set_num_retained(&self, n: u32) -> &Self {
-        self.env.set_code("execution.checkpointing.num-retained", &n.to_string());
+        self.env
+            .set_code("execution.checkpointing.num-retained", &n.to_string());
         self
     }
     /// Where checkpoints are written.
@@ -479,5 +549,103 @@ pub fn exit_on_error<T>(r: Result<T>) -> std::process::ExitCode {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             std::process::ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floe_options_are_taken_out_and_the_rest_left_to_the_job() {
+        let env = StreamEnv::from_arg_list([
+            "--host",
+            "h",
+            "-p",
+            "3",
+            "-Dexecution.checkpointing.interval=2 s",
+            "-D",
+            "pipeline.max-parallelism=64",
+            "-s",
+            "/x/chk-7",
+            "-n",
+            "--port",
+            "9999",
+        ])
+        .unwrap();
+        assert_eq!(env.parallelism(), 3);
+        let c = env.configuration();
+        assert_eq!(
+            c.get_duration("execution.checkpointing.interval").unwrap(),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(c.get_u32("pipeline.max-parallelism").unwrap(), Some(64));
+        let p = env.params();
+        assert_eq!((p.get("host"), p.get("port")), (Some("h"), Some("9999")));
+        let inner = env.inner.borrow();
+        assert_eq!(
+            inner.restore.as_deref(),
+            Some(std::path::Path::new("/x/chk-7"))
+        );
+        assert!(inner.allow_non_restored);
+    }
+
+    #[test]
+    fn code_settings_override_dynamic_properties() {
+        let env = StreamEnv::from_arg_list(["-D", "execution.checkpointing.interval=2s"]).unwrap();
+        env.enable_checkpointing(Duration::from_millis(500));
+        let c = env.configuration();
+        assert_eq!(
+            c.get_duration("execution.checkpointing.interval").unwrap(),
+            Some(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn bad_options_are_one_line_errors() {
+        for (args, msg) in [
+            (vec!["-p"], "option -p needs a value"),
+            (vec!["-p", "0"], "invalid parallelism '0'"),
+            (
+                vec!["-D", "nonsense"],
+                "malformed dynamic property 'nonsense'",
+            ),
+            (
+                vec!["-D", "parallelism.default=x"],
+                "invalid value 'x' for configuration key 'parallelism.default'",
+            ),
+        ] {
+            let e = StreamEnv::from_arg_list(args.clone())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(msg) && !e.contains('\n'), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn graph_errors_surface_at_execute() {
+        let env = StreamEnv::new();
+        env.from_collection(vec![("a".to_string(), "b".to_string())])
+            .key_by(|t| t.0.clone())
+            .sum(1)
+            .discard();
+        let e = env.execute("bad").unwrap_err().to_string();
+        assert!(e.contains("sum(1)") && e.contains("not numeric"), "{e}");
+        let env = StreamEnv::new();
+        env.from_collection(vec![1u8]);
+        assert!(env
+            .execute("no sink")
+            .unwrap_err()
+            .to_string()
+            .contains("no sinks defined"));
+        let env = StreamEnv::new();
+        env.set_parallelism(200);
+        env.from_collection(vec![1u8]).discard();
+        assert!(env
+            .execute("p")
+            .unwrap_err()
+            .to_string()
+            .contains("greater than the max parallelism 128"));
     }
 }

@@ -140,5 +140,10 @@ pub trait KeyedFlatMapFunction<K, T, U>: Clone + Send + Sync + 'static {
         Ok(())
     }
     /// Processes one record; `ctx` is scoped to the record's key.
-    fn flat_map(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<U>) -> Result<()>;
+    fn flat_map(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<U>,
+    ) -> Result<()>;
 }

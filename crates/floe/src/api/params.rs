@@ -31,7 +31,10 @@ impl JobParams {
         let mut i = 0;
         while i < args.len() {
             let a = &args[i];
-            if let Some(name) = a.strip_prefix("--").or_else(|| a.strip_prefix('-').filter(|n| !n.is_empty() && n.parse::<f64>().is_err())) {
+            if let Some(name) = a.strip_prefix("--").or_else(|| {
+                a.strip_prefix('-')
+                    .filter(|n| !n.is_empty() && n.parse::<f64>().is_err())
+            }) {
                 if let Some((k, v)) = name.split_once('=') {
                     p.values.insert(k.to_string(), Some(v.to_string()));
                 } else if i + 1 < args.len() && !args[i + 1].starts_with("--") {
@@ -60,7 +63,8 @@ impl JobParams {
 
     /// The value of `--name`, which must be present.
     pub fn required(&self, name: &str) -> Result<&str> {
-        self.get(name).ok_or_else(|| crate::anyhow!("missing required argument --{name}"))
+        self.get(name)
+            .ok_or_else(|| crate::anyhow!("missing required argument --{name}"))
     }
 
     /// The value of `--name` parsed as `T`; an unparseable value is an error naming the argument.

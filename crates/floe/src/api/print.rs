@@ -29,7 +29,27 @@ macro_rules! print_display {
         }
     )*};
 }
-print_display!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, bool, char, String, str, crate::api::data::Str);
+print_display!(
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    f32,
+    f64,
+    bool,
+    char,
+    String,
+    str,
+    crate::api::data::Str
+);
 
 impl<T: PrintFormat + ?Sized> PrintFormat for &T {
     fn print_to(&self, out: &mut String) {
@@ -89,8 +109,15 @@ impl<T: PrintFormat + 'static> Sink<T> for PrintSink {
         "Print to Std. Out".into()
     }
     fn create(&self, info: &TaskInfo) -> Result<Box<dyn SinkWriter<T>>> {
-        let prefix = if info.parallelism > 1 { format!("{}> ", info.subtask_index + 1) } else { String::new() };
-        Ok(Box::new(PrintWriter { prefix, line: String::new() }))
+        let prefix = if info.parallelism > 1 {
+            format!("{}> ", info.subtask_index + 1)
+        } else {
+            String::new()
+        };
+        Ok(Box::new(PrintWriter {
+            prefix,
+            line: String::new(),
+        }))
     }
 }
 
@@ -109,7 +136,9 @@ impl<T: PrintFormat> SinkWriter<T> for PrintWriter {
         }
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) is not a task failure: Flink's print keeps running.
-        let _ = out.write_all(self.line.as_bytes()).and_then(|_| out.flush());
+        let _ = out
+            .write_all(self.line.as_bytes())
+            .and_then(|_| out.flush());
         Ok(())
     }
 }

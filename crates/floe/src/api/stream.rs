@@ -6,21 +6,24 @@
 
 use super::data::{Data, Key};
 use super::env::StreamEnv;
-use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext};
+use super::functions::{
+    Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext,
+};
 use super::print::{PrintFormat, PrintSink};
 use super::tuple::Fields;
 use crate::checkpoint::metadata::TaskId;
 use crate::connectors::collect::{CollectHandle, CollectSink};
 use crate::connectors::discard::{CountHandle, DiscardSink};
 use crate::connectors::{Sink, Source, SourceContext, SourceReader, SourceStatus, SourceWaker};
-use crate::state::keygroup::KeyEncoder;
 use crate::runtime::keyed::{build_keyed, key_records, KeyedLogic, KeyedRecord};
 use crate::runtime::operators::{
-    build_filter, build_sink, build_stateless, BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, UserKeyed,
+    build_filter, build_sink, build_stateless, BatchFn, FlatMapBatch, MapBatch, ReduceLogic,
+    SumLogic, UserKeyed,
 };
 use crate::runtime::plan::{BuildCx, Node, StateKind, Terminal};
 use crate::runtime::source::{SourceRunner, BATCH};
 use crate::runtime::{time_of, Time};
+use crate::state::keygroup::KeyEncoder;
 use crate::Result;
 use std::sync::Arc;
 use timely::dataflow::{InputHandleVec, StreamVec};
@@ -61,7 +64,10 @@ pub(crate) struct SourceChain<T> {
 
 impl<T> Clone for SourceChain<T> {
     fn clone(&self) -> Self {
-        SourceChain { op: self.op, source: Arc::clone(&self.source) }
+        SourceChain {
+            op: self.op,
+            source: Arc::clone(&self.source),
+        }
     }
 }
 
@@ -74,7 +80,13 @@ pub struct KeyedStream<K: Key, T: Data> {
 
 impl<T: Data> DataStream<T> {
     fn then<U: Data>(&self, node: Arc<dyn Node<U>>, op: usize, chain: usize) -> DataStream<U> {
-        DataStream { env: self.env.clone(), node, op, chain, source: None }
+        DataStream {
+            env: self.env.clone(),
+            node,
+            op,
+            chain,
+            source: None,
+        }
     }
 
     /// Adds a stateless operator: chained into the source when the stream is still a
@@ -84,16 +96,34 @@ impl<T: Data> DataStream<T> {
         B: BatchFn<T, U>,
         M: Fn() -> B + Send + Sync + 'static,
     {
-        let op = self.env.add_operator(name, StateKind::Stateless, Some(self.chain));
+        let op = self
+            .env
+            .add_operator(name, StateKind::Stateless, Some(self.chain));
         let chain = self.chain;
         match &self.source {
             Some(sc) => {
-                let source: Arc<dyn Source<U>> = Arc::new(ChainedSource { inner: Arc::clone(&sc.source), make });
-                let node = Arc::new(SourceNode { op: sc.op, source: Arc::clone(&source) });
-                DataStream { env: self.env.clone(), node, op, chain, source: Some(SourceChain { op: sc.op, source }) }
+                let source: Arc<dyn Source<U>> = Arc::new(ChainedSource {
+                    inner: Arc::clone(&sc.source),
+                    make,
+                });
+                let node = Arc::new(SourceNode {
+                    op: sc.op,
+                    source: Arc::clone(&source),
+                });
+                DataStream {
+                    env: self.env.clone(),
+                    node,
+                    op,
+                    chain,
+                    source: Some(SourceChain { op: sc.op, source }),
+                }
             }
             None => {
-                let node = Arc::new(StatelessNode { up: Arc::clone(&self.node), op, make });
+                let node = Arc::new(StatelessNode {
+                    up: Arc::clone(&self.node),
+                    op,
+                    make,
+                });
                 self.then(node, op, chain)
             }
         }
@@ -152,7 +182,9 @@ impl<T: Data> DataStream<T> {
 
     /// Applies a [`FlatMapFunction`] (a rich function with `open()`).
     pub fn flat_map_function<U: Data, F: FlatMapFunction<T, U>>(self, f: F) -> DataStream<U> {
-        self.stateless("Flat Map", move || FlatMapBatch(f.clone(), Collector::default()))
+        self.stateless("Flat Map", move || {
+            FlatMapBatch(f.clone(), Collector::default())
+        })
     }
 
     /// Keeps the records for which `f` returns true.
@@ -163,9 +195,15 @@ impl<T: Data> DataStream<T> {
         if self.source.is_some() {
             return self.stateless("Filter", move || FilterBatch(f.clone()));
         }
-        let op = self.env.add_operator("Filter", StateKind::Stateless, Some(self.chain));
+        let op = self
+            .env
+            .add_operator("Filter", StateKind::Stateless, Some(self.chain));
         let chain = self.chain;
-        let node = Arc::new(FilterNode { up: Arc::clone(&self.node), op, f });
+        let node = Arc::new(FilterNode {
+            up: Arc::clone(&self.node),
+            op,
+            f,
+        });
         self.then(node, op, chain)
     }
 
@@ -178,13 +216,22 @@ impl<T: Data> DataStream<T> {
             Some(sc) => {
                 let source: Arc<dyn Source<KeyedRecord<K, T>>> = Arc::new(ChainedSource {
                     inner: Arc::clone(&sc.source),
-                    make: move || KeyByBatch { f: f.clone(), enc: KeyEncoder::default() },
+                    make: move || KeyByBatch {
+                        f: f.clone(),
+                        enc: KeyEncoder::default(),
+                    },
                 });
                 Arc::new(SourceNode { op: sc.op, source })
             }
-            None => Arc::new(KeyByNode { up: Arc::clone(&self.node), f }),
+            None => Arc::new(KeyByNode {
+                up: Arc::clone(&self.node),
+                f,
+            }),
         };
-        KeyedStream { env: self.env.clone(), node }
+        KeyedStream {
+            env: self.env.clone(),
+            node,
+        }
     }
 
     /// Writes every record to standard output in Flink's format: `(spark,1)`, prefixed by
@@ -217,8 +264,14 @@ impl<T: Data> DataStream<T> {
     }
 
     fn sink_named(self, name: &str, sink: Arc<dyn Sink<T>>) {
-        let op = self.env.add_operator(name, StateKind::Stateless, Some(self.chain));
-        self.env.add_terminal(Arc::new(SinkTerminal { up: self.node, op, sink }));
+        let op = self
+            .env
+            .add_operator(name, StateKind::Stateless, Some(self.chain));
+        self.env.add_terminal(Arc::new(SinkTerminal {
+            up: self.node,
+            op,
+            sink,
+        }));
     }
 }
 
@@ -226,8 +279,18 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     fn keyed<U: Data, L: KeyedLogic<K, T, U>>(self, name: &str, logic: L) -> DataStream<U> {
         let chain = self.env.new_chain();
         let op = self.env.add_operator(name, StateKind::Keyed, Some(chain));
-        let node = Arc::new(KeyedNode { up: self.node, op, logic });
-        DataStream { env: self.env, node, op, chain, source: None }
+        let node = Arc::new(KeyedNode {
+            up: self.node,
+            op,
+            logic,
+        });
+        DataStream {
+            env: self.env,
+            node,
+            op,
+            chain,
+            source: None,
+        }
     }
 
     /// Flink's `sum(field)`: per key, adds field `field` of every record to a running
@@ -242,7 +305,13 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
                 std::any::type_name::<T>()
             ));
         }
-        self.keyed("Keyed Aggregation", SumLogic { field, state: Default::default() })
+        self.keyed(
+            "Keyed Aggregation",
+            SumLogic {
+                field,
+                state: Default::default(),
+            },
+        )
     }
 
     /// Flink's `reduce`: per key, combines every record with the previous result and emits it.
@@ -250,7 +319,13 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     where
         F: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
     {
-        self.keyed("Keyed Reduce", ReduceLogic { f, state: Default::default() })
+        self.keyed(
+            "Keyed Reduce",
+            ReduceLogic {
+                f,
+                state: Default::default(),
+            },
+        )
     }
 
     /// Applies a [`KeyedFlatMapFunction`] with keyed state.
@@ -270,7 +345,9 @@ impl<T, U, F: FnMut(T) -> U + Clone + Send + Sync + 'static> MapFunction<T, U> f
 
 #[derive(Clone)]
 struct TryFnMap<F>(F);
-impl<T, U, F: FnMut(T) -> Result<U> + Clone + Send + Sync + 'static> MapFunction<T, U> for TryFnMap<F> {
+impl<T, U, F: FnMut(T) -> Result<U> + Clone + Send + Sync + 'static> MapFunction<T, U>
+    for TryFnMap<F>
+{
     #[inline]
     fn map(&mut self, value: T) -> Result<U> {
         (self.0)(value)
@@ -279,7 +356,9 @@ impl<T, U, F: FnMut(T) -> Result<U> + Clone + Send + Sync + 'static> MapFunction
 
 #[derive(Clone)]
 struct FnFlatMap<F>(F);
-impl<T, U, F: FnMut(T, &mut Collector<U>) + Clone + Send + Sync + 'static> FlatMapFunction<T, U> for FnFlatMap<F> {
+impl<T, U, F: FnMut(T, &mut Collector<U>) + Clone + Send + Sync + 'static> FlatMapFunction<T, U>
+    for FnFlatMap<F>
+{
     #[inline]
     fn flat_map(&mut self, value: T, out: &mut Collector<U>) -> Result<()> {
         (self.0)(value, out);
@@ -289,8 +368,8 @@ impl<T, U, F: FnMut(T, &mut Collector<U>) + Clone + Send + Sync + 'static> FlatM
 
 #[derive(Clone)]
 struct FnFlatMapIter<F>(F);
-impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I + Clone + Send + Sync + 'static> FlatMapFunction<T, U>
-    for FnFlatMapIter<F>
+impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I + Clone + Send + Sync + 'static>
+    FlatMapFunction<T, U> for FnFlatMapIter<F>
 {
     #[inline]
     fn flat_map(&mut self, value: T, out: &mut Collector<U>) -> Result<()> {
@@ -321,12 +400,19 @@ impl<T: Data> Node<T> for SourceNode<T> {
                 task_info: cx.task_info(self.op),
             };
             let display = cx.task_display(self.op);
-            Some(self.source.create(ctx).map_err(|e| e.context(format!("cannot start {display}")))?)
+            Some(
+                self.source
+                    .create(ctx)
+                    .map_err(|e| e.context(format!("cannot start {display}")))?,
+            )
         } else {
             None
         };
         cx.drivers.push(Box::new(SourceRunner {
-            task: TaskId { uid: decl.uid.clone(), subtask },
+            task: TaskId {
+                uid: decl.uid.clone(),
+                subtask,
+            },
             name: cx.task_display(self.op),
             handle: Some(handle),
             reader,
@@ -365,8 +451,15 @@ where
         let info = ctx.task_info.clone();
         let inner = self.inner.create(ctx)?;
         let mut f = (self.make)();
-        f.open(&mut RuntimeContext { info: &info, registry: None })?;
-        Ok(Box::new(ChainedReader { inner, f, buf: Vec::new() }))
+        f.open(&mut RuntimeContext {
+            info: &info,
+            registry: None,
+        })?;
+        Ok(Box::new(ChainedReader {
+            inner,
+            f,
+            buf: Vec::new(),
+        }))
     }
 }
 
@@ -457,8 +550,13 @@ struct KeyByNode<T, F> {
     f: F,
 }
 
-impl<K: Key, T: Data, F: Fn(&T) -> K + Clone + Send + Sync + 'static> Node<KeyedRecord<K, T>> for KeyByNode<T, F> {
-    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, KeyedRecord<K, T>>> {
+impl<K: Key, T: Data, F: Fn(&T) -> K + Clone + Send + Sync + 'static> Node<KeyedRecord<K, T>>
+    for KeyByNode<T, F>
+{
+    fn build<'s>(
+        &self,
+        cx: &mut BuildCx<'s, '_>,
+    ) -> Result<StreamVec<'s, Time, KeyedRecord<K, T>>> {
         let input = self.up.build(cx)?;
         Ok(key_records(input, self.f.clone(), "Key By"))
     }

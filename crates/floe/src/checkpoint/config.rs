@@ -120,28 +120,43 @@ impl CheckpointConfig {
             };
         }
         if conf.contains("execution.checkpointing.timeout") {
-            self.timeout = conf.get_duration("execution.checkpointing.timeout")?.unwrap_or(self.timeout);
+            self.timeout = conf
+                .get_duration("execution.checkpointing.timeout")?
+                .unwrap_or(self.timeout);
         }
         if conf.contains("execution.checkpointing.min-pause") {
-            self.min_pause = conf.get_duration("execution.checkpointing.min-pause")?.unwrap_or(self.min_pause);
+            self.min_pause = conf
+                .get_duration("execution.checkpointing.min-pause")?
+                .unwrap_or(self.min_pause);
         }
         if conf.contains("execution.checkpointing.max-concurrent-checkpoints") {
-            self.max_concurrent =
-                conf.get_u32("execution.checkpointing.max-concurrent-checkpoints")?.unwrap_or(self.max_concurrent);
+            self.max_concurrent = conf
+                .get_u32("execution.checkpointing.max-concurrent-checkpoints")?
+                .unwrap_or(self.max_concurrent);
         }
         if conf.contains("execution.checkpointing.tolerable-failed-checkpoints") {
-            self.tolerable_failures =
-                conf.get_u32("execution.checkpointing.tolerable-failed-checkpoints")?.unwrap_or(self.tolerable_failures);
+            self.tolerable_failures = conf
+                .get_u32("execution.checkpointing.tolerable-failed-checkpoints")?
+                .unwrap_or(self.tolerable_failures);
         }
         if conf.contains("execution.checkpointing.externalized-checkpoint-retention") {
-            self.retention = match conf.get_string("execution.checkpointing.externalized-checkpoint-retention")?.as_deref() {
-                Some("DELETE_ON_CANCELLATION") => ExternalizedCheckpointRetention::DeleteOnCancellation,
-                Some("RETAIN_ON_CANCELLATION") => ExternalizedCheckpointRetention::RetainOnCancellation,
+            self.retention = match conf
+                .get_string("execution.checkpointing.externalized-checkpoint-retention")?
+                .as_deref()
+            {
+                Some("DELETE_ON_CANCELLATION") => {
+                    ExternalizedCheckpointRetention::DeleteOnCancellation
+                }
+                Some("RETAIN_ON_CANCELLATION") => {
+                    ExternalizedCheckpointRetention::RetainOnCancellation
+                }
                 _ => ExternalizedCheckpointRetention::NoExternalizedCheckpoints,
             };
         }
         if conf.contains("execution.checkpointing.num-retained") {
-            self.num_retained = conf.get_u32("execution.checkpointing.num-retained")?.unwrap_or(self.num_retained);
+            self.num_retained = conf
+                .get_u32("execution.checkpointing.num-retained")?
+                .unwrap_or(self.num_retained);
         }
         Ok(())
     }

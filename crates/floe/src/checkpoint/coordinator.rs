@@ -130,12 +130,21 @@ impl CheckpointCoordinator {
         self.running = false;
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         self.pending.clear();
-        ids.into_iter().map(|id| Action::Abort { id, reason: reason.to_string() }).collect()
+        ids.into_iter()
+            .map(|id| Action::Abort {
+                id,
+                reason: reason.to_string(),
+            })
+            .collect()
     }
 
     /// When [`tick`](Self::tick) next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let expiry = self.pending.values().map(|p| p.triggered + self.config.timeout).min();
+        let expiry = self
+            .pending
+            .values()
+            .map(|p| p.triggered + self.config.timeout)
+            .min();
         let trigger = self.next_trigger_time();
         match (expiry, trigger) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -162,11 +171,18 @@ impl CheckpointCoordinator {
     /// Expires overdue checkpoints and triggers a new one when it is due.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        let expired: Vec<u64> =
-            self.pending.iter().filter(|(_, p)| now >= p.triggered + self.config.timeout).map(|(id, _)| *id).collect();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.triggered + self.config.timeout)
+            .map(|(id, _)| *id)
+            .collect();
         for id in expired {
             self.pending.remove(&id);
-            actions.push(Action::Abort { id, reason: "Checkpoint expired before completing.".into() });
+            actions.push(Action::Abort {
+                id,
+                reason: "Checkpoint expired before completing.".into(),
+            });
             self.count_failure(&mut actions);
         }
         if let Some(t) = self.next_trigger_time() {
@@ -174,7 +190,14 @@ impl CheckpointCoordinator {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.last_trigger = Some(now);
-                self.pending.insert(id, Pending { triggered: now, awaiting: self.tasks.clone(), acks: BTreeMap::new() });
+                self.pending.insert(
+                    id,
+                    Pending {
+                        triggered: now,
+                        awaiting: self.tasks.clone(),
+                        acks: BTreeMap::new(),
+                    },
+                );
                 actions.push(Action::Trigger { id });
             }
         }
@@ -182,8 +205,16 @@ impl CheckpointCoordinator {
     }
 
     /// A task acknowledged checkpoint `id` with its state. Unknown or late acks are ignored.
-    pub fn acknowledge(&mut self, id: u64, task: TaskId, handle: StateHandle, now: Instant) -> Vec<Action> {
-        let Some(p) = self.pending.get_mut(&id) else { return Vec::new() };
+    pub fn acknowledge(
+        &mut self,
+        id: u64,
+        task: TaskId,
+        handle: StateHandle,
+        now: Instant,
+    ) -> Vec<Action> {
+        let Some(p) = self.pending.get_mut(&id) else {
+            return Vec::new();
+        };
         if !p.awaiting.remove(&task) {
             return Vec::new();
         }
@@ -193,7 +224,11 @@ impl CheckpointCoordinator {
         }
         let p = self.pending.remove(&id).expect("present");
         self.finalizing.insert(id);
-        vec![Action::Finalize { id, acks: p.acks, duration: now.saturating_duration_since(p.triggered) }]
+        vec![Action::Finalize {
+            id,
+            acks: p.acks,
+            duration: now.saturating_duration_since(p.triggered),
+        }]
     }
 
     /// A task could not take its part of checkpoint `id` (e.g. writing its state failed).
@@ -201,7 +236,10 @@ impl CheckpointCoordinator {
         if self.pending.remove(&id).is_none() {
             return Vec::new();
         }
-        let mut actions = vec![Action::Abort { id, reason: reason.to_string() }];
+        let mut actions = vec![Action::Abort {
+            id,
+            reason: reason.to_string(),
+        }];
         self.count_failure(&mut actions);
         actions
     }
@@ -223,7 +261,10 @@ impl CheckpointCoordinator {
         let subsumed: Vec<u64> = self.pending.range(..id).map(|(k, _)| *k).collect();
         for old in subsumed {
             self.pending.remove(&old);
-            actions.push(Action::Abort { id: old, reason: "Checkpoint has been subsumed.".into() });
+            actions.push(Action::Abort {
+                id: old,
+                reason: "Checkpoint has been subsumed.".into(),
+            });
         }
         actions
     }
@@ -233,7 +274,10 @@ impl CheckpointCoordinator {
         if !self.finalizing.remove(&id) {
             return Vec::new();
         }
-        let mut actions = vec![Action::Abort { id, reason: reason.to_string() }];
+        let mut actions = vec![Action::Abort {
+            id,
+            reason: reason.to_string(),
+        }];
         self.count_failure(&mut actions);
         actions
     }
@@ -242,7 +286,9 @@ impl CheckpointCoordinator {
         self.consecutive_failures += 1;
         if self.consecutive_failures > self.config.tolerable_failures {
             self.consecutive_failures = 0;
-            actions.push(Action::FailJob { reason: "Exceeded checkpoint tolerable failure threshold.".into() });
+            actions.push(Action::FailJob {
+                reason: "Exceeded checkpoint tolerable failure threshold.".into(),
+            });
         }
     }
 }
@@ -252,10 +298,16 @@ mod tests {
     use super::*;
 
     fn cfg() -> CheckpointConfig {
-        CheckpointConfig { interval: Some(Duration::from_millis(100)), ..Default::default() }
+        CheckpointConfig {
+            interval: Some(Duration::from_millis(100)),
+            ..Default::default()
+        }
     }
     fn t(uid: &str, s: u32) -> TaskId {
-        TaskId { uid: uid.into(), subtask: s }
+        TaskId {
+            uid: uid.into(),
+            subtask: s,
+        }
     }
     fn h() -> StateHandle {
         StateHandle::Inline { data: vec![] }
@@ -268,22 +320,37 @@ mod tests {
         assert!(c.tick(t0).is_empty(), "not running yet");
         c.start([t("src", 0), t("sum", 0)], t0);
         assert!(c.tick(t0 + Duration::from_millis(50)).is_empty());
-        assert_eq!(c.tick(t0 + Duration::from_millis(100)), vec![Action::Trigger { id: 1 }]);
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger { id: 1 }]
+        );
         // max concurrent 1: no second trigger while 1 is pending
         assert!(c.tick(t0 + Duration::from_millis(250)).is_empty());
         assert!(c.acknowledge(1, t("src", 0), h(), t0).is_empty());
-        assert!(c.acknowledge(1, t("src", 0), h(), t0).is_empty(), "duplicate ack ignored");
+        assert!(
+            c.acknowledge(1, t("src", 0), h(), t0).is_empty(),
+            "duplicate ack ignored"
+        );
         let a = c.acknowledge(1, t("sum", 0), h(), t0 + Duration::from_millis(260));
         assert!(matches!(&a[..], [Action::Finalize { id: 1, .. }]));
         assert!(c.finalized(1, t0 + Duration::from_millis(270)).is_empty());
         assert_eq!(c.latest_completed(), Some(1));
-        assert_eq!(c.tick(t0 + Duration::from_millis(350)), vec![Action::Trigger { id: 2 }]);
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(350)),
+            vec![Action::Trigger { id: 2 }]
+        );
     }
 
     #[test]
     fn num_retained_discards_oldest() {
         let t0 = Instant::now();
-        let mut c = CheckpointCoordinator::new(CheckpointConfig { num_retained: 2, ..cfg() }, 5);
+        let mut c = CheckpointCoordinator::new(
+            CheckpointConfig {
+                num_retained: 2,
+                ..cfg()
+            },
+            5,
+        );
         c.start([t("a", 0)], t0);
         let mut now = t0;
         let mut discarded = vec![];
@@ -304,7 +371,11 @@ mod tests {
     #[test]
     fn expiry_counts_as_failure_and_tolerance_boundary() {
         let t0 = Instant::now();
-        let conf = CheckpointConfig { timeout: Duration::from_millis(30), tolerable_failures: 2, ..cfg() };
+        let conf = CheckpointConfig {
+            timeout: Duration::from_millis(30),
+            tolerable_failures: 2,
+            ..cfg()
+        };
         let mut c = CheckpointCoordinator::new(conf, 1);
         c.start([t("a", 0)], t0);
         let mut now = t0;
@@ -315,8 +386,13 @@ mod tests {
             assert!(a.contains(&Action::Trigger { id: round + 1 }), "{a:?}");
             now += Duration::from_millis(30);
             let a = c.tick(now);
-            assert!(a.iter().any(|x| matches!(x, Action::Abort { reason, .. } if reason.contains("expired"))));
-            fails += a.iter().filter(|x| matches!(x, Action::FailJob { .. })).count();
+            assert!(a
+                .iter()
+                .any(|x| matches!(x, Action::Abort { reason, .. } if reason.contains("expired"))));
+            fails += a
+                .iter()
+                .filter(|x| matches!(x, Action::FailJob { .. }))
+                .count();
             if round < 2 {
                 assert_eq!(fails, 0, "failures 1..=2 are tolerated");
             }
@@ -327,32 +403,62 @@ mod tests {
     #[test]
     fn success_resets_consecutive_failures() {
         let t0 = Instant::now();
-        let mut c = CheckpointCoordinator::new(CheckpointConfig { tolerable_failures: 1, ..cfg() }, 1);
+        let mut c = CheckpointCoordinator::new(
+            CheckpointConfig {
+                tolerable_failures: 1,
+                ..cfg()
+            },
+            1,
+        );
         c.start([t("a", 0)], t0);
         let n = t0 + Duration::from_millis(100);
         c.tick(n);
-        assert_eq!(c.decline(1, "io"), vec![Action::Abort { id: 1, reason: "io".into() }]);
+        assert_eq!(
+            c.decline(1, "io"),
+            vec![Action::Abort {
+                id: 1,
+                reason: "io".into()
+            }]
+        );
         let n = n + Duration::from_millis(100);
         c.tick(n);
         c.acknowledge(2, t("a", 0), h(), n);
         c.finalized(2, n);
         let n = n + Duration::from_millis(100);
         c.tick(n);
-        assert!(!c.decline(3, "io").iter().any(|a| matches!(a, Action::FailJob { .. })));
+        assert!(!c
+            .decline(3, "io")
+            .iter()
+            .any(|a| matches!(a, Action::FailJob { .. })));
     }
 
     #[test]
     fn min_pause_delays_next_trigger_and_stop_aborts() {
         let t0 = Instant::now();
-        let mut c = CheckpointCoordinator::new(CheckpointConfig { min_pause: Duration::from_millis(500), ..cfg() }, 1);
+        let mut c = CheckpointCoordinator::new(
+            CheckpointConfig {
+                min_pause: Duration::from_millis(500),
+                ..cfg()
+            },
+            1,
+        );
         c.start([t("a", 0)], t0);
         let n = t0 + Duration::from_millis(100);
         c.tick(n);
         c.acknowledge(1, t("a", 0), h(), n);
         c.finalized(1, n);
         assert!(c.tick(n + Duration::from_millis(200)).is_empty());
-        assert_eq!(c.tick(n + Duration::from_millis(500)), vec![Action::Trigger { id: 2 }]);
-        assert_eq!(c.stop("failover"), vec![Action::Abort { id: 2, reason: "failover".into() }]);
+        assert_eq!(
+            c.tick(n + Duration::from_millis(500)),
+            vec![Action::Trigger { id: 2 }]
+        );
+        assert_eq!(
+            c.stop("failover"),
+            vec![Action::Abort {
+                id: 2,
+                reason: "failover".into()
+            }]
+        );
         assert!(c.tick(n + Duration::from_secs(5)).is_empty());
     }
 }

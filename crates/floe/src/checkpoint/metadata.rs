@@ -161,7 +161,11 @@ impl CheckpointMetadata {
 
     /// Total bytes of state referenced.
     pub fn state_size(&self) -> u64 {
-        self.operators.iter().flat_map(|o| &o.subtasks).map(|s| s.handle.size()).sum()
+        self.operators
+            .iter()
+            .flat_map(|o| &o.subtasks)
+            .map(|s| s.handle.size())
+            .sum()
     }
 
     /// The operator with `uid`.
@@ -178,10 +182,14 @@ pub fn write_metadata(dir: &Path, meta: &CheckpointMetadata) -> Result<u64> {
     let tmp = dir.join(format!("{METADATA_FILE}.inprogress"));
     let fin = dir.join(METADATA_FILE);
     let res = (|| -> Result<()> {
-        let mut f = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(&bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        fs::rename(&tmp, &fin).with_context(|| format!("cannot rename {} to {}", tmp.display(), fin.display()))?;
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(&bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        fs::rename(&tmp, &fin)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), fin.display()))?;
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -214,7 +222,9 @@ impl LoadedSnapshot {
 /// `_metadata` file inside one. Errors name the path and what is wrong with it.
 pub fn resolve_snapshot_dir(path: &Path) -> Result<PathBuf> {
     let meta = fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => crate::anyhow!("restore path {} does not exist", path.display()),
+        std::io::ErrorKind::NotFound => {
+            crate::anyhow!("restore path {} does not exist", path.display())
+        }
         _ => crate::anyhow!("cannot read restore path {}: {e}", path.display()),
     })?;
     if meta.is_file() {
@@ -224,7 +234,10 @@ pub fn resolve_snapshot_dir(path: &Path) -> Result<PathBuf> {
                 path.display()
             );
         }
-        return Ok(path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")));
+        return Ok(path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")));
     }
     if !path.join(METADATA_FILE).is_file() {
         crate::bail!(
@@ -243,7 +256,11 @@ pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
     let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
         .map_err(|e| crate::anyhow!("corrupt metadata file {}: {e}", mpath.display()))?;
     if metadata.format != FORMAT {
-        crate::bail!("corrupt metadata file {}: unknown format '{}'", mpath.display(), metadata.format);
+        crate::bail!(
+            "corrupt metadata file {}: unknown format '{}'",
+            mpath.display(),
+            metadata.format
+        );
     }
     if metadata.version > VERSION {
         crate::bail!(
@@ -267,7 +284,11 @@ pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
                         fp.display(),
                         m.len()
                     ),
-                    Err(_) => crate::bail!("snapshot {} is incomplete: state file {} is missing", dir.display(), fp.display()),
+                    Err(_) => crate::bail!(
+                        "snapshot {} is incomplete: state file {} is missing",
+                        dir.display(),
+                        fp.display()
+                    ),
                 }
             }
         }
@@ -290,7 +311,15 @@ mod tests {
     use super::*;
 
     fn meta() -> CheckpointMetadata {
-        CheckpointMetadata::new("0123456789abcdef0123456789abcdef", "j", 7, SnapshotKind::Checkpoint, 1, 128, vec![])
+        CheckpointMetadata::new(
+            "0123456789abcdef0123456789abcdef",
+            "j",
+            7,
+            SnapshotKind::Checkpoint,
+            1,
+            128,
+            vec![],
+        )
     }
 
     #[test]
@@ -298,18 +327,30 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let chk = d.path().join("chk-7");
         fs::create_dir(&chk).unwrap();
-        assert!(load_snapshot(&chk).unwrap_err().to_string().contains("has no _metadata"));
+        assert!(load_snapshot(&chk)
+            .unwrap_err()
+            .to_string()
+            .contains("has no _metadata"));
         write_metadata(&chk, &meta()).unwrap();
         assert!(!chk.join("_metadata.inprogress").exists());
         assert_eq!(load_snapshot(&chk).unwrap().metadata.checkpoint_id, 7);
         assert_eq!(load_snapshot(&chk.join("_metadata")).unwrap().dir, chk);
         let missing = d.path().join("nope");
-        assert!(load_snapshot(&missing).unwrap_err().to_string().contains("does not exist"));
+        assert!(load_snapshot(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
         fs::write(chk.join("_metadata"), b"{garbage").unwrap();
-        assert!(load_snapshot(&chk).unwrap_err().to_string().starts_with("corrupt metadata file"));
+        assert!(load_snapshot(&chk)
+            .unwrap_err()
+            .to_string()
+            .starts_with("corrupt metadata file"));
         let other = d.path().join("x.txt");
         fs::write(&other, b"").unwrap();
-        assert!(load_snapshot(&other).unwrap_err().to_string().contains("is not a checkpoint or savepoint"));
+        assert!(load_snapshot(&other)
+            .unwrap_err()
+            .to_string()
+            .contains("is not a checkpoint or savepoint"));
     }
 
     #[test]
@@ -324,13 +365,23 @@ mod tests {
             max_parallelism: 128,
             subtasks: vec![SubtaskState {
                 subtask: 0,
-                handle: StateHandle::KeyedFile { file: "sum-0.state".into(), size: 3, entries: 1 },
+                handle: StateHandle::KeyedFile {
+                    file: "sum-0.state".into(),
+                    size: 3,
+                    entries: 1,
+                },
             }],
         });
         write_metadata(d.path(), &m).unwrap();
-        assert!(load_snapshot(d.path()).unwrap_err().to_string().contains("is missing"));
+        assert!(load_snapshot(d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("is missing"));
         fs::write(d.path().join("sum-0.state"), b"ab").unwrap();
-        assert!(load_snapshot(d.path()).unwrap_err().to_string().contains("expected 3"));
+        assert!(load_snapshot(d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("expected 3"));
         fs::write(d.path().join("sum-0.state"), b"abc").unwrap();
         assert!(load_snapshot(d.path()).is_ok());
     }

@@ -39,7 +39,9 @@ impl<T: Send + 'static> Sink<T> for CollectSink<T> {
         "Collect".into()
     }
     fn create(&self, _info: &TaskInfo) -> Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(CollectWriter(CollectHandle(Arc::clone(&self.0 .0)))))
+        Ok(Box::new(CollectWriter(CollectHandle(Arc::clone(
+            &self.0 .0,
+        )))))
     }
 }
 
@@ -47,7 +49,11 @@ struct CollectWriter<T>(CollectHandle<T>);
 
 impl<T> SinkWriter<T> for CollectWriter<T> {
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
-        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).append(batch);
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(batch);
         Ok(())
     }
 }

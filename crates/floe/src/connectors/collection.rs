@@ -18,11 +18,16 @@ impl<T: Data + Sync> Source<T> for CollectionSource<T> {
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<T>>> {
         let next = match ctx.restored {
             Some(b) => u64::from_le_bytes(
-                b.as_slice().try_into().map_err(|_| crate::anyhow!("corrupt collection source position"))?,
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| crate::anyhow!("corrupt collection source position"))?,
             ) as usize,
             None => 0,
         };
-        Ok(Box::new(CollectionReader { items: Arc::clone(&self.0), next }))
+        Ok(Box::new(CollectionReader {
+            items: Arc::clone(&self.0),
+            next,
+        }))
     }
 }
 
@@ -38,7 +43,11 @@ impl<T: Clone> SourceReader<T> for CollectionReader<T> {
         let end = (self.next + max).min(self.items.len());
         out.extend_from_slice(&self.items[self.next..end]);
         self.next = end;
-        Ok(if end == self.items.len() { SourceStatus::Finished } else { SourceStatus::Ready })
+        Ok(if end == self.items.len() {
+            SourceStatus::Finished
+        } else {
+            SourceStatus::Ready
+        })
     }
     fn snapshot(&mut self) -> Result<Vec<u8>> {
         Ok((self.next as u64).to_le_bytes().to_vec())

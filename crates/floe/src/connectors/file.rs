@@ -33,7 +33,12 @@ impl TextFileSource {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
             .with_context(|| format!("cannot list input directory {}", self.path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|p| {
+                p.is_file()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         files.sort();
         Ok(files)
@@ -53,7 +58,10 @@ impl Source<String> for TextFileSource {
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<String>>> {
         let files = self.files()?;
         let restored: Option<Position> = match &ctx.restored {
-            Some(b) => Some(bincode::deserialize(b).map_err(|e| crate::anyhow!("corrupt file source position: {e}"))?),
+            Some(b) => Some(
+                bincode::deserialize(b)
+                    .map_err(|e| crate::anyhow!("corrupt file source position: {e}"))?,
+            ),
             None => None,
         };
         let mut splits = Vec::new();
@@ -61,14 +69,26 @@ impl Source<String> for TextFileSource {
             if i as u32 % ctx.parallelism != ctx.subtask {
                 continue;
             }
-            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let offset = restored
                 .as_ref()
                 .and_then(|p| p.splits.iter().find(|(n, _)| *n == name).map(|(_, o)| *o))
                 .unwrap_or(0);
-            splits.push(Split { path: f.clone(), name, offset, reader: None });
+            splits.push(Split {
+                path: f.clone(),
+                name,
+                offset,
+                reader: None,
+            });
         }
-        Ok(Box::new(FileReader { splits, current: 0, line: String::new() }))
+        Ok(Box::new(FileReader {
+            splits,
+            current: 0,
+            line: String::new(),
+        }))
     }
 }
 
@@ -82,7 +102,8 @@ struct Split {
 impl Split {
     fn open(&mut self) -> Result<&mut BufReader<File>> {
         if self.reader.is_none() {
-            let mut f = File::open(&self.path).with_context(|| format!("cannot open input file {}", self.path.display()))?;
+            let mut f = File::open(&self.path)
+                .with_context(|| format!("cannot open input file {}", self.path.display()))?;
             let len = f.metadata()?.len();
             if self.offset > len {
                 crate::bail!(
@@ -117,13 +138,18 @@ impl SourceReader<String> for FileReader {
     fn poll_next(&mut self, out: &mut Vec<String>, max: usize) -> Result<SourceStatus> {
         let mut n = 0;
         while n < max {
-            let Some(split) = self.splits.get_mut(self.current) else { return Ok(SourceStatus::Finished) };
+            let Some(split) = self.splits.get_mut(self.current) else {
+                return Ok(SourceStatus::Finished);
+            };
             let offset = split.offset;
             let path: &Path = &split.path.clone();
             let r = split.open()?;
             self.line.clear();
             let read = r.read_line(&mut self.line).map_err(|e| {
-                crate::anyhow!("cannot read input file {} at byte {offset}: {e}", path.display())
+                crate::anyhow!(
+                    "cannot read input file {} at byte {offset}: {e}",
+                    path.display()
+                )
             })?;
             if read == 0 {
                 split.reader = None;
@@ -136,11 +162,21 @@ impl SourceReader<String> for FileReader {
             out.push(l);
             n += 1;
         }
-        Ok(if self.current >= self.splits.len() { SourceStatus::Finished } else { SourceStatus::Ready })
+        Ok(if self.current >= self.splits.len() {
+            SourceStatus::Finished
+        } else {
+            SourceStatus::Ready
+        })
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>> {
-        let p = Position { splits: self.splits.iter().map(|s| (s.name.clone(), s.offset)).collect() };
+        let p = Position {
+            splits: self
+                .splits
+                .iter()
+                .map(|s| (s.name.clone(), s.offset))
+                .collect(),
+        };
         Ok(bincode::serialize(&p)?)
     }
 }

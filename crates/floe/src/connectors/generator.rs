@@ -31,7 +31,9 @@ pub fn vocab() -> &'static [String] {
             .map(|j| {
                 let h = splitmix64(j);
                 let len = 3 + (h % 8) as usize;
-                (0..len).map(|m| (b'a' + ((h >> (5 * m)) % 26) as u8) as char).collect()
+                (0..len)
+                    .map(|m| (b'a' + ((h >> (5 * m)) % 26) as u8) as char)
+                    .collect()
             })
             .collect()
     })
@@ -86,13 +88,23 @@ impl Source<String> for WordLineGenerator {
         let start = i * lines / p;
         let end = (i + 1) * lines / p;
         let next = match ctx.restored {
-            Some(b) => u64::from_le_bytes(b.as_slice().try_into().map_err(|_| crate::anyhow!("corrupt generator position"))?),
+            Some(b) => u64::from_le_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| crate::anyhow!("corrupt generator position"))?,
+            ),
             None => start,
         };
         if next < start || next > end {
-            crate::bail!("generator position {next} is outside this subtask's range {start}..{end}");
+            crate::bail!(
+                "generator position {next} is outside this subtask's range {start}..{end}"
+            );
         }
-        Ok(Box::new(GeneratorReader { next, end, total_words: self.total_words }))
+        Ok(Box::new(GeneratorReader {
+            next,
+            end,
+            total_words: self.total_words,
+        }))
     }
 }
 
@@ -111,7 +123,11 @@ impl SourceReader<String> for GeneratorReader {
             out.push(line);
             self.next += 1;
         }
-        Ok(if self.next == self.end { SourceStatus::Finished } else { SourceStatus::Ready })
+        Ok(if self.next == self.end {
+            SourceStatus::Finished
+        } else {
+            SourceStatus::Ready
+        })
     }
     fn snapshot(&mut self) -> Result<Vec<u8>> {
         Ok(self.next.to_le_bytes().to_vec())
@@ -128,7 +144,9 @@ mod tests {
         assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
         let v = vocab();
         assert_eq!(v.len(), 10_000);
-        assert!(v.iter().all(|w| (3..=10).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase())));
+        assert!(v
+            .iter()
+            .all(|w| (3..=10).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase())));
         assert!(!v.iter().any(|w| w == "error"));
         let mut l = String::new();
         write_line(2, 25, &mut l);

@@ -21,7 +21,10 @@ pub struct SocketTextSource {
 impl SocketTextSource {
     /// A source reading from `host:port`.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        SocketTextSource { host: host.into(), port }
+        SocketTextSource {
+            host: host.into(),
+            port,
+        }
     }
 }
 
@@ -40,49 +43,68 @@ impl Source<String> for SocketTextSource {
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<String>>> {
         let addr = (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(|e| crate::anyhow!("cannot resolve socket source address {}:{}: {e}", self.host, self.port))?
+            .map_err(|e| {
+                crate::anyhow!(
+                    "cannot resolve socket source address {}:{}: {e}",
+                    self.host,
+                    self.port
+                )
+            })?
             .next()
-            .ok_or_else(|| crate::anyhow!("socket source address {}:{} resolves to nothing", self.host, self.port))?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .map_err(|e| crate::anyhow!("cannot connect to socket source {}:{}: {e}", self.host, self.port))?;
+            .ok_or_else(|| {
+                crate::anyhow!(
+                    "socket source address {}:{} resolves to nothing",
+                    self.host,
+                    self.port
+                )
+            })?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(|e| {
+            crate::anyhow!(
+                "cannot connect to socket source {}:{}: {e}",
+                self.host,
+                self.port
+            )
+        })?;
         tracing::info!("Connecting to server socket {}:{}", self.host, self.port);
         let shutdown = stream.try_clone()?;
         let (tx, rx) = unbounded();
         let waker = ctx.waker.clone();
-        std::thread::Builder::new().name("floe-socket-source".into()).spawn(move || {
-            let mut r = BufReader::new(stream);
-            loop {
-                let mut batch = Vec::new();
-                let end = loop {
-                    let mut line = String::new();
-                    match r.read_line(&mut line) {
-                        Ok(0) => break Some(None),
-                        Ok(_) => {
-                            if line.ends_with('\n') {
-                                line.pop();
-                                if line.ends_with('\r') {
+        std::thread::Builder::new()
+            .name("floe-socket-source".into())
+            .spawn(move || {
+                let mut r = BufReader::new(stream);
+                loop {
+                    let mut batch = Vec::new();
+                    let end = loop {
+                        let mut line = String::new();
+                        match r.read_line(&mut line) {
+                            Ok(0) => break Some(None),
+                            Ok(_) => {
+                                if line.ends_with('\n') {
                                     line.pop();
+                                    if line.ends_with('\r') {
+                                        line.pop();
+                                    }
+                                }
+                                batch.push(line);
+                                if r.buffer().is_empty() || batch.len() >= 4096 {
+                                    break None;
                                 }
                             }
-                            batch.push(line);
-                            if r.buffer().is_empty() || batch.len() >= 4096 {
-                                break None;
-                            }
+                            Err(e) => break Some(Some(format!("socket source read failed: {e}"))),
                         }
-                        Err(e) => break Some(Some(format!("socket source read failed: {e}"))),
+                    };
+                    if !batch.is_empty() && tx.send(Msg::Lines(batch)).is_err() {
+                        return;
                     }
-                };
-                if !batch.is_empty() && tx.send(Msg::Lines(batch)).is_err() {
-                    return;
-                }
-                if let Some(err) = end {
-                    let _ = tx.send(Msg::End(err));
+                    if let Some(err) = end {
+                        let _ = tx.send(Msg::End(err));
+                        waker.wake();
+                        return;
+                    }
                     waker.wake();
-                    return;
                 }
-                waker.wake();
-            }
-        })?;
+            })?;
         Ok(Box::new(SocketReader { rx, shutdown }))
     }
 }
@@ -106,7 +128,13 @@ impl SourceReader<String> for SocketReader {
                 Ok(Msg::Lines(mut l)) => out.append(&mut l),
                 Ok(Msg::End(None)) => return Ok(SourceStatus::Finished),
                 Ok(Msg::End(Some(e))) => crate::bail!(e),
-                Err(TryRecvError::Empty) => return Ok(if out.is_empty() { SourceStatus::Idle } else { SourceStatus::Ready }),
+                Err(TryRecvError::Empty) => {
+                    return Ok(if out.is_empty() {
+                        SourceStatus::Idle
+                    } else {
+                        SourceStatus::Ready
+                    })
+                }
                 Err(TryRecvError::Disconnected) => return Ok(SourceStatus::Finished),
             }
         }

@@ -12,8 +12,8 @@ use crate::api::env::{JobExecutionResult, JobStatus};
 use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::coordinator::{Action, CheckpointCoordinator};
 use crate::checkpoint::metadata::{
-    checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorKind, OperatorState,
-    SnapshotKind, StateHandle, SubtaskState, TaskId,
+    checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorKind,
+    OperatorState, SnapshotKind, StateHandle, SubtaskState, TaskId,
 };
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::plan::{Plan, StateKind};
@@ -47,12 +47,19 @@ pub fn new_job_id() -> String {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Checks that a snapshot can be restored into `plan` before anything runs: same max
 /// parallelism, and no state left without an operator unless `allow_non_restored`.
-pub fn validate_restore(plan: &Plan, snap: &LoadedSnapshot, allow_non_restored: bool) -> Result<()> {
+pub fn validate_restore(
+    plan: &Plan,
+    snap: &LoadedSnapshot,
+    allow_non_restored: bool,
+) -> Result<()> {
     let m = &snap.metadata;
     for os in &m.operators {
         match plan.operators.iter().find(|o| o.uid == os.uid) {
@@ -139,7 +146,11 @@ pub struct JobManager {
 impl JobManager {
     /// Prepares a job manager for `spec` with a fresh job id.
     pub fn new(spec: JobSpec) -> Self {
-        let first_id = spec.restore.as_ref().map(|s| s.metadata.checkpoint_id + 1).unwrap_or(1);
+        let first_id = spec
+            .restore
+            .as_ref()
+            .map(|s| s.metadata.checkpoint_id + 1)
+            .unwrap_or(1);
         let coordinator = CheckpointCoordinator::new(spec.checkpoint.clone(), first_id);
         let restore_point = spec.restore.clone();
         JobManager {
@@ -165,7 +176,13 @@ impl JobManager {
     }
 
     fn transition(&mut self, to: JobStatus) {
-        info!("Job {} ({}) switched from state {} to {}.", self.name(), self.job_id, self.status, to);
+        info!(
+            "Job {} ({}) switched from state {} to {}.",
+            self.name(),
+            self.job_id,
+            self.status,
+            to
+        );
         self.status = to;
     }
 
@@ -178,11 +195,16 @@ impl JobManager {
         info!("Submitting job {} ({}).", self.name(), self.job_id);
         if let Some(root) = &self.spec.checkpoint_dir {
             let dir = root.join(&self.job_id);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| crate::anyhow!("cannot create checkpoint directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                crate::anyhow!("cannot create checkpoint directory {}: {e}", dir.display())
+            })?;
             let probe = dir.join(".floe-write-test");
-            std::fs::write(&probe, b"")
-                .map_err(|e| crate::anyhow!("checkpoint directory {} is not writable: {e}", dir.display()))?;
+            std::fs::write(&probe, b"").map_err(|e| {
+                crate::anyhow!(
+                    "checkpoint directory {} is not writable: {e}",
+                    dir.display()
+                )
+            })?;
             let _ = std::fs::remove_file(&probe);
             self.job_dir = Some(dir);
         }
@@ -191,11 +213,24 @@ impl JobManager {
                 "Starting job {} from savepoint {} ({})",
                 self.job_id,
                 s.dir.display(),
-                if s.metadata.kind == SnapshotKind::Savepoint { "savepoint" } else { "retained checkpoint" }
+                if s.metadata.kind == SnapshotKind::Savepoint {
+                    "savepoint"
+                } else {
+                    "retained checkpoint"
+                }
             );
-            info!("Reset the checkpoint ID of job {} to {}.", self.job_id, s.metadata.checkpoint_id + 1);
+            info!(
+                "Reset the checkpoint ID of job {} to {}.",
+                self.job_id,
+                s.metadata.checkpoint_id + 1
+            );
         }
-        info!("Using restart back off time strategy {} for {} ({}).", self.spec.restart, self.name(), self.job_id);
+        info!(
+            "Using restart back off time strategy {} for {} ({}).",
+            self.spec.restart,
+            self.name(),
+            self.job_id
+        );
         let mut backoff = self.spec.restart.backoff();
         let mut attempt: u32 = 0;
         let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
@@ -214,10 +249,18 @@ impl JobManager {
                 info!("No checkpoint found during restore.");
             }
             let start_epoch = self.coordinator.next_id();
-            let exec = LocalExecutor::start(Arc::clone(&plan), attempt, self.restore_point.clone(), start_epoch, tx.clone());
+            let exec = LocalExecutor::start(
+                Arc::clone(&plan),
+                attempt,
+                self.restore_point.clone(),
+                start_epoch,
+                tx.clone(),
+            );
             let outcome = self.supervise(&exec, &rx, attempt);
             exec.shutdown();
-            let aborts = self.coordinator.stop("Checkpoint was aborted due to a job failover or the end of the job.");
+            let aborts = self
+                .coordinator
+                .stop("Checkpoint was aborted due to a job failover or the end of the job.");
             self.perform(aborts, None);
             match outcome {
                 Outcome::Failed { task, error } => {
@@ -229,8 +272,12 @@ impl JobManager {
                         if self.sleep_unless_cancelled(delay) {
                             break Outcome::Canceled;
                         }
-                        self.restore_point =
-                            self.completed.values().next_back().map(|c| Arc::clone(&c.snapshot)).or(self.spec.restore.clone());
+                        self.restore_point = self
+                            .completed
+                            .values()
+                            .next_back()
+                            .map(|c| Arc::clone(&c.snapshot))
+                            .or(self.spec.restore.clone());
                         attempt += 1;
                         self.transition(JobStatus::Running);
                         continue;
@@ -240,7 +287,9 @@ impl JobManager {
                     }
                     break Outcome::Failed {
                         task,
-                        error: format!("Recovery is suppressed by {backoff}; last failure: {error}"),
+                        error: format!(
+                            "Recovery is suppressed by {backoff}; last failure: {error}"
+                        ),
                     };
                 }
                 other => break other,
@@ -259,12 +308,19 @@ impl JobManager {
                 self.apply_retention(JobStatus::Canceled);
                 Ok(self.result(JobStatus::Canceled, started, restarts))
             }
-            Outcome::Failed { task: _, error: err } => {
+            Outcome::Failed {
+                task: _,
+                error: err,
+            } => {
                 error!("org.apache.flink.runtime.JobException: {err}");
                 self.transition(JobStatus::Failing);
                 self.transition(JobStatus::Failed);
                 self.apply_retention(JobStatus::Failed);
-                Err(crate::anyhow!("Job {} ({}) FAILED: {err}", self.name(), self.job_id))
+                Err(crate::anyhow!(
+                    "Job {} ({}) FAILED: {err}",
+                    self.name(),
+                    self.job_id
+                ))
             }
         }
     }
@@ -292,7 +348,12 @@ impl JobManager {
         CANCEL_REQUESTED.load(Ordering::SeqCst)
     }
 
-    fn supervise(&mut self, exec: &LocalExecutor, rx: &crossbeam_channel::Receiver<FromExecutor>, attempt: u32) -> Outcome {
+    fn supervise(
+        &mut self,
+        exec: &LocalExecutor,
+        rx: &crossbeam_channel::Receiver<FromExecutor>,
+        attempt: u32,
+    ) -> Outcome {
         loop {
             if CANCEL_REQUESTED.load(Ordering::SeqCst) {
                 return Outcome::Canceled;
@@ -312,7 +373,10 @@ impl JobManager {
                 Ok(ev) => ev,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    return Outcome::Failed { task: "executor".into(), error: "executor channel closed".into() }
+                    return Outcome::Failed {
+                        task: "executor".into(),
+                        error: "executor channel closed".into(),
+                    }
                 }
             };
             if ev.attempt() != attempt {
@@ -324,18 +388,38 @@ impl JobManager {
                         if o.state == StateKind::Source {
                             info!(
                                 "{} (attempt #{attempt}) switched from INITIALIZING to RUNNING.",
-                                self.spec.plan.vertex_name(self.spec.plan.operators.iter().position(|x| x.uid == o.uid).unwrap_or(0))
+                                self.spec.plan.vertex_name(
+                                    self.spec
+                                        .plan
+                                        .operators
+                                        .iter()
+                                        .position(|x| x.uid == o.uid)
+                                        .unwrap_or(0)
+                                )
                             );
                         }
                     }
                     self.coordinator.start(tasks, Instant::now());
                     Vec::new()
                 }
-                FromExecutor::Ack { checkpoint_id, task, state, .. } => {
-                    self.coordinator.acknowledge(checkpoint_id, task, state, Instant::now())
-                }
-                FromExecutor::Decline { checkpoint_id, task, reason, .. } => {
-                    warn!("Decline checkpoint {checkpoint_id} by task {task} of job {}: {reason}", self.job_id);
+                FromExecutor::Ack {
+                    checkpoint_id,
+                    task,
+                    state,
+                    ..
+                } => self
+                    .coordinator
+                    .acknowledge(checkpoint_id, task, state, Instant::now()),
+                FromExecutor::Decline {
+                    checkpoint_id,
+                    task,
+                    reason,
+                    ..
+                } => {
+                    warn!(
+                        "Decline checkpoint {checkpoint_id} by task {task} of job {}: {reason}",
+                        self.job_id
+                    );
                     self.coordinator.decline(checkpoint_id, &reason)
                 }
                 FromExecutor::Failed { task, error, .. } => return Outcome::Failed { task, error },
@@ -348,7 +432,9 @@ impl JobManager {
     }
 
     fn chk_dir(&self, id: u64) -> Option<PathBuf> {
-        self.job_dir.as_ref().map(|d| d.join(checkpoint_dir_name(id)))
+        self.job_dir
+            .as_ref()
+            .map(|d| d.join(checkpoint_dir_name(id)))
     }
 
     /// Carries out the coordinator's decisions. Returns an outcome when one ends the attempt.
@@ -358,7 +444,10 @@ impl JobManager {
             match a {
                 Action::Trigger { id } => {
                     let Some(dir) = self.chk_dir(id) else {
-                        queue.extend(self.coordinator.decline(id, "no checkpoint directory configured"));
+                        queue.extend(
+                            self.coordinator
+                                .decline(id, "no checkpoint directory configured"),
+                        );
                         continue;
                     };
                     let ts = now_ms();
@@ -371,7 +460,10 @@ impl JobManager {
                             }
                         }
                         Err(err) => {
-                            let reason = format!("cannot create checkpoint directory {}: {err}", dir.display());
+                            let reason = format!(
+                                "cannot create checkpoint directory {}: {err}",
+                                dir.display()
+                            );
                             queue.extend(self.coordinator.decline(id, &reason));
                         }
                     }
@@ -401,7 +493,10 @@ impl JobManager {
                 }
                 Action::Abort { id, reason } => {
                     if reason.contains("expired") {
-                        warn!("Checkpoint {id} of job {} expired before completing.", self.job_id);
+                        warn!(
+                            "Checkpoint {id} of job {} expired before completing.",
+                            self.job_id
+                        );
                     } else {
                         warn!("Checkpoint {id} of job {} failed: {reason}", self.job_id);
                     }
@@ -418,7 +513,10 @@ impl JobManager {
                     }
                 }
                 Action::FailJob { reason } => {
-                    return Some(Outcome::Failed { task: "Checkpoint Coordinator".into(), error: reason });
+                    return Some(Outcome::Failed {
+                        task: "Checkpoint Coordinator".into(),
+                        error: reason,
+                    });
                 }
             }
         }
@@ -426,30 +524,61 @@ impl JobManager {
     }
 
     fn finalize(&self, id: u64, acks: BTreeMap<TaskId, StateHandle>) -> Result<(u64, Completed)> {
-        let dir = self.chk_dir(id).ok_or_else(|| crate::anyhow!("no checkpoint directory"))?;
+        let dir = self
+            .chk_dir(id)
+            .ok_or_else(|| crate::anyhow!("no checkpoint directory"))?;
         let plan = &self.spec.plan;
         let mut ops: Vec<OperatorState> = Vec::new();
-        for o in plan.operators.iter().filter(|o| o.state != StateKind::Stateless) {
+        for o in plan
+            .operators
+            .iter()
+            .filter(|o| o.state != StateKind::Stateless)
+        {
             let subtasks: Vec<SubtaskState> = acks
                 .iter()
                 .filter(|(t, _)| t.uid == o.uid)
-                .map(|(t, h)| SubtaskState { subtask: t.subtask, handle: h.clone() })
+                .map(|(t, h)| SubtaskState {
+                    subtask: t.subtask,
+                    handle: h.clone(),
+                })
                 .collect();
             ops.push(OperatorState {
                 uid: o.uid.clone(),
                 name: o.name.clone(),
-                kind: if o.state == StateKind::Source { OperatorKind::Source } else { OperatorKind::Keyed },
+                kind: if o.state == StateKind::Source {
+                    OperatorKind::Source
+                } else {
+                    OperatorKind::Keyed
+                },
                 parallelism: o.parallelism,
                 max_parallelism: plan.max_parallelism,
                 subtasks,
             });
         }
         let ts = self.trigger_ms.get(&id).copied().unwrap_or_else(now_ms);
-        let meta =
-            CheckpointMetadata::new(&self.job_id, &plan.job_name, id, SnapshotKind::Checkpoint, ts, plan.max_parallelism, ops);
+        let meta = CheckpointMetadata::new(
+            &self.job_id,
+            &plan.job_name,
+            id,
+            SnapshotKind::Checkpoint,
+            ts,
+            plan.max_parallelism,
+            ops,
+        );
         let size = meta.state_size() + write_metadata(&dir, &meta)?;
-        let snapshot = Arc::new(LoadedSnapshot { dir: dir.clone(), metadata: meta });
-        Ok((size, Completed { id, dir, timestamp_ms: ts, snapshot }))
+        let snapshot = Arc::new(LoadedSnapshot {
+            dir: dir.clone(),
+            metadata: meta,
+        });
+        Ok((
+            size,
+            Completed {
+                id,
+                dir,
+                timestamp_ms: ts,
+                snapshot,
+            },
+        ))
     }
 
     /// Deletes or keeps this job's checkpoints for a terminal state, per retention. The

@@ -61,7 +61,12 @@ impl ExecShared {
     }
 
     pub(crate) fn wake_all(&self) {
-        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             t.unpark();
         }
     }
@@ -77,7 +82,12 @@ impl ExecShared {
         if lo > hi {
             return Vec::new();
         }
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).range(lo..=hi).map(|(k, v)| (*k, v.clone())).collect()
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(lo..=hi)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
     }
 
     pub(crate) fn send(&self, ev: FromExecutor) {
@@ -85,7 +95,12 @@ impl ExecShared {
     }
 
     pub(crate) fn snapshot(&self, job: SnapshotJob) {
-        if let Some(tx) = self.snapshots.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(tx) = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             let _ = tx.send(job);
         }
     }
@@ -98,7 +113,10 @@ impl ExecShared {
             let mut all = std::mem::take(&mut r.1);
             all.sort();
             all.dedup();
-            self.send(FromExecutor::Running { attempt: self.attempt, tasks: all });
+            self.send(FromExecutor::Running {
+                attempt: self.attempt,
+                tasks: all,
+            });
         }
     }
 }
@@ -120,7 +138,8 @@ impl LocalExecutor {
         events: Sender<FromExecutor>,
     ) -> Self {
         failure::install_panic_hook();
-        let (writer, snap_tx) = SnapshotWriter::spawn(attempt, events.clone(), plan.max_parallelism);
+        let (writer, snap_tx) =
+            SnapshotWriter::spawn(attempt, events.clone(), plan.max_parallelism);
         let shared = Arc::new(ExecShared {
             attempt,
             abort: AtomicBool::new(false),
@@ -153,31 +172,49 @@ impl LocalExecutor {
                     Err(e) => sh.fail("executor", format!("cannot start workers: {e}")),
                 }
                 // Workers are gone: stop the snapshot writer after it drained its queue.
-                sh.snapshots.lock().unwrap_or_else(|e| e.into_inner()).take();
+                sh.snapshots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
                 writer.join();
                 let failure = sh.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
                 match failure {
-                    Some((task, error)) if task != "cancel" => {
-                        sh.send(FromExecutor::Failed { attempt: sh.attempt, task, error })
-                    }
+                    Some((task, error)) if task != "cancel" => sh.send(FromExecutor::Failed {
+                        attempt: sh.attempt,
+                        task,
+                        error,
+                    }),
                     Some(_) => {}
-                    None => sh.send(FromExecutor::Finished { attempt: sh.attempt }),
+                    None => sh.send(FromExecutor::Finished {
+                        attempt: sh.attempt,
+                    }),
                 }
             })
             .expect("spawn executor thread");
-        LocalExecutor { shared, thread: Some(thread) }
+        LocalExecutor {
+            shared,
+            thread: Some(thread),
+        }
     }
 
     /// Delivers a job-manager command.
     pub fn send(&self, cmd: ToExecutor) {
         match cmd {
             ToExecutor::TriggerCheckpoint { id, dir } => {
-                self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, dir);
+                self.shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, dir);
                 self.shared.trigger.fetch_max(id, Ordering::AcqRel);
                 self.shared.wake_all();
             }
             ToExecutor::CheckpointComplete { id } | ToExecutor::CheckpointAborted { id } => {
-                self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                self.shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
             }
             ToExecutor::Cancel => self.shared.fail("cancel", String::new()),
         }
@@ -205,7 +242,11 @@ fn run_worker(
     start_epoch: u64,
 ) {
     failure::enter_task_thread();
-    shared.threads.lock().unwrap_or_else(|e| e.into_inner()).push(std::thread::current());
+    shared
+        .threads
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(std::thread::current());
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         worker_loop(worker, plan, shared, restore, start_epoch)
     }));
@@ -258,8 +299,11 @@ fn worker_loop(
         }
         Ok(())
     })?;
-    let tasks: Vec<TaskId> =
-        plan.checkpointed_tasks().into_iter().filter(|t| t.subtask % peers == index).collect();
+    let tasks: Vec<TaskId> = plan
+        .checkpointed_tasks()
+        .into_iter()
+        .filter(|t| t.subtask % peers == index)
+        .collect();
     shared.register(tasks, peers);
 
     let _ = time_of; // timestamps are produced by the source drivers
@@ -299,6 +343,10 @@ fn worker_loop(
         if shared.aborted() {
             return Ok(Exit::Aborted);
         }
-        worker.step_or_park(if busy { Some(Duration::ZERO) } else { Some(PARK) });
+        worker.step_or_park(if busy {
+            Some(Duration::ZERO)
+        } else {
+            Some(PARK)
+        });
     }
 }

@@ -27,7 +27,10 @@ pub(crate) fn install_panic_hook() {
                 } else {
                     "panic with a non-string payload".to_string()
                 };
-                let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+                let loc = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
                 LAST_PANIC.with(|p| {
                     let mut p = p.borrow_mut();
                     // Keep the first panic: later ones come from tearing down after it.

@@ -45,7 +45,12 @@ type HeldBatches<K, T> = Vec<(Capability<Time>, Vec<KeyedRecord<K, T>>)>;
 /// The per-record logic of a keyed operator.
 pub(crate) trait KeyedLogic<K: Key, T, U>: Clone + Send + Sync + 'static {
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()>;
-    fn process(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<U>) -> Result<()>;
+    fn process(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<U>,
+    ) -> Result<()>;
 
     /// Processes a batch; stops early (without error) once `aborted()` is true.
     fn process_batch(
@@ -102,21 +107,33 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
     let max_p = cx.plan.max_parallelism;
     let peers = cx.peers;
     let uid = cx.plan.operators[op].uid.clone();
-    let task = TaskId { uid: uid.clone(), subtask: cx.worker };
+    let task = TaskId {
+        uid: uid.clone(),
+        subtask: cx.worker,
+    };
     let display = cx.task_display(op);
     let info = cx.task_info(op);
     let mut ctx = KeyedContext::<K>::new(max_p);
     {
-        let mut rc = RuntimeContext { info: &info, registry: Some(&mut ctx.registry) };
+        let mut rc = RuntimeContext {
+            info: &info,
+            registry: Some(&mut ctx.registry),
+        };
         failure::set_current_task(&display);
-        logic.open(&mut rc).map_err(|e| e.context(format!("open() of {display} failed")))?;
+        logic
+            .open(&mut rc)
+            .map_err(|e| e.context(format!("open() of {display} failed")))?;
     }
     restore_keyed(cx, op, &mut ctx)?;
     let shared: Arc<ExecShared> = Arc::clone(cx.shared);
     let start_epoch = cx.start_epoch;
     let name = cx.plan.operators[op].name.clone();
     let pact = Exchange::new(move |r: &KeyedRecord<K, T>| {
-        subtask_for_key_group(crate::state::keygroup::key_group_for_hash(r.hash, max_p), max_p, peers) as u64
+        subtask_for_key_group(
+            crate::state::keygroup::key_group_for_hash(r.hash, max_p),
+            max_p,
+            peers,
+        ) as u64
     });
     Ok(input.unary_frontier(pact, &name, move |_cap, _info| {
         let mut cur = start_epoch;
@@ -132,27 +149,38 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
                 return;
             }
             failure::set_current_task(&display);
-            let f_epoch = frontier.frontier().iter().next().map(|t| epoch_of(*t)).unwrap_or(u64::MAX);
-            let mut apply = |batch: &mut Vec<KeyedRecord<K, T>>,
-                             cap: &Capability<Time>,
-                             ctx: &mut KeyedContext<K>,
-                             output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
-                '_,
-                Time,
-                timely::container::CapacityContainerBuilder<Vec<U>>,
-            >|
-             -> Result<()> {
-                logic.process_batch(batch, ctx, &mut out, &|| shared_abort.aborted())?;
-                if !out.buf.is_empty() {
-                    output.session(cap).give_container(&mut out.buf);
-                    out.buf.clear();
-                }
-                Ok(())
-            };
+            let f_epoch = frontier
+                .frontier()
+                .iter()
+                .next()
+                .map(|t| epoch_of(*t))
+                .unwrap_or(u64::MAX);
+            let mut apply =
+                |batch: &mut Vec<KeyedRecord<K, T>>,
+                 cap: &Capability<Time>,
+                 ctx: &mut KeyedContext<K>,
+                 output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+                    '_,
+                    Time,
+                    timely::container::CapacityContainerBuilder<Vec<U>>,
+                >|
+                 -> Result<()> {
+                    logic.process_batch(batch, ctx, &mut out, &|| shared_abort.aborted())?;
+                    if !out.buf.is_empty() {
+                        output.session(cap).give_container(&mut out.buf);
+                        out.buf.clear();
+                    }
+                    Ok(())
+                };
             let mut result: Result<()> = Ok(());
             // Cross every epoch boundary the frontier passed, snapshotting at each cut.
             while cur < f_epoch && result.is_ok() {
-                let next = held.keys().next().copied().filter(|&e| e < f_epoch).unwrap_or(f_epoch);
+                let next = held
+                    .keys()
+                    .next()
+                    .copied()
+                    .filter(|&e| e < f_epoch)
+                    .unwrap_or(f_epoch);
                 result = snapshot(&shared, &task, &mut ctx, &mut enc, cur, next - 1);
                 cur = next;
                 if let Some(batches) = held.remove(&next) {
@@ -205,17 +233,30 @@ fn snapshot<K: Key>(
         return Ok(());
     }
     let delta = ctx.take_delta(enc)?;
-    shared.snapshot(SnapshotJob { task: task.clone(), names: ctx.registry.names(), delta, targets });
+    shared.snapshot(SnapshotJob {
+        task: task.clone(),
+        names: ctx.registry.names(),
+        delta,
+        targets,
+    });
     Ok(())
 }
 
 /// Loads the key groups this subtask owns from every state file of the operator.
 fn restore_keyed<K: Key>(cx: &BuildCx<'_, '_>, op: usize, ctx: &mut KeyedContext<K>) -> Result<()> {
-    let Some(snap) = cx.restore else { return Ok(()) };
+    let Some(snap) = cx.restore else {
+        return Ok(());
+    };
     let decl = &cx.plan.operators[op];
-    let Some(os) = snap.metadata.operator(&decl.uid) else { return Ok(()) };
+    let Some(os) = snap.metadata.operator(&decl.uid) else {
+        return Ok(());
+    };
     if os.kind != OperatorKind::Keyed {
-        crate::bail!("state of operator '{}' in {} is not keyed state", decl.uid, snap.dir.display());
+        crate::bail!(
+            "state of operator '{}' in {} is not keyed state",
+            decl.uid,
+            snap.dir.display()
+        );
     }
     if os.max_parallelism != cx.plan.max_parallelism {
         crate::bail!(
@@ -228,15 +269,27 @@ fn restore_keyed<K: Key>(cx: &BuildCx<'_, '_>, op: usize, ctx: &mut KeyedContext
     }
     let range = key_group_range_for_subtask(cx.plan.max_parallelism, decl.parallelism, cx.worker);
     for st in &os.subtasks {
-        let StateHandle::KeyedFile { file, .. } = &st.handle else { continue };
+        let StateHandle::KeyedFile { file, .. } = &st.handle else {
+            continue;
+        };
         let path = snap.file_path(file);
         let mut reader = StateFileReader::open(&path)?;
         let names = reader.header.state_names.clone();
-        let index: Vec<_> = reader.index.iter().filter(|e| range.contains(e.key_group)).cloned().collect();
+        let index: Vec<_> = reader
+            .index
+            .iter()
+            .filter(|e| range.contains(e.key_group))
+            .cloned()
+            .collect();
         for e in index {
             for (key, values) in reader.read_block(&e)? {
-                ctx.restore_entry(&names, &key, &values)
-                    .map_err(|err| crate::anyhow!("restoring operator '{}' from {}: {err}", decl.uid, path.display()))?;
+                ctx.restore_entry(&names, &key, &values).map_err(|err| {
+                    crate::anyhow!(
+                        "restoring operator '{}' from {}: {err}",
+                        decl.uid,
+                        path.display()
+                    )
+                })?;
             }
         }
     }

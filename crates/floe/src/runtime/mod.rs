@@ -15,11 +15,11 @@
 //! flight (backpressure) without making checkpoint epochs fine-grained.
 
 pub mod executor;
+pub mod keyed;
+pub mod operators;
 pub mod plan;
 pub mod protocol;
 pub mod snapshot;
-pub mod keyed;
-pub mod operators;
 pub mod source;
 
 pub(crate) mod failure;

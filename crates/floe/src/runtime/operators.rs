@@ -9,7 +9,9 @@ use super::keyed::{KeyedLogic, KeyedRecord};
 use super::plan::BuildCx;
 use super::Time;
 use crate::api::data::{Data, Key};
-use crate::api::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext};
+use crate::api::functions::{
+    Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext,
+};
 use crate::api::tuple::Fields;
 use crate::connectors::Sink;
 use crate::state::{KeyedContext, ValueState, ValueStateDescriptor};
@@ -72,8 +74,11 @@ pub(crate) fn build_stateless<'s, T: Data, U: Data, B: BatchFn<T, U>>(
     let display = cx.task_display(op);
     let info = cx.task_info(op);
     failure::set_current_task(&display);
-    f.open(&mut RuntimeContext { info: &info, registry: None })
-        .map_err(|e| e.context(format!("open() of {display} failed")))?;
+    f.open(&mut RuntimeContext {
+        info: &info,
+        registry: None,
+    })
+    .map_err(|e| e.context(format!("open() of {display} failed")))?;
     let shared = Arc::clone(cx.shared);
     let name = cx.plan.operators[op].name.clone();
     Ok(input.unary(Pipeline, &name, move |_, _| {
@@ -140,7 +145,9 @@ pub(crate) fn build_sink<T: Data>(
 ) -> Result<()> {
     let display = cx.task_display(op);
     let info = cx.task_info(op);
-    let mut writer = sink.create(&info).map_err(|e| e.context(format!("cannot open {display}")))?;
+    let mut writer = sink
+        .create(&info)
+        .map_err(|e| e.context(format!("cannot open {display}")))?;
     let shared = Arc::clone(cx.shared);
     let name = cx.plan.operators[op].name.clone();
     let probe = cx.probe.clone();
@@ -187,8 +194,10 @@ impl<K: Key, T: Data + Fields> KeyedLogic<K, T, T> for SumLogic<T> {
         let field = self.field;
         out.buf.reserve(batch.len());
         let buf = &mut out.buf;
-        ctx.for_each_in_table::<T, T>(self.state.id, batch.drain(..).map(|r| (r.hash, r.key, r.value)), |slot, t, value| {
-            match t.get_mut(slot) {
+        ctx.for_each_in_table::<T, T>(
+            self.state.id,
+            batch.drain(..).map(|r| (r.hash, r.key, r.value)),
+            |slot, t, value| match t.get_mut(slot) {
                 Some(acc) => {
                     acc.add_field(field, &value);
                     buf.push(acc.clone());
@@ -197,8 +206,8 @@ impl<K: Key, T: Data + Fields> KeyedLogic<K, T, T> for SumLogic<T> {
                     buf.push(value.clone());
                     t.set(slot, Some(value));
                 }
-            }
-        })
+            },
+        )
     }
 
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
@@ -207,7 +216,12 @@ impl<K: Key, T: Data + Fields> KeyedLogic<K, T, T> for SumLogic<T> {
     }
 
     #[inline]
-    fn process(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<T>) -> Result<()> {
+    fn process(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<T>,
+    ) -> Result<()> {
         let slot = ctx.current;
         let t = ctx.registry.table_mut::<T>(self.state.id, slot)?;
         match t.get_mut(slot) {
@@ -241,7 +255,12 @@ where
     }
 
     #[inline]
-    fn process(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<T>) -> Result<()> {
+    fn process(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<T>,
+    ) -> Result<()> {
         let slot = ctx.current;
         let t = ctx.registry.table_mut::<T>(self.state.id, slot)?;
         let next = match t.get_mut(slot) {
@@ -258,12 +277,19 @@ where
 #[derive(Clone)]
 pub(crate) struct UserKeyed<F>(pub F);
 
-impl<K: Key, T: Data, U: Data, F: KeyedFlatMapFunction<K, T, U>> KeyedLogic<K, T, U> for UserKeyed<F> {
+impl<K: Key, T: Data, U: Data, F: KeyedFlatMapFunction<K, T, U>> KeyedLogic<K, T, U>
+    for UserKeyed<F>
+{
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
         self.0.open(ctx)
     }
     #[inline]
-    fn process(&mut self, value: T, ctx: &mut KeyedContext<K>, out: &mut Collector<U>) -> Result<()> {
+    fn process(
+        &mut self,
+        value: T,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<U>,
+    ) -> Result<()> {
         self.0.flat_map(value, ctx, out)
     }
 }

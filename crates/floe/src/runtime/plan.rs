@@ -56,7 +56,12 @@ impl Plan {
     /// Flink's name of a task: the chain's operator names joined by ` -> `.
     pub fn vertex_name(&self, op: usize) -> String {
         let chain = self.operators[op].chain;
-        self.operators.iter().filter(|o| o.chain == chain).map(|o| o.name.as_str()).collect::<Vec<_>>().join(" -> ")
+        self.operators
+            .iter()
+            .filter(|o| o.chain == chain)
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" -> ")
     }
 
     /// Every `(uid, subtask)` that acknowledges checkpoints.
@@ -65,7 +70,10 @@ impl Plan {
         for o in &self.operators {
             if o.state != StateKind::Stateless {
                 for s in 0..o.parallelism {
-                    v.push(TaskId { uid: o.uid.clone(), subtask: s });
+                    v.push(TaskId {
+                        uid: o.uid.clone(),
+                        subtask: s,
+                    });
                 }
             }
         }
@@ -134,16 +142,29 @@ impl BuildCx<'_, '_> {
 
     /// Flink's task name with subtask, e.g. `Map -> Sink: Print to Std. Out (1/2)`.
     pub fn task_display(&self, op: usize) -> String {
-        format!("{} ({}/{})", self.plan.vertex_name(op), self.worker + 1, self.plan.operators[op].parallelism)
+        format!(
+            "{} ({}/{})",
+            self.plan.vertex_name(op),
+            self.worker + 1,
+            self.plan.operators[op].parallelism
+        )
     }
 
     /// The restored inline state of source operator `op` for this subtask.
     pub fn restored_source_state(&self, op: usize) -> Result<Option<Vec<u8>>> {
-        let Some(snap) = self.restore else { return Ok(None) };
+        let Some(snap) = self.restore else {
+            return Ok(None);
+        };
         let decl = &self.plan.operators[op];
-        let Some(os) = snap.metadata.operator(&decl.uid) else { return Ok(None) };
+        let Some(os) = snap.metadata.operator(&decl.uid) else {
+            return Ok(None);
+        };
         if os.kind != OperatorKind::Source {
-            crate::bail!("state of operator '{}' in {} is not source state", decl.uid, snap.dir.display());
+            crate::bail!(
+                "state of operator '{}' in {} is not source state",
+                decl.uid,
+                snap.dir.display()
+            );
         }
         if os.parallelism != decl.parallelism {
             crate::bail!(
@@ -153,9 +174,13 @@ impl BuildCx<'_, '_> {
                 decl.parallelism
             );
         }
-        Ok(os.subtasks.iter().find(|s| s.subtask == self.worker).and_then(|s| match &s.handle {
-            StateHandle::Inline { data } => Some(data.clone()),
-            _ => None,
-        }))
+        Ok(os
+            .subtasks
+            .iter()
+            .find(|s| s.subtask == self.worker)
+            .and_then(|s| match &s.handle {
+                StateHandle::Inline { data } => Some(data.clone()),
+                _ => None,
+            }))
     }
 }

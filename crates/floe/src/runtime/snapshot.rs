@@ -56,7 +56,10 @@ impl Image {
         let width = self.names.len();
         for d in delta {
             let key = (d.key_group, d.key);
-            let slot = self.entries.entry(key.clone()).or_insert_with(|| vec![None; width]);
+            let slot = self
+                .entries
+                .entry(key.clone())
+                .or_insert_with(|| vec![None; width]);
             for (j, v) in d.values.into_iter().enumerate() {
                 slot[pos[j]] = v;
             }
@@ -81,8 +84,18 @@ impl Image {
 /// File name of a keyed state file: readable, and unique per operator and subtask even
 /// when two uids sanitize to the same text.
 pub fn state_file_name(task: &TaskId) -> String {
-    let clean: String =
-        task.uid.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(48).collect();
+    let clean: String = task
+        .uid
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
     let h = xxhash_rust::xxh3::xxh3_64(task.uid.as_bytes()) as u32;
     format!("{clean}-{h:08x}-{}.state", task.subtask)
 }
@@ -92,7 +105,11 @@ pub(crate) struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    pub(crate) fn spawn(attempt: u32, events: Sender<FromExecutor>, max_parallelism: u32) -> (Self, Sender<SnapshotJob>) {
+    pub(crate) fn spawn(
+        attempt: u32,
+        events: Sender<FromExecutor>,
+        max_parallelism: u32,
+    ) -> (Self, Sender<SnapshotJob>) {
         let (tx, rx) = unbounded();
         let thread = std::thread::Builder::new()
             .name(format!("floe-snapshot-writer-{attempt}"))
@@ -106,12 +123,20 @@ impl SnapshotWriter {
     }
 }
 
-fn writer_loop(attempt: u32, rx: Receiver<SnapshotJob>, events: Sender<FromExecutor>, max_parallelism: u32) {
+fn writer_loop(
+    attempt: u32,
+    rx: Receiver<SnapshotJob>,
+    events: Sender<FromExecutor>,
+    max_parallelism: u32,
+) {
     let mut images: HashMap<TaskId, Image> = HashMap::new();
     for job in rx {
         let image = images.entry(job.task.clone()).or_default();
         image.apply(&job.names, job.delta);
-        let header = StateFileHeader { state_names: image.names.clone(), max_parallelism };
+        let header = StateFileHeader {
+            state_names: image.names.clone(),
+            max_parallelism,
+        };
         for (id, dir) in job.targets {
             let file = state_file_name(&job.task);
             let path = dir.join(&file);
@@ -130,11 +155,20 @@ fn writer_loop(attempt: u32, rx: Receiver<SnapshotJob>, events: Sender<FromExecu
                         attempt,
                         checkpoint_id: id,
                         task: job.task.clone(),
-                        state: StateHandle::KeyedFile { file, size: w.size, entries: w.entries },
+                        state: StateHandle::KeyedFile {
+                            file,
+                            size: w.size,
+                            entries: w.entries,
+                        },
                     },
                     Err(e) => {
                         let _ = std::fs::remove_file(&path);
-                        FromExecutor::Decline { attempt, checkpoint_id: id, task: job.task.clone(), reason: format!("{e:#}") }
+                        FromExecutor::Decline {
+                            attempt,
+                            checkpoint_id: id,
+                            task: job.task.clone(),
+                            reason: format!("{e:#}"),
+                        }
                     }
                 }
             };

@@ -78,7 +78,8 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             let h = self.handle.as_mut().expect("open input");
             h.send_batch(&mut self.buf);
             self.buf.clear();
-            self.in_flight.push_back((time_of(self.epoch, self.seq), std::time::Instant::now()));
+            self.in_flight
+                .push_back((time_of(self.epoch, self.seq), std::time::Instant::now()));
             self.seq += 1;
             h.advance_to(time_of(self.epoch, self.seq));
         }
@@ -110,7 +111,9 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
                     attempt: shared.attempt,
                     checkpoint_id: id,
                     task: self.task.clone(),
-                    state: StateHandle::Inline { data: position.clone() },
+                    state: StateHandle::Inline {
+                        data: position.clone(),
+                    },
                 });
             }
         }

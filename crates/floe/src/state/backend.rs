@@ -87,7 +87,8 @@ impl<S: Data> StateTable for Table<S> {
         }
     }
     fn restore_slot(&mut self, slot: u32, bytes: &[u8]) -> Result<()> {
-        let v: S = decode_value(bytes).map_err(|e| crate::anyhow!("{} state '{}': {e}", self.kind, self.name))?;
+        let v: S = decode_value(bytes)
+            .map_err(|e| crate::anyhow!("{} state '{}': {e}", self.kind, self.name))?;
         self.set(slot, Some(v));
         Ok(())
     }
@@ -152,8 +153,17 @@ impl StateRegistry {
     ) -> Result<u32> {
         if let Some(&id) = self.by_name.get(name) {
             // State restored before its registration arrives as bytes: decode it now.
-            if let Some(raw) = self.tables[id as usize].as_any_mut().downcast_mut::<RawTable>() {
-                let mut typed = Table::<S> { name: name.to_string(), kind, values: Vec::new(), default, reduce };
+            if let Some(raw) = self.tables[id as usize]
+                .as_any_mut()
+                .downcast_mut::<RawTable>()
+            {
+                let mut typed = Table::<S> {
+                    name: name.to_string(),
+                    kind,
+                    values: Vec::new(),
+                    default,
+                    reduce,
+                };
                 for (slot, v) in std::mem::take(&mut raw.values).into_iter().enumerate() {
                     if let Some(bytes) = v {
                         typed.restore_slot(slot as u32, &bytes)?;
@@ -164,12 +174,21 @@ impl StateRegistry {
             }
             let t = &self.tables[id as usize];
             if t.as_any().downcast_ref::<Table<S>>().is_none() || t.kind() != kind {
-                crate::bail!("state '{name}' is already registered as {} state of another type", t.kind());
+                crate::bail!(
+                    "state '{name}' is already registered as {} state of another type",
+                    t.kind()
+                );
             }
             return Ok(id);
         }
         let id = self.tables.len() as u32;
-        self.tables.push(Box::new(Table::<S> { name: name.to_string(), kind, values: Vec::new(), default, reduce }));
+        self.tables.push(Box::new(Table::<S> {
+            name: name.to_string(),
+            kind,
+            values: Vec::new(),
+            default,
+            reduce,
+        }));
         self.by_name.insert(name.to_string(), id);
         Ok(id)
     }
@@ -185,9 +204,9 @@ impl StateRegistry {
             crate::bail!("state handle used before it was registered in open()");
         }
         let t = &self.tables[id as usize];
-        t.as_any()
-            .downcast_ref::<Table<S>>()
-            .ok_or_else(|| crate::anyhow!("state '{}' was registered with a different type", t.name()))
+        t.as_any().downcast_ref::<Table<S>>().ok_or_else(|| {
+            crate::anyhow!("state '{}' was registered with a different type", t.name())
+        })
     }
 
     #[inline]
@@ -198,9 +217,14 @@ impl StateRegistry {
         self.mark_dirty(slot);
         let t = &mut self.tables[id as usize];
         if t.as_any().is::<Table<S>>() {
-            Ok(t.as_any_mut().downcast_mut::<Table<S>>().expect("checked type"))
+            Ok(t.as_any_mut()
+                .downcast_mut::<Table<S>>()
+                .expect("checked type"))
         } else {
-            Err(crate::anyhow!("state '{}' was registered with a different type", t.name()))
+            Err(crate::anyhow!(
+                "state '{}' was registered with a different type",
+                t.name()
+            ))
         }
     }
 
@@ -214,7 +238,10 @@ impl StateRegistry {
             return id;
         }
         let id = self.tables.len() as u32;
-        self.tables.push(Box::new(RawTable { name: name.to_string(), values: Vec::new() }));
+        self.tables.push(Box::new(RawTable {
+            name: name.to_string(),
+            values: Vec::new(),
+        }));
         self.by_name.insert(name.to_string(), id);
         id
     }
@@ -242,7 +269,11 @@ pub(crate) struct KeyIndex<K> {
 
 impl<K: Key> KeyIndex<K> {
     fn new() -> Self {
-        KeyIndex { table: HashTable::new(), keys: Vec::new(), hashes: Vec::new() }
+        KeyIndex {
+            table: HashTable::new(),
+            keys: Vec::new(),
+            hashes: Vec::new(),
+        }
     }
 
     #[inline]
@@ -273,7 +304,12 @@ pub struct KeyedContext<K> {
 
 impl<K: Key> KeyedContext<K> {
     pub(crate) fn new(max_parallelism: u32) -> Self {
-        KeyedContext { registry: StateRegistry::default(), index: KeyIndex::new(), current: 0, max_parallelism }
+        KeyedContext {
+            registry: StateRegistry::default(),
+            index: KeyIndex::new(),
+            current: 0,
+            max_parallelism,
+        }
     }
 
     /// The key of the record being processed.
@@ -301,12 +337,20 @@ impl<K: Key> KeyedContext<K> {
         if id == UNBOUND {
             crate::bail!("state handle used before it was registered in open()");
         }
-        let StateRegistry { tables, dirty_mark, dirty, .. } = &mut self.registry;
+        let StateRegistry {
+            tables,
+            dirty_mark,
+            dirty,
+            ..
+        } = &mut self.registry;
         let t = &mut tables[id as usize];
         if !t.as_any().is::<Table<S>>() {
             crate::bail!("state '{}' was registered with a different type", t.name());
         }
-        let table = t.as_any_mut().downcast_mut::<Table<S>>().expect("checked type");
+        let table = t
+            .as_any_mut()
+            .downcast_mut::<Table<S>>()
+            .expect("checked type");
         for (hash, key, value) in records {
             let slot = self.index.slot(hash, key);
             self.current = slot;
@@ -322,7 +366,10 @@ impl<K: Key> KeyedContext<K> {
     }
 
     /// Serializes every key changed since the last call; clears the dirty set.
-    pub(crate) fn take_delta(&mut self, enc: &mut crate::state::keygroup::KeyEncoder) -> Result<Vec<DeltaEntry>> {
+    pub(crate) fn take_delta(
+        &mut self,
+        enc: &mut crate::state::keygroup::KeyEncoder,
+    ) -> Result<Vec<DeltaEntry>> {
         let reg = &mut self.registry;
         let mut out = Vec::with_capacity(reg.dirty.len());
         let mut buf = Vec::new();
@@ -334,7 +381,11 @@ impl<K: Key> KeyedContext<K> {
             let mut values = Vec::with_capacity(reg.tables.len());
             for t in &reg.tables {
                 buf.clear();
-                values.push(if t.encode_slot(slot, &mut buf)? { Some(buf.clone()) } else { None });
+                values.push(if t.encode_slot(slot, &mut buf)? {
+                    Some(buf.clone())
+                } else {
+                    None
+                });
             }
             out.push(DeltaEntry {
                 key_group: crate::state::keygroup::key_group_for_hash(hash, self.max_parallelism),
@@ -349,7 +400,12 @@ impl<K: Key> KeyedContext<K> {
     /// Restores one entry of a snapshot. `names[i]` is the state name of `values[i]`.
     /// The restored key is marked dirty so that the first checkpoint after a restore
     /// carries the full state to the snapshot writer.
-    pub(crate) fn restore_entry(&mut self, names: &[String], key_bytes: &[u8], values: &[Option<Vec<u8>>]) -> Result<()> {
+    pub(crate) fn restore_entry(
+        &mut self,
+        names: &[String],
+        key_bytes: &[u8],
+        values: &[Option<Vec<u8>>],
+    ) -> Result<()> {
         let key: K = decode_value(key_bytes).map_err(|e| crate::anyhow!("key: {e}"))?;
         let hash = crate::state::keygroup::hash_key_bytes(key_bytes);
         let slot = self.index.slot(hash, key);
@@ -371,7 +427,13 @@ mod tests {
     use crate::state::{keygroup::KeyEncoder, ValueStateDescriptor};
 
     fn info() -> TaskInfo {
-        TaskInfo { task_name: "t".into(), subtask_index: 0, parallelism: 1, attempt_number: 0, max_parallelism: 128 }
+        TaskInfo {
+            task_name: "t".into(),
+            subtask_index: 0,
+            parallelism: 1,
+            attempt_number: 0,
+            max_parallelism: 128,
+        }
     }
 
     #[test]
@@ -379,8 +441,14 @@ mod tests {
         let mut ctx = KeyedContext::<String>::new(128);
         let i = info();
         let st = {
-            let mut rc = RuntimeContext { info: &i, registry: Some(&mut ctx.registry) };
-            ValueStateDescriptor::<(u64, u64)>::new("average").with_default((0, 0)).register(&mut rc).unwrap()
+            let mut rc = RuntimeContext {
+                info: &i,
+                registry: Some(&mut ctx.registry),
+            };
+            ValueStateDescriptor::<(u64, u64)>::new("average")
+                .with_default((0, 0))
+                .register(&mut rc)
+                .unwrap()
         };
         let mut enc = KeyEncoder::default();
         let h = enc.hash(&"a".to_string());
@@ -401,7 +469,10 @@ mod tests {
             restored.restore_entry(&names, &d.key, &d.values).unwrap();
         }
         let st2 = {
-            let mut rc = RuntimeContext { info: &i, registry: Some(&mut restored.registry) };
+            let mut rc = RuntimeContext {
+                info: &i,
+                registry: Some(&mut restored.registry),
+            };
             ValueStateDescriptor::<(u64, u64)>::new("average").register(&mut rc)
         };
         // Restored before registration: the bytes are decoded on registration.

@@ -59,15 +59,21 @@ pub struct WrittenFile {
 }
 
 /// Writes a keyed state file from entries grouped by ascending key group, then fsyncs it.
-pub fn write_state_file<'a, I>(path: &Path, header: &StateFileHeader, groups: I) -> Result<WrittenFile>
+pub fn write_state_file<'a, I>(
+    path: &Path,
+    header: &StateFileHeader,
+    groups: I,
+) -> Result<WrittenFile>
 where
     I: IntoIterator<Item = (u32, Vec<(&'a [u8], &'a [Option<Vec<u8>>])>)>,
 {
-    let f = File::create(path).with_context(|| format!("cannot create state file {}", path.display()))?;
+    let f = File::create(path)
+        .with_context(|| format!("cannot create state file {}", path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 16, f);
     let mut pos: u64 = 0;
     let put = |w: &mut BufWriter<File>, bytes: &[u8], pos: &mut u64| -> Result<()> {
-        w.write_all(bytes).with_context(|| format!("cannot write state file {}", path.display()))?;
+        w.write_all(bytes)
+            .with_context(|| format!("cannot write state file {}", path.display()))?;
         *pos += bytes.len() as u64;
         Ok(())
     };
@@ -96,9 +102,15 @@ where
     put(&mut w, &(ib.len() as u64).to_le_bytes(), &mut pos)?;
     put(&mut w, &xxh3_64(&ib).to_le_bytes(), &mut pos)?;
     put(&mut w, END_MAGIC, &mut pos)?;
-    let f = w.into_inner().map_err(|e| crate::anyhow!("cannot write state file {}: {}", path.display(), e.error()))?;
-    f.sync_all().with_context(|| format!("cannot sync state file {}", path.display()))?;
-    Ok(WrittenFile { size: pos, entries: total })
+    let f = w
+        .into_inner()
+        .map_err(|e| crate::anyhow!("cannot write state file {}: {}", path.display(), e.error()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot sync state file {}", path.display()))?;
+    Ok(WrittenFile {
+        size: pos,
+        entries: total,
+    })
 }
 
 /// An open keyed state file with its header and index read and verified.
@@ -134,7 +146,8 @@ impl StateFileReader {
         }
         let mut hb = vec![0u8; hlen as usize];
         file.read_exact(&mut hb)?;
-        let header: StateFileHeader = bincode::deserialize(&hb).map_err(|_| bad("unreadable header"))?;
+        let header: StateFileHeader =
+            bincode::deserialize(&hb).map_err(|_| bad("unreadable header"))?;
         let mut tail = [0u8; 32];
         file.seek(SeekFrom::Start(size - 32))?;
         file.read_exact(&mut tail)?;
@@ -153,13 +166,19 @@ impl StateFileReader {
         if xxh3_64(&ib) != isum {
             return Err(bad("index checksum mismatch"));
         }
-        let index: Vec<IndexEntry> = bincode::deserialize(&ib).map_err(|_| bad("unreadable index"))?;
+        let index: Vec<IndexEntry> =
+            bincode::deserialize(&ib).map_err(|_| bad("unreadable index"))?;
         for e in &index {
             if e.offset.checked_add(e.len).is_none_or(|end| end > ioff) {
                 return Err(bad("block out of bounds"));
             }
         }
-        Ok(StateFileReader { file, path: p, header, index })
+        Ok(StateFileReader {
+            file,
+            path: p,
+            header,
+            index,
+        })
     }
 
     /// Reads the entries of one index entry's key group, verifying its checksum.
@@ -168,10 +187,19 @@ impl StateFileReader {
         self.file.seek(SeekFrom::Start(e.offset))?;
         self.file.read_exact(&mut block)?;
         if xxh3_64(&block) != e.checksum {
-            crate::bail!("corrupt state file {}: checksum mismatch in key group {}", self.path, e.key_group);
+            crate::bail!(
+                "corrupt state file {}: checksum mismatch in key group {}",
+                self.path,
+                e.key_group
+            );
         }
-        bincode::deserialize(&block)
-            .map_err(|err| crate::anyhow!("corrupt state file {}: key group {}: {err}", self.path, e.key_group))
+        bincode::deserialize(&block).map_err(|err| {
+            crate::anyhow!(
+                "corrupt state file {}: key group {}: {err}",
+                self.path,
+                e.key_group
+            )
+        })
     }
 }
 
@@ -183,12 +211,18 @@ mod tests {
     fn roundtrip_and_corruption_detected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s");
-        let header = StateFileHeader { state_names: vec!["count".into()], max_parallelism: 128 };
+        let header = StateFileHeader {
+            state_names: vec!["count".into()],
+            max_parallelism: 128,
+        };
         let k1 = b"k1".to_vec();
         let v1 = [Some(vec![1u8, 2])];
         let k2 = b"k2".to_vec();
         let v2 = [None];
-        let groups = vec![(3u32, vec![(&k1[..], &v1[..])]), (77u32, vec![(&k2[..], &v2[..])])];
+        let groups = vec![
+            (3u32, vec![(&k1[..], &v1[..])]),
+            (77u32, vec![(&k2[..], &v2[..])]),
+        ];
         let w = write_state_file(&p, &header, groups).unwrap();
         assert_eq!(w.entries, 2);
         let mut r = StateFileReader::open(&p).unwrap();
@@ -203,10 +237,18 @@ mod tests {
         std::fs::write(&p, &bytes).unwrap();
         let mut r = StateFileReader::open(&p).unwrap();
         let e = r.index[0].clone();
-        assert!(r.read_block(&e).unwrap_err().to_string().contains("checksum mismatch"));
+        assert!(r
+            .read_block(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum mismatch"));
 
         // Truncate.
         std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
-        assert!(StateFileReader::open(&p).err().unwrap().to_string().contains("corrupt state file"));
+        assert!(StateFileReader::open(&p)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("corrupt state file"));
     }
 }

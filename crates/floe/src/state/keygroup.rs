@@ -76,9 +76,16 @@ impl KeyGroupRange {
 /// let r1 = key_group_range_for_subtask(128, 3, 1);
 /// assert_eq!((r0.start, r0.end, r1.start), (0, 42, 43));
 /// ```
-pub fn key_group_range_for_subtask(max_parallelism: u32, parallelism: u32, subtask: u32) -> KeyGroupRange {
+pub fn key_group_range_for_subtask(
+    max_parallelism: u32,
+    parallelism: u32,
+    subtask: u32,
+) -> KeyGroupRange {
     let (m, p, i) = (max_parallelism as u64, parallelism as u64, subtask as u64);
-    KeyGroupRange { start: (i * m).div_ceil(p) as u32, end: (((i + 1) * m - 1) / p) as u32 }
+    KeyGroupRange {
+        start: (i * m).div_ceil(p) as u32,
+        end: (((i + 1) * m - 1) / p) as u32,
+    }
 }
 
 /// Serializes keys into a reused buffer and hashes them, without allocating per key.
@@ -128,11 +135,17 @@ mod tests {
     fn hash_is_stable_across_releases() {
         // Pinned values: if these change, every existing snapshot's key groups change.
         let mut e = KeyEncoder::default();
-        assert_eq!(e.encode(&"spark"), &[5, 0, 0, 0, 0, 0, 0, 0, b's', b'p', b'a', b'r', b'k']);
+        assert_eq!(
+            e.encode(&"spark"),
+            &[5, 0, 0, 0, 0, 0, 0, 0, b's', b'p', b'a', b'r', b'k']
+        );
         let s: String = "spark".into();
         let c: compact_str::CompactString = "spark".into();
         assert_eq!(e.hash(&s), e.hash(&c));
-        assert_eq!(e.hash(&"spark"), hash_key_bytes(&[5, 0, 0, 0, 0, 0, 0, 0, b's', b'p', b'a', b'r', b'k']));
+        assert_eq!(
+            e.hash(&"spark"),
+            hash_key_bytes(&[5, 0, 0, 0, 0, 0, 0, 0, b's', b'p', b'a', b'r', b'k'])
+        );
         assert_eq!(e.hash(&7u64), hash_key_bytes(&7u64.to_le_bytes()));
     }
 }

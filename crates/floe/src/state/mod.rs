@@ -51,19 +51,32 @@ pub struct ValueStateDescriptor<V, D = NoDefault> {
 impl<V: crate::api::data::Data> ValueStateDescriptor<V, NoDefault> {
     /// A value state named `name` without a default.
     pub fn new(name: impl Into<String>) -> Self {
-        ValueStateDescriptor { name: name.into(), default: None, _d: PhantomData }
+        ValueStateDescriptor {
+            name: name.into(),
+            default: None,
+            _d: PhantomData,
+        }
     }
     /// Returns `default` while the current key has no value.
     pub fn with_default(self, default: V) -> ValueStateDescriptor<V, WithDefault> {
-        ValueStateDescriptor { name: self.name, default: Some(default), _d: PhantomData }
+        ValueStateDescriptor {
+            name: self.name,
+            default: Some(default),
+            _d: PhantomData,
+        }
     }
 }
 
 impl<V: crate::api::data::Data, D> ValueStateDescriptor<V, D> {
     /// Registers the state with the operator (call from `open()`), returning its handle.
     pub fn register(self, ctx: &mut RuntimeContext<'_>) -> Result<ValueState<V, D>> {
-        let id = ctx.registry()?.register::<V>(&self.name, "value", self.default, None)?;
-        Ok(ValueState { id, _p: PhantomData })
+        let id = ctx
+            .registry()?
+            .register::<V>(&self.name, "value", self.default, None)?;
+        Ok(ValueState {
+            id,
+            _p: PhantomData,
+        })
     }
 }
 
@@ -82,7 +95,10 @@ impl<V, D> Copy for ValueState<V, D> {}
 impl<V, D> Default for ValueState<V, D> {
     /// An unbound handle; using it before `register` is an error, not a panic.
     fn default() -> Self {
-        ValueState { id: UNBOUND, _p: PhantomData }
+        ValueState {
+            id: UNBOUND,
+            _p: PhantomData,
+        }
     }
 }
 
@@ -99,7 +115,10 @@ impl<V: crate::api::data::Data> ValueState<V, WithDefault> {
         let t = ctx.registry.table::<V>(self.id)?;
         match t.get(ctx.current) {
             Some(v) => Ok(v.clone()),
-            None => Ok(t.default.clone().expect("WithDefault descriptor always has a default")),
+            None => Ok(t
+                .default
+                .clone()
+                .expect("WithDefault descriptor always has a default")),
         }
     }
 }
@@ -108,7 +127,9 @@ impl<V: crate::api::data::Data, D> ValueState<V, D> {
     /// Sets the current key's value.
     pub fn update<K>(&self, ctx: &mut KeyedContext<K>, value: V) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry.table_mut::<V>(self.id, slot)?.set(slot, Some(value));
+        ctx.registry
+            .table_mut::<V>(self.id, slot)?
+            .set(slot, Some(value));
         Ok(())
     }
     /// Removes the current key's value.
@@ -119,7 +140,11 @@ impl<V: crate::api::data::Data, D> ValueState<V, D> {
     }
     /// Applies `f` to the current key's value in place (no clone), creating it from the
     /// default (or `V::default()` when the descriptor has none) when absent.
-    pub fn update_with<K, R>(&self, ctx: &mut KeyedContext<K>, f: impl FnOnce(&mut V) -> R) -> Result<R>
+    pub fn update_with<K, R>(
+        &self,
+        ctx: &mut KeyedContext<K>,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<R>
     where
         V: Default,
     {
@@ -140,12 +165,20 @@ pub struct ListStateDescriptor<V> {
 impl<V: crate::api::data::Data> ListStateDescriptor<V> {
     /// A list state named `name`.
     pub fn new(name: impl Into<String>) -> Self {
-        ListStateDescriptor { name: name.into(), _p: PhantomData }
+        ListStateDescriptor {
+            name: name.into(),
+            _p: PhantomData,
+        }
     }
     /// Registers the state with the operator (call from `open()`).
     pub fn register(self, ctx: &mut RuntimeContext<'_>) -> Result<ListState<V>> {
-        let id = ctx.registry()?.register::<Vec<V>>(&self.name, "list", None, None)?;
-        Ok(ListState { id, _p: PhantomData })
+        let id = ctx
+            .registry()?
+            .register::<Vec<V>>(&self.name, "list", None, None)?;
+        Ok(ListState {
+            id,
+            _p: PhantomData,
+        })
     }
 }
 
@@ -162,7 +195,10 @@ impl<V> Clone for ListState<V> {
 impl<V> Copy for ListState<V> {}
 impl<V> Default for ListState<V> {
     fn default() -> Self {
-        ListState { id: UNBOUND, _p: PhantomData }
+        ListState {
+            id: UNBOUND,
+            _p: PhantomData,
+        }
     }
 }
 
@@ -170,30 +206,53 @@ impl<V: crate::api::data::Data> ListState<V> {
     /// Appends a value to the current key's list.
     pub fn add<K>(&self, ctx: &mut KeyedContext<K>, value: V) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry.table_mut::<Vec<V>>(self.id, slot)?.get_or_insert_with(slot, Vec::new).push(value);
+        ctx.registry
+            .table_mut::<Vec<V>>(self.id, slot)?
+            .get_or_insert_with(slot, Vec::new)
+            .push(value);
         Ok(())
     }
     /// Appends all values.
-    pub fn add_all<K>(&self, ctx: &mut KeyedContext<K>, values: impl IntoIterator<Item = V>) -> Result<()> {
+    pub fn add_all<K>(
+        &self,
+        ctx: &mut KeyedContext<K>,
+        values: impl IntoIterator<Item = V>,
+    ) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry.table_mut::<Vec<V>>(self.id, slot)?.get_or_insert_with(slot, Vec::new).extend(values);
+        ctx.registry
+            .table_mut::<Vec<V>>(self.id, slot)?
+            .get_or_insert_with(slot, Vec::new)
+            .extend(values);
         Ok(())
     }
     /// The current key's list (empty when none).
     pub fn get<K>(&self, ctx: &KeyedContext<K>) -> Result<Vec<V>> {
-        Ok(ctx.registry.table::<Vec<V>>(self.id)?.get(ctx.current).cloned().unwrap_or_default())
+        Ok(ctx
+            .registry
+            .table::<Vec<V>>(self.id)?
+            .get(ctx.current)
+            .cloned()
+            .unwrap_or_default())
     }
     /// Replaces the current key's list.
     pub fn update<K>(&self, ctx: &mut KeyedContext<K>, values: Vec<V>) -> Result<()> {
         let slot = ctx.current;
-        let v = if values.is_empty() { None } else { Some(values) };
-        ctx.registry.table_mut::<Vec<V>>(self.id, slot)?.set(slot, v);
+        let v = if values.is_empty() {
+            None
+        } else {
+            Some(values)
+        };
+        ctx.registry
+            .table_mut::<Vec<V>>(self.id, slot)?
+            .set(slot, v);
         Ok(())
     }
     /// Removes the current key's list.
     pub fn clear<K>(&self, ctx: &mut KeyedContext<K>) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry.table_mut::<Vec<V>>(self.id, slot)?.set(slot, None);
+        ctx.registry
+            .table_mut::<Vec<V>>(self.id, slot)?
+            .set(slot, None);
         Ok(())
     }
 }
@@ -207,12 +266,20 @@ pub struct MapStateDescriptor<UK, UV> {
 impl<UK: crate::api::data::Key + Hash, UV: crate::api::data::Data> MapStateDescriptor<UK, UV> {
     /// A map state named `name`.
     pub fn new(name: impl Into<String>) -> Self {
-        MapStateDescriptor { name: name.into(), _p: PhantomData }
+        MapStateDescriptor {
+            name: name.into(),
+            _p: PhantomData,
+        }
     }
     /// Registers the state with the operator (call from `open()`).
     pub fn register(self, ctx: &mut RuntimeContext<'_>) -> Result<MapState<UK, UV>> {
-        let id = ctx.registry()?.register::<HashMap<UK, UV>>(&self.name, "map", None, None)?;
-        Ok(MapState { id, _p: PhantomData })
+        let id = ctx
+            .registry()?
+            .register::<HashMap<UK, UV>>(&self.name, "map", None, None)?;
+        Ok(MapState {
+            id,
+            _p: PhantomData,
+        })
     }
 }
 
@@ -229,24 +296,38 @@ impl<UK, UV> Clone for MapState<UK, UV> {
 impl<UK, UV> Copy for MapState<UK, UV> {}
 impl<UK, UV> Default for MapState<UK, UV> {
     fn default() -> Self {
-        MapState { id: UNBOUND, _p: PhantomData }
+        MapState {
+            id: UNBOUND,
+            _p: PhantomData,
+        }
     }
 }
 
 impl<UK: crate::api::data::Key + Hash, UV: crate::api::data::Data> MapState<UK, UV> {
     /// The value under `key` for the current key.
     pub fn get<K>(&self, ctx: &KeyedContext<K>, key: &UK) -> Result<Option<UV>> {
-        Ok(ctx.registry.table::<HashMap<UK, UV>>(self.id)?.get(ctx.current).and_then(|m| m.get(key).cloned()))
+        Ok(ctx
+            .registry
+            .table::<HashMap<UK, UV>>(self.id)?
+            .get(ctx.current)
+            .and_then(|m| m.get(key).cloned()))
     }
     /// Puts `value` under `key` for the current key.
     pub fn put<K>(&self, ctx: &mut KeyedContext<K>, key: UK, value: UV) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry.table_mut::<HashMap<UK, UV>>(self.id, slot)?.get_or_insert_with(slot, HashMap::new).insert(key, value);
+        ctx.registry
+            .table_mut::<HashMap<UK, UV>>(self.id, slot)?
+            .get_or_insert_with(slot, HashMap::new)
+            .insert(key, value);
         Ok(())
     }
     /// True when `key` has a value for the current key.
     pub fn contains<K>(&self, ctx: &KeyedContext<K>, key: &UK) -> Result<bool> {
-        Ok(ctx.registry.table::<HashMap<UK, UV>>(self.id)?.get(ctx.current).is_some_and(|m| m.contains_key(key)))
+        Ok(ctx
+            .registry
+            .table::<HashMap<UK, UV>>(self.id)?
+            .get(ctx.current)
+            .is_some_and(|m| m.contains_key(key)))
     }
     /// Removes `key` for the current key.
     pub fn remove<K>(&self, ctx: &mut KeyedContext<K>, key: &UK) -> Result<Option<UV>> {
@@ -275,12 +356,18 @@ impl<UK: crate::api::data::Key + Hash, UV: crate::api::data::Data> MapState<UK, 
     }
     /// True when the current key's map has no entries.
     pub fn is_empty<K>(&self, ctx: &KeyedContext<K>) -> Result<bool> {
-        Ok(ctx.registry.table::<HashMap<UK, UV>>(self.id)?.get(ctx.current).is_none_or(|m| m.is_empty()))
+        Ok(ctx
+            .registry
+            .table::<HashMap<UK, UV>>(self.id)?
+            .get(ctx.current)
+            .is_none_or(|m| m.is_empty()))
     }
     /// Removes the current key's map.
     pub fn clear<K>(&self, ctx: &mut KeyedContext<K>) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry.table_mut::<HashMap<UK, UV>>(self.id, slot)?.set(slot, None);
+        ctx.registry
+            .table_mut::<HashMap<UK, UV>>(self.id, slot)?
+            .set(slot, None);
         Ok(())
     }
 }
@@ -296,13 +383,24 @@ pub struct ReducingStateDescriptor<V> {
 
 impl<V: crate::api::data::Data> ReducingStateDescriptor<V> {
     /// A reducing state named `name` that combines added values with `reduce`.
-    pub fn new(name: impl Into<String>, reduce: impl Fn(&V, &V) -> V + Send + Sync + 'static) -> Self {
-        ReducingStateDescriptor { name: name.into(), reduce: Arc::new(reduce) }
+    pub fn new(
+        name: impl Into<String>,
+        reduce: impl Fn(&V, &V) -> V + Send + Sync + 'static,
+    ) -> Self {
+        ReducingStateDescriptor {
+            name: name.into(),
+            reduce: Arc::new(reduce),
+        }
     }
     /// Registers the state with the operator (call from `open()`).
     pub fn register(self, ctx: &mut RuntimeContext<'_>) -> Result<ReducingState<V>> {
-        let id = ctx.registry()?.register::<V>(&self.name, "reducing", None, Some(self.reduce))?;
-        Ok(ReducingState { id, _p: PhantomData })
+        let id = ctx
+            .registry()?
+            .register::<V>(&self.name, "reducing", None, Some(self.reduce))?;
+        Ok(ReducingState {
+            id,
+            _p: PhantomData,
+        })
     }
 }
 
@@ -319,7 +417,10 @@ impl<V> Clone for ReducingState<V> {
 impl<V> Copy for ReducingState<V> {}
 impl<V> Default for ReducingState<V> {
     fn default() -> Self {
-        ReducingState { id: UNBOUND, _p: PhantomData }
+        ReducingState {
+            id: UNBOUND,
+            _p: PhantomData,
+        }
     }
 }
 
@@ -328,7 +429,11 @@ impl<V: crate::api::data::Data> ReducingState<V> {
     pub fn add<K>(&self, ctx: &mut KeyedContext<K>, value: V) -> Result<()> {
         let slot = ctx.current;
         let t = ctx.registry.table_mut::<V>(self.id, slot)?;
-        let reduce = Arc::clone(t.reduce.as_ref().expect("reducing table has a reduce function"));
+        let reduce = Arc::clone(
+            t.reduce
+                .as_ref()
+                .expect("reducing table has a reduce function"),
+        );
         match t.get_mut(slot) {
             Some(acc) => *acc = reduce(acc, &value),
             None => t.set(slot, Some(value)),
