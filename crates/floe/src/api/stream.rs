@@ -419,6 +419,7 @@ impl<T: Data> Node<T> for SourceNode<T> {
             buf: Vec::with_capacity(BATCH),
             epoch: cx.start_epoch,
             seq: 0,
+            epoch_started: std::time::Instant::now(),
             in_flight: Default::default(),
             batch_size: 64,
             finished: false,

@@ -329,10 +329,7 @@ fn worker_loop(
                     busy = true;
                     all_done = false;
                 }
-                Polled::Blocked => {
-                    busy = true;
-                    all_done = false;
-                }
+                Polled::Blocked => all_done = false,
                 Polled::Idle => all_done = false,
                 Polled::Finished => {}
             }
@@ -343,8 +340,13 @@ fn worker_loop(
         if shared.aborted() {
             return Ok(Exit::Aborted);
         }
+        // Blocked sources wait for progress messages, which unpark the worker; the short
+        // timeout only bounds how late a new wall-clock tick is noticed.
+        let blocked = !busy && drivers.iter().any(|d| d.blocked());
         worker.step_or_park(if busy {
             Some(Duration::ZERO)
+        } else if blocked {
+            Some(Duration::from_millis(1))
         } else {
             Some(PARK)
         });

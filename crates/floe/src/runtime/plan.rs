@@ -99,6 +99,8 @@ pub(crate) trait SourceDriver {
     fn on_trigger(&mut self, upto: u64, shared: &ExecShared) -> Result<()>;
     /// The source's task name.
     fn task_name(&self) -> &str;
+    /// True while the source waits for its batches in flight to clear.
+    fn blocked(&self) -> bool;
 }
 
 /// Outcome of [`SourceDriver::poll`].

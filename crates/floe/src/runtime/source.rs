@@ -19,8 +19,12 @@ const MIN_BATCH: usize = 8;
 /// takes less than a fifth of it doubles the size. Checkpoint barriers wait for the batches
 /// in flight, so this keeps alignment short for slow pipelines and batches large for fast ones.
 const TARGET_BATCH_LATENCY: std::time::Duration = std::time::Duration::from_millis(25);
-/// Batches that may be in flight (not yet through every sink) per source instance.
+/// Distinct timestamps (milliseconds) with batches in flight (not yet through every sink)
+/// per source instance before it waits.
 pub(crate) const MAX_IN_FLIGHT: usize = 4;
+/// The last millisecond of an epoch: where idle sources wait for the next checkpoint. An
+/// epoch longer than 49 days (checkpointing off) stays there too, without backpressure.
+const MAX_TICK: u64 = u32::MAX as u64;
 
 pub(crate) struct SourceRunner<T: crate::api::data::Data> {
     pub task: TaskId,
@@ -29,7 +33,9 @@ pub(crate) struct SourceRunner<T: crate::api::data::Data> {
     pub reader: Option<Box<dyn SourceReader<T>>>,
     pub buf: Vec<T>,
     pub epoch: u64,
+    /// Milliseconds since this epoch began on this worker: the low half of the timestamp.
     pub seq: u64,
+    pub epoch_started: std::time::Instant,
     pub in_flight: VecDeque<(Time, std::time::Instant)>,
     pub batch_size: usize,
     pub finished: bool,
@@ -74,14 +80,21 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
         };
         let status = reader.poll_next(&mut self.buf, self.batch_size)?;
         let emitted = !self.buf.is_empty();
+        let h = self.handle.as_mut().expect("open input");
+        // Every worker's sources advance with the wall clock, so the (global) probe compares
+        // workers by time, not by how many batches each happened to send.
+        let tick = (self.epoch_started.elapsed().as_millis() as u64).min(MAX_TICK - 1);
+        if tick > self.seq && self.seq < MAX_TICK {
+            self.seq = tick;
+            h.advance_to(time_of(self.epoch, self.seq));
+        }
         if emitted {
-            let h = self.handle.as_mut().expect("open input");
             h.send_batch(&mut self.buf);
             self.buf.clear();
-            self.in_flight
-                .push_back((time_of(self.epoch, self.seq), std::time::Instant::now()));
-            self.seq += 1;
-            h.advance_to(time_of(self.epoch, self.seq));
+            let t = time_of(self.epoch, self.seq);
+            if self.seq < MAX_TICK && self.in_flight.back().is_none_or(|(last, _)| *last != t) {
+                self.in_flight.push_back((t, std::time::Instant::now()));
+            }
         }
         match status {
             SourceStatus::Finished => {
@@ -90,7 +103,16 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             }
             SourceStatus::Ready => Ok(Polled::Emitted),
             SourceStatus::Idle if emitted => Ok(Polled::Emitted),
-            SourceStatus::Idle => Ok(Polled::Idle),
+            SourceStatus::Idle => {
+                // An idle source must never hold back the batches of other workers: its input
+                // moves to the end of the epoch. Its later records in this epoch share that
+                // time (processed at once, just not tracked for backpressure).
+                if self.seq < MAX_TICK {
+                    self.seq = MAX_TICK;
+                    h.advance_to(time_of(self.epoch, MAX_TICK));
+                }
+                Ok(Polled::Idle)
+            }
         }
     }
 
@@ -104,7 +126,11 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             let position = match (&mut self.reader, &self.final_position) {
                 (_, Some(p)) => p.clone(),
                 (Some(r), None) => r.snapshot()?,
-                (None, None) => Vec::new(),
+                // No reader: this worker runs no instance of the source (parallelism limit).
+                (None, None) => {
+                    self.acked_upto = upto;
+                    return Ok(());
+                }
             };
             for (id, _) in targets {
                 shared.send(FromExecutor::Ack {
@@ -121,6 +147,7 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
         if !self.finished {
             self.epoch = upto + 1;
             self.seq = 0;
+            self.epoch_started = std::time::Instant::now();
             if let Some(h) = self.handle.as_mut() {
                 h.advance_to(time_of(self.epoch, 0));
             }
@@ -130,5 +157,9 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
 
     fn task_name(&self) -> &str {
         &self.name
+    }
+
+    fn blocked(&self) -> bool {
+        !self.finished && self.in_flight.len() >= MAX_IN_FLIGHT
     }
 }
