@@ -384,21 +384,7 @@ impl JobManager {
             }
             let actions = match ev {
                 FromExecutor::Running { tasks, .. } => {
-                    for o in &self.spec.plan.operators {
-                        if o.state == StateKind::Source {
-                            info!(
-                                "{} (attempt #{attempt}) switched from INITIALIZING to RUNNING.",
-                                self.spec.plan.vertex_name(
-                                    self.spec
-                                        .plan
-                                        .operators
-                                        .iter()
-                                        .position(|x| x.uid == o.uid)
-                                        .unwrap_or(0)
-                                )
-                            );
-                        }
-                    }
+                    self.log_tasks_running(attempt);
                     self.coordinator.start(tasks, Instant::now());
                     Vec::new()
                 }
@@ -427,6 +413,24 @@ impl JobManager {
             };
             if let Some(o) = self.perform(actions, Some(exec)) {
                 return o;
+            }
+        }
+    }
+
+    /// Flink's task transition lines, one per subtask of every chain (job vertex).
+    fn log_tasks_running(&self, attempt: u32) {
+        let plan = &self.spec.plan;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, o) in plan.operators.iter().enumerate() {
+            if seen.insert(o.chain) {
+                for s in 0..o.parallelism {
+                    info!(
+                        "{} ({}/{}) (attempt #{attempt}) switched from INITIALIZING to RUNNING.",
+                        plan.vertex_name(i),
+                        s + 1,
+                        o.parallelism
+                    );
+                }
             }
         }
     }

@@ -13,7 +13,6 @@ use super::failure;
 use super::plan::{BuildCx, Plan, Polled};
 use super::protocol::{FromExecutor, ToExecutor};
 use super::snapshot::{SnapshotJob, SnapshotWriter};
-use super::time_of;
 use crate::checkpoint::metadata::{LoadedSnapshot, TaskId};
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
@@ -306,7 +305,6 @@ fn worker_loop(
         .collect();
     shared.register(tasks, peers);
 
-    let _ = time_of; // timestamps are produced by the source drivers
     let mut last_trigger = start_epoch.saturating_sub(1);
     loop {
         if shared.aborted() {
