@@ -199,3 +199,45 @@ fn unwritable_checkpoint_directory_is_a_clear_error() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
+
+#[test]
+fn unreachable_socket_fails_each_attempt_then_the_job() {
+    // Bind and drop a listener to get a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let ck = tempfile::tempdir().unwrap();
+    let mut job = Job::start(
+        "state_word_count",
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--checkpoint-dir",
+            ck.path().to_str().unwrap(),
+        ],
+    );
+    let st = job.wait_exit(std::time::Duration::from_secs(60));
+    assert_eq!(st.code(), Some(1));
+    let log = job.stderr().join("\n");
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("switched from RUNNING to FAILED"))
+        .collect();
+    assert_eq!(failures.len(), 4, "{log}");
+    for l in failures {
+        assert!(
+            l.contains("Source: Socket Stream -> Flat Map -> Map -> Map (1/1) (attempt #"),
+            "{l}"
+        );
+        assert!(
+            l.contains(&format!("cannot connect to socket source 127.0.0.1:{port}")),
+            "{l}"
+        );
+    }
+    assert!(log.contains("Recovery is suppressed by FixedDelayRestartBackoffTimeStrategy"));
+}

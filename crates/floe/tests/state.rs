@@ -125,3 +125,59 @@ fn state_registration_errors_are_errors() {
     let err = env.execute("bad state").unwrap_err().to_string();
     assert!(err.contains("state 'x' is already registered"), "{err}");
 }
+
+#[test]
+fn panic_in_a_keyed_function_restarts_from_the_checkpoint() {
+    #[derive(Clone)]
+    struct PanicOnce(Arc<AtomicBool>);
+    impl KeyedFlatMapFunction<u64, u64, (u64, u64)> for PanicOnce {
+        fn open(&mut self, _ctx: &mut RuntimeContext<'_>) -> Result<()> {
+            Ok(())
+        }
+        fn flat_map(
+            &mut self,
+            v: u64,
+            ctx: &mut KeyedContext<u64>,
+            out: &mut Collector<(u64, u64)>,
+        ) -> Result<()> {
+            if v == 700 && !self.0.swap(true, Ordering::SeqCst) {
+                panic!("boom at {v}");
+            }
+            out.collect((*ctx.current_key(), v));
+            Ok(())
+        }
+    }
+    let ck = tempfile::tempdir().unwrap();
+    let env = StreamEnv::new();
+    env.enable_checkpointing(Duration::from_millis(10));
+    env.set_checkpoint_storage(ck.path().to_str().unwrap());
+    env.set_restart_strategy(RestartStrategy::failure_rate(
+        3,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    ));
+    let out = env
+        .from_collection((0..1000u64).collect())
+        .uid("n")
+        .map(|v| {
+            std::thread::sleep(Duration::from_micros(200));
+            v
+        })
+        .key_by(|v| v % 10)
+        .flat_map(PanicOnce(Arc::new(AtomicBool::new(false))))
+        .uid("p")
+        .key_by(|t: &(u64, u64)| t.0)
+        .sum(1)
+        .uid("sum")
+        .collect();
+    let r = env.execute("panic in keyed").unwrap();
+    assert_eq!(r.restarts, 1);
+    let mut last = HashMap::new();
+    for (k, s) in out.take() {
+        last.insert(k, s);
+    }
+    for k in 0..10u64 {
+        let exact: u64 = (0..1000u64).filter(|v| v % 10 == k).sum();
+        assert_eq!(last[&k], exact, "key {k}");
+    }
+}

@@ -399,12 +399,9 @@ impl<T: Data> Node<T> for SourceNode<T> {
                 waker: SourceWaker(std::thread::current()),
                 task_info: cx.task_info(self.op),
             };
-            let display = cx.task_display(self.op);
-            Some(
-                self.source
-                    .create(ctx)
-                    .map_err(|e| e.context(format!("cannot start {display}")))?,
-            )
+            // Failures while the source starts (e.g. connecting) are this task's failures.
+            crate::runtime::failure::set_current_task(&cx.task_display(self.op));
+            Some(self.source.create(ctx)?)
         } else {
             None
         };

@@ -145,9 +145,8 @@ pub(crate) fn build_sink<T: Data>(
 ) -> Result<()> {
     let display = cx.task_display(op);
     let info = cx.task_info(op);
-    let mut writer = sink
-        .create(&info)
-        .map_err(|e| e.context(format!("cannot open {display}")))?;
+    failure::set_current_task(&display);
+    let mut writer = sink.create(&info)?;
     let shared = Arc::clone(cx.shared);
     let name = cx.plan.operators[op].name.clone();
     let probe = cx.probe.clone();
