@@ -253,6 +253,30 @@ where
         Ok(())
     }
 
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<KeyedRecord<K, T>>,
+        ctx: &mut KeyedContext<K>,
+        out: &mut Collector<T>,
+        _aborted: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let f = &mut self.f;
+        out.buf.reserve(batch.len());
+        let buf = &mut out.buf;
+        ctx.for_each_in_table::<T, T>(
+            self.state.id,
+            batch.drain(..).map(|r| (r.hash, r.key, r.value)),
+            |slot, t, value| {
+                let next = match t.get_mut(slot) {
+                    Some(acc) => f(acc.clone(), value),
+                    None => value,
+                };
+                buf.push(next.clone());
+                t.set(slot, Some(next));
+            },
+        )
+    }
+
     #[inline]
     fn process(
         &mut self,
