@@ -182,7 +182,7 @@ mod tests {
         assert!(v
             .iter()
             .all(|w| (3..=10).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase())));
-        assert!(!v.iter().any(|w| *w == "error"));
+        assert!(!v.contains(&"error"));
         let mut l = String::new();
         write_line(2, 25, &mut l);
         assert_eq!(l.split(' ').count(), 5);
