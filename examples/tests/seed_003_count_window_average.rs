@@ -96,3 +96,62 @@ fn print_prefixes_subtask_with_parallelism_2() {
     );
     assert!(job.terminate().success());
 }
+
+#[test]
+fn configuration_file_then_dynamic_properties_then_code() {
+    let conf = tempfile::tempdir().unwrap();
+    let dir = conf.path().to_str().unwrap().to_string();
+    std::fs::write(
+        conf.path().join("floe.yaml"),
+        "parallelism:\n  default: 2\n",
+    )
+    .unwrap();
+    let env = [("FLOE_CONF_DIR", dir.as_str())];
+
+    // The file sets parallelism 2: printed lines carry the subtask prefix.
+    let server = LineServer::start();
+    let port = server.port.to_string();
+    let mut job = Job::start_with_env("count_window_average", &["--port", &port], &env);
+    server.wait_connections(1, T);
+    server.send("1 2");
+    server.send("1 4");
+    let deadline = std::time::Instant::now() + T;
+    while job.stdout().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = job.stdout();
+    assert!(out.len() == 1 && out[0].ends_with("> (1,3)"), "{out:?}");
+    assert!(job.terminate().success());
+
+    // -D overrides the file.
+    let server = LineServer::start();
+    let port = server.port.to_string();
+    let mut job = Job::start_with_env(
+        "count_window_average",
+        &["-D", "parallelism.default=1", "--port", &port],
+        &env,
+    );
+    server.wait_connections(1, T);
+    server.send("1 2");
+    server.send("1 4");
+    job.expect_stdout(&["(1,3)"], T);
+    assert!(job.terminate().success());
+
+    // A bad file is a one-line error naming the file and the key.
+    std::fs::write(
+        conf.path().join("floe.yaml"),
+        "execution.checkpointing.intervall: 1 s\n",
+    )
+    .unwrap();
+    let mut job = Job::start_with_env("count_window_average", &["--port", "1"], &env);
+    assert_eq!(job.wait_exit(T).code(), Some(1));
+    let line = job
+        .stderr()
+        .into_iter()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    assert!(
+        line.contains("floe.yaml") && line.contains("'execution.checkpointing.intervall'"),
+        "{line}"
+    );
+}

@@ -80,9 +80,15 @@ pub fn bin(name: &str) -> PathBuf {
 
 impl Job {
     pub fn start(name: &str, args: &[&str]) -> Job {
+        Self::start_with_env(name, args, &[])
+    }
+
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Job {
         let mut child = Command::new(bin(name))
             .args(args)
             .env("FLOE_LOG", "info")
+            .env_remove("FLOE_CONF_DIR")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

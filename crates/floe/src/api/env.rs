@@ -148,6 +148,9 @@ impl StreamEnv {
     /// | `-p`, `--parallelism N` | default parallelism |
     /// | `-n`, `--allowNonRestoredState` | skip snapshot state that maps to no operator |
     /// | `-D key=value` | a configuration setting (Flink's key names) |
+    ///
+    /// Settings are read from `$FLOE_CONF_DIR/floe.yaml` first (see
+    /// [`crate::config::file`]); `-D` overrides the file and job code overrides both.
     pub fn from_args() -> Result<Self> {
         Self::from_arg_list(std::env::args().skip(1))
     }
@@ -155,6 +158,8 @@ impl StreamEnv {
     /// Like [`from_args`](Self::from_args) with an explicit list (without the program name).
     pub fn from_arg_list<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Result<Self> {
         let env = StreamEnv::new();
+        // The configuration file (FLOE_CONF_DIR/floe.yaml) first; -D overrides it.
+        env.inner.borrow_mut().conf = crate::config::file::load_from_env()?;
         let args: Vec<String> = args.into_iter().map(Into::into).collect();
         let mut rest = Vec::new();
         let mut i = 0;

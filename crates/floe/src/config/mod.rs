@@ -26,6 +26,8 @@
 //! assert_eq!(conf.get_u32("execution.checkpointing.num-retained").unwrap(), Some(1));
 //! ```
 
+pub mod file;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

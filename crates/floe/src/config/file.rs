@@ -1,0 +1,169 @@
+//! The configuration file: `floe.yaml` in the directory named by `FLOE_CONF_DIR`.
+//!
+//! Standard YAML, as Flink 2.x's `config.yaml`: keys may be written flat
+//! (`execution.checkpointing.interval: 5 s`) or nested (`execution: {checkpointing: {interval: 5 s}}`);
+//! nested maps are joined with dots. The seeds' 1.x key names are accepted as aliases.
+//! `-D key=value` overrides the file, and settings made in job code override both.
+//!
+//! ```yaml
+//! execution:
+//!   checkpointing:
+//!     interval: 5 s
+//!     dir: file:///var/floe/checkpoints
+//! state.savepoints.dir: /var/floe/savepoints
+//! restart-strategy.type: fixed-delay
+//! ```
+
+use super::Configuration;
+use crate::Result;
+use std::path::{Path, PathBuf};
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// File name of the configuration file.
+pub const CONF_FILE: &str = "floe.yaml";
+/// Environment variable naming the configuration directory.
+pub const CONF_DIR_ENV: &str = "FLOE_CONF_DIR";
+
+/// The configuration file named by `FLOE_CONF_DIR`, if the variable is set.
+pub fn conf_file_from_env() -> Option<PathBuf> {
+    std::env::var_os(CONF_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(|d| PathBuf::from(d).join(CONF_FILE))
+}
+
+/// Loads the configuration named by `FLOE_CONF_DIR`; an empty configuration when unset.
+/// When the variable is set the file must exist and be valid.
+pub fn load_from_env() -> Result<Configuration> {
+    match conf_file_from_env() {
+        Some(p) => load_file(&p),
+        None => Ok(Configuration::new()),
+    }
+}
+
+/// Loads a configuration file. Every error names the file and what is wrong in it.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("floe.yaml");
+/// std::fs::write(&p, "execution:\n  checkpointing:\n    interval: 5 s\nstate.checkpoints.num-retained: 3\n").unwrap();
+/// let c = floe::config::file::load_file(&p).unwrap();
+/// assert_eq!(c.get_u32("execution.checkpointing.num-retained").unwrap(), Some(3));
+/// ```
+pub fn load_file(path: &Path) -> Result<Configuration> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::anyhow!("cannot read configuration file {}: {e}", path.display()))?;
+    parse(&text).map_err(|e| crate::anyhow!("invalid configuration file {}: {e}", path.display()))
+}
+
+/// Parses configuration YAML.
+pub fn parse(text: &str) -> Result<Configuration> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| crate::anyhow!("{e}"))?;
+    let mut conf = Configuration::new();
+    match docs.len() {
+        0 => return Ok(conf),
+        1 => {}
+        n => crate::bail!("expected one YAML document, found {n}"),
+    }
+    match &docs[0] {
+        Yaml::Hash(_) => flatten("", &docs[0], &mut conf)?,
+        Yaml::Null => {}
+        _ => crate::bail!("expected a mapping of configuration keys at the top level"),
+    }
+    Ok(conf)
+}
+
+fn flatten(prefix: &str, node: &Yaml, conf: &mut Configuration) -> Result<()> {
+    match node {
+        Yaml::Hash(map) => {
+            for (k, v) in map {
+                let key = match k {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    other => crate::bail!("unsupported key {other:?} under '{prefix}'"),
+                };
+                let full = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&full, v, conf)?;
+            }
+            Ok(())
+        }
+        Yaml::String(s) | Yaml::Real(s) => Ok(conf.set(prefix, s)?),
+        Yaml::Integer(i) => Ok(conf.set(prefix, &i.to_string())?),
+        Yaml::Boolean(b) => Ok(conf.set(prefix, &b.to_string())?),
+        Yaml::Null => crate::bail!("configuration key '{prefix}' has no value"),
+        Yaml::Array(_) => crate::bail!(
+            "configuration key '{prefix}' has a list value; a single value is expected"
+        ),
+        _ => crate::bail!("configuration key '{prefix}' has an unsupported value"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn nested_flat_and_aliases() {
+        let c = parse(
+            "execution:\n  checkpointing:\n    interval: 5 s\n    timeout: 60000\nstate.savepoints.dir: /sp\nrestart-strategy: fixeddelay\nparallelism.default: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.get_duration("execution.checkpointing.interval").unwrap(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            c.get_duration("execution.checkpointing.timeout").unwrap(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            c.get_string("execution.checkpointing.savepoint-dir")
+                .unwrap()
+                .as_deref(),
+            Some("/sp")
+        );
+        assert_eq!(
+            c.get_string("restart-strategy.type").unwrap().as_deref(),
+            Some("fixed-delay")
+        );
+        assert_eq!(c.get_u32("parallelism.default").unwrap(), Some(2));
+        assert!(parse("").unwrap().iter().next().is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key_or_the_problem() {
+        let e = parse("execution.checkpointing.intervall: 5 s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown configuration key 'execution.checkpointing.intervall'"),
+            "{e}"
+        );
+        let e = parse("parallelism:\n  default: many\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'parallelism.default'") && e.contains("many"),
+            "{e}"
+        );
+        let e = parse("pipeline.max-parallelism: [1, 2]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("list value"), "{e}");
+        let e = parse("a: b: c\n").unwrap_err().to_string();
+        assert!(!e.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let e = load_file(&dir.path().join("floe.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot read configuration file") && e.contains("floe.yaml"),
+            "{e}"
+        );
+    }
+}
