@@ -47,6 +47,7 @@ pub mod storage;
 
 pub use anyhow::{anyhow, bail, Context as _, Error};
 pub use api::env::{exit_on_error, JobExecutionResult, JobStatus, StreamEnv};
+pub use jobmanager::JobClient;
 
 /// Result type used by job code and user functions: any error is a task failure.
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;

@@ -14,7 +14,7 @@ use crate::connectors::generator::WordLineGenerator;
 use crate::connectors::socket::SocketTextSource;
 use crate::connectors::Source;
 use crate::jobmanager::restart::RestartStrategy;
-use crate::jobmanager::{JobManager, JobSpec};
+use crate::jobmanager::{JobClient, JobManager, JobSpec};
 use crate::runtime::plan::{OperatorDecl, Plan, StateKind, Terminal};
 use crate::state::keygroup::{DEFAULT_MAX_PARALLELISM, UPPER_BOUND_MAX_PARALLELISM};
 use crate::Result;
@@ -386,9 +386,26 @@ impl StreamEnv {
     /// retention as configured. Returns when the job is FINISHED or CANCELED; a FAILED job
     /// (the restart strategy gave up) is an error.
     pub fn execute(&self, job_name: &str) -> Result<JobExecutionResult> {
+        self.execute_async(job_name)?.wait()
+    }
+
+    /// Starts the job and returns at once with a [`JobClient`] (Flink's `executeAsync`):
+    /// its id and status, savepoints, stop-with-savepoint, cancel, and its result.
+    ///
+    /// ```no_run
+    /// use floe::prelude::*;
+    /// let env = StreamEnv::new();
+    /// env.enable_checkpointing(std::time::Duration::from_secs(1));
+    /// env.socket_text_stream("127.0.0.1", 9999).print();
+    /// let job = env.execute_async("lines").unwrap();
+    /// let savepoint = job.stop_with_savepoint(Some(std::path::Path::new("/tmp/savepoints"))).unwrap();
+    /// println!("Savepoint completed. Path: {}", savepoint.display());
+    /// job.wait().unwrap();
+    /// ```
+    pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
         crate::logging::init();
         let spec = self.job_spec(job_name)?;
-        JobManager::new(spec).run()
+        Ok(JobManager::new(spec).spawn())
     }
 
     /// Validates the graph and configuration and freezes them into a job spec.
@@ -461,12 +478,17 @@ impl StreamEnv {
         if let Some(snap) = &restore {
             crate::jobmanager::validate_restore(&plan, snap, allow_non_restored)?;
         }
+        let savepoint_dir = match conf.get_string("execution.checkpointing.savepoint-dir")? {
+            Some(d) => Some(crate::storage::local_path(&d)?),
+            None => None,
+        };
         Ok(JobSpec {
             plan: Arc::new(plan),
             checkpoint,
             restart,
             checkpoint_dir,
             restore,
+            savepoint_dir,
         })
     }
 }

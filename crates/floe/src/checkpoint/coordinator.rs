@@ -28,6 +28,8 @@ pub enum Action {
         acks: BTreeMap<TaskId, StateHandle>,
         /// Time from trigger to last acknowledgement.
         duration: Duration,
+        /// True for a savepoint.
+        savepoint: bool,
     },
     /// Give up on a pending checkpoint: remove its directory, tell the tasks.
     Abort {
@@ -50,6 +52,7 @@ pub enum Action {
 
 #[derive(Debug)]
 struct Pending {
+    savepoint: bool,
     triggered: Instant,
     awaiting: BTreeSet<TaskId>,
     acks: BTreeMap<TaskId, StateHandle>,
@@ -61,7 +64,8 @@ pub struct CheckpointCoordinator {
     config: CheckpointConfig,
     next_id: u64,
     pending: BTreeMap<u64, Pending>,
-    finalizing: BTreeSet<u64>,
+    /// Checkpoints whose `_metadata` is being written, and whether each is a savepoint.
+    finalizing: BTreeMap<u64, bool>,
     completed: VecDeque<u64>,
     tasks: BTreeSet<TaskId>,
     running: bool,
@@ -79,7 +83,7 @@ impl CheckpointCoordinator {
             config,
             next_id: first_id.max(1),
             pending: BTreeMap::new(),
-            finalizing: BTreeSet::new(),
+            finalizing: BTreeMap::new(),
             completed: VecDeque::new(),
             tasks: BTreeSet::new(),
             running: false,
@@ -110,9 +114,38 @@ impl CheckpointCoordinator {
         self.completed.back().copied()
     }
 
-    /// Number of checkpoints in progress.
+    /// Number of periodic checkpoints in progress (savepoints are not counted: they are
+    /// triggered on demand, next to the periodic ones, as in Flink).
     pub fn pending_count(&self) -> usize {
-        self.pending.len() + self.finalizing.len()
+        self.pending.values().filter(|p| !p.savepoint).count()
+            + self.finalizing.values().filter(|s| !**s).count()
+    }
+
+    /// True while tasks are running, so a savepoint can be taken.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Starts a savepoint now, next to any periodic checkpoint in progress. Returns its id
+    /// (savepoints share the checkpoint id sequence), or `None` when no tasks are running.
+    /// Its failure never counts toward the tolerable checkpoint failures, and a completed
+    /// savepoint is never discarded by `num-retained`: it belongs to the user.
+    pub fn trigger_savepoint(&mut self, now: Instant) -> Option<u64> {
+        if !self.running {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                savepoint: true,
+                triggered: now,
+                awaiting: self.tasks.clone(),
+                acks: BTreeMap::new(),
+            },
+        );
+        Some(id)
     }
 
     /// All tasks are running: checkpoints may be triggered. `tasks` is every task that must
@@ -178,26 +211,27 @@ impl CheckpointCoordinator {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.pending.remove(&id);
+            let p = self.pending.remove(&id).expect("present");
             actions.push(Action::Abort {
                 id,
                 reason: "Checkpoint expired before completing.".into(),
             });
-            self.count_failure(&mut actions);
+            if !p.savepoint {
+                self.count_failure(&mut actions);
+            }
         }
         if let Some(t) = self.next_trigger_time() {
             if now >= t {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.last_trigger = Some(now);
-                self.pending.insert(
-                    id,
-                    Pending {
-                        triggered: now,
-                        awaiting: self.tasks.clone(),
-                        acks: BTreeMap::new(),
-                    },
-                );
+                let p = Pending {
+                    savepoint: false,
+                    triggered: now,
+                    awaiting: self.tasks.clone(),
+                    acks: BTreeMap::new(),
+                };
+                self.pending.insert(id, p);
                 actions.push(Action::Trigger { id });
             }
         }
@@ -223,33 +257,38 @@ impl CheckpointCoordinator {
             return Vec::new();
         }
         let p = self.pending.remove(&id).expect("present");
-        self.finalizing.insert(id);
+        self.finalizing.insert(id, p.savepoint);
         vec![Action::Finalize {
             id,
             acks: p.acks,
             duration: now.saturating_duration_since(p.triggered),
+            savepoint: p.savepoint,
         }]
     }
 
     /// A task could not take its part of checkpoint `id` (e.g. writing its state failed).
     pub fn decline(&mut self, id: u64, reason: &str) -> Vec<Action> {
-        if self.pending.remove(&id).is_none() {
+        let Some(p) = self.pending.remove(&id) else {
             return Vec::new();
-        }
+        };
         let mut actions = vec![Action::Abort {
             id,
             reason: reason.to_string(),
         }];
-        self.count_failure(&mut actions);
+        if !p.savepoint {
+            self.count_failure(&mut actions);
+        }
         actions
     }
 
     /// `_metadata` of checkpoint `id` was written: it is complete. Older checkpoints beyond
-    /// `num-retained` are discarded, and older pending ones are subsumed.
+    /// `num-retained` are discarded, and older pending ones are subsumed. A savepoint is
+    /// owned by the user: it is never discarded and subsumes nothing.
     pub fn finalized(&mut self, id: u64, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        if !self.finalizing.remove(&id) {
-            return actions;
+        match self.finalizing.remove(&id) {
+            None | Some(true) => return actions,
+            Some(false) => {}
         }
         self.consecutive_failures = 0;
         self.last_completion = Some(now);
@@ -258,7 +297,12 @@ impl CheckpointCoordinator {
             let old = self.completed.pop_front().expect("non-empty");
             actions.push(Action::Discard { id: old });
         }
-        let subsumed: Vec<u64> = self.pending.range(..id).map(|(k, _)| *k).collect();
+        let subsumed: Vec<u64> = self
+            .pending
+            .range(..id)
+            .filter(|(_, p)| !p.savepoint)
+            .map(|(k, _)| *k)
+            .collect();
         for old in subsumed {
             self.pending.remove(&old);
             actions.push(Action::Abort {
@@ -271,14 +315,16 @@ impl CheckpointCoordinator {
 
     /// Writing `_metadata` of checkpoint `id` failed.
     pub fn finalize_failed(&mut self, id: u64, reason: &str) -> Vec<Action> {
-        if !self.finalizing.remove(&id) {
+        let Some(savepoint) = self.finalizing.remove(&id) else {
             return Vec::new();
-        }
+        };
         let mut actions = vec![Action::Abort {
             id,
             reason: reason.to_string(),
         }];
-        self.count_failure(&mut actions);
+        if !savepoint {
+            self.count_failure(&mut actions);
+        }
         actions
     }
 

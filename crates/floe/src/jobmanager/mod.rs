@@ -19,11 +19,12 @@ use crate::runtime::executor::LocalExecutor;
 use crate::runtime::plan::{Plan, StateKind};
 use crate::runtime::protocol::{FromExecutor, ToExecutor};
 use crate::Result;
+use crossbeam_channel::{Receiver, Sender};
 use restart::RestartStrategy;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{error, info, warn};
 
@@ -39,6 +40,8 @@ pub struct JobSpec {
     pub checkpoint_dir: Option<PathBuf>,
     /// Snapshot to start from (`-s`).
     pub restore: Option<Arc<LoadedSnapshot>>,
+    /// Default target of savepoints (`execution.checkpointing.savepoint-dir`).
+    pub savepoint_dir: Option<PathBuf>,
 }
 
 /// A new job id: 32 lowercase hex characters, as Flink's `JobID`.
@@ -101,7 +104,7 @@ pub fn validate_restore(
     Ok(())
 }
 
-/// A completed checkpoint this job can restore from.
+/// A completed checkpoint or savepoint this job can restore from.
 #[derive(Clone, Debug)]
 struct Completed {
     id: u64,
@@ -114,6 +117,26 @@ enum Outcome {
     Finished,
     Failed { task: String, error: String },
     Canceled,
+}
+
+/// A request to the job manager of a running job.
+pub enum JobCommand {
+    /// Take a savepoint into `target` (or the configured default directory); with `stop`,
+    /// finish the job after it completes.
+    TriggerSavepoint {
+        /// Directory the `savepoint-*` directory is created in.
+        target: Option<PathBuf>,
+        /// Finish the job once the savepoint is complete (`flink stop`).
+        stop: bool,
+        /// The savepoint path, or why it failed.
+        reply: Sender<std::result::Result<PathBuf, String>>,
+    },
+    /// Cancel the job (CANCELED; retention applies).
+    Cancel,
+}
+
+struct SavepointRequest {
+    reply: Sender<std::result::Result<PathBuf, String>>,
 }
 
 static CANCEL_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -130,6 +153,88 @@ fn install_signal_handlers() {
     }
 }
 
+/// Flink's savepoint directory name: `savepoint-<first 6 hex of the job id>-<12 random hex>`.
+pub fn savepoint_dir_name(job_id: &str) -> String {
+    format!(
+        "savepoint-{}-{:012x}",
+        &job_id[..6.min(job_id.len())],
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    )
+}
+
+/// A handle on a job started with [`crate::StreamEnv::execute_async`], like Flink's
+/// `JobClient`: its id and status, savepoints, stop and cancel, and its result.
+pub struct JobClient {
+    job_id: String,
+    commands: Sender<JobCommand>,
+    status: Arc<Mutex<JobStatus>>,
+    handle: Option<std::thread::JoinHandle<Result<JobExecutionResult>>>,
+}
+
+impl JobClient {
+    /// The job id (32 lowercase hex characters).
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The job's current status.
+    pub fn status(&self) -> JobStatus {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn savepoint(&self, target: Option<&Path>, stop: bool) -> Result<PathBuf> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let cmd = JobCommand::TriggerSavepoint {
+            target: target.map(Path::to_path_buf),
+            stop,
+            reply: tx,
+        };
+        self.commands
+            .send(cmd)
+            .map_err(|_| crate::anyhow!("job {} is no longer running", self.job_id))?;
+        match rx.recv() {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(crate::anyhow!(
+                "Triggering a savepoint for the job {} failed: {e}",
+                self.job_id
+            )),
+            Err(_) => Err(crate::anyhow!(
+                "job {} ended before the savepoint completed",
+                self.job_id
+            )),
+        }
+    }
+
+    /// Takes a savepoint into `target` (or `execution.checkpointing.savepoint-dir`) and waits
+    /// for it; returns its directory. The job keeps running.
+    pub fn trigger_savepoint(&self, target: Option<&Path>) -> Result<PathBuf> {
+        self.savepoint(target, false)
+    }
+
+    /// Takes a savepoint, after which the sources stop and the job ends FINISHED (`flink
+    /// stop`). No record after the savepoint is processed, so a job restored from it
+    /// continues exactly where this one stopped. If the savepoint fails, the job goes on.
+    pub fn stop_with_savepoint(&self, target: Option<&Path>) -> Result<PathBuf> {
+        self.savepoint(target, true)
+    }
+
+    /// Cancels the job.
+    pub fn cancel(&self) {
+        let _ = self.commands.send(JobCommand::Cancel);
+    }
+
+    /// Waits for the job to end.
+    pub fn wait(mut self) -> Result<JobExecutionResult> {
+        match self.handle.take().expect("waited once").join() {
+            Ok(r) => r,
+            Err(_) => Err(crate::anyhow!(
+                "the job manager of job {} panicked",
+                self.job_id
+            )),
+        }
+    }
+}
+
 /// Runs one job to a terminal state.
 pub struct JobManager {
     spec: JobSpec,
@@ -137,10 +242,15 @@ pub struct JobManager {
     job_dir: Option<PathBuf>,
     coordinator: CheckpointCoordinator,
     completed: BTreeMap<u64, Completed>,
-    trigger_ms: BTreeMap<u64, u64>,
+    latest_savepoint: Option<Completed>,
+    dirs: BTreeMap<u64, (PathBuf, u64)>,
+    requests: BTreeMap<u64, SavepointRequest>,
+    stopping: Option<u64>,
     durations: Vec<Duration>,
     restore_point: Option<Arc<LoadedSnapshot>>,
-    status: JobStatus,
+    status: Arc<Mutex<JobStatus>>,
+    commands: Receiver<JobCommand>,
+    commands_tx: Sender<JobCommand>,
 }
 
 impl JobManager {
@@ -153,16 +263,22 @@ impl JobManager {
             .unwrap_or(1);
         let coordinator = CheckpointCoordinator::new(spec.checkpoint.clone(), first_id);
         let restore_point = spec.restore.clone();
+        let (commands_tx, commands) = crossbeam_channel::unbounded();
         JobManager {
             spec,
             job_id: new_job_id(),
             job_dir: None,
             coordinator,
             completed: BTreeMap::new(),
-            trigger_ms: BTreeMap::new(),
+            latest_savepoint: None,
+            dirs: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            stopping: None,
             durations: Vec::new(),
             restore_point,
-            status: JobStatus::Created,
+            status: Arc::new(Mutex::new(JobStatus::Created)),
+            commands,
+            commands_tx,
         }
     }
 
@@ -171,23 +287,45 @@ impl JobManager {
         &self.job_id
     }
 
+    /// Runs the job on a thread of its own and returns a client for it.
+    pub fn spawn(self) -> JobClient {
+        let job_id = self.job_id.clone();
+        let commands = self.commands_tx.clone();
+        let status = Arc::clone(&self.status);
+        let handle = std::thread::Builder::new()
+            .name("floe-jobmanager".into())
+            .spawn(move || self.run())
+            .expect("spawn job manager thread");
+        JobClient {
+            job_id,
+            commands,
+            status,
+            handle: Some(handle),
+        }
+    }
+
     fn name(&self) -> &str {
         &self.spec.plan.job_name
     }
 
+    fn current(&self) -> JobStatus {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn transition(&mut self, to: JobStatus) {
+        let from = self.current();
         info!(
             "Job {} ({}) switched from state {} to {}.",
             self.name(),
             self.job_id,
-            self.status,
+            from,
             to
         );
-        self.status = to;
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = to;
     }
 
-    /// Runs the job: deploys attempts, coordinates checkpoints, restarts on failures as the
-    /// restart strategy allows, and applies retention at the end.
+    /// Runs the job: deploys attempts, coordinates checkpoints and savepoints, restarts on
+    /// failures as the restart strategy allows, and applies retention at the end.
     pub fn run(mut self) -> Result<JobExecutionResult> {
         let started = Instant::now();
         install_signal_handlers();
@@ -262,6 +400,7 @@ impl JobManager {
                 .coordinator
                 .stop("Checkpoint was aborted due to a job failover or the end of the job.");
             self.perform(aborts, None);
+            self.stopping = None;
             match outcome {
                 Outcome::Failed { task, error } => {
                     warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
@@ -272,12 +411,7 @@ impl JobManager {
                         if self.sleep_unless_cancelled(delay) {
                             break Outcome::Canceled;
                         }
-                        self.restore_point = self
-                            .completed
-                            .values()
-                            .next_back()
-                            .map(|c| Arc::clone(&c.snapshot))
-                            .or(self.spec.restore.clone());
+                        self.restore_point = self.latest_restore_point();
                         attempt += 1;
                         self.transition(JobStatus::Running);
                         continue;
@@ -325,6 +459,18 @@ impl JobManager {
         }
     }
 
+    /// The newest completed checkpoint or savepoint (Flink restores from a savepoint when no
+    /// checkpoint completed after it), else the snapshot the job started from.
+    fn latest_restore_point(&self) -> Option<Arc<LoadedSnapshot>> {
+        let chk = self.completed.values().next_back();
+        let best = match (chk, &self.latest_savepoint) {
+            (Some(c), Some(s)) => Some(if s.id > c.id { s } else { c }),
+            (c, s) => c.or(s.as_ref()),
+        };
+        best.map(|c| Arc::clone(&c.snapshot))
+            .or(self.spec.restore.clone())
+    }
+
     fn result(&self, status: JobStatus, started: Instant, restarts: u32) -> JobExecutionResult {
         JobExecutionResult {
             job_id: self.job_id.clone(),
@@ -336,30 +482,45 @@ impl JobManager {
         }
     }
 
-    /// Sleeps for the restart delay; true when a cancel arrived meanwhile.
+    /// Sleeps for the restart delay; true when a cancel arrived meanwhile. Savepoint requests
+    /// arriving now are refused: there are no tasks to take one.
     fn sleep_unless_cancelled(&self, d: Duration) -> bool {
         let end = Instant::now() + d;
-        while Instant::now() < end {
+        loop {
             if CANCEL_REQUESTED.load(Ordering::SeqCst) {
                 return true;
             }
-            std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+            let now = Instant::now();
+            if now >= end {
+                return false;
+            }
+            match self
+                .commands
+                .recv_timeout((end - now).min(Duration::from_millis(50)))
+            {
+                Ok(JobCommand::Cancel) => return true,
+                Ok(JobCommand::TriggerSavepoint { reply, .. }) => {
+                    let _ = reply.send(Err(format!(
+                        "job {} is RESTARTING; no tasks are running",
+                        self.job_id
+                    )));
+                }
+                Err(_) => {}
+            }
         }
-        CANCEL_REQUESTED.load(Ordering::SeqCst)
     }
 
     fn supervise(
         &mut self,
         exec: &LocalExecutor,
-        rx: &crossbeam_channel::Receiver<FromExecutor>,
+        rx: &Receiver<FromExecutor>,
         attempt: u32,
     ) -> Outcome {
         loop {
             if CANCEL_REQUESTED.load(Ordering::SeqCst) {
                 return Outcome::Canceled;
             }
-            let now = Instant::now();
-            let actions = self.coordinator.tick(now);
+            let actions = self.coordinator.tick(Instant::now());
             if let Some(o) = self.perform(actions, Some(exec)) {
                 return o;
             }
@@ -369,52 +530,133 @@ impl JobManager {
                 .map(|d| d.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_millis(100))
                 .min(Duration::from_millis(100));
-            let ev = match rx.recv_timeout(wait) {
-                Ok(ev) => ev,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    return Outcome::Failed {
-                        task: "executor".into(),
-                        error: "executor channel closed".into(),
+            let commands = self.commands.clone();
+            crossbeam_channel::select! {
+                recv(rx) -> ev => {
+                    let Ok(ev) = ev else {
+                        return Outcome::Failed { task: "executor".into(), error: "executor channel closed".into() };
+                    };
+                    if let Some(o) = self.on_event(ev, exec, attempt) {
+                        return o;
                     }
                 }
-            };
-            if ev.attempt() != attempt {
-                continue; // fenced: a message from an earlier attempt
-            }
-            let actions = match ev {
-                FromExecutor::Running { tasks, .. } => {
-                    self.log_tasks_running(attempt);
-                    self.coordinator.start(tasks, Instant::now());
-                    Vec::new()
+                recv(commands) -> cmd => {
+                    if let Ok(cmd) = cmd {
+                        if let Some(o) = self.on_command(cmd, exec) {
+                            return o;
+                        }
+                    }
                 }
-                FromExecutor::Ack {
-                    checkpoint_id,
-                    task,
-                    state,
-                    ..
-                } => self
-                    .coordinator
-                    .acknowledge(checkpoint_id, task, state, Instant::now()),
-                FromExecutor::Decline {
-                    checkpoint_id,
-                    task,
-                    reason,
-                    ..
-                } => {
-                    warn!(
-                        "Decline checkpoint {checkpoint_id} by task {task} of job {}: {reason}",
-                        self.job_id
-                    );
-                    self.coordinator.decline(checkpoint_id, &reason)
-                }
-                FromExecutor::Failed { task, error, .. } => return Outcome::Failed { task, error },
-                FromExecutor::Finished { .. } => return Outcome::Finished,
-            };
-            if let Some(o) = self.perform(actions, Some(exec)) {
-                return o;
+                default(wait) => {}
             }
         }
+    }
+
+    fn on_event(
+        &mut self,
+        ev: FromExecutor,
+        exec: &LocalExecutor,
+        attempt: u32,
+    ) -> Option<Outcome> {
+        if ev.attempt() != attempt {
+            return None; // fenced: a message from an earlier attempt
+        }
+        let actions = match ev {
+            FromExecutor::Running { tasks, .. } => {
+                self.log_tasks_running(attempt);
+                self.coordinator.start(tasks, Instant::now());
+                Vec::new()
+            }
+            FromExecutor::Ack {
+                checkpoint_id,
+                task,
+                state,
+                ..
+            } => self
+                .coordinator
+                .acknowledge(checkpoint_id, task, state, Instant::now()),
+            FromExecutor::Decline {
+                checkpoint_id,
+                task,
+                reason,
+                ..
+            } => {
+                warn!(
+                    "Decline checkpoint {checkpoint_id} by task {task} of job {}: {reason}",
+                    self.job_id
+                );
+                self.coordinator.decline(checkpoint_id, &reason)
+            }
+            FromExecutor::Failed { task, error, .. } => {
+                return Some(Outcome::Failed { task, error })
+            }
+            FromExecutor::Finished { .. } => return Some(Outcome::Finished),
+        };
+        self.perform(actions, Some(exec))
+    }
+
+    fn on_command(&mut self, cmd: JobCommand, exec: &LocalExecutor) -> Option<Outcome> {
+        match cmd {
+            JobCommand::Cancel => Some(Outcome::Canceled),
+            JobCommand::TriggerSavepoint {
+                target,
+                stop,
+                reply,
+            } => {
+                match self.start_savepoint(target, stop, exec) {
+                    Ok(id) => {
+                        self.requests.insert(id, SavepointRequest { reply });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn start_savepoint(
+        &mut self,
+        target: Option<PathBuf>,
+        stop: bool,
+        exec: &LocalExecutor,
+    ) -> std::result::Result<u64, String> {
+        if self.stopping.is_some() {
+            return Err("a stop-with-savepoint is already in progress".into());
+        }
+        let Some(base) = target.or_else(|| self.spec.savepoint_dir.clone()) else {
+            return Err("No savepoint directory configured. You can either specify a directory when triggering the savepoint or configure a cluster-wide default via key 'execution.checkpointing.savepoint-dir'.".into());
+        };
+        let Some(id) = self.coordinator.trigger_savepoint(Instant::now()) else {
+            return Err(format!(
+                "job {} is {}; its tasks are not running",
+                self.job_id,
+                self.current()
+            ));
+        };
+        let dir = base.join(savepoint_dir_name(&self.job_id));
+        if let Err(e) = std::fs::create_dir_all(&base).and_then(|_| std::fs::create_dir(&dir)) {
+            self.coordinator
+                .decline(id, "cannot create the savepoint directory");
+            return Err(format!(
+                "cannot create savepoint directory {}: {e}",
+                dir.display()
+            ));
+        }
+        info!(
+            "Triggering {}savepoint {id} for job {} into {}.",
+            if stop { "stop-with-" } else { "" },
+            self.job_id,
+            dir.display()
+        );
+        self.dirs.insert(id, (dir.clone(), now_ms()));
+        if stop {
+            self.stopping = Some(id);
+            exec.send(ToExecutor::StopSourcesAfter { id });
+        }
+        exec.send(ToExecutor::TriggerCheckpoint { id, dir });
+        Ok(id)
     }
 
     /// Flink's task transition lines, one per subtask of every chain (job vertex).
@@ -455,10 +697,10 @@ impl JobManager {
                         continue;
                     };
                     let ts = now_ms();
-                    self.trigger_ms.insert(id, ts);
                     info!("Triggering checkpoint {id} (type=CheckpointType{{name='Checkpoint', sharingFilesStrategy=FORWARD_BACKWARD}}) @ {ts} for job {}.", self.job_id);
                     match std::fs::create_dir(&dir) {
                         Ok(()) => {
+                            self.dirs.insert(id, (dir.clone(), ts));
                             if let Some(e) = exec {
                                 e.send(ToExecutor::TriggerCheckpoint { id, dir });
                             }
@@ -472,18 +714,38 @@ impl JobManager {
                         }
                     }
                 }
-                Action::Finalize { id, acks, duration } => {
+                Action::Finalize {
+                    id,
+                    acks,
+                    duration,
+                    savepoint,
+                } => {
                     let fin = Instant::now();
-                    match self.finalize(id, acks) {
+                    match self.finalize(id, acks, savepoint) {
                         Ok((size, completed)) => {
-                            info!(
-                                "Completed checkpoint {id} for job {} ({size} bytes, checkpointDuration={} ms, finalizationTime={} ms).",
-                                self.job_id,
-                                duration.as_millis() + fin.elapsed().as_millis(),
-                                fin.elapsed().as_millis()
-                            );
-                            self.durations.push(duration + fin.elapsed());
-                            self.completed.insert(id, completed);
+                            let ms = duration.as_millis() + fin.elapsed().as_millis();
+                            if savepoint {
+                                info!(
+                                    "Completed savepoint {id} for job {} ({size} bytes, checkpointDuration={ms} ms) stored in {}.",
+                                    self.job_id,
+                                    completed.dir.display()
+                                );
+                                if let Some(r) = self.requests.remove(&id) {
+                                    let _ = r.reply.send(Ok(completed.dir.clone()));
+                                }
+                                if self.latest_savepoint.as_ref().is_none_or(|s| s.id < id) {
+                                    self.latest_savepoint = Some(completed);
+                                }
+                            } else {
+                                info!(
+                                    "Completed checkpoint {id} for job {} ({size} bytes, checkpointDuration={ms} ms, finalizationTime={} ms).",
+                                    self.job_id,
+                                    fin.elapsed().as_millis()
+                                );
+                                self.durations.push(duration + fin.elapsed());
+                                self.completed.insert(id, completed);
+                            }
+                            self.dirs.remove(&id);
                             if let Some(e) = exec {
                                 e.send(ToExecutor::CheckpointComplete { id });
                             }
@@ -496,16 +758,27 @@ impl JobManager {
                     }
                 }
                 Action::Abort { id, reason } => {
+                    let what = if self.requests.contains_key(&id) {
+                        "Savepoint"
+                    } else {
+                        "Checkpoint"
+                    };
                     if reason.contains("expired") {
                         warn!(
-                            "Checkpoint {id} of job {} expired before completing.",
+                            "{what} {id} of job {} expired before completing.",
                             self.job_id
                         );
                     } else {
-                        warn!("Checkpoint {id} of job {} failed: {reason}", self.job_id);
+                        warn!("{what} {id} of job {} failed: {reason}", self.job_id);
                     }
-                    if let Some(dir) = self.chk_dir(id) {
+                    if let Some((dir, _)) = self.dirs.remove(&id) {
                         let _ = std::fs::remove_dir_all(&dir);
+                    }
+                    if let Some(r) = self.requests.remove(&id) {
+                        let _ = r.reply.send(Err(reason.clone()));
+                    }
+                    if self.stopping == Some(id) {
+                        self.stopping = None; // the sources resume: the job goes on
                     }
                     if let Some(e) = exec {
                         e.send(ToExecutor::CheckpointAborted { id });
@@ -527,10 +800,17 @@ impl JobManager {
         None
     }
 
-    fn finalize(&self, id: u64, acks: BTreeMap<TaskId, StateHandle>) -> Result<(u64, Completed)> {
-        let dir = self
-            .chk_dir(id)
-            .ok_or_else(|| crate::anyhow!("no checkpoint directory"))?;
+    fn finalize(
+        &self,
+        id: u64,
+        acks: BTreeMap<TaskId, StateHandle>,
+        savepoint: bool,
+    ) -> Result<(u64, Completed)> {
+        let (dir, ts) = self
+            .dirs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| crate::anyhow!("no directory for checkpoint {id}"))?;
         let plan = &self.spec.plan;
         let mut ops: Vec<OperatorState> = Vec::new();
         for o in plan
@@ -559,12 +839,16 @@ impl JobManager {
                 subtasks,
             });
         }
-        let ts = self.trigger_ms.get(&id).copied().unwrap_or_else(now_ms);
+        let kind = if savepoint {
+            SnapshotKind::Savepoint
+        } else {
+            SnapshotKind::Checkpoint
+        };
         let meta = CheckpointMetadata::new(
             &self.job_id,
             &plan.job_name,
             id,
-            SnapshotKind::Checkpoint,
+            kind,
             ts,
             plan.max_parallelism,
             ops,
@@ -585,8 +869,8 @@ impl JobManager {
         ))
     }
 
-    /// Deletes or keeps this job's checkpoints for a terminal state, per retention. The
-    /// snapshot the job was started from is never deleted: it belongs to the user.
+    /// Deletes or keeps this job's checkpoints for a terminal state, per retention. Savepoints
+    /// and the snapshot the job was started from are never deleted: they belong to the user.
     fn apply_retention(&mut self, status: JobStatus) {
         let keep = self.spec.checkpoint.retention.keeps_on(status);
         if keep {

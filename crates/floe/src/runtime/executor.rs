@@ -34,6 +34,8 @@ pub struct ExecShared {
     threads: Mutex<Vec<Thread>>,
     registered: Mutex<(u32, Vec<TaskId>)>,
     pub(crate) snapshots: Mutex<Option<Sender<SnapshotJob>>>,
+    stop_at: AtomicU64,
+    finish_sources: AtomicBool,
 }
 
 impl ExecShared {
@@ -68,6 +70,18 @@ impl ExecShared {
         {
             t.unpark();
         }
+    }
+
+    /// The stop-with-savepoint id sources pause after (0: none).
+    #[inline]
+    pub(crate) fn stop_at(&self) -> u64 {
+        self.stop_at.load(Ordering::Acquire)
+    }
+
+    /// True once a stop-with-savepoint completed: sources finish.
+    #[inline]
+    pub(crate) fn finish_sources(&self) -> bool {
+        self.finish_sources.load(Ordering::Acquire)
     }
 
     /// Highest checkpoint id triggered in this attempt.
@@ -149,6 +163,8 @@ impl LocalExecutor {
             threads: Mutex::new(Vec::new()),
             registered: Mutex::new((0, Vec::new())),
             snapshots: Mutex::new(Some(snap_tx)),
+            stop_at: AtomicU64::new(0),
+            finish_sources: AtomicBool::new(false),
         });
         let sh = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -208,12 +224,30 @@ impl LocalExecutor {
                 self.shared.trigger.fetch_max(id, Ordering::AcqRel);
                 self.shared.wake_all();
             }
-            ToExecutor::CheckpointComplete { id } | ToExecutor::CheckpointAborted { id } => {
+            ToExecutor::CheckpointComplete { id } => {
                 self.shared
                     .pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
+                if self.shared.stop_at() == id {
+                    self.shared.finish_sources.store(true, Ordering::Release);
+                    self.shared.wake_all();
+                }
+            }
+            ToExecutor::CheckpointAborted { id } => {
+                self.shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                if self.shared.stop_at() == id {
+                    self.shared.stop_at.store(0, Ordering::Release);
+                    self.shared.wake_all();
+                }
+            }
+            ToExecutor::StopSourcesAfter { id } => {
+                self.shared.stop_at.store(id, Ordering::Release);
             }
             ToExecutor::Cancel => self.shared.fail("cancel", String::new()),
         }
@@ -322,7 +356,7 @@ fn worker_loop(
         let mut all_done = true;
         for d in drivers.iter_mut() {
             failure::set_current_task(d.task_name());
-            match d.poll(&probe)? {
+            match d.poll(&probe, shared)? {
                 Polled::Emitted => {
                     busy = true;
                     all_done = false;

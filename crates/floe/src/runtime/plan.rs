@@ -94,7 +94,7 @@ pub(crate) trait Terminal: Send + Sync {
 /// What a worker's source loop drives, once per source operator.
 pub(crate) trait SourceDriver {
     /// Emits at most one batch. Never blocks.
-    fn poll(&mut self, probe: &ProbeHandle<Time>) -> Result<Polled>;
+    fn poll(&mut self, probe: &ProbeHandle<Time>, shared: &ExecShared) -> Result<Polled>;
     /// Checkpoints up to `upto` were triggered: record the position and move to the next epoch.
     fn on_trigger(&mut self, upto: u64, shared: &ExecShared) -> Result<()>;
     /// The source's task name.

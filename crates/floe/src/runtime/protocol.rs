@@ -28,6 +28,12 @@ pub enum ToExecutor {
         /// Checkpoint id.
         id: u64,
     },
+    /// Sources stop emitting once checkpoint `id` is triggered, and finish when it completes
+    /// (stop-with-savepoint); if it is aborted they resume.
+    StopSourcesAfter {
+        /// The savepoint's checkpoint id.
+        id: u64,
+    },
     /// Stop all tasks.
     Cancel,
 }

@@ -55,9 +55,18 @@ impl<T: crate::api::data::Data> SourceRunner<T> {
 }
 
 impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
-    fn poll(&mut self, probe: &ProbeHandle<Time>) -> Result<Polled> {
+    fn poll(&mut self, probe: &ProbeHandle<Time>, shared: &ExecShared) -> Result<Polled> {
         if self.finished {
             return Ok(Polled::Finished);
+        }
+        if shared.finish_sources() {
+            self.finish()?;
+            return Ok(Polled::Finished);
+        }
+        // Stop-with-savepoint: nothing after the savepoint's barrier is emitted.
+        let stop = shared.stop_at();
+        if stop != 0 && self.epoch > stop {
+            return Ok(Polled::Idle);
         }
         while let Some((t, sent)) = self.in_flight.front() {
             if probe.less_equal(t) {
