@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # Floe
 //!
 //! A stateful stream processor with Apache Flink's programming and operational model:
