@@ -405,7 +405,22 @@ impl StreamEnv {
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
         crate::logging::init();
         let spec = self.job_spec(job_name)?;
-        Ok(JobManager::new(spec).spawn())
+        let conf = self.configuration();
+        // The REST API is served when a port is configured (0 picks a free one).
+        let rest = match conf.get_raw("rest.port") {
+            Some(_) => {
+                let host = conf
+                    .get_string("rest.bind-address")?
+                    .unwrap_or_else(|| "127.0.0.1".into());
+                let port = conf.get_u32("rest.port")?.unwrap_or(8081);
+                let addr = format!("{host}:{port}")
+                    .parse::<std::net::SocketAddr>()
+                    .map_err(|e| crate::anyhow!("invalid rest.bind-address '{host}': {e}"))?;
+                Some((addr, conf.clone()))
+            }
+            None => None,
+        };
+        JobManager::new(spec).spawn(rest)
     }
 
     /// Validates the graph and configuration and freezes them into a job spec.

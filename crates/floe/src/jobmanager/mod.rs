@@ -6,6 +6,8 @@
 //! [`Action`]s: creating `chk-<n>`, writing `_metadata`, deleting aborted, subsumed and
 //! (per retention) terminal checkpoints.
 
+pub mod info;
+pub mod rest;
 pub mod restart;
 
 use crate::api::env::{JobExecutionResult, JobStatus};
@@ -168,13 +170,25 @@ pub struct JobClient {
     job_id: String,
     commands: Sender<JobCommand>,
     status: Arc<Mutex<JobStatus>>,
+    info: Arc<Mutex<info::JobInfo>>,
     handle: Option<std::thread::JoinHandle<Result<JobExecutionResult>>>,
+    rest: Option<rest::RestServer>,
 }
 
 impl JobClient {
     /// The job id (32 lowercase hex characters).
     pub fn job_id(&self) -> &str {
         &self.job_id
+    }
+
+    /// A snapshot of what the job manager knows about the job.
+    pub fn info(&self) -> info::JobInfo {
+        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where the job's REST API listens, when `rest.port` is configured.
+    pub fn rest_address(&self) -> Option<std::net::SocketAddr> {
+        self.rest.as_ref().map(|r| r.local_addr())
     }
 
     /// The job's current status.
@@ -251,6 +265,7 @@ pub struct JobManager {
     status: Arc<Mutex<JobStatus>>,
     commands: Receiver<JobCommand>,
     commands_tx: Sender<JobCommand>,
+    info: Arc<Mutex<info::JobInfo>>,
 }
 
 impl JobManager {
@@ -264,9 +279,17 @@ impl JobManager {
         let coordinator = CheckpointCoordinator::new(spec.checkpoint.clone(), first_id);
         let restore_point = spec.restore.clone();
         let (commands_tx, commands) = crossbeam_channel::unbounded();
+        let job_id = new_job_id();
+        let info = info::JobInfo::new(
+            &job_id,
+            &spec.plan.job_name,
+            spec.plan.parallelism,
+            spec.checkpoint.clone(),
+            now_ms(),
+        );
         JobManager {
             spec,
-            job_id: new_job_id(),
+            job_id,
             job_dir: None,
             coordinator,
             completed: BTreeMap::new(),
@@ -279,7 +302,12 @@ impl JobManager {
             status: Arc::new(Mutex::new(JobStatus::Created)),
             commands,
             commands_tx,
+            info: Arc::new(Mutex::new(info)),
         }
+    }
+
+    fn info(&self) -> std::sync::MutexGuard<'_, info::JobInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The job's id.
@@ -287,21 +315,38 @@ impl JobManager {
         &self.job_id
     }
 
-    /// Runs the job on a thread of its own and returns a client for it.
-    pub fn spawn(self) -> JobClient {
+    /// Runs the job on a thread of its own and returns a client for it; with `rest`, the
+    /// job is also served by a REST API at that address.
+    pub fn spawn(
+        self,
+        rest: Option<(std::net::SocketAddr, crate::config::Configuration)>,
+    ) -> Result<JobClient> {
         let job_id = self.job_id.clone();
         let commands = self.commands_tx.clone();
         let status = Arc::clone(&self.status);
+        let info = Arc::clone(&self.info);
+        let rest = match rest {
+            Some((addr, conf)) => {
+                let registry = rest::Registry::new(conf);
+                registry.add(&job_id, Arc::clone(&info), commands.clone());
+                let server = rest::RestServer::start(addr, registry)?;
+                info!("Rest endpoint listening at {}", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
         let handle = std::thread::Builder::new()
             .name("floe-jobmanager".into())
             .spawn(move || self.run())
-            .expect("spawn job manager thread");
-        JobClient {
+            .map_err(|e| crate::anyhow!("cannot start the job manager thread: {e}"))?;
+        Ok(JobClient {
             job_id,
             commands,
             status,
+            info,
             handle: Some(handle),
-        }
+            rest,
+        })
     }
 
     fn name(&self) -> &str {
@@ -322,6 +367,7 @@ impl JobManager {
             to
         );
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = to;
+        self.info().transition(to, now_ms());
     }
 
     /// Runs the job: deploys attempts, coordinates checkpoints and savepoints, restarts on
@@ -375,6 +421,7 @@ impl JobManager {
         self.transition(JobStatus::Running);
         let final_outcome = loop {
             if let Some(snap) = &self.restore_point {
+                self.info().restored += 1;
                 info!(
                     "Restoring job {} from Checkpoint {} @ {} for {} located at {}.",
                     self.job_id,
@@ -404,6 +451,11 @@ impl JobManager {
             match outcome {
                 Outcome::Failed { task, error } => {
                     warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
+                    self.info().exceptions.push(info::ExceptionRecord {
+                        timestamp: now_ms(),
+                        task: task.clone(),
+                        message: error.clone(),
+                    });
                     backoff.notify_failure(Instant::now());
                     if backoff.can_restart() && !CANCEL_REQUESTED.load(Ordering::SeqCst) {
                         self.transition(JobStatus::Restarting);
@@ -651,6 +703,7 @@ impl JobManager {
             dir.display()
         );
         self.dirs.insert(id, (dir.clone(), now_ms()));
+        self.info().triggered(id, true, now_ms());
         if stop {
             self.stopping = Some(id);
             exec.send(ToExecutor::StopSourcesAfter { id });
@@ -701,6 +754,7 @@ impl JobManager {
                     match std::fs::create_dir(&dir) {
                         Ok(()) => {
                             self.dirs.insert(id, (dir.clone(), ts));
+                            self.info().triggered(id, false, ts);
                             if let Some(e) = exec {
                                 e.send(ToExecutor::TriggerCheckpoint { id, dir });
                             }
@@ -724,6 +778,8 @@ impl JobManager {
                     match self.finalize(id, acks, savepoint) {
                         Ok((size, completed)) => {
                             let ms = duration.as_millis() + fin.elapsed().as_millis();
+                            let path = completed.dir.display().to_string();
+                            self.info().completed(id, size, &path, now_ms());
                             if savepoint {
                                 info!(
                                     "Completed savepoint {id} for job {} ({size} bytes, checkpointDuration={ms} ms) stored in {}.",
@@ -774,6 +830,7 @@ impl JobManager {
                     if let Some((dir, _)) = self.dirs.remove(&id) {
                         let _ = std::fs::remove_dir_all(&dir);
                     }
+                    self.info().failed(id, &reason, now_ms());
                     if let Some(r) = self.requests.remove(&id) {
                         let _ = r.reply.send(Err(reason.clone()));
                     }
