@@ -1,0 +1,195 @@
+//! The seed 003 savepoint story through the `floe` CLI, against a real job process serving
+//! its REST API: list, savepoint (refused without a directory, then taken), cancel,
+//! `floe run -s`, and dispose.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+fn floe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_floe"))
+}
+
+/// The example job binary, built next to `floe` (by `cargo test --workspace`, or here).
+fn job_binary() -> PathBuf {
+    let p = floe().with_file_name("count_window_average");
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "floe-examples",
+                "--bin",
+                "count_window_average",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    p
+}
+
+struct Job {
+    child: Child,
+    out: Receiver<String>,
+    err: Receiver<String>,
+}
+
+impl Job {
+    fn start(args: &[&str]) -> Job {
+        let mut child = Command::new(floe())
+            .arg("run")
+            .args(args)
+            .env_remove("FLOE_CONF_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pipe = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = channel();
+            std::thread::spawn(move || {
+                for l in BufReader::new(r).lines().map_while(Result::ok) {
+                    eprintln!("[job] {l}");
+                    let _ = tx.send(l);
+                }
+            });
+            rx
+        };
+        let out = pipe(Box::new(child.stdout.take().unwrap()));
+        let err = pipe(Box::new(child.stderr.take().unwrap()));
+        Job { child, out, err }
+    }
+
+    fn wait_line(rx: &Receiver<String>, pat: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line containing '{pat}'"));
+            if l.contains(pat) {
+                return l;
+            }
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(floe())
+        .args(args)
+        .env_remove("FLOE_CONF_DIR")
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn seed_003_savepoint_story_through_the_cli() {
+    let bin = job_binary();
+    let bin = bin.to_str().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let ck = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let ckp = ck.path().to_str().unwrap();
+    let args = [
+        "-D",
+        "rest.port=0",
+        bin,
+        "--port",
+        &port,
+        "--checkpoint-dir",
+        ckp,
+    ];
+    let job = Job::start(&args);
+    let (mut conn, _) = listener.accept().unwrap();
+    let rest = Job::wait_line(&job.err, "Rest endpoint listening at ");
+    let addr = rest.rsplit(' ').next().unwrap().to_string();
+
+    let (code, out, _) = cli(&["list", "-m", &addr]);
+    assert_eq!(code, 0);
+    let line = out
+        .lines()
+        .find(|l| l.ends_with(": s5 (RUNNING)"))
+        .expect(&out);
+    let job_id = line.split(" : ").nth(1).unwrap().to_string();
+    assert_eq!(job_id.len(), 32);
+
+    for l in ["1 3", "1 5", "2 4"] {
+        writeln!(conn, "{l}").unwrap();
+    }
+    assert_eq!(Job::wait_line(&job.out, "("), "(1,4)");
+
+    // No directory given and none configured: refused, the job untouched.
+    let (code, _, err) = cli(&["savepoint", "-m", &addr, &job_id]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "Triggering a savepoint for the job {job_id} failed"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("execution.checkpointing.savepoint-dir") && err.contains("target-directory"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    let (code, out, err) = cli(&[
+        "savepoint",
+        "-m",
+        &addr,
+        &job_id,
+        sp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
+        .expect(&out)
+        .to_string();
+    assert!(PathBuf::from(&path).join("_metadata").is_file());
+
+    let (code, out, _) = cli(&["checkpoints", "-m", &addr, &job_id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("savepoint") && out.contains(&path), "{out}");
+
+    let (code, out, _) = cli(&["cancel", "-m", &addr, &job_id]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("Cancelled job {job_id}.")));
+    drop(job);
+    drop(conn);
+
+    // Resume from the savepoint: key 2 still has (1, 4).
+    let job2 = Job::start(&["-s", &path, bin, "--port", &port, "--checkpoint-dir", ckp]);
+    let (mut conn, _) = listener.accept().unwrap();
+    writeln!(conn, "2 6").unwrap();
+    assert_eq!(Job::wait_line(&job2.out, "("), "(2,5)");
+    drop(job2);
+
+    let (code, out, _) = cli(&["savepoint", "--dispose", &path]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("Savepoint '{path}' disposed.")));
+    assert!(!PathBuf::from(&path).exists());
+    let (code, _, err) = cli(&["list", "-m", "127.0.0.1:1"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: cannot reach the job manager at http://127.0.0.1:1"),
+        "{err}"
+    );
+}
