@@ -73,6 +73,7 @@ pub fn bin(name: &str) -> PathBuf {
     let p = match name {
         "state_word_count" => env!("CARGO_BIN_EXE_state_word_count"),
         "count_window_average" => env!("CARGO_BIN_EXE_count_window_average"),
+        "file_word_count" => env!("CARGO_BIN_EXE_file_word_count"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(p)
@@ -232,6 +233,20 @@ impl Job {
         }
     }
 
+    /// The pid of the worker process of the latest attempt, from the job manager's log.
+    pub fn worker_pid(&self, from: usize) -> u32 {
+        let i = self.wait_stderr("Started worker process ", from, T);
+        let l = self.stderr()[i].clone();
+        l.split("Started worker process ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     /// SIGTERM: cancels the job (CANCELED).
     pub fn terminate(&mut self) -> ExitStatus {
         unsafe_kill(self.child.id(), 15);
@@ -244,6 +259,15 @@ impl Drop for Job {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
 }
 
 fn unsafe_kill(pid: u32, sig: i32) {

@@ -96,6 +96,8 @@ struct EnvInner {
     terminals: Vec<Arc<dyn Terminal>>,
     chains: usize,
     errors: Vec<String>,
+    /// Run attempts in worker processes (set for job binaries by `from_args`).
+    worker_processes: bool,
 }
 
 /// The entry point of a job, like Flink's `StreamExecutionEnvironment`.
@@ -134,6 +136,7 @@ impl StreamEnv {
                 terminals: Vec::new(),
                 chains: 0,
                 errors: Vec::new(),
+                worker_processes: false,
             })),
         }
     }
@@ -152,7 +155,17 @@ impl StreamEnv {
     /// Settings are read from `$FLOE_CONF_DIR/floe.yaml` first (see
     /// [`crate::config::file`]); `-D` overrides the file and job code overrides both.
     pub fn from_args() -> Result<Self> {
-        Self::from_arg_list(std::env::args().skip(1))
+        let env = Self::from_arg_list(std::env::args().skip(1))?;
+        // A job binary: the job manager stays in this process, user code runs in worker
+        // processes started from this same binary.
+        env.inner.borrow_mut().worker_processes = true;
+        Ok(env)
+    }
+
+    /// Runs attempts on threads of this process instead of worker processes (what
+    /// `StreamEnv::new()` does); needed by in-memory sinks such as [`DataStream::collect`].
+    pub fn run_in_process(&self) {
+        self.inner.borrow_mut().worker_processes = false;
     }
 
     /// Like [`from_args`](Self::from_args) with an explicit list (without the program name).
@@ -405,6 +418,9 @@ impl StreamEnv {
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
         crate::logging::init();
         let spec = self.job_spec(job_name)?;
+        if crate::runtime::process::is_worker() {
+            crate::runtime::process::run_worker(spec.plan);
+        }
         let conf = self.configuration();
         // The REST API is served when a port is configured (0 picks a free one).
         let rest = match conf.get_raw("rest.port") {
@@ -497,6 +513,18 @@ impl StreamEnv {
             Some(d) => Some(crate::storage::local_path(&d)?),
             None => None,
         };
+        let worker_processes = if inner.worker_processes {
+            Some(crate::runtime::process::Heartbeat {
+                interval: conf
+                    .get_duration("heartbeat.interval")?
+                    .unwrap_or(Duration::from_secs(1)),
+                timeout: conf
+                    .get_duration("heartbeat.timeout")?
+                    .unwrap_or(Duration::from_secs(10)),
+            })
+        } else {
+            None
+        };
         Ok(JobSpec {
             plan: Arc::new(plan),
             checkpoint,
@@ -504,6 +532,7 @@ impl StreamEnv {
             checkpoint_dir,
             restore,
             savepoint_dir,
+            worker_processes,
         })
     }
 }

@@ -296,6 +296,21 @@ pub static OPTIONS: &[ConfigOption] = &[
         default: None,
         description: "Job name shown by the CLI and REST API.",
     },
+    // --- Worker processes ----------------------------------------------------------------
+    ConfigOption {
+        key: "heartbeat.interval",
+        aliases: &[],
+        kind: ValueKind::Duration,
+        default: Some("1 s"),
+        description: "How often a worker process reports to the job manager.",
+    },
+    ConfigOption {
+        key: "heartbeat.timeout",
+        aliases: &[],
+        kind: ValueKind::Duration,
+        default: Some("10 s"),
+        description: "A worker process silent this long, or a worker thread without progress this long, fails the attempt.",
+    },
     // --- REST ----------------------------------------------------------------------------
     ConfigOption {
         key: "rest.address",

@@ -19,6 +19,8 @@ use crate::checkpoint::metadata::{
 };
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::plan::{Plan, StateKind};
+use crate::runtime::process::ProcessExecutor;
+use crate::runtime::protocol::TaskExecutor;
 use crate::runtime::protocol::{FromExecutor, ToExecutor};
 use crate::Result;
 use crossbeam_channel::{Receiver, Sender};
@@ -44,6 +46,9 @@ pub struct JobSpec {
     pub restore: Option<Arc<LoadedSnapshot>>,
     /// Default target of savepoints (`execution.checkpointing.savepoint-dir`).
     pub savepoint_dir: Option<PathBuf>,
+    /// Run every attempt in a worker process (job binaries) with this heartbeat, or on
+    /// threads of this process (`None`: tests and embedded use).
+    pub worker_processes: Option<crate::runtime::process::Heartbeat>,
 }
 
 /// A new job id: 32 lowercase hex characters, as Flink's `JobID`.
@@ -434,15 +439,46 @@ impl JobManager {
                 info!("No checkpoint found during restore.");
             }
             let start_epoch = self.coordinator.next_id();
-            let exec = LocalExecutor::start(
-                Arc::clone(&plan),
-                attempt,
-                self.restore_point.clone(),
-                start_epoch,
-                tx.clone(),
-            );
-            let outcome = self.supervise(&exec, &rx, attempt);
-            exec.shutdown();
+            let (exec, outcome): (Option<Box<dyn TaskExecutor>>, Option<Outcome>) =
+                match self.spec.worker_processes {
+                    Some(hb) => {
+                        match ProcessExecutor::start(
+                            attempt,
+                            self.restore_point.as_deref(),
+                            start_epoch,
+                            hb,
+                            tx.clone(),
+                        ) {
+                            Ok(e) => (Some(Box::new(e)), None),
+                            Err(e) => (
+                                None,
+                                Some(Outcome::Failed {
+                                    task: "worker process".into(),
+                                    error: format!("{e:#}"),
+                                }),
+                            ),
+                        }
+                    }
+                    None => (
+                        Some(Box::new(LocalExecutor::start(
+                            Arc::clone(&plan),
+                            attempt,
+                            self.restore_point.clone(),
+                            start_epoch,
+                            tx.clone(),
+                        ))),
+                        None,
+                    ),
+                };
+            let outcome = match (exec, outcome) {
+                (Some(exec), _) => {
+                    let o = self.supervise(exec.as_ref(), &rx, attempt);
+                    exec.shutdown();
+                    o
+                }
+                (None, Some(o)) => o,
+                (None, None) => unreachable!("an executor or an outcome"),
+            };
             let aborts = self
                 .coordinator
                 .stop("Checkpoint was aborted due to a job failover or the end of the job.");
@@ -564,7 +600,7 @@ impl JobManager {
 
     fn supervise(
         &mut self,
-        exec: &LocalExecutor,
+        exec: &dyn TaskExecutor,
         rx: &Receiver<FromExecutor>,
         attempt: u32,
     ) -> Outcome {
@@ -607,7 +643,7 @@ impl JobManager {
     fn on_event(
         &mut self,
         ev: FromExecutor,
-        exec: &LocalExecutor,
+        exec: &dyn TaskExecutor,
         attempt: u32,
     ) -> Option<Outcome> {
         if ev.attempt() != attempt {
@@ -643,11 +679,12 @@ impl JobManager {
                 return Some(Outcome::Failed { task, error })
             }
             FromExecutor::Finished { .. } => return Some(Outcome::Finished),
+            FromExecutor::Heartbeat { .. } => Vec::new(),
         };
         self.perform(actions, Some(exec))
     }
 
-    fn on_command(&mut self, cmd: JobCommand, exec: &LocalExecutor) -> Option<Outcome> {
+    fn on_command(&mut self, cmd: JobCommand, exec: &dyn TaskExecutor) -> Option<Outcome> {
         match cmd {
             JobCommand::Cancel => Some(Outcome::Canceled),
             JobCommand::TriggerSavepoint {
@@ -672,7 +709,7 @@ impl JobManager {
         &mut self,
         target: Option<PathBuf>,
         stop: bool,
-        exec: &LocalExecutor,
+        exec: &dyn TaskExecutor,
     ) -> std::result::Result<u64, String> {
         if self.stopping.is_some() {
             return Err("a stop-with-savepoint is already in progress".into());
@@ -737,7 +774,11 @@ impl JobManager {
     }
 
     /// Carries out the coordinator's decisions. Returns an outcome when one ends the attempt.
-    fn perform(&mut self, actions: Vec<Action>, exec: Option<&LocalExecutor>) -> Option<Outcome> {
+    fn perform(
+        &mut self,
+        actions: Vec<Action>,
+        exec: Option<&dyn TaskExecutor>,
+    ) -> Option<Outcome> {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(a) = queue.pop_front() {
             match a {

@@ -36,6 +36,7 @@ pub struct ExecShared {
     pub(crate) snapshots: Mutex<Option<Sender<SnapshotJob>>>,
     stop_at: AtomicU64,
     finish_sources: AtomicBool,
+    progress: Vec<AtomicU64>,
 }
 
 impl ExecShared {
@@ -82,6 +83,15 @@ impl ExecShared {
     #[inline]
     pub(crate) fn finish_sources(&self) -> bool {
         self.finish_sources.load(Ordering::Acquire)
+    }
+
+    /// Loop iterations of every worker thread: a counter that stops moving is a thread
+    /// stuck in user code.
+    pub fn progress(&self) -> Vec<u64> {
+        self.progress
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Highest checkpoint id triggered in this attempt.
@@ -165,6 +175,7 @@ impl LocalExecutor {
             snapshots: Mutex::new(Some(snap_tx)),
             stop_at: AtomicU64::new(0),
             finish_sources: AtomicBool::new(false),
+            progress: (0..plan.parallelism).map(|_| AtomicU64::new(0)).collect(),
         });
         let sh = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -194,12 +205,20 @@ impl LocalExecutor {
                 writer.join();
                 let failure = sh.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
                 match failure {
-                    Some((task, error)) if task != "cancel" => sh.send(FromExecutor::Failed {
-                        attempt: sh.attempt,
-                        task,
-                        error,
-                    }),
-                    Some(_) => {}
+                    // A cancelled attempt also ends with Failed, so a worker process knows
+                    // it is done; the job manager has stopped listening to it by then.
+                    Some((task, error)) => {
+                        let error = if task == "cancel" {
+                            "cancelled".to_string()
+                        } else {
+                            error
+                        };
+                        sh.send(FromExecutor::Failed {
+                            attempt: sh.attempt,
+                            task,
+                            error,
+                        })
+                    }
                     None => sh.send(FromExecutor::Finished {
                         attempt: sh.attempt,
                     }),
@@ -210,6 +229,11 @@ impl LocalExecutor {
             shared,
             thread: Some(thread),
         }
+    }
+
+    /// The state shared with the worker threads.
+    pub fn shared(&self) -> &Arc<ExecShared> {
+        &self.shared
     }
 
     /// Delivers a job-manager command.
@@ -344,6 +368,9 @@ fn worker_loop(
         if shared.aborted() {
             return Ok(Exit::Aborted);
         }
+        if let Some(p) = shared.progress.get(index as usize) {
+            p.fetch_add(1, Ordering::Relaxed);
+        }
         let trig = shared.triggered();
         if trig > last_trigger {
             for d in drivers.iter_mut() {
@@ -382,5 +409,14 @@ fn worker_loop(
         } else {
             Some(PARK)
         });
+    }
+}
+
+impl super::protocol::TaskExecutor for LocalExecutor {
+    fn send(&self, cmd: ToExecutor) {
+        LocalExecutor::send(self, cmd)
+    }
+    fn shutdown(self: Box<Self>) {
+        LocalExecutor::shutdown(*self)
     }
 }

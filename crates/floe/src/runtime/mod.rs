@@ -18,6 +18,7 @@ pub mod executor;
 pub mod keyed;
 pub mod operators;
 pub mod plan;
+pub mod process;
 pub mod protocol;
 pub mod snapshot;
 pub mod source;

@@ -9,7 +9,7 @@ use crate::checkpoint::metadata::{StateHandle, TaskId};
 use std::path::PathBuf;
 
 /// Job manager → executor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ToExecutor {
     /// Take checkpoint `id`; state files go into `dir` (`chk-<id>`, created by the job manager).
     TriggerCheckpoint {
@@ -39,7 +39,7 @@ pub enum ToExecutor {
 }
 
 /// Executor → job manager.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum FromExecutor {
     /// Every task of the attempt is deployed and running.
     Running {
@@ -84,6 +84,14 @@ pub enum FromExecutor {
         /// Attempt number.
         attempt: u32,
     },
+    /// A worker process is alive; `progress` holds each worker thread's loop counter, so a
+    /// thread stuck in user code shows as a counter that stopped moving.
+    Heartbeat {
+        /// Attempt number.
+        attempt: u32,
+        /// Loop iterations per worker thread.
+        progress: Vec<u64>,
+    },
 }
 
 impl FromExecutor {
@@ -94,7 +102,17 @@ impl FromExecutor {
             | FromExecutor::Ack { attempt, .. }
             | FromExecutor::Decline { attempt, .. }
             | FromExecutor::Failed { attempt, .. }
-            | FromExecutor::Finished { attempt } => *attempt,
+            | FromExecutor::Finished { attempt }
+            | FromExecutor::Heartbeat { attempt, .. } => *attempt,
         }
     }
+}
+
+/// One execution attempt as the job manager sees it: in-process worker threads
+/// ([`super::executor::LocalExecutor`]) or a worker process ([`super::process::ProcessExecutor`]).
+pub trait TaskExecutor: Send {
+    /// Delivers a job-manager command.
+    fn send(&self, cmd: ToExecutor);
+    /// Cancels every task and waits until they are gone.
+    fn shutdown(self: Box<Self>);
 }

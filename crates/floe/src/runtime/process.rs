@@ -1,0 +1,398 @@
+//! Running an attempt in a worker process, so that no user code ever runs in the job
+//! manager: a panic, `abort()`, stack overflow, OOM kill or `kill -9` of the worker is a
+//! task failure the job manager survives and handles with the restart strategy.
+//!
+//! The job manager starts the job binary again (`current_exe()`, the same arguments) with
+//! `FLOE_WORKER=<host:port>` and the attempt's parameters in the environment. The worker
+//! builds the same job graph, connects back, runs the attempt on in-process worker threads
+//! ([`LocalExecutor`]) and relays the [`ToExecutor`]/[`FromExecutor`] messages as
+//! length-prefixed JSON frames over that loopback connection (control messages are small;
+//! records never cross it). It sends a heartbeat with
+//! every worker thread's loop counter; the job manager fails the attempt when heartbeats
+//! stop (SIGSTOP, a hung process) or a thread's counter stops moving (a deadlock or an
+//! endless loop in user code), and kills the process.
+
+use super::executor::LocalExecutor;
+use super::plan::Plan;
+use super::protocol::{FromExecutor, TaskExecutor, ToExecutor};
+use crate::checkpoint::metadata::{load_snapshot, LoadedSnapshot};
+use crate::Result;
+use crossbeam_channel::Sender;
+use serde::{de::DeserializeOwned, Serialize};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Environment variable that makes a job binary a worker of the given job manager.
+pub const WORKER_ENV: &str = "FLOE_WORKER";
+const ATTEMPT_ENV: &str = "FLOE_WORKER_ATTEMPT";
+const EPOCH_ENV: &str = "FLOE_WORKER_START_EPOCH";
+const RESTORE_ENV: &str = "FLOE_WORKER_RESTORE";
+const HEARTBEAT_ENV: &str = "FLOE_WORKER_HEARTBEAT_MS";
+
+/// Largest frame accepted; a longer length prefix means a corrupt stream.
+const MAX_FRAME: u32 = 64 << 20;
+
+fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    w.write_all(&(bytes.len() as u32).to_le_bytes())?;
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> std::io::Result<T> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes exceeds the limit"
+        )));
+    }
+    let mut buf = vec![0u8; len as usize];
+    r.read_exact(&mut buf)?;
+    serde_json::from_slice(&buf).map_err(std::io::Error::other)
+}
+
+/// Heartbeat timing of worker processes.
+#[derive(Clone, Copy, Debug)]
+pub struct Heartbeat {
+    /// How often a worker reports.
+    pub interval: Duration,
+    /// How long without a report, or without progress of a worker thread, fails the attempt.
+    pub timeout: Duration,
+}
+
+/// An attempt running in a worker process (job-manager side).
+pub struct ProcessExecutor {
+    attempt: u32,
+    child: Arc<Mutex<Child>>,
+    pid: u32,
+    writer: Arc<Mutex<Option<BufWriter<TcpStream>>>>,
+    done: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl ProcessExecutor {
+    /// Starts attempt `attempt` in a new worker process running this binary with its
+    /// arguments. Events (and a `Failed` for a lost worker) go to `events`.
+    pub fn start(
+        attempt: u32,
+        restore: Option<&LoadedSnapshot>,
+        start_epoch: u64,
+        heartbeat: Heartbeat,
+        events: Sender<FromExecutor>,
+    ) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let exe = std::env::current_exe()
+            .map_err(|e| crate::anyhow!("cannot find the job binary: {e}"))?;
+        let mut cmd = Command::new(&exe);
+        cmd.args(std::env::args_os().skip(1))
+            .env(WORKER_ENV, addr.to_string())
+            .env(ATTEMPT_ENV, attempt.to_string())
+            .env(EPOCH_ENV, start_epoch.to_string())
+            .env(HEARTBEAT_ENV, heartbeat.interval.as_millis().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        match restore {
+            Some(s) => cmd.env(RESTORE_ENV, &s.dir),
+            None => cmd.env_remove(RESTORE_ENV),
+        };
+        let child = cmd
+            .spawn()
+            .map_err(|e| crate::anyhow!("cannot start worker process {}: {e}", exe.display()))?;
+        let pid = child.id();
+        tracing::info!("Started worker process {pid} for attempt #{attempt}.");
+        let child = Arc::new(Mutex::new(child));
+        // Wait for the worker to connect, or to die trying.
+        listener.set_nonblocking(true)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Some(st) = child.lock().unwrap_or_else(|e| e.into_inner()).try_wait()? {
+                        crate::bail!("worker process {pid} exited before connecting ({st})");
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                        crate::bail!("worker process {pid} did not connect within 60 s");
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        stream.set_nonblocking(false)?;
+        stream.set_nodelay(true)?;
+        let writer = Arc::new(Mutex::new(Some(BufWriter::new(stream.try_clone()?))));
+        let done = Arc::new(AtomicBool::new(false));
+        let last_beat = Arc::new(Mutex::new((
+            Instant::now(),
+            Vec::<u64>::new(),
+            Vec::<Instant>::new(),
+        )));
+
+        let mut threads = Vec::new();
+        // Reader: relays events; a closed connection without a terminal event is a failure.
+        {
+            let (events, done, child, last_beat) = (
+                events.clone(),
+                Arc::clone(&done),
+                Arc::clone(&child),
+                Arc::clone(&last_beat),
+            );
+            threads.push(std::thread::spawn(move || {
+                let mut r = BufReader::new(stream);
+                let mut terminal = false;
+                loop {
+                    match read_frame::<FromExecutor>(&mut r) {
+                        Ok(FromExecutor::Heartbeat { progress, .. }) => {
+                            let now = Instant::now();
+                            let mut lb = last_beat.lock().unwrap_or_else(|e| e.into_inner());
+                            if lb.2.len() != progress.len() {
+                                lb.2 = vec![now; progress.len()];
+                            } else {
+                                for (i, p) in progress.iter().enumerate() {
+                                    if lb.1.get(i) != Some(p) {
+                                        lb.2[i] = now;
+                                    }
+                                }
+                            }
+                            lb.0 = now;
+                            lb.1 = progress;
+                        }
+                        Ok(ev) => {
+                            terminal |= matches!(
+                                ev,
+                                FromExecutor::Finished { .. } | FromExecutor::Failed { .. }
+                            );
+                            if events.send(ev).is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if !terminal && !done.load(Ordering::SeqCst) {
+                    let status = wait_exit(&child, Duration::from_secs(2));
+                    let _ = events.send(FromExecutor::Failed {
+                        attempt,
+                        task: format!("worker process {pid}"),
+                        error: format!("worker process {pid} was lost ({status})"),
+                    });
+                }
+            }));
+        }
+        // Watchdog: no heartbeat, or a worker thread without progress, fails the attempt.
+        {
+            let (events, done, child) = (events, Arc::clone(&done), Arc::clone(&child));
+            threads.push(std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let (last, stalled) = {
+                        let lb = last_beat.lock().unwrap_or_else(|e| e.into_inner());
+                        let stalled = lb.2.iter().position(|t| t.elapsed() > heartbeat.timeout);
+                        (lb.0, stalled)
+                    };
+                    let reason = if last.elapsed() > heartbeat.timeout {
+                        Some(format!("no heartbeat from worker process {pid} for {} ms", heartbeat.timeout.as_millis()))
+                    } else {
+                        stalled.map(|i| {
+                            format!(
+                                "worker thread {i} of process {pid} made no progress for {} ms (stuck in user code?)",
+                                heartbeat.timeout.as_millis()
+                            )
+                        })
+                    };
+                    if let Some(error) = reason {
+                        if done.swap(true, Ordering::SeqCst) {
+                            return;
+                        }
+                        let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                        let _ = events.send(FromExecutor::Failed { attempt, task: format!("worker process {pid}"), error });
+                        return;
+                    }
+                }
+            }));
+        }
+        Ok(ProcessExecutor {
+            attempt,
+            child,
+            pid,
+            writer,
+            done,
+            threads,
+        })
+    }
+}
+
+fn wait_exit(child: &Arc<Mutex<Child>>, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(st)) = child.lock().unwrap_or_else(|e| e.into_inner()).try_wait() {
+            return describe(st);
+        }
+        if Instant::now() > deadline {
+            return "still running".into();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn describe(st: std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = st.signal() {
+            return format!("killed by signal {sig}");
+        }
+    }
+    st.to_string()
+}
+
+impl TaskExecutor for ProcessExecutor {
+    fn send(&self, cmd: ToExecutor) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = w.as_mut() {
+            if write_frame(s, &cmd).is_err() {
+                *w = None; // the reader thread reports the lost worker
+            }
+        }
+    }
+
+    fn shutdown(mut self: Box<Self>) {
+        self.done.store(true, Ordering::SeqCst);
+        self.send(ToExecutor::Cancel);
+        // A worker that does not stop within a few seconds (stopped, hung) is killed.
+        if wait_exit(&self.child, Duration::from_secs(5)) == "still running" {
+            tracing::warn!(
+                "Killing worker process {} of attempt #{}.",
+                self.pid,
+                self.attempt
+            );
+            let _ = self.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+        }
+        let _ = self.child.lock().unwrap_or_else(|e| e.into_inner()).wait();
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// True when this process was started as a worker by a job manager.
+pub fn is_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some()
+}
+
+/// The worker side: runs the attempt the job manager asked for and relays messages until
+/// the attempt ends or the job manager goes away, then exits the process.
+pub fn run_worker(plan: Arc<Plan>) -> ! {
+    let code = match worker_main(plan) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: worker: {e:#}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+fn env_u64(name: &str) -> Result<u64> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| crate::anyhow!("worker environment variable {name} is missing or invalid"))
+}
+
+fn worker_main(plan: Arc<Plan>) -> Result<()> {
+    let addr = std::env::var(WORKER_ENV)?;
+    let attempt = env_u64(ATTEMPT_ENV)? as u32;
+    let start_epoch = env_u64(EPOCH_ENV)?;
+    let beat = Duration::from_millis(env_u64(HEARTBEAT_ENV).unwrap_or(1000).max(10));
+    let restore = match std::env::var_os(RESTORE_ENV) {
+        Some(p) => Some(Arc::new(load_snapshot(std::path::Path::new(&p))?)),
+        None => None,
+    };
+    let stream = TcpStream::connect(&addr)
+        .map_err(|e| crate::anyhow!("cannot connect to the job manager at {addr}: {e}"))?;
+    stream.set_nodelay(true)?;
+    let writer = Arc::new(Mutex::new(BufWriter::new(stream.try_clone()?)));
+    let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
+    let exec = Arc::new(Mutex::new(Some(LocalExecutor::start(
+        plan,
+        attempt,
+        restore,
+        start_epoch,
+        tx,
+    ))));
+    let shared = Arc::clone(
+        exec.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .expect("started")
+            .shared(),
+    );
+
+    // Commands from the job manager; a lost job manager ends the worker.
+    {
+        let exec = Arc::clone(&exec);
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stream);
+            loop {
+                match read_frame::<ToExecutor>(&mut r) {
+                    Ok(cmd) => {
+                        if let Some(e) = exec.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                            e.send(cmd);
+                        }
+                    }
+                    Err(_) => {
+                        // The job manager is gone: no one can use this attempt's results.
+                        let _ = std::io::stdout().flush();
+                        std::process::exit(2);
+                    }
+                }
+            }
+        });
+    }
+    // Heartbeats with every worker thread's progress.
+    {
+        let writer = Arc::clone(&writer);
+        std::thread::spawn(move || loop {
+            let hb = FromExecutor::Heartbeat {
+                attempt,
+                progress: shared.progress(),
+            };
+            if write_frame(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &hb).is_err() {
+                return;
+            }
+            std::thread::sleep(beat);
+        });
+    }
+    // Events until the attempt ends.
+    for ev in rx {
+        let terminal = matches!(
+            ev,
+            FromExecutor::Finished { .. } | FromExecutor::Failed { .. }
+        );
+        if terminal {
+            // Print sinks write to stdout: flush before the job manager sees the end.
+            let _ = std::io::stdout().flush();
+        }
+        write_frame(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &ev)?;
+        if terminal {
+            break;
+        }
+    }
+    if let Some(e) = exec.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        e.shutdown();
+    }
+    Ok(())
+}
