@@ -26,6 +26,16 @@ enum Command {
     /// Flink's ThroughputWordCount: generated lines -> flatMap(split) -> map(fail on "error")
     /// -> map((w,1)) -> keyBy(w) -> sum(1) -> counting discard sink, checkpointed.
     Wordcount(WordcountArgs),
+    /// Start-up time: `floe run file_word_count` on a one-line file, to the first record
+    /// printed and to the process exit (job manager + worker process, checkpointing on).
+    Startup(StartupArgs),
+}
+
+#[derive(clap::Args)]
+struct StartupArgs {
+    /// Number of runs (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    runs: u32,
 }
 
 #[derive(clap::Args)]
@@ -55,6 +65,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Wordcount(a) => wordcount(a),
+        Command::Startup(a) => startup(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -212,4 +223,78 @@ fn load1() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "-".into())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn startup(a: StartupArgs) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("no directory of floe-bench")?;
+    let floe = dir.join("floe");
+    let job = dir.join("file_word_count");
+    if !floe.exists() || !job.exists() {
+        bail!(
+            "{} and {} are needed: build them with `cargo build --release -p floe-cli -p floe-examples`",
+            floe.display(),
+            job.display()
+        );
+    }
+    let work = std::env::temp_dir().join(format!("floe-bench-startup-{}", std::process::id()));
+    let _cleanup = TempDir(work.clone());
+    std::fs::create_dir_all(&work)?;
+    std::fs::write(work.join("input.txt"), "hello floe\n")?;
+    let (mut first, mut exit) = (Vec::new(), Vec::new());
+    for i in 0..a.runs {
+        let t0 = Instant::now();
+        let mut child = std::process::Command::new(&floe)
+            .arg("run")
+            .arg(&job)
+            .args([
+                "--input",
+                work.join("input.txt").to_str().context("utf-8 path")?,
+            ])
+            .args([
+                "--checkpoint-dir",
+                work.join(format!("ck-{i}"))
+                    .to_str()
+                    .context("utf-8 path")?,
+            ])
+            .env("FLOE_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let out = child.stdout.take().context("stdout")?;
+        let mut lines = std::io::BufReader::new(out).lines();
+        let line = lines.next().context("the job printed nothing")??;
+        first.push(t0.elapsed().as_secs_f64() * 1e3);
+        for _ in lines {}
+        let st = child.wait()?;
+        exit.push(t0.elapsed().as_secs_f64() * 1e3);
+        if !st.success() || !line.starts_with('(') {
+            bail!("run {i}: unexpected result {st} / {line:?}");
+        }
+    }
+    let (f, e) = (median(&mut first), median(&mut exit));
+    println!(
+        "floe startup: {} runs of `floe run file_word_count` on a one-line file",
+        a.runs
+    );
+    println!(
+        "engine=floe runs={} first_record_ms_median={f:.1} first_record_ms_min={:.1} exit_ms_median={e:.1}",
+        a.runs,
+        first.first().copied().unwrap_or(f64::NAN),
+    );
+    Ok(())
 }

@@ -240,12 +240,32 @@ pub fn resolve_snapshot_dir(path: &Path) -> Result<PathBuf> {
             .unwrap_or_else(|| PathBuf::from(".")));
     }
     if !path.join(METADATA_FILE).is_file() {
+        // A job's checkpoint directory (`<dir>/<job-id>`) means its latest complete checkpoint.
+        if let Some(latest) = latest_complete_checkpoint(path) {
+            return Ok(latest);
+        }
         crate::bail!(
             "restore path {} is not a checkpoint or savepoint: it has no {METADATA_FILE} file (an incomplete checkpoint is never restored)",
             path.display()
         );
     }
     Ok(path.to_path_buf())
+}
+
+/// The newest `chk-<n>` under `job_dir` that has a `_metadata` file, if any.
+pub fn latest_complete_checkpoint(job_dir: &Path) -> Option<PathBuf> {
+    let entries = fs::read_dir(job_dir).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = parse_checkpoint_dir_name(e.file_name().to_str()?)?;
+            e.path()
+                .join(METADATA_FILE)
+                .is_file()
+                .then(|| (n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, p)| p)
 }
 
 /// Reads and validates the snapshot at `path` (directory or `_metadata`).
@@ -351,6 +371,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("is not a checkpoint or savepoint"));
+    }
+
+    #[test]
+    fn a_job_directory_means_its_latest_complete_checkpoint() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [3u64, 7, 12] {
+            let c = d.path().join(checkpoint_dir_name(n));
+            fs::create_dir(&c).unwrap();
+            if n != 12 {
+                let mut m = meta();
+                m.checkpoint_id = n;
+                write_metadata(&c, &m).unwrap();
+            }
+        }
+        // chk-12 has no _metadata (incomplete): chk-7 is the latest complete one.
+        let s = load_snapshot(d.path()).unwrap();
+        assert_eq!(s.metadata.checkpoint_id, 7);
+        assert_eq!(s.dir, d.path().join("chk-7"));
     }
 
     #[test]
