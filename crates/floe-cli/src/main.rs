@@ -4,6 +4,7 @@
 //! `checkpoints` talk to a job manager's REST API (`-m host:port`, else `rest.address` /
 //! `rest.port` from `$FLOE_CONF_DIR/floe.yaml`, else 127.0.0.1:8081).
 
+mod cluster;
 mod rest;
 
 use clap::{Args, Parser, Subcommand};
@@ -33,8 +34,14 @@ struct Target {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Runs a job binary: `floe run [-s PATH] [-p N] [-n] [-D key=value]... <job-binary> [args...]`.
+    /// Runs a job binary: submitted to the session cluster when one answers (attached, or
+    /// detached with -d), otherwise as a per-job job manager in the foreground.
     Run {
+        #[command(flatten)]
+        target: Target,
+        /// Return once the job is submitted (needs a session cluster).
+        #[arg(short = 'd', long = "detached")]
+        detached: bool,
         /// Restore from a checkpoint or savepoint directory, or its _metadata file.
         #[arg(short = 's', long = "fromSavepoint", value_name = "savepointPath")]
         from_savepoint: Option<String>,
@@ -52,6 +59,21 @@ enum Cmd {
         /// Arguments of the job.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Starts, stops or shows the session cluster.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
+    },
+    /// Shows a job's output (with -f, follows it until the job ends).
+    Logs {
+        #[command(flatten)]
+        target: Target,
+        /// Follow the output until the job ends.
+        #[arg(short = 'f', long = "follow")]
+        follow: bool,
+        /// The job id.
+        job_id: String,
     },
     /// Lists running and restarting jobs (with -a, all jobs).
     List {
@@ -103,6 +125,91 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Starts the job manager daemon with its REST endpoint (rest.address:rest.port).
+    Start {
+        /// Cluster directory for logs and job output (default: $FLOE_CLUSTER_DIR or <tmp>/floe-cluster).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Configuration settings, e.g. -D rest.port=8082.
+        #[arg(short = 'D', value_name = "property=value")]
+        dynamic: Vec<String>,
+    },
+    /// Stops the cluster; its running jobs are cancelled.
+    Stop {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Shows whether a cluster runs and its jobs.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Runs the daemon in the foreground (what `start` launches).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(short = 'D', value_name = "property=value")]
+        dynamic: Vec<String>,
+    },
+}
+
+fn address(target: &Target) -> anyhow::Result<String> {
+    match &target.jobmanager {
+        Some(a) => Ok(a.clone()),
+        None => cluster::configured_address(&[]),
+    }
+}
+
+fn is_terminal(state: &str) -> bool {
+    matches!(state, "FINISHED" | "CANCELED" | "FAILED")
+}
+
+/// Prints the job's output from `offset` on; returns the new offset.
+fn print_from(path: &std::path::Path, offset: u64) -> u64 {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return offset;
+    };
+    if f.seek(SeekFrom::Start(offset)).is_err() {
+        return offset;
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    // Only whole lines: a line being written is printed on the next round.
+    let end = buf
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&buf[..end]);
+    let _ = out.flush();
+    offset + end as u64
+}
+
+/// Follows a cluster job's output until it ends; returns its final state.
+fn follow(rest: &Rest, job_id: &str) -> anyhow::Result<String> {
+    let logs = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
+    let out = PathBuf::from(logs["out"].as_str().unwrap_or_default());
+    let mut offset = 0;
+    loop {
+        offset = print_from(&out, offset);
+        let state = rest.get(&format!("/jobs/{job_id}"))?["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if is_terminal(&state) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            print_from(&out, offset);
+            return Ok(state);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -117,6 +224,8 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run {
+            target,
+            detached,
             from_savepoint,
             allow_non_restored_state,
             parallelism,
@@ -124,6 +233,32 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             job,
             args,
         } => {
+            let rest = Rest::new(Some(&address(&target)?))?;
+            if rest.is_cluster() {
+                let binary = std::fs::canonicalize(&job)
+                    .map_err(|e| anyhow::anyhow!("job binary '{job}': {e}"))?;
+                let req = serde_json::json!({
+                    "binary": binary, "args": args, "savepoint": from_savepoint,
+                    "allow_non_restored_state": allow_non_restored_state, "parallelism": parallelism, "dynamic": dynamic,
+                });
+                let v = rest.post("/floe/jobs", req)?;
+                let id = v["jobid"].as_str().unwrap_or_default().to_string();
+                println!("Job has been submitted with JobID {id}");
+                if detached {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let state = follow(&rest, &id)?;
+                println!("Job with JobID {id} has {}.", state.to_ascii_lowercase());
+                // The exit code tells how the job ended.
+                return Ok(match state.as_str() {
+                    "FINISHED" => ExitCode::SUCCESS,
+                    "CANCELED" => ExitCode::from(2),
+                    _ => ExitCode::from(1),
+                });
+            }
+            if detached {
+                anyhow::bail!("detached mode (-d) needs a running session cluster: start one with `floe cluster start`");
+            }
             let mut cmd = Command::new(&job);
             if let Some(s) = from_savepoint {
                 cmd.arg("-s").arg(s);
@@ -156,8 +291,53 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ))
             }
         }
+        Cmd::Cluster { action } => match action {
+            ClusterCmd::Start { dir, dynamic } => {
+                cluster::start(&dir.unwrap_or_else(cluster::default_dir), &dynamic)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            ClusterCmd::Stop { target } => {
+                cluster::stop(&address(&target)?)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            ClusterCmd::Status { target } => {
+                let addr = address(&target)?;
+                let rest = Rest::new(Some(&addr))?;
+                if !rest.is_cluster() {
+                    println!("No Floe cluster is running at {addr}.");
+                    return Ok(ExitCode::from(1));
+                }
+                let v = rest.get("/overview")?;
+                println!(
+                    "Floe cluster at {addr}: {} running, {} finished, {} cancelled, {} failed jobs",
+                    v["jobs-running"], v["jobs-finished"], v["jobs-cancelled"], v["jobs-failed"]
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            ClusterCmd::Daemon { dir, dynamic } => {
+                cluster::daemon(dir, &dynamic)?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Cmd::Logs {
+            target,
+            follow: f,
+            job_id,
+        } => {
+            let rest = Rest::new(Some(&address(&target)?))?;
+            if f {
+                follow(&rest, &job_id)?;
+            } else {
+                let logs = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
+                print_from(
+                    std::path::Path::new(logs["out"].as_str().unwrap_or_default()),
+                    0,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::List { target, all } => {
-            let rest = Rest::new(target.jobmanager.as_deref())?;
+            let rest = Rest::new(Some(&address(&target)?))?;
             println!("Waiting for response...");
             let v = rest.get("/jobs/overview")?;
             let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
@@ -228,7 +408,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let job_id = job_id.expect("clap requires a job id without --dispose");
-            let rest = Rest::new(target.jobmanager.as_deref())?;
+            let rest = Rest::new(Some(&address(&target)?))?;
             println!("Triggering savepoint for job {job_id}.");
             println!("Waiting for response...");
             let body =
@@ -248,7 +428,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             drain,
             job_id,
         } => {
-            let rest = Rest::new(target.jobmanager.as_deref())?;
+            let rest = Rest::new(Some(&address(&target)?))?;
             println!("Suspending job \"{job_id}\" with a savepoint.");
             let body = serde_json::json!({ "targetDirectory": savepoint_path, "drain": drain });
             let path = rest
@@ -260,14 +440,14 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Cancel { target, job_id } => {
-            let rest = Rest::new(target.jobmanager.as_deref())?;
+            let rest = Rest::new(Some(&address(&target)?))?;
             println!("Cancelling job {job_id}.");
             rest.patch(&format!("/jobs/{job_id}?mode=cancel"))?;
             println!("Cancelled job {job_id}.");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Checkpoints { target, job_id } => {
-            let rest = Rest::new(target.jobmanager.as_deref())?;
+            let rest = Rest::new(Some(&address(&target)?))?;
             let v = rest.get(&format!("/jobs/{job_id}/checkpoints"))?;
             let c = &v["counts"];
             println!(

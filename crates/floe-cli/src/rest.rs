@@ -66,6 +66,11 @@ impl Rest {
         Ok(v)
     }
 
+    /// True when a Floe session cluster answers at this address.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.agent.get(&format!("{}/floe/cluster", self.base)).call(), Ok(r) if r.status().is_success())
+    }
+
     pub fn get(&self, path: &str) -> Result<Value> {
         self.check(path, self.agent.get(&format!("{}{path}", self.base)).call())
     }

@@ -193,3 +193,151 @@ fn seed_003_savepoint_story_through_the_cli() {
         "{err}"
     );
 }
+
+#[test]
+fn seed_003_savepoint_story_against_a_session_cluster() {
+    let bin = job_binary();
+    let bin = bin.to_str().unwrap().to_string();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let m = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let ck = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let ckp = ck.path().to_str().unwrap().to_string();
+    let (code, out, err) = cli(&[
+        "cluster",
+        "start",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "-D",
+        &format!("rest.port={port}"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    struct Stop(String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new(floe())
+                .args(["cluster", "stop", "-m", &self.0])
+                .output();
+        }
+    }
+    let _stop = Stop(m.clone());
+    let (code, out, _) = cli(&["cluster", "status", "-m", &m]);
+    assert_eq!(code, 0);
+    assert!(out.contains("0 running"), "{out}");
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let lport = listener.local_addr().unwrap().port().to_string();
+    let (code, out, err) = cli(&[
+        "run",
+        "-m",
+        &m,
+        "-d",
+        &bin,
+        "--port",
+        &lport,
+        "--checkpoint-dir",
+        &ckp,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let job_id = out
+        .trim()
+        .strip_prefix("Job has been submitted with JobID ")
+        .expect(&out)
+        .to_string();
+    let (mut conn, _) = listener.accept().unwrap();
+    for l in ["1 3", "1 5", "2 4"] {
+        writeln!(conn, "{l}").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out, _) = cli(&["logs", "-m", &m, &job_id]);
+        if out.contains("(1,4)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no output in floe logs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, out, _) = cli(&["list", "-m", &m]);
+    assert!(out.contains(&format!("{job_id} : s5 (RUNNING)")), "{out}");
+
+    let (code, _, err) = cli(&["savepoint", "-m", &m, &job_id]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("execution.checkpointing.savepoint-dir"),
+        "{err}"
+    );
+    let (code, out, err) = cli(&["savepoint", "-m", &m, &job_id, sp.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
+        .expect(&out)
+        .to_string();
+    let (code, _, _) = cli(&["cancel", "-m", &m, &job_id]);
+    assert_eq!(code, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out, _) = cli(&["list", "-a", "-m", &m]);
+        if out.contains(&format!("{job_id} : s5 (CANCELED)")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(conn);
+
+    // Attached run from the savepoint: output forwarded, exit code from the final state.
+    let mut attached = Command::new(floe())
+        .args([
+            "run",
+            "-m",
+            &m,
+            "-s",
+            &path,
+            &bin,
+            "--port",
+            &lport,
+            "--checkpoint-dir",
+            &ckp,
+        ])
+        .env_remove("FLOE_CONF_DIR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = channel();
+    let stdout = attached.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let id2 = first
+        .strip_prefix("Job has been submitted with JobID ")
+        .expect(&first)
+        .to_string();
+    assert_ne!(id2, job_id);
+    let (mut conn, _) = listener.accept().unwrap();
+    writeln!(conn, "2 6").unwrap();
+    assert_eq!(
+        Job::wait_line(&rx, "("),
+        "(2,5)",
+        "key 2 resumed from the savepoint"
+    );
+    drop(conn); // the socket source ends: the job FINISHES
+    assert_eq!(
+        Job::wait_line(&rx, "has "),
+        format!("Job with JobID {id2} has finished.")
+    );
+    assert!(attached.wait().unwrap().success());
+
+    let (code, out, _) = cli(&["cluster", "stop", "-m", &m]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, _) = cli(&["cluster", "status", "-m", &m]);
+    assert_eq!(code, 1);
+}
