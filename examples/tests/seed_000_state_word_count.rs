@@ -1,5 +1,6 @@
-//! Seed 000 end to end: the socket word count through a task failure, automatic recovery,
-//! terminal failure after three restarts, and a restart from the retained checkpoint.
+//! Seed 000 end to end, through `floe run`: the socket word count through a task failure,
+//! automatic recovery, terminal failure after three restarts, and `floe run -s` from the
+//! retained checkpoint.
 
 mod common;
 use common::*;
@@ -18,7 +19,7 @@ fn state_word_count_full_story() {
         "--checkpoint-dir",
         &ckp,
     ];
-    let mut job = Job::start("state_word_count", &args);
+    let mut job = Job::start_via_floe_run("state_word_count", &args);
     let job_id = job.job_id();
     server.wait_connections(1, T);
     for w in ["spark", "spark", "flink", "flink"] {
@@ -60,6 +61,15 @@ fn state_word_count_full_story() {
     server.send("error");
     let status = job.wait_exit(T);
     assert!(!status.success(), "a FAILED job exits non-zero");
+    let raw = job.raw_stdout();
+    assert_eq!(
+        raw.first().map(String::as_str),
+        Some(format!("Job has been submitted with JobID {job_id}").as_str())
+    );
+    assert_eq!(
+        raw.last().map(String::as_str),
+        Some(format!("Job with JobID {job_id} has failed.").as_str())
+    );
     let log = job.stderr().join("\n");
     assert!(log.contains(
         "Recovery is suppressed by FixedDelayRestartBackoffTimeStrategy(maxNumberRestartAttempts=3, backoffTimeMS=2000)"
@@ -83,7 +93,7 @@ fn state_word_count_full_story() {
     let chk_s = chk.to_str().unwrap().to_string();
     let mut args2 = vec!["-s", &chk_s];
     args2.extend_from_slice(&args);
-    let mut job2 = Job::start("state_word_count", &args2);
+    let mut job2 = Job::start_via_floe_run("state_word_count", &args2);
     let job2_id = job2.job_id();
     assert_ne!(job2_id, job_id);
     job2.wait_stderr(

@@ -101,7 +101,12 @@ enum Cmd {
         #[command(flatten)]
         target: Target,
         /// Directory the savepoint is written into (default: execution.checkpointing.savepoint-dir).
-        #[arg(short = 'p', long = "savepointPath", value_name = "savepointPath")]
+        #[arg(
+            short = 'p',
+            long = "savepointPath",
+            visible_alias = "savepoint-path",
+            value_name = "savepointPath"
+        )]
         savepoint_path: Option<String>,
         /// Flush everything pending as at end of input before the savepoint.
         #[arg(short = 'd', long = "drain")]
@@ -260,6 +265,8 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("detached mode (-d) needs a running session cluster: start one with `floe cluster start`");
             }
             let mut cmd = Command::new(&job);
+            // The job's embedded job manager then prints Flink's submission and result lines.
+            cmd.env("FLOE_CLI_RUN", "1");
             if let Some(s) = from_savepoint {
                 cmd.arg("-s").arg(s);
             }

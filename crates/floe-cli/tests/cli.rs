@@ -13,14 +13,16 @@ fn floe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_floe"))
 }
 
-/// The example job binary, built next to `floe` (by `cargo test --workspace`, or here).
+/// The example job binary next to `floe`, brought up to date first (a no-op when it is),
+/// so a run of this package's tests alone never uses a stale job binary.
 fn job_binary() -> PathBuf {
-    let p = floe().with_file_name("count_window_average");
-    if !p.exists() {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = Command::new(cargo)
             .args([
                 "build",
+                "-q",
                 "-p",
                 "floe-examples",
                 "--bin",
@@ -28,9 +30,9 @@ fn job_binary() -> PathBuf {
             ])
             .status()
             .unwrap();
-        assert!(st.success());
-    }
-    p
+        assert!(st.success(), "building the example job binary failed");
+    });
+    floe().with_file_name("count_window_average")
 }
 
 struct Job {
@@ -181,6 +183,66 @@ fn seed_003_savepoint_story_through_the_cli() {
     writeln!(conn, "2 6").unwrap();
     assert_eq!(Job::wait_line(&job2.out, "("), "(2,5)");
     drop(job2);
+
+    // stop --savepoint-path: a savepoint, then the job ends FINISHED (exit 0).
+    let mut job3 = Job::start(&[
+        "-D",
+        "rest.port=0",
+        bin,
+        "--port",
+        &port,
+        "--checkpoint-dir",
+        ckp,
+    ]);
+    let (mut conn3, _) = listener.accept().unwrap();
+    let rest3 = Job::wait_line(&job3.err, "Rest endpoint listening at ");
+    let addr3 = rest3.rsplit(' ').next().unwrap().to_string();
+    writeln!(conn3, "5 1").unwrap();
+    let (_, out, _) = cli(&["list", "-m", &addr3]);
+    let id3 = out
+        .lines()
+        .find(|l| l.ends_with("(RUNNING)"))
+        .expect(&out)
+        .split(" : ")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let (code, out, err) = cli(&[
+        "stop",
+        "-m",
+        &addr3,
+        "--savepoint-path",
+        sp.path().to_str().unwrap(),
+        &id3,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("Suspending job \"{id3}\" with a savepoint.")),
+        "{out}"
+    );
+    let stopped = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
+        .expect(&out)
+        .to_string();
+    let st = job3.child.wait().unwrap();
+    assert!(st.success(), "stop ends the job FINISHED");
+    Job::wait_line(&job3.err, "switched from state RUNNING to FINISHED");
+    drop(conn3);
+    // The stopped job's savepoint restores: key 5 has (1, 1).
+    let job4 = Job::start(&[
+        "-s",
+        &stopped,
+        bin,
+        "--port",
+        &port,
+        "--checkpoint-dir",
+        ckp,
+    ]);
+    let (mut conn4, _) = listener.accept().unwrap();
+    writeln!(conn4, "5 3").unwrap();
+    assert_eq!(Job::wait_line(&job4.out, "("), "(5,2)");
+    drop(job4);
 
     let (code, out, _) = cli(&["savepoint", "--dispose", &path]);
     assert_eq!(code, 0);

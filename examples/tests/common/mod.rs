@@ -84,8 +84,20 @@ impl Job {
         Self::start_with_env(name, args, &[])
     }
 
+    /// Runs the job through `floe run <job-binary> args...` (per-job mode).
+    pub fn start_via_floe_run(name: &str, args: &[&str]) -> Job {
+        let b = bin(name);
+        let mut full = vec!["run", b.to_str().unwrap()];
+        full.extend_from_slice(args);
+        Self::spawn(floe_cli(), name, &full, &[])
+    }
+
     pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Job {
-        let mut child = Command::new(bin(name))
+        Self::spawn(bin(name), name, args, env)
+    }
+
+    fn spawn(program: PathBuf, name: &str, args: &[&str], env: &[(&str, &str)]) -> Job {
+        let mut child = Command::new(program)
             .args(args)
             .env("FLOE_LOG", "info")
             .env_remove("FLOE_CONF_DIR")
@@ -129,7 +141,21 @@ impl Job {
         }
     }
 
+    /// The job's printed records (without `floe run`'s submission and result lines).
     pub fn stdout(&self) -> Vec<String> {
+        self.out
+            .0
+            .lock()
+            .unwrap()
+            .stdout
+            .iter()
+            .filter(|l| !is_cli_line(l))
+            .cloned()
+            .collect()
+    }
+
+    /// Everything written to stdout, `floe run`'s lines included.
+    pub fn raw_stdout(&self) -> Vec<String> {
         self.out.0.lock().unwrap().stdout.clone()
     }
 
@@ -164,7 +190,7 @@ impl Job {
     pub fn expect_stdout(&self, expected: &[&str], timeout: Duration) {
         let want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
         self.wait_until(timeout, &format!("stdout {want:?}"), |o| {
-            (o.stdout.len() >= want.len()).then_some(())
+            (o.stdout.iter().filter(|l| !is_cli_line(l)).count() >= want.len()).then_some(())
         });
         assert_eq!(self.stdout(), want, "printed output of {}", self.name);
     }
@@ -259,6 +285,24 @@ impl Drop for Job {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn is_cli_line(l: &str) -> bool {
+    l.starts_with("Job has been submitted with JobID ") || l.starts_with("Job with JobID ")
+}
+
+/// The `floe` CLI binary, brought up to date once per test binary.
+pub fn floe_cli() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-q", "-p", "floe-cli", "--bin", "floe"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "building the floe CLI failed");
+    });
+    bin("state_word_count").with_file_name("floe")
 }
 
 pub fn signal(pid: u32, sig: &str) {

@@ -244,13 +244,17 @@ impl JobClient {
 
     /// Waits for the job to end.
     pub fn wait(mut self) -> Result<JobExecutionResult> {
-        match self.handle.take().expect("waited once").join() {
+        let r = match self.handle.take().expect("waited once").join() {
             Ok(r) => r,
             Err(_) => Err(crate::anyhow!(
                 "the job manager of job {} panicked",
                 self.job_id
             )),
+        };
+        if let Some(rest) = &self.rest {
+            rest.linger(Duration::from_secs(5));
         }
+        r
     }
 }
 
@@ -382,6 +386,13 @@ impl JobManager {
         install_signal_handlers();
         let plan = Arc::clone(&self.spec.plan);
         info!("Submitting job {} ({}).", self.name(), self.job_id);
+        // Started by `floe run`: report like Flink's CLI does, on standard output.
+        let cli = std::env::var_os("FLOE_CLI_RUN").is_some();
+        if cli {
+            use std::io::Write;
+            println!("Job has been submitted with JobID {}", self.job_id);
+            let _ = std::io::stdout().flush();
+        }
         if let Some(root) = &self.spec.checkpoint_dir {
             let dir = root.join(&self.job_id);
             std::fs::create_dir_all(&dir).map_err(|e| {
@@ -518,6 +529,14 @@ impl JobManager {
             }
         };
         let restarts = attempt;
+        if cli {
+            let end = match final_outcome {
+                Outcome::Finished => "finished",
+                Outcome::Canceled => "been canceled",
+                Outcome::Failed { .. } => "failed",
+            };
+            println!("Job with JobID {} has {end}.", self.job_id);
+        }
         match final_outcome {
             Outcome::Finished => {
                 self.transition(JobStatus::Finished);

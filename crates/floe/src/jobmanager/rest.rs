@@ -38,6 +38,8 @@ enum Trigger {
     InProgress,
     Completed(String),
     Failed(String),
+    /// The result (this response body) was fetched by a client at least once.
+    Reported(Value),
 }
 
 /// The jobs a REST server answers for.
@@ -79,6 +81,14 @@ impl Registry {
             .collect()
     }
 
+    /// Savepoint results no client has fetched yet.
+    fn unreported(&self) -> usize {
+        let t = self.triggers.lock().unwrap_or_else(|e| e.into_inner());
+        t.values()
+            .filter(|t| !matches!(t, Trigger::Reported(_)))
+            .count()
+    }
+
     fn commands(&self, id: &str) -> Option<Sender<JobCommand>> {
         self.jobs
             .lock()
@@ -91,6 +101,7 @@ impl Registry {
 /// A running REST server; stops when dropped.
 pub struct RestServer {
     addr: SocketAddr,
+    registry: Registry,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -103,6 +114,7 @@ impl RestServer {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = registry.clone();
         let thread = std::thread::Builder::new()
             .name("floe-rest".into())
             .spawn(move || {
@@ -120,7 +132,7 @@ impl RestServer {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                         return;
                     };
-                    let app = router(registry);
+                    let app = router(served);
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async {
                             let _ = rx.await;
@@ -130,9 +142,20 @@ impl RestServer {
             })?;
         Ok(RestServer {
             addr: local,
+            registry,
             shutdown: Some(tx),
             thread: Some(thread),
         })
+    }
+
+    /// Keeps serving until every savepoint result was fetched once, for at most `max`: a
+    /// job stopped with a savepoint ends right away, and the client polling for the
+    /// savepoint's path must still get it (Flink keeps results until they are retrieved).
+    pub fn linger(&self, max: std::time::Duration) {
+        let deadline = std::time::Instant::now() + max;
+        while self.registry.unreported() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// The bound address.
@@ -586,17 +609,27 @@ async fn savepoint_status(
     if r.info(&id).is_none() {
         return not_found(&id);
     }
-    let triggers = r.triggers.lock().unwrap_or_else(|e| e.into_inner());
-    match triggers.get(&tid) {
-        None => error(StatusCode::NOT_FOUND, format!("There is no savepoint operation with triggerId={tid} for job {id}.")),
-        Some(Trigger::InProgress) => Json(json!({ "status": { "id": "IN_PROGRESS" }, "operation": null })).into_response(),
-        Some(Trigger::Completed(loc)) => {
-            Json(json!({ "status": { "id": "COMPLETED" }, "operation": { "location": loc } })).into_response()
+    let mut triggers = r.triggers.lock().unwrap_or_else(|e| e.into_inner());
+    let body = match triggers.get(&tid) {
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("There is no savepoint operation with triggerId={tid} for job {id}."),
+            )
         }
-        Some(Trigger::Failed(msg)) => Json(json!({
+        Some(Trigger::InProgress) => {
+            return Json(json!({ "status": { "id": "IN_PROGRESS" }, "operation": null }))
+                .into_response()
+        }
+        Some(Trigger::Completed(loc)) => {
+            json!({ "status": { "id": "COMPLETED" }, "operation": { "location": loc } })
+        }
+        Some(Trigger::Failed(msg)) => json!({
             "status": { "id": "COMPLETED" },
             "operation": { "failure-cause": { "class": "org.apache.flink.util.FlinkException", "stack-trace": msg, "serialized-throwable": null } },
-        }))
-        .into_response(),
-    }
+        }),
+        Some(Trigger::Reported(v)) => v.clone(),
+    };
+    triggers.insert(tid, Trigger::Reported(body.clone()));
+    Json(body).into_response()
 }
