@@ -120,7 +120,11 @@ fn state_word_count_full_story() {
 
     // Cancel (SIGTERM): RETAIN_ON_CANCELLATION keeps it; the restored checkpoint is untouched.
     let st = job2.terminate();
-    assert!(st.success(), "a CANCELED job is not a failure: {st:?}");
+    assert_eq!(st.code(), Some(2), "floe run exits 2 for a CANCELED job");
+    assert_eq!(
+        job2.raw_stdout().last().map(String::as_str),
+        Some(format!("Job with JobID {job2_id} has been canceled.").as_str())
+    );
     assert!(job2
         .stderr()
         .join("\n")

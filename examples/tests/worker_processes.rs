@@ -94,3 +94,37 @@ fn kill_9_of_a_worker_is_a_task_failure_with_exact_recovery() {
 fn a_stopped_worker_is_found_by_the_heartbeat_and_replaced() {
     run_with_fault("STOP");
 }
+
+#[test]
+fn a_task_stuck_in_user_code_is_found_by_its_progress_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = tempfile::tempdir().unwrap();
+    let exact = input(dir.path());
+    let mut job = Job::start(
+        "file_word_count",
+        &[
+            "-D",
+            "heartbeat.timeout=1500ms",
+            "-D",
+            "heartbeat.interval=100ms",
+            "--input",
+            dir.path().to_str().unwrap(),
+            "--checkpoint-dir",
+            ck.path().to_str().unwrap(),
+            "--interval-ms",
+            "50",
+            "--line-delay-us",
+            "300",
+            "--hang-on",
+            "w42",
+        ],
+    );
+    let i = job.wait_stderr("made no progress for 1500 ms (stuck in user code?)", 0, T);
+    job.wait_stderr("switched from state RUNNING to RESTARTING", i, T);
+    assert!(job.wait_exit(Duration::from_secs(60)).success());
+    assert_eq!(
+        final_counts(&job.stdout()),
+        exact,
+        "exact counts after replacing the stuck worker"
+    );
+}

@@ -185,9 +185,15 @@ fn seed_003_savepoint_story_through_the_cli() {
     drop(job2);
 
     // stop --savepoint-path: a savepoint, then the job ends FINISHED (exit 0).
+    let default_dir = format!(
+        "execution.checkpointing.savepoint-dir={}",
+        sp.path().display()
+    );
     let mut job3 = Job::start(&[
         "-D",
         "rest.port=0",
+        "-D",
+        &default_dir,
         bin,
         "--port",
         &port,
@@ -207,6 +213,18 @@ fn seed_003_savepoint_story_through_the_cli() {
         .nth(1)
         .unwrap()
         .to_string();
+    // With a configured default directory, no target is needed.
+    let (code, out, err) = cli(&["savepoint", "-m", &addr3, &id3]);
+    assert_eq!(code, 0, "{err}");
+    let into_default = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
+        .expect(&out)
+        .to_string();
+    assert!(
+        PathBuf::from(&into_default).starts_with(sp.path()),
+        "{into_default}"
+    );
     let (code, out, err) = cli(&[
         "stop",
         "-m",

@@ -547,6 +547,12 @@ impl JobManager {
                 self.transition(JobStatus::Cancelling);
                 self.transition(JobStatus::Canceled);
                 self.apply_retention(JobStatus::Canceled);
+                if cli {
+                    // `floe run`: the exit code tells FINISHED (0), FAILED (1), CANCELED (2).
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                    std::process::exit(2);
+                }
                 Ok(self.result(JobStatus::Canceled, started, restarts))
             }
             Outcome::Failed {
