@@ -46,7 +46,11 @@ enum Cmd {
         #[arg(short = 's', long = "fromSavepoint", value_name = "savepointPath")]
         from_savepoint: Option<String>,
         /// Skip snapshot state that cannot be mapped to the new program.
-        #[arg(short = 'n', long = "allowNonRestoredState")]
+        #[arg(
+            short = 'n',
+            long = "allowNonRestoredState",
+            visible_alias = "allow-non-restored-state"
+        )]
         allow_non_restored_state: bool,
         /// Parallelism of the job.
         #[arg(short = 'p', long = "parallelism")]
@@ -215,6 +219,96 @@ fn follow(rest: &Rest, job_id: &str) -> anyhow::Result<String> {
     }
 }
 
+/// `floe run -d` without a session cluster: the job binary (its own job manager) is started
+/// in the background, its output going to `<cluster dir>/jobs/`; returns once it runs.
+fn run_detached(
+    job: &str,
+    from_savepoint: Option<String>,
+    allow_non_restored_state: bool,
+    parallelism: Option<u32>,
+    dynamic: Vec<String>,
+    args: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let dir = cluster::default_dir().join("jobs");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let (out, log) = (
+        dir.join(format!("detached-{stamp}.out")),
+        dir.join(format!("detached-{stamp}.log")),
+    );
+    let mut cmd = Command::new(job);
+    if let Some(s) = from_savepoint {
+        cmd.arg("-s").arg(s);
+    }
+    if allow_non_restored_state {
+        cmd.arg("-n");
+    }
+    if let Some(p) = parallelism {
+        cmd.arg("-p").arg(p.to_string());
+    }
+    for d in dynamic {
+        cmd.arg("-D").arg(d);
+    }
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(std::fs::File::create(&log)?);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own session: the job outlives this command and its terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let id = text
+            .lines()
+            .find_map(|l| l.split("Submitting job ").nth(1))
+            .and_then(|r| r.rsplit('(').next());
+        if let Some(id) = id {
+            println!(
+                "Job has been submitted with JobID {}",
+                id.trim_end_matches(").").trim()
+            );
+            println!(
+                "Its output goes to {} and its log to {}.",
+                out.display(),
+                log.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(st) = child.try_wait()? {
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("error: "))
+                .unwrap_or("")
+                .to_string();
+            anyhow::bail!("job binary '{job}' exited ({st}) before it was running: {last}");
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "job binary '{job}' did not start within 60 s; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -262,7 +356,14 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 });
             }
             if detached {
-                anyhow::bail!("detached mode (-d) needs a running session cluster: start one with `floe cluster start`");
+                return run_detached(
+                    &job,
+                    from_savepoint,
+                    allow_non_restored_state,
+                    parallelism,
+                    dynamic,
+                    args,
+                );
             }
             let mut cmd = Command::new(&job);
             // The job's embedded job manager then prints Flink's submission and result lines.
@@ -423,7 +524,12 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let path = rest
                 .savepoint(&format!("/jobs/{job_id}/savepoints"), &job_id, body)
                 .map_err(|e| {
-                    anyhow::anyhow!("Triggering a savepoint for the job {job_id} failed: {e}")
+                    let hint = if e.to_string().contains("savepoint-dir") {
+                        " To fix it, give a target directory (floe savepoint <jobId> <targetDirectory>) or set execution.checkpointing.savepoint-dir (alias state.savepoints.dir) in floe.yaml or with -D."
+                    } else {
+                        ""
+                    };
+                    anyhow::anyhow!("Triggering a savepoint for the job {job_id} failed: {e}{hint}")
                 })?;
             println!("Savepoint completed. Path: {path}");
             println!("You can resume your program from this savepoint with the run command.");

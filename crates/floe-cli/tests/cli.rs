@@ -348,7 +348,7 @@ fn seed_003_savepoint_story_against_a_session_cluster() {
     let (code, _, err) = cli(&["savepoint", "-m", &m, &job_id]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("execution.checkpointing.savepoint-dir"),
+        err.contains("execution.checkpointing.savepoint-dir") && err.contains("To fix it"),
         "{err}"
     );
     let (code, out, err) = cli(&["savepoint", "-m", &m, &job_id, sp.path().to_str().unwrap()]);
@@ -372,11 +372,17 @@ fn seed_003_savepoint_story_against_a_session_cluster() {
     drop(conn);
 
     // Attached run from the savepoint: output forwarded, exit code from the final state.
+    let default_dir = format!(
+        "execution.checkpointing.savepoint-dir={}",
+        sp.path().display()
+    );
     let mut attached = Command::new(floe())
         .args([
             "run",
             "-m",
             &m,
+            "-D",
+            &default_dir,
             "-s",
             &path,
             &bin,
@@ -409,6 +415,13 @@ fn seed_003_savepoint_story_against_a_session_cluster() {
         "(2,5)",
         "key 2 resumed from the savepoint"
     );
+    // This job has a configured default savepoint directory: no target needed.
+    let (code, out, err) = cli(&["savepoint", "-m", &m, &id2]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("Path: file:{}", sp.path().display())),
+        "{out}"
+    );
     drop(conn); // the socket source ends: the job FINISHES
     assert_eq!(
         Job::wait_line(&rx, "has "),
@@ -420,4 +433,58 @@ fn seed_003_savepoint_story_against_a_session_cluster() {
     assert_eq!(code, 0, "{out}");
     let (code, _, _) = cli(&["cluster", "status", "-m", &m]);
     assert_eq!(code, 1);
+}
+
+#[test]
+fn detached_per_job_run_returns_once_the_job_runs() {
+    let bin = job_binary();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let cluster_dir = tempfile::tempdir().unwrap();
+    // No cluster at -m: per-job mode.
+    let o = Command::new(floe())
+        .args([
+            "run",
+            "-m",
+            "127.0.0.1:1",
+            "-d",
+            bin.to_str().unwrap(),
+            "--port",
+            &port,
+        ])
+        .env_remove("FLOE_CONF_DIR")
+        .env("FLOE_CLUSTER_DIR", cluster_dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.starts_with("Job has been submitted with JobID "),
+        "{out}"
+    );
+    let out_file = out
+        .split("Its output goes to ")
+        .nth(1)
+        .unwrap()
+        .split(" and its log")
+        .next()
+        .unwrap()
+        .to_string();
+    // The detached job runs on: it connects, counts, and ends when its input ends.
+    let (mut conn, _) = listener.accept().unwrap();
+    writeln!(conn, "7 2").unwrap();
+    writeln!(conn, "7 4").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&out_file)
+        .unwrap_or_default()
+        .contains("(7,3)")
+    {
+        assert!(Instant::now() < deadline, "no output in {out_file}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(conn);
 }

@@ -31,12 +31,19 @@ pub fn conf_file_from_env() -> Option<PathBuf> {
         .map(|d| PathBuf::from(d).join(CONF_FILE))
 }
 
-/// Loads the configuration named by `FLOE_CONF_DIR`; an empty configuration when unset.
-/// When the variable is set the file must exist and be valid.
+/// Loads `$FLOE_CONF_DIR/floe.yaml` (which must then exist and be valid), else
+/// `conf/floe.yaml` in the working directory when there is one, else nothing.
 pub fn load_from_env() -> Result<Configuration> {
     match conf_file_from_env() {
         Some(p) => load_file(&p),
-        None => Ok(Configuration::new()),
+        None => {
+            let local = Path::new("conf").join(CONF_FILE);
+            if local.is_file() {
+                load_file(&local)
+            } else {
+                Ok(Configuration::new())
+            }
+        }
     }
 }
 
