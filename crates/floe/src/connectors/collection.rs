@@ -16,7 +16,13 @@ impl<T: Data + Sync> Source<T> for CollectionSource<T> {
         Some(1)
     }
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<T>>> {
-        let next = match ctx.restored {
+        // Parallelism 1: the one position there is (empty positions come from instances that
+        // never read; the collection source always has exactly one reader).
+        let next = match ctx
+            .restored
+            .as_ref()
+            .and_then(|all| all.iter().find(|b| !b.is_empty()))
+        {
             Some(b) => u64::from_le_bytes(
                 b.as_slice()
                     .try_into()

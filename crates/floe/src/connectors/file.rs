@@ -57,11 +57,18 @@ impl Source<String> for TextFileSource {
     }
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<String>>> {
         let files = self.files()?;
+        // Every old instance's (file, offset) pairs: this instance takes its files' offsets,
+        // whichever instance read them before.
         let restored: Option<Position> = match &ctx.restored {
-            Some(b) => Some(
-                bincode::deserialize(b)
-                    .map_err(|e| crate::anyhow!("corrupt file source position: {e}"))?,
-            ),
+            Some(all) => {
+                let mut merged = Position::default();
+                for b in all.iter().filter(|b| !b.is_empty()) {
+                    let p: Position = bincode::deserialize(b)
+                        .map_err(|e| crate::anyhow!("corrupt file source position: {e}"))?;
+                    merged.splits.extend(p.splits);
+                }
+                Some(merged)
+            }
             None => None,
         };
         let mut splits = Vec::new();

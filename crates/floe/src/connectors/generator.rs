@@ -8,6 +8,7 @@
 
 use super::{Source, SourceContext, SourceReader, SourceStatus};
 use crate::Result;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 const SEED: u64 = 42;
@@ -69,8 +70,13 @@ pub fn write_line(i: u64, total_words: u64, out: &mut String) {
     }
 }
 
-/// A bounded source of the benchmark's lines. Each parallel instance generates a
-/// contiguous range of line indices; its position is the next index.
+/// A bounded source of the benchmark's lines.
+///
+/// The lines are cut into a fixed number of splits (`max(128, parallelism)` at the first
+/// start, then kept in the checkpointed position), each a contiguous range of line indices;
+/// instance `i` of `p` reads the splits `j` with `j % p == i`. The position is the next line
+/// of every split, so a snapshot restores at any parallelism without skipping or repeating
+/// a line.
 ///
 /// ```
 /// use floe::connectors::generator::write_line;
@@ -95,59 +101,103 @@ impl WordLineGenerator {
     }
 }
 
+/// Checkpointed position: the split count and the next line of each split this instance read.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct GeneratorPosition {
+    splits: u32,
+    next: Vec<(u32, u64)>,
+}
+
 impl Source<String> for WordLineGenerator {
     fn name(&self) -> String {
         "generator".into()
     }
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<String>>> {
         let lines = self.lines();
-        let (i, p) = (ctx.subtask as u64, ctx.parallelism as u64);
-        let start = i * lines / p;
-        let end = (i + 1) * lines / p;
-        let next = match ctx.restored {
-            Some(b) => u64::from_le_bytes(
-                b.as_slice()
-                    .try_into()
-                    .map_err(|_| crate::anyhow!("corrupt generator position"))?,
-            ),
-            None => start,
+        let mut restored: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut splits = 128.max(ctx.parallelism);
+        if let Some(all) = &ctx.restored {
+            let mut seen = None;
+            for b in all.iter().filter(|b| !b.is_empty()) {
+                let p: GeneratorPosition = bincode::deserialize(b)
+                    .map_err(|e| crate::anyhow!("corrupt generator position: {e}"))?;
+                if seen.is_some_and(|s| s != p.splits) {
+                    crate::bail!(
+                        "corrupt generator position: instances disagree on the number of splits"
+                    );
+                }
+                seen = Some(p.splits);
+                restored.extend(p.next);
+            }
+            if let Some(s) = seen {
+                splits = s;
+            }
+        }
+        let range = |j: u32| {
+            (
+                j as u64 * lines / splits as u64,
+                (j as u64 + 1) * lines / splits as u64,
+            )
         };
-        if next < start || next > end {
-            crate::bail!(
-                "generator position {next} is outside this subtask's range {start}..{end}"
-            );
+        let mut own = Vec::new();
+        for j in (0..splits).filter(|j| j % ctx.parallelism == ctx.subtask) {
+            let (start, end) = range(j);
+            let next = restored.get(&j).copied().unwrap_or(start);
+            if next < start || next > end {
+                crate::bail!(
+                    "corrupt generator position: line {next} is outside split {j} ({start}..{end})"
+                );
+            }
+            own.push((j, next, end));
         }
         Ok(Box::new(GeneratorReader {
-            next,
-            end,
+            splits,
+            own,
+            current: 0,
             total_words: self.total_words,
         }))
     }
 }
 
 struct GeneratorReader {
-    next: u64,
-    end: u64,
+    splits: u32,
+    /// (split, next line, end) of every split this instance owns.
+    own: Vec<(u32, u64, u64)>,
+    current: usize,
     total_words: u64,
 }
 
 impl SourceReader<String> for GeneratorReader {
     fn poll_next(&mut self, out: &mut Vec<String>, max: usize) -> Result<SourceStatus> {
-        let stop = (self.next + max as u64).min(self.end);
-        while self.next < stop {
-            let mut line = String::with_capacity(112);
-            write_line(self.next, self.total_words, &mut line);
-            out.push(line);
-            self.next += 1;
+        let mut budget = max as u64;
+        while budget > 0 {
+            let Some((_, next, end)) = self.own.get_mut(self.current) else {
+                break;
+            };
+            let stop = (*next + budget).min(*end);
+            while *next < stop {
+                let mut line = String::with_capacity(112);
+                write_line(*next, self.total_words, &mut line);
+                out.push(line);
+                *next += 1;
+                budget -= 1;
+            }
+            if *next == *end {
+                self.current += 1;
+            }
         }
-        Ok(if self.next == self.end {
+        Ok(if self.current >= self.own.len() {
             SourceStatus::Finished
         } else {
             SourceStatus::Ready
         })
     }
     fn snapshot(&mut self) -> Result<Vec<u8>> {
-        Ok(self.next.to_le_bytes().to_vec())
+        let p = GeneratorPosition {
+            splits: self.splits,
+            next: self.own.iter().map(|(j, n, _)| (*j, *n)).collect(),
+        };
+        Ok(bincode::serialize(&p)?)
     }
 }
 

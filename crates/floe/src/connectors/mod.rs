@@ -46,8 +46,11 @@ pub struct SourceContext {
     pub parallelism: u32,
     /// Execution attempt (0 for the first).
     pub attempt: u32,
-    /// The position from the restored checkpoint, if any.
-    pub restored: Option<Vec<u8>>,
+    /// When restoring: the positions of *every* instance of this source in the snapshot
+    /// (in subtask order), which may have run at another parallelism. Each instance takes
+    /// the positions of the splits (files, partitions) it owns now, so that after
+    /// rescaling no input is skipped or read twice.
+    pub restored: Option<Vec<Vec<u8>>>,
     /// Wakes the worker when an I/O thread has data.
     pub waker: SourceWaker,
     /// The source task's information (for `open()` of operators chained to the source).

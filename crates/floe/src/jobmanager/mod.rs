@@ -275,7 +275,15 @@ pub struct JobManager {
     commands: Receiver<JobCommand>,
     commands_tx: Sender<JobCommand>,
     info: Arc<Mutex<info::JobInfo>>,
+    /// Savepoint requests that arrived while the tasks were still deploying.
+    deferred: Vec<DeferredSavepoint>,
 }
+
+type DeferredSavepoint = (
+    Option<PathBuf>,
+    bool,
+    Sender<std::result::Result<PathBuf, String>>,
+);
 
 impl JobManager {
     /// Prepares a job manager for `spec` with a fresh job id.
@@ -312,6 +320,7 @@ impl JobManager {
             commands,
             commands_tx,
             info: Arc::new(Mutex::new(info)),
+            deferred: Vec::new(),
         }
     }
 
@@ -495,6 +504,11 @@ impl JobManager {
                 .stop("Checkpoint was aborted due to a job failover or the end of the job.");
             self.perform(aborts, None);
             self.stopping = None;
+            for (_, _, reply) in std::mem::take(&mut self.deferred) {
+                let _ = reply.send(Err(
+                    "the job's tasks stopped before they were all running".into()
+                ));
+            }
             match outcome {
                 Outcome::Failed { task, error } => {
                     warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
@@ -644,7 +658,9 @@ impl JobManager {
                 .unwrap_or(Duration::from_millis(100))
                 .min(Duration::from_millis(100));
             let commands = self.commands.clone();
-            crossbeam_channel::select! {
+            // Events first: a command must see every event the executor already sent (a
+            // savepoint right after the tasks reported RUNNING).
+            crossbeam_channel::select_biased! {
                 recv(rx) -> ev => {
                     let Ok(ev) = ev else {
                         return Outcome::Failed { task: "executor".into(), error: "executor channel closed".into() };
@@ -678,6 +694,10 @@ impl JobManager {
             FromExecutor::Running { tasks, .. } => {
                 self.log_tasks_running(attempt);
                 self.coordinator.start(tasks, Instant::now());
+                // Savepoints requested while the tasks were deploying start now.
+                for (target, stop, reply) in std::mem::take(&mut self.deferred) {
+                    self.savepoint_command(target, stop, reply, exec);
+                }
                 Vec::new()
             }
             FromExecutor::Ack {
@@ -717,15 +737,29 @@ impl JobManager {
                 stop,
                 reply,
             } => {
-                match self.start_savepoint(target, stop, exec) {
-                    Ok(id) => {
-                        self.requests.insert(id, SavepointRequest { reply });
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
+                if self.coordinator.is_running() {
+                    self.savepoint_command(target, stop, reply, exec);
+                } else {
+                    self.deferred.push((target, stop, reply));
                 }
                 None
+            }
+        }
+    }
+
+    fn savepoint_command(
+        &mut self,
+        target: Option<PathBuf>,
+        stop: bool,
+        reply: Sender<std::result::Result<PathBuf, String>>,
+        exec: &dyn TaskExecutor,
+    ) {
+        match self.start_savepoint(target, stop, exec) {
+            Ok(id) => {
+                self.requests.insert(id, SavepointRequest { reply });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
             }
         }
     }

@@ -152,8 +152,9 @@ impl BuildCx<'_, '_> {
         )
     }
 
-    /// The restored inline state of source operator `op` for this subtask.
-    pub fn restored_source_state(&self, op: usize) -> Result<Option<Vec<u8>>> {
+    /// The restored positions of every subtask of source operator `op`, in subtask order
+    /// (the snapshot may have another parallelism than the job now has).
+    pub fn restored_source_state(&self, op: usize) -> Result<Option<Vec<Vec<u8>>>> {
         let Some(snap) = self.restore else {
             return Ok(None);
         };
@@ -168,21 +169,20 @@ impl BuildCx<'_, '_> {
                 snap.dir.display()
             );
         }
-        if os.parallelism != decl.parallelism {
-            crate::bail!(
-                "source '{}' was checkpointed with parallelism {} and cannot be restored with parallelism {} yet",
-                decl.uid,
-                os.parallelism,
-                decl.parallelism
-            );
+        let mut subtasks: Vec<_> = os.subtasks.iter().collect();
+        subtasks.sort_by_key(|s| s.subtask);
+        let mut out = Vec::with_capacity(subtasks.len());
+        for st in subtasks {
+            match &st.handle {
+                StateHandle::Inline { data } => out.push(data.clone()),
+                _ => crate::bail!(
+                    "corrupt snapshot {}: source '{}' subtask {} has no inline position",
+                    snap.dir.display(),
+                    decl.uid,
+                    st.subtask
+                ),
+            }
         }
-        Ok(os
-            .subtasks
-            .iter()
-            .find(|s| s.subtask == self.worker)
-            .and_then(|s| match &s.handle {
-                StateHandle::Inline { data } => Some(data.clone()),
-                _ => None,
-            }))
+        Ok(Some(out))
     }
 }
