@@ -488,3 +488,93 @@ fn detached_per_job_run_returns_once_the_job_runs() {
     }
     drop(conn);
 }
+
+#[test]
+fn seed_003_savepoint_at_parallelism_2_restores_at_1_and_3() {
+    let bin = job_binary();
+    let bin = bin.to_str().unwrap().to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let ck = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let ckp = ck.path().to_str().unwrap().to_string();
+    let job = Job::start(&[
+        "-p",
+        "2",
+        "-D",
+        "rest.port=0",
+        &bin,
+        "--port",
+        &port,
+        "--checkpoint-dir",
+        &ckp,
+    ]);
+    let (mut conn, _) = listener.accept().unwrap();
+    let rest = Job::wait_line(&job.err, "Rest endpoint listening at ");
+    let addr = rest.rsplit(' ').next().unwrap().to_string();
+    // First value of keys 1..=12 (count 1 each: nothing printed yet), then a marker key.
+    for k in 1..=12u64 {
+        writeln!(conn, "{k} {}", k * 10).unwrap();
+    }
+    writeln!(conn, "99 1").unwrap();
+    writeln!(conn, "99 3").unwrap();
+    let marker = Job::wait_line(&job.out, "(99,2)");
+    assert!(
+        marker.starts_with("1> ") || marker.starts_with("2> "),
+        "parallelism 2 prints subtask prefixes: {marker}"
+    );
+    let (_, out, _) = cli(&["list", "-m", &addr]);
+    let id = out
+        .lines()
+        .find(|l| l.ends_with("(RUNNING)"))
+        .expect(&out)
+        .split(" : ")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let (code, out, err) = cli(&["savepoint", "-m", &addr, &id, sp.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
+        .expect(&out)
+        .to_string();
+    let (code, _, _) = cli(&["cancel", "-m", &addr, &id]);
+    assert_eq!(code, 0);
+    drop(job);
+    drop(conn);
+
+    for p in ["1", "3"] {
+        let job = Job::start(&[
+            "-s",
+            &path,
+            "-p",
+            p,
+            &bin,
+            "--port",
+            &port,
+            "--checkpoint-dir",
+            &ckp,
+        ]);
+        let (mut conn, _) = listener.accept().unwrap();
+        for k in 1..=12u64 {
+            writeln!(conn, "{k} {}", k * 10 + 4).unwrap();
+        }
+        let mut got: Vec<String> = (0..12)
+            .map(|_| {
+                let l = Job::wait_line(&job.out, "(");
+                l.split_once("> ").map(|(_, r)| r.to_string()).unwrap_or(l)
+            })
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = (1..=12u64)
+            .map(|k| format!("({k},{})", (k * 10 + k * 10 + 4) / 2))
+            .collect();
+        want.sort();
+        assert_eq!(
+            got, want,
+            "restored at parallelism {p}: every key's first value came from the savepoint"
+        );
+        drop(conn);
+    }
+}
