@@ -122,7 +122,15 @@ struct Completed {
 
 enum Outcome {
     Finished,
-    Failed { task: String, error: String },
+    Failed {
+        task: String,
+        error: String,
+    },
+    /// A failure retrying cannot fix (restored state that does not fit the job).
+    Unrecoverable {
+        task: String,
+        error: String,
+    },
     Canceled,
 }
 
@@ -510,6 +518,20 @@ impl JobManager {
                 ));
             }
             match outcome {
+                Outcome::Unrecoverable { task, error } => {
+                    warn!("{task} (attempt #{attempt}) switched from INITIALIZING to FAILED with failure cause: {error}");
+                    self.info().exceptions.push(info::ExceptionRecord {
+                        timestamp: now_ms(),
+                        task: task.clone(),
+                        message: error.clone(),
+                    });
+                    break Outcome::Failed {
+                        task,
+                        error: format!(
+                            "{error} (not restarted: the snapshot's state does not fit the job)"
+                        ),
+                    };
+                }
                 Outcome::Failed { task, error } => {
                     warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
                     self.info().exceptions.push(info::ExceptionRecord {
@@ -547,7 +569,7 @@ impl JobManager {
             let end = match final_outcome {
                 Outcome::Finished => "finished",
                 Outcome::Canceled => "been canceled",
-                Outcome::Failed { .. } => "failed",
+                Outcome::Failed { .. } | Outcome::Unrecoverable { .. } => "failed",
             };
             println!("Job with JobID {} has {end}.", self.job_id);
         }
@@ -569,10 +591,7 @@ impl JobManager {
                 }
                 Ok(self.result(JobStatus::Canceled, started, restarts))
             }
-            Outcome::Failed {
-                task: _,
-                error: err,
-            } => {
+            Outcome::Failed { error: err, .. } | Outcome::Unrecoverable { error: err, .. } => {
                 error!("org.apache.flink.runtime.JobException: {err}");
                 self.transition(JobStatus::Failing);
                 self.transition(JobStatus::Failed);
@@ -720,6 +739,12 @@ impl JobManager {
                 );
                 self.coordinator.decline(checkpoint_id, &reason)
             }
+            FromExecutor::Failed {
+                task,
+                error,
+                unrecoverable: true,
+                ..
+            } => return Some(Outcome::Unrecoverable { task, error }),
             FromExecutor::Failed { task, error, .. } => {
                 return Some(Outcome::Failed { task, error })
             }

@@ -27,7 +27,7 @@ use timely::dataflow::ProbeHandle;
 pub struct ExecShared {
     pub(crate) attempt: u32,
     abort: AtomicBool,
-    failure: Mutex<Option<(String, String)>>,
+    failure: Mutex<Option<(String, String, bool)>>,
     trigger: AtomicU64,
     pending: Mutex<BTreeMap<u64, PathBuf>>,
     pub(crate) events: Sender<FromExecutor>,
@@ -48,10 +48,19 @@ impl ExecShared {
 
     /// Records the first failure and stops every worker.
     pub fn fail(&self, task: &str, error: String) {
+        self.fail_with(task, error, false);
+    }
+
+    /// Records a failure that retrying cannot fix (see [`FromExecutor::Failed`]).
+    pub fn fail_unrecoverable(&self, task: &str, error: String) {
+        self.fail_with(task, error, true);
+    }
+
+    fn fail_with(&self, task: &str, error: String, unrecoverable: bool) {
         {
             let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
             if f.is_none() {
-                *f = Some((task.to_string(), error));
+                *f = Some((task.to_string(), error, unrecoverable));
             }
         }
         self.cancel();
@@ -207,7 +216,7 @@ impl LocalExecutor {
                 match failure {
                     // A cancelled attempt also ends with Failed, so a worker process knows
                     // it is done; the job manager has stopped listening to it by then.
-                    Some((task, error)) => {
+                    Some((task, error, unrecoverable)) => {
                         let error = if task == "cancel" {
                             "cancelled".to_string()
                         } else {
@@ -217,6 +226,7 @@ impl LocalExecutor {
                             attempt: sh.attempt,
                             task,
                             error,
+                            unrecoverable,
                         })
                     }
                     None => sh.send(FromExecutor::Finished {
@@ -309,6 +319,9 @@ fn run_worker(
     }));
     match outcome {
         Ok(Ok(Exit::Finished)) | Ok(Ok(Exit::Aborted)) => {}
+        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::state::IncompatibleState>()) => {
+            shared.fail_unrecoverable(&failure::current_task(), format!("{e:#}"))
+        }
         Ok(Err(e)) => shared.fail(&failure::current_task(), format!("{e:#}")),
         Err(_) => {
             let msg = failure::take_panic_message().unwrap_or_else(|| "panicked".to_string());

@@ -139,7 +139,6 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
         let mut cur = start_epoch;
         let mut held: BTreeMap<u64, HeldBatches<K, T>> = BTreeMap::new();
         let mut out = Collector::default();
-        let mut enc = KeyEncoder::default();
         let mut failed = false;
         let shared_abort = Arc::clone(&shared);
         move |(input, frontier), output| {
@@ -181,7 +180,7 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
                     .copied()
                     .filter(|&e| e < f_epoch)
                     .unwrap_or(f_epoch);
-                result = snapshot(&shared, &task, &mut ctx, &mut enc, cur, next - 1);
+                result = snapshot(&shared, &task, &mut ctx, cur, next - 1);
                 cur = next;
                 if let Some(batches) = held.remove(&next) {
                     for (cap, mut data) in batches {
@@ -223,7 +222,6 @@ fn snapshot<K: Key>(
     shared: &ExecShared,
     task: &TaskId,
     ctx: &mut KeyedContext<K>,
-    enc: &mut KeyEncoder,
     lo: u64,
     hi: u64,
 ) -> Result<()> {
@@ -232,7 +230,7 @@ fn snapshot<K: Key>(
     if targets.is_empty() {
         return Ok(());
     }
-    let delta = ctx.take_delta(enc)?;
+    let delta = ctx.take_delta()?;
     shared.snapshot(SnapshotJob {
         task: task.clone(),
         names: ctx.registry.names(),
@@ -284,11 +282,11 @@ fn restore_keyed<K: Key>(cx: &BuildCx<'_, '_>, op: usize, ctx: &mut KeyedContext
         for e in index {
             for (key, values) in reader.read_block(&e)? {
                 ctx.restore_entry(&names, &key, &values).map_err(|err| {
-                    crate::anyhow!(
-                        "restoring operator '{}' from {}: {err}",
+                    crate::state::IncompatibleState(format!(
+                        "cannot restore operator '{}' from {}: {err}",
                         decl.uid,
                         path.display()
-                    )
+                    ))
                 })?;
             }
         }

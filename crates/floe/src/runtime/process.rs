@@ -185,6 +185,7 @@ impl ProcessExecutor {
                         attempt,
                         task: format!("worker process {pid}"),
                         error: format!("worker process {pid} was lost ({status})"),
+                        unrecoverable: false,
                     });
                 }
             }));
@@ -215,7 +216,7 @@ impl ProcessExecutor {
                             return;
                         }
                         let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
-                        let _ = events.send(FromExecutor::Failed { attempt, task: format!("worker process {pid}"), error });
+                        let _ = events.send(FromExecutor::Failed { attempt, task: format!("worker process {pid}"), error, unrecoverable: false });
                         return;
                     }
                 }

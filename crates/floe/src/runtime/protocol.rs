@@ -78,6 +78,10 @@ pub enum FromExecutor {
         task: String,
         /// The error or panic message.
         error: String,
+        /// Retrying cannot help (the restored state does not fit the job): the job fails
+        /// without consulting the restart strategy.
+        #[serde(default)]
+        unrecoverable: bool,
     },
     /// All sources reached their end and all records were processed.
     Finished {

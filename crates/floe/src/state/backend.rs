@@ -366,17 +366,15 @@ impl<K: Key> KeyedContext<K> {
     }
 
     /// Serializes every key changed since the last call; clears the dirty set.
-    pub(crate) fn take_delta(
-        &mut self,
-        enc: &mut crate::state::keygroup::KeyEncoder,
-    ) -> Result<Vec<DeltaEntry>> {
+    pub(crate) fn take_delta(&mut self) -> Result<Vec<DeltaEntry>> {
         let reg = &mut self.registry;
         let mut out = Vec::with_capacity(reg.dirty.len());
         let mut buf = Vec::new();
         for &slot in &reg.dirty {
             reg.dirty_mark[slot as usize] = false;
             let key = &self.index.keys[slot as usize];
-            let key_bytes = enc.encode(key).to_vec();
+            let mut key_bytes = Vec::new();
+            encode_value(key, &mut key_bytes)?;
             let hash = self.index.hashes[slot as usize];
             let mut values = Vec::with_capacity(reg.tables.len());
             for t in &reg.tables {
@@ -407,7 +405,7 @@ impl<K: Key> KeyedContext<K> {
         values: &[Option<Vec<u8>>],
     ) -> Result<()> {
         let key: K = decode_value(key_bytes).map_err(|e| crate::anyhow!("key: {e}"))?;
-        let hash = crate::state::keygroup::hash_key_bytes(key_bytes);
+        let hash = crate::state::keygroup::KeyEncoder::default().hash(&key);
         let slot = self.index.slot(hash, key);
         for (name, v) in names.iter().zip(values) {
             if let Some(bytes) = v {
@@ -459,9 +457,9 @@ mod tests {
         ctx.set_current(h2, "b".to_string());
         st.update(&mut ctx, (2, 8)).unwrap();
         st.clear(&mut ctx).unwrap();
-        let delta = ctx.take_delta(&mut enc).unwrap();
+        let delta = ctx.take_delta().unwrap();
         assert_eq!(delta.len(), 2);
-        assert!(ctx.take_delta(&mut enc).unwrap().is_empty());
+        assert!(ctx.take_delta().unwrap().is_empty());
 
         let mut restored = KeyedContext::<String>::new(128);
         let names = vec!["average".to_string()];

@@ -1,7 +1,7 @@
 //! The keyed state file: one per operator subtask per checkpoint.
 //!
 //! ```text
-//! "FLOEKS01"                                  magic
+//! "FLOEKS02"                                  magic (keys and values: CBOR)
 //! u64 header_len, header (bincode)            state names, max parallelism
 //! block per key group, ascending              bincode Vec<(key bytes, Vec<Option<value bytes>>)>
 //! index (bincode)                             Vec<IndexEntry { key_group, offset, len, entries, checksum }>
@@ -19,7 +19,8 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use xxhash_rust::xxh3::xxh3_64;
 
-const MAGIC: &[u8; 8] = b"FLOEKS01";
+/// Version 2: keys and values are CBOR (self-describing).
+const MAGIC: &[u8; 8] = b"FLOEKS02";
 const END_MAGIC: &[u8; 8] = b"FLOEKEND";
 
 /// Header of a keyed state file.
@@ -136,6 +137,12 @@ impl StateFileReader {
         let mut magic = [0u8; 8];
         file.read_exact(&mut magic)?;
         if &magic != MAGIC {
+            if magic.starts_with(b"FLOEKS") {
+                return Err(bad(&format!(
+                    "unsupported state file version {}",
+                    String::from_utf8_lossy(&magic[6..])
+                )));
+            }
             return Err(bad("not a Floe keyed state file (bad magic)"));
         }
         let mut u = [0u8; 8];

@@ -452,12 +452,42 @@ impl<V: crate::api::data::Data> ReducingState<V> {
     }
 }
 
-/// Serialization used for state values in checkpoints.
-pub(crate) fn encode_value<V: Serialize>(v: &V, out: &mut Vec<u8>) -> Result<()> {
-    bincode::serialize_into(out, v).map_err(|e| crate::anyhow!("cannot serialize state value: {e}"))
+/// Restored state that does not fit the job's state types: retrying cannot fix it, so the
+/// job fails before processing instead of restarting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct IncompatibleState(pub String);
+
+/// Serialization of state values (and keys) in checkpoints and savepoints: CBOR, a
+/// self-describing encoding. Structs keep their field names, so a snapshot can be read
+/// without the job's Rust types (`floe savepoint inspect --dump`) and state types evolve as
+/// serde users expect: added `#[serde(default)]` fields, removed, reordered and
+/// `#[serde(alias)]`-renamed fields all restore (docs/architecture.md).
+pub(crate) fn encode_value<V: Serialize + ?Sized>(v: &V, out: &mut Vec<u8>) -> Result<()> {
+    ciborium::into_writer(v, out).map_err(|e| crate::anyhow!("cannot serialize state value: {e}"))
 }
 
-/// Deserialization of state values from checkpoints.
+/// Decodes a state value. On failure the error names the field where the stored value no
+/// longer fits the type (e.g. a field whose type changed).
 pub(crate) fn decode_value<V: DeserializeOwned>(bytes: &[u8]) -> Result<V> {
-    bincode::deserialize(bytes).map_err(|e| crate::anyhow!("cannot deserialize state value: {e}"))
+    match ciborium::from_reader::<V, _>(bytes) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let reason = match &e {
+                ciborium::de::Error::Semantic(_, msg) => msg.clone(),
+                other => other.to_string(),
+            };
+            // Decode again through a generic value to find the failing field's path.
+            let path = ciborium::from_reader::<ciborium::Value, _>(bytes)
+                .ok()
+                .and_then(|cv| serde_json::to_value(&cv).ok())
+                .and_then(|jv| serde_path_to_error::deserialize::<_, V>(jv).err())
+                .map(|pe| pe.path().to_string())
+                .filter(|p| p != ".");
+            match path {
+                Some(p) => Err(crate::anyhow!("field `{p}`: {reason}")),
+                None => Err(crate::anyhow!("{reason}")),
+            }
+        }
+    }
 }
