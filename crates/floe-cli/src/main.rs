@@ -5,6 +5,7 @@
 //! `rest.port` from `$FLOE_CONF_DIR/floe.yaml`, else 127.0.0.1:8081).
 
 mod cluster;
+mod inspect;
 mod rest;
 
 use clap::{Args, Parser, Subcommand};
@@ -87,8 +88,12 @@ enum Cmd {
         #[arg(short = 'a', long = "all")]
         all: bool,
     },
-    /// Triggers a savepoint for a job, or disposes one (`--dispose PATH`).
+    /// Triggers a savepoint for a job, disposes one (`--dispose PATH`), or inspects one
+    /// (`floe savepoint inspect PATH`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Savepoint {
+        #[command(subcommand)]
+        action: Option<SavepointAction>,
         #[command(flatten)]
         target: Target,
         /// Dispose (delete) the savepoint at this path instead.
@@ -131,6 +136,19 @@ enum Cmd {
         target: Target,
         /// The job id.
         job_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SavepointAction {
+    /// Shows what a checkpoint or savepoint holds: job, kind, id, time, operators with their
+    /// states' entry counts and bytes; with --dump, the entries as JSON lines.
+    Inspect {
+        /// A chk-<n> or savepoint directory, or its _metadata file.
+        path: PathBuf,
+        /// Print the entries of operator UID (optionally only state NAME) as JSON lines.
+        #[arg(long, value_name = "UID[/STATE]")]
+        dump: Option<String>,
     },
 }
 
@@ -487,6 +505,13 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     println!("--------------------------------------------------------------");
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Savepoint {
+            action: Some(SavepointAction::Inspect { path, dump }),
+            ..
+        } => {
+            inspect::inspect(&path, dump.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Savepoint {

@@ -167,6 +167,43 @@ fn seed_003_savepoint_story_through_the_cli() {
         .to_string();
     assert!(PathBuf::from(&path).join("_metadata").is_file());
 
+    // The savepoint can be read without the job's types.
+    let (code, out, err) = cli(&["savepoint", "inspect", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("kind:            savepoint")
+            && out.contains(&format!("job id:          {job_id}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("uid 'count-window-average' (Flat Map): keyed, parallelism 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("state 'average': 1 entries"),
+        "key 2 holds (1, 4); key 1 was cleared: {out}"
+    );
+    let (code, out, _) = cli(&[
+        "savepoint",
+        "inspect",
+        &path,
+        "--dump",
+        "count-window-average/average",
+    ]);
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(
+        (lines[0]["key"].clone(), lines[0]["value"].clone()),
+        (serde_json::json!(2), serde_json::json!([1, 4]))
+    );
+    let (code, _, err) = cli(&["savepoint", "inspect", &path, "--dump", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no operator with uid 'nope'"), "{err}");
+
     let (code, out, _) = cli(&["checkpoints", "-m", &addr, &job_id]);
     assert_eq!(code, 0);
     assert!(out.contains("savepoint") && out.contains(&path), "{out}");
