@@ -180,7 +180,7 @@ fn restore_continues_counts_and_rejects_unknown_state() {
         .discard();
     let err = env.execute("mismatch").unwrap_err().to_string();
     assert!(
-        err.contains("Cannot map checkpoint/savepoint state for operator 'sum'"),
+        err.contains("Cannot map checkpoint/savepoint state for operator 'sum' (Keyed Aggregation, states 'aggregate')"),
         "{err}"
     );
     // ...unless told to skip it.

@@ -77,10 +77,11 @@ pub fn validate_restore(
                 info!("Skipping state of operator '{}' ({}): it is not in the job (--allowNonRestoredState).", os.uid, os.name)
             }
             None => crate::bail!(
-                "Failed to rollback to checkpoint/savepoint {}. Cannot map checkpoint/savepoint state for operator '{}' ({}) to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI.",
+                "Failed to rollback to checkpoint/savepoint {}. Cannot map checkpoint/savepoint state for operator '{}' ({}{}) to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI.",
                 snap.dir.display(),
                 os.uid,
-                os.name
+                os.name,
+                state_names_of(snap, os)
             ),
             Some(decl) => {
                 let kind_ok = matches!(
@@ -109,6 +110,38 @@ pub fn validate_restore(
         }
     }
     Ok(())
+}
+
+/// `, states 'a', 'b'` for a keyed operator in a snapshot (read from its state file
+/// headers), `, source positions` for a source.
+fn state_names_of(snap: &LoadedSnapshot, os: &OperatorState) -> String {
+    if os.kind == OperatorKind::Source {
+        return ", source positions".into();
+    }
+    let mut names: Vec<String> = Vec::new();
+    for st in &os.subtasks {
+        if let StateHandle::KeyedFile { file, .. } = &st.handle {
+            if let Ok(r) = crate::state::file::StateFileReader::open(&snap.file_path(file)) {
+                for n in r.header.state_names {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+        }
+    }
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", states {}",
+            names
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
 }
 
 /// A completed checkpoint or savepoint this job can restore from.

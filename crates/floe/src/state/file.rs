@@ -2,14 +2,15 @@
 //!
 //! ```text
 //! "FLOEKS02"                                  magic (keys and values: CBOR)
-//! u64 header_len, header (bincode)            state names, max parallelism
+//! u64 header_len, header (bincode), u64 xxh3  state names, max parallelism
 //! block per key group, ascending              bincode Vec<(key bytes, Vec<Option<value bytes>>)>
 //! index (bincode)                             Vec<IndexEntry { key_group, offset, len, entries, checksum }>
 //! u64 index_offset, u64 index_len, u64 index_checksum, "FLOEKEND"
 //! ```
 //!
-//! The index lets a restoring subtask read only the key groups it owns, and every block
-//! carries an xxh3 checksum, so a truncated or corrupted file is detected, never restored.
+//! The index lets a restoring subtask read only the key groups it owns. Every byte is
+//! covered by a magic number, a bound check or an xxh3 checksum (header, each block, the
+//! index), so a truncated or corrupted file is detected, never restored.
 
 use crate::Result;
 use anyhow::Context as _;
@@ -82,6 +83,7 @@ where
     let hb = bincode::serialize(header)?;
     put(&mut w, &(hb.len() as u64).to_le_bytes(), &mut pos)?;
     put(&mut w, &hb, &mut pos)?;
+    put(&mut w, &xxh3_64(&hb).to_le_bytes(), &mut pos)?;
     let mut index = Vec::new();
     let mut total = 0u64;
     for (kg, entries) in groups {
@@ -130,12 +132,16 @@ impl StateFileReader {
         let p = path.display().to_string();
         let bad = |what: &str| crate::anyhow!("corrupt state file {p}: {what}");
         let mut file = File::open(path).with_context(|| format!("cannot open state file {p}"))?;
-        let size = file.metadata()?.len();
-        if size < 8 + 8 + 32 {
+        let size = file
+            .metadata()
+            .with_context(|| format!("cannot read state file {p}"))?
+            .len();
+        if size < 8 + 8 + 8 + 32 {
             return Err(bad("too short"));
         }
+        let io = |e: std::io::Error| crate::anyhow!("corrupt state file {p}: {e}");
         let mut magic = [0u8; 8];
-        file.read_exact(&mut magic)?;
+        file.read_exact(&mut magic).map_err(io)?;
         if &magic != MAGIC {
             if magic.starts_with(b"FLOEKS") {
                 return Err(bad(&format!(
@@ -146,39 +152,50 @@ impl StateFileReader {
             return Err(bad("not a Floe keyed state file (bad magic)"));
         }
         let mut u = [0u8; 8];
-        file.read_exact(&mut u)?;
+        file.read_exact(&mut u).map_err(io)?;
         let hlen = u64::from_le_bytes(u);
-        if hlen > size {
+        if hlen > size - 8 - 8 - 8 - 32 {
             return Err(bad("header length out of bounds"));
         }
         let mut hb = vec![0u8; hlen as usize];
-        file.read_exact(&mut hb)?;
+        file.read_exact(&mut hb).map_err(io)?;
+        file.read_exact(&mut u).map_err(io)?;
+        if xxh3_64(&hb) != u64::from_le_bytes(u) {
+            return Err(bad("header checksum mismatch"));
+        }
         let header: StateFileHeader =
             bincode::deserialize(&hb).map_err(|_| bad("unreadable header"))?;
+        let header_end = 8 + 8 + hlen + 8;
         let mut tail = [0u8; 32];
-        file.seek(SeekFrom::Start(size - 32))?;
-        file.read_exact(&mut tail)?;
+        file.seek(SeekFrom::Start(size - 32)).map_err(io)?;
+        file.read_exact(&mut tail).map_err(io)?;
         if &tail[24..32] != END_MAGIC {
             return Err(bad("truncated (missing end marker)"));
         }
-        let ioff = u64::from_le_bytes(tail[0..8].try_into().unwrap());
-        let ilen = u64::from_le_bytes(tail[8..16].try_into().unwrap());
-        let isum = u64::from_le_bytes(tail[16..24].try_into().unwrap());
-        if ioff.checked_add(ilen).is_none_or(|e| e > size - 32) {
+        let ioff = u64::from_le_bytes(tail[0..8].try_into().expect("8 bytes"));
+        let ilen = u64::from_le_bytes(tail[8..16].try_into().expect("8 bytes"));
+        let isum = u64::from_le_bytes(tail[16..24].try_into().expect("8 bytes"));
+        if ioff < header_end || ioff.checked_add(ilen) != Some(size - 32) {
             return Err(bad("index out of bounds"));
         }
         let mut ib = vec![0u8; ilen as usize];
-        file.seek(SeekFrom::Start(ioff))?;
-        file.read_exact(&mut ib)?;
+        file.seek(SeekFrom::Start(ioff)).map_err(io)?;
+        file.read_exact(&mut ib).map_err(io)?;
         if xxh3_64(&ib) != isum {
             return Err(bad("index checksum mismatch"));
         }
         let index: Vec<IndexEntry> =
             bincode::deserialize(&ib).map_err(|_| bad("unreadable index"))?;
+        // The blocks must tile the space between the header and the index exactly.
+        let mut at = header_end;
         for e in &index {
-            if e.offset.checked_add(e.len).is_none_or(|end| end > ioff) {
+            if e.offset != at || e.offset.checked_add(e.len).is_none_or(|end| end > ioff) {
                 return Err(bad("block out of bounds"));
             }
+            at = e.offset + e.len;
+        }
+        if at != ioff {
+            return Err(bad("blocks do not cover the data section"));
         }
         Ok(StateFileReader {
             file,
@@ -191,8 +208,10 @@ impl StateFileReader {
     /// Reads the entries of one index entry's key group, verifying its checksum.
     pub fn read_block(&mut self, e: &IndexEntry) -> Result<Vec<Entry>> {
         let mut block = vec![0u8; e.len as usize];
-        self.file.seek(SeekFrom::Start(e.offset))?;
-        self.file.read_exact(&mut block)?;
+        let p = &self.path;
+        let io = |err: std::io::Error| crate::anyhow!("corrupt state file {p}: {err}");
+        self.file.seek(SeekFrom::Start(e.offset)).map_err(io)?;
+        self.file.read_exact(&mut block).map_err(io)?;
         if xxh3_64(&block) != e.checksum {
             crate::bail!(
                 "corrupt state file {}: checksum mismatch in key group {}",
