@@ -150,6 +150,24 @@ enum SavepointAction {
         #[arg(long, value_name = "UID[/STATE]")]
         dump: Option<String>,
     },
+    /// Would this snapshot restore into this job? Lists matched, unmatched and new operators
+    /// and the compatibility of every state; exit code 0 only when it would restore.
+    Check {
+        /// A chk-<n> or savepoint directory, or its _metadata file.
+        path: PathBuf,
+        /// Allow state that maps to no operator of the job to be skipped.
+        #[arg(
+            short = 'n',
+            long = "allowNonRestoredState",
+            visible_alias = "allow-non-restored-state"
+        )]
+        allow_non_restored_state: bool,
+        /// The job binary (run in check mode: it builds its job graph and decodes the state).
+        job: String,
+        /// Arguments of the job.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -506,6 +524,29 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Savepoint {
+            action:
+                Some(SavepointAction::Check {
+                    path,
+                    allow_non_restored_state,
+                    job,
+                    args,
+                }),
+            ..
+        } => {
+            let mut cmd = Command::new(&job);
+            if allow_non_restored_state {
+                cmd.arg("-n");
+            }
+            cmd.args(args).env("FLOE_CHECK_SNAPSHOT", &path);
+            if std::env::var_os("FLOE_LOG").is_none() {
+                cmd.env("FLOE_LOG", "warn");
+            }
+            let st = cmd
+                .status()
+                .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
+            Ok(ExitCode::from(st.code().unwrap_or(1).clamp(0, 255) as u8))
         }
         Cmd::Savepoint {
             action: Some(SavepointAction::Inspect { path, dump }),

@@ -615,3 +615,85 @@ fn seed_003_savepoint_at_parallelism_2_restores_at_1_and_3() {
         drop(conn);
     }
 }
+
+fn example(name: &str) -> String {
+    let _ = job_binary(); // builds floe-examples' binaries once
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", "floe-examples", "--bin", name])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    floe().with_file_name(name).to_str().unwrap().to_string()
+}
+
+#[test]
+fn upgrade_with_a_removed_operator_and_an_evolved_state_type() {
+    let (v1, v2) = (example("upgrade_v1"), example("upgrade_v2"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let sp = tempfile::tempdir().unwrap();
+    let job = Job::start(&["-D", "rest.port=0", &v1, "--port", &port]);
+    let (mut conn, _) = listener.accept().unwrap();
+    let rest = Job::wait_line(&job.err, "Rest endpoint listening at ");
+    let addr = rest.rsplit(' ').next().unwrap().to_string();
+    writeln!(conn, "1 10").unwrap();
+    assert_eq!(Job::wait_line(&job.out, "("), "(1,10,1)");
+    let (_, out, _) = cli(&["list", "-m", &addr]);
+    let id = out
+        .lines()
+        .find(|l| l.ends_with("(RUNNING)"))
+        .expect(&out)
+        .split(" : ")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let (code, out, err) = cli(&["savepoint", "-m", &addr, &id, sp.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
+        .expect(&out)
+        .to_string();
+    cli(&["cancel", "-m", &addr, &id]);
+    drop(job);
+    drop(conn);
+
+    // check predicts both outcomes.
+    let (code, out, _) = cli(&["savepoint", "check", &path, &v2, "--port", &port]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("operator 'counter' (Keyed Aggregation, states 'aggregate'): not in this job"),
+        "{out}"
+    );
+    assert!(
+        out.contains("operator 'avg' (Flat Map): matched")
+            && out.contains("state 'acc': compatible, 1 entries"),
+        "{out}"
+    );
+    assert!(
+        out.contains("operator 'max' (Keyed Reduce): new in this job, starts empty"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&["savepoint", "check", "-n", &path, &v2, "--port", &port]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Result: the snapshot restores into this job."),
+        "{out}"
+    );
+
+    // Without -n the restore fails with the exact message, before anything runs.
+    let (code, _, err) = cli(&["run", "-s", &path, &v2, "--port", &port]);
+    assert_eq!(code, 1);
+    let expected = format!(
+        "Failed to rollback to checkpoint/savepoint {path}. Cannot map checkpoint/savepoint state for operator 'counter' (Keyed Aggregation, states 'aggregate') to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI."
+    );
+    assert!(err.contains(&expected), "{err}");
+
+    // With -n it restores: key 1's average continues from (count 1, sum 10), max defaults to 0.
+    let job2 = Job::start(&["-n", "-s", &path, &v2, "--port", &port]);
+    let (mut conn, _) = listener.accept().unwrap();
+    writeln!(conn, "1 20").unwrap();
+    assert_eq!(Job::wait_line(&job2.out, "("), "(1,15)");
+    drop(conn);
+}

@@ -417,6 +417,18 @@ impl StreamEnv {
     /// ```
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
         crate::logging::init();
+        if let Some(path) = std::env::var_os("FLOE_CHECK_SNAPSHOT") {
+            // `floe savepoint check`: report whether the snapshot restores, run nothing.
+            let code = match self.check_snapshot(job_name, std::path::Path::new(&path)) {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
         let spec = self.job_spec(job_name)?;
         if crate::runtime::process::is_worker() {
             crate::runtime::process::run_worker(spec.plan);
@@ -437,6 +449,104 @@ impl StreamEnv {
             None => None,
         };
         JobManager::new(spec).spawn(rest)
+    }
+
+    /// Prints whether the snapshot at `path` would restore into this job: matched, unmatched
+    /// and new operators, and how every state decodes into the job's types. True when it
+    /// would restore (with `-n`, skipping state without an operator).
+    fn check_snapshot(&self, job_name: &str, path: &std::path::Path) -> Result<bool> {
+        use crate::checkpoint::metadata::OperatorKind;
+        let snap = load_snapshot(path)?;
+        let allow_non_restored = self.inner.borrow().allow_non_restored;
+        let saved = self.inner.borrow_mut().restore.take();
+        let spec = self.job_spec(job_name);
+        self.inner.borrow_mut().restore = saved;
+        let plan = spec?.plan;
+        let mut checks = Vec::new();
+        for t in &plan.terminals {
+            t.check(&plan, &snap, &mut checks)?;
+        }
+        let m = &snap.metadata;
+        let kind = if m.kind == crate::checkpoint::metadata::SnapshotKind::Savepoint {
+            "savepoint"
+        } else {
+            "checkpoint"
+        };
+        println!(
+            "Checking {} ({kind} {} of job {} '{}') against job '{}':",
+            snap.dir.display(),
+            m.checkpoint_id,
+            m.job_id,
+            m.job_name,
+            plan.job_name
+        );
+        let mut problems = 0;
+        for os in &m.operators {
+            let Some(decl) = plan.operators.iter().find(|o| o.uid == os.uid) else {
+                let states = crate::jobmanager::state_names_of(&snap, os);
+                if allow_non_restored {
+                    println!("  operator '{}' ({}{states}): not in this job, skipped (--allowNonRestoredState)", os.uid, os.name);
+                } else {
+                    problems += 1;
+                    println!("  operator '{}' ({}{states}): not in this job — restoring needs -n/--allowNonRestoredState", os.uid, os.name);
+                }
+                continue;
+            };
+            let kind_ok = matches!(
+                (os.kind, decl.state),
+                (OperatorKind::Source, StateKind::Source) | (OperatorKind::Keyed, StateKind::Keyed)
+            );
+            if !kind_ok {
+                problems += 1;
+                println!("  operator '{}' ({}): INCOMPATIBLE: {:?} state, but '{}' in this job has none of that kind", os.uid, os.name, os.kind, decl.name);
+                continue;
+            }
+            if os.kind == OperatorKind::Keyed && os.max_parallelism != plan.max_parallelism {
+                problems += 1;
+                println!(
+                    "  operator '{}' ({}): INCOMPATIBLE: max parallelism {} in the snapshot, {} in this job",
+                    os.uid, os.name, os.max_parallelism, plan.max_parallelism
+                );
+                continue;
+            }
+            println!(
+                "  operator '{}' ({}): matched, parallelism {} -> {}",
+                os.uid, decl.name, os.parallelism, decl.parallelism
+            );
+            for c in checks.iter().filter(|c| c.uid == os.uid) {
+                match (&c.error, c.registered) {
+                    (Some(e), _) => {
+                        problems += 1;
+                        println!("    state '{}': INCOMPATIBLE ({} entries): {e}", c.state, c.entries);
+                    }
+                    (None, true) => println!("    state '{}': compatible, {} entries", c.state, c.entries),
+                    (None, false) => println!(
+                        "    state '{}': not registered by the job's open(), kept as is ({} entries)",
+                        c.state, c.entries
+                    ),
+                }
+            }
+        }
+        for decl in plan
+            .operators
+            .iter()
+            .filter(|o| o.state != StateKind::Stateless)
+        {
+            if m.operator(&decl.uid).is_none() {
+                println!(
+                    "  operator '{}' ({}): new in this job, starts empty",
+                    decl.uid, decl.name
+                );
+            }
+        }
+        if problems == 0 {
+            println!("Result: the snapshot restores into this job.");
+        } else {
+            println!(
+                "Result: the snapshot does NOT restore into this job ({problems} problem(s))."
+            );
+        }
+        Ok(problems == 0)
     }
 
     /// Validates the graph and configuration and freezes them into a job spec.

@@ -11,6 +11,7 @@ use super::functions::{
 };
 use super::print::{PrintFormat, PrintSink};
 use super::tuple::Fields;
+use crate::checkpoint::metadata::LoadedSnapshot;
 use crate::checkpoint::metadata::TaskId;
 use crate::connectors::collect::{CollectHandle, CollectSink};
 use crate::connectors::discard::{CountHandle, DiscardSink};
@@ -20,7 +21,7 @@ use crate::runtime::operators::{
     build_filter, build_sink, build_stateless, BatchFn, FlatMapBatch, MapBatch, ReduceLogic,
     SumLogic, UserKeyed,
 };
-use crate::runtime::plan::{BuildCx, Node, StateKind, Terminal};
+use crate::runtime::plan::{BuildCx, Node, Plan, StateCheck, StateKind, Terminal};
 use crate::runtime::source::{SourceRunner, BATCH};
 use crate::runtime::{time_of, Time};
 use crate::state::keygroup::KeyEncoder;
@@ -384,6 +385,15 @@ pub(crate) struct SourceNode<T> {
 }
 
 impl<T: Data> Node<T> for SourceNode<T> {
+    fn check(
+        &self,
+        _plan: &Plan,
+        _snap: &LoadedSnapshot,
+        _out: &mut Vec<StateCheck>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, T>> {
         let decl = &cx.plan.operators[self.op];
         let mut handle = InputHandleVec::<Time, T>::new();
@@ -528,6 +538,9 @@ where
         let input = self.up.build(cx)?;
         build_stateless(cx, self.op, input, (self.make)())
     }
+    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
+        self.up.check(plan, snap, out)
+    }
 }
 
 struct FilterNode<T, F> {
@@ -540,6 +553,9 @@ impl<T: Data, F: FnMut(&T) -> bool + Clone + Send + Sync + 'static> Node<T> for 
     fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, T>> {
         let input = self.up.build(cx)?;
         Ok(build_filter(cx, self.op, input, self.f.clone()))
+    }
+    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
+        self.up.check(plan, snap, out)
     }
 }
 
@@ -558,6 +574,9 @@ impl<K: Key, T: Data, F: Fn(&T) -> K + Clone + Send + Sync + 'static> Node<Keyed
         let input = self.up.build(cx)?;
         Ok(key_records(input, self.f.clone(), "Key By"))
     }
+    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
+        self.up.check(plan, snap, out)
+    }
 }
 
 struct KeyedNode<K, T, L> {
@@ -571,6 +590,16 @@ impl<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>> Node<U> for KeyedNode<K, 
         let input = self.up.build(cx)?;
         build_keyed(cx, self.op, input, self.logic.clone())
     }
+    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
+        self.up.check(plan, snap, out)?;
+        out.extend(crate::runtime::keyed::check_keyed::<K, T, U, L>(
+            plan,
+            self.op,
+            snap,
+            self.logic.clone(),
+        )?);
+        Ok(())
+    }
 }
 
 struct SinkTerminal<T> {
@@ -583,5 +612,8 @@ impl<T: Data> Terminal for SinkTerminal<T> {
     fn build(&self, cx: &mut BuildCx<'_, '_>) -> Result<()> {
         let input = self.up.build(cx)?;
         build_sink(cx, self.op, input, &self.sink)
+    }
+    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
+        self.up.check(plan, snap, out)
     }
 }

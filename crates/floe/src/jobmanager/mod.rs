@@ -114,7 +114,7 @@ pub fn validate_restore(
 
 /// `, states 'a', 'b'` for a keyed operator in a snapshot (read from its state file
 /// headers), `, source positions` for a source.
-fn state_names_of(snap: &LoadedSnapshot, os: &OperatorState) -> String {
+pub(crate) fn state_names_of(snap: &LoadedSnapshot, os: &OperatorState) -> String {
     if os.kind == OperatorKind::Source {
         return ", source positions".into();
     }

@@ -293,3 +293,57 @@ fn restore_keyed<K: Key>(cx: &BuildCx<'_, '_>, op: usize, ctx: &mut KeyedContext
     }
     Ok(())
 }
+
+/// Decodes every entry of operator `op`'s snapshot state into the job's state types
+/// (registered by the operator's `open()`), reporting per state instead of failing.
+pub(crate) fn check_keyed<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
+    plan: &crate::runtime::plan::Plan,
+    op: usize,
+    snap: &crate::checkpoint::metadata::LoadedSnapshot,
+    mut logic: L,
+) -> Result<Vec<crate::runtime::plan::StateCheck>> {
+    let decl = &plan.operators[op];
+    let Some(os) = snap.metadata.operator(&decl.uid) else {
+        return Ok(Vec::new());
+    };
+    if os.kind != OperatorKind::Keyed {
+        return Ok(Vec::new());
+    }
+    let mut ctx = KeyedContext::<K>::new(plan.max_parallelism);
+    let info = crate::api::functions::TaskInfo {
+        task_name: decl.name.clone(),
+        subtask_index: 0,
+        parallelism: decl.parallelism,
+        attempt_number: 0,
+        max_parallelism: plan.max_parallelism,
+    };
+    logic.open(&mut RuntimeContext {
+        info: &info,
+        registry: Some(&mut ctx.registry),
+    })?;
+    let mut tally = BTreeMap::new();
+    for st in &os.subtasks {
+        let StateHandle::KeyedFile { file, .. } = &st.handle else {
+            continue;
+        };
+        let mut reader = StateFileReader::open(&snap.file_path(file))?;
+        let names = reader.header.state_names.clone();
+        for e in reader.index.clone() {
+            for (key, values) in reader.read_block(&e)? {
+                ctx.check_entry(&names, &key, &values, &mut tally);
+            }
+        }
+    }
+    Ok(tally
+        .into_iter()
+        .map(
+            |(state, (entries, registered, error))| crate::runtime::plan::StateCheck {
+                uid: decl.uid.clone(),
+                state,
+                entries,
+                registered,
+                error,
+            },
+        )
+        .collect())
+}

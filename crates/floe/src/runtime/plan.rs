@@ -84,11 +84,30 @@ impl Plan {
 /// A node producing a stream of `T`.
 pub(crate) trait Node<T: Data>: Send + Sync {
     fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, T>>;
+    /// Checks whether the snapshot's state decodes into this node's (and its upstream's)
+    /// state types, without running anything.
+    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()>;
 }
 
 /// A sink: the end of a pipeline.
 pub(crate) trait Terminal: Send + Sync {
     fn build(&self, cx: &mut BuildCx<'_, '_>) -> Result<()>;
+    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()>;
+}
+
+/// How one state of a snapshot fits the job (`floe savepoint check`).
+#[derive(Clone, Debug)]
+pub struct StateCheck {
+    /// Operator uid.
+    pub uid: String,
+    /// State name.
+    pub state: String,
+    /// Entries in the snapshot.
+    pub entries: u64,
+    /// False when the job's `open()` does not register this state (it would be kept as is).
+    pub registered: bool,
+    /// The first entry that does not decode into the job's type, if any.
+    pub error: Option<String>,
 }
 
 /// What a worker's source loop drives, once per source operator.

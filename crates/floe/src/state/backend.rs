@@ -360,6 +360,37 @@ impl<K: Key> KeyedContext<K> {
         Ok(())
     }
 
+    /// Decodes one snapshot entry into the registered state types, tallying per state name
+    /// `(entries, registered, first error)` instead of failing (`floe savepoint check`).
+    pub(crate) fn check_entry(
+        &mut self,
+        names: &[String],
+        key_bytes: &[u8],
+        values: &[Option<Vec<u8>>],
+        tally: &mut std::collections::BTreeMap<String, (u64, bool, Option<String>)>,
+    ) {
+        let key: Result<K> = decode_value(key_bytes);
+        for (name, v) in names.iter().zip(values) {
+            let Some(bytes) = v else { continue };
+            let id = self.registry.table_for_restore(name);
+            let t = &mut self.registry.tables[id as usize];
+            let registered = t.kind() != "unregistered";
+            let e = tally.entry(name.clone()).or_insert((0, registered, None));
+            e.0 += 1;
+            if e.2.is_some() {
+                continue;
+            }
+            match &key {
+                Err(err) => e.2 = Some(format!("key: {err}")),
+                Ok(_) => {
+                    if let Err(err) = t.restore_slot(0, bytes) {
+                        e.2 = Some(format!("{err:#}"));
+                    }
+                }
+            }
+        }
+    }
+
     /// Number of keys that ever had state in this instance.
     pub fn key_count(&self) -> usize {
         self.index.keys.len()
