@@ -141,3 +141,30 @@ fn unknown_versions_and_non_snapshots_are_named() {
     assert!(e.contains("is not a checkpoint or savepoint"), "{e}");
     assert!(other.path().join("data.txt").is_file());
 }
+
+#[test]
+fn an_edited_metadata_that_still_parses_is_detected() {
+    let d = tempfile::tempdir().unwrap();
+    let m = CheckpointMetadata::new(
+        "0123456789abcdef0123456789abcdef",
+        "j",
+        3,
+        SnapshotKind::Savepoint,
+        1,
+        128,
+        vec![],
+    );
+    write_metadata(d.path(), &m).unwrap();
+    assert_eq!(load_snapshot(d.path()).unwrap().metadata.checkpoint_id, 3);
+    let text = std::fs::read_to_string(d.path().join("_metadata")).unwrap();
+    std::fs::write(
+        d.path().join("_metadata"),
+        text.replace("\"checkpoint_id\": 3", "\"checkpoint_id\": 8"),
+    )
+    .unwrap();
+    let e = load_snapshot(d.path()).unwrap_err().to_string();
+    assert!(
+        e.starts_with("corrupt metadata file") && e.contains("checksum mismatch"),
+        "{e}"
+    );
+}

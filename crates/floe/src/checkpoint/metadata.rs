@@ -133,6 +133,21 @@ pub struct CheckpointMetadata {
     pub max_parallelism: u32,
     /// Per operator.
     pub operators: Vec<OperatorState>,
+    /// xxh3 (hex) of this document serialized with `checksum` unset: a corrupted
+    /// `_metadata` that still parses as JSON is detected too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+impl CheckpointMetadata {
+    fn content_checksum(&self) -> Result<String> {
+        let mut unsummed = self.clone();
+        unsummed.checksum = None;
+        Ok(format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&unsummed)?)
+        ))
+    }
 }
 
 impl CheckpointMetadata {
@@ -156,6 +171,7 @@ impl CheckpointMetadata {
             timestamp_ms,
             max_parallelism,
             operators,
+            checksum: None,
         }
     }
 
@@ -178,7 +194,9 @@ impl CheckpointMetadata {
 /// renamed over the final name and the directory synced. Readers therefore see either no
 /// `_metadata` or a complete one. Returns the size written.
 pub fn write_metadata(dir: &Path, meta: &CheckpointMetadata) -> Result<u64> {
-    let bytes = serde_json::to_vec_pretty(meta)?;
+    let mut meta = meta.clone();
+    meta.checksum = Some(meta.content_checksum()?);
+    let bytes = serde_json::to_vec_pretty(&meta)?;
     let tmp = dir.join(format!("{METADATA_FILE}.inprogress"));
     let fin = dir.join(METADATA_FILE);
     let res = (|| -> Result<()> {
@@ -288,6 +306,14 @@ pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
             mpath.display(),
             metadata.version
         );
+    }
+    match &metadata.checksum {
+        Some(sum) if *sum == metadata.content_checksum()? => {}
+        Some(_) => crate::bail!(
+            "corrupt metadata file {}: checksum mismatch",
+            mpath.display()
+        ),
+        None => crate::bail!("corrupt metadata file {}: no checksum", mpath.display()),
     }
     for op in &metadata.operators {
         for st in &op.subtasks {
