@@ -51,10 +51,7 @@ pub fn default_dir() -> PathBuf {
 /// The REST address configured for the cluster (`rest.address`/`rest.port`, `-D` over
 /// `floe.yaml`), default 127.0.0.1:8081.
 pub fn configured_address(dynamic: &[String]) -> Result<String> {
-    let mut conf = floe::config::file::load_from_env()?;
-    for d in dynamic {
-        conf.set_dynamic(d)?;
-    }
+    let conf = configuration(dynamic)?;
     let host = conf
         .get_string("rest.address")?
         .unwrap_or_else(|| "127.0.0.1".into());
@@ -62,9 +59,28 @@ pub fn configured_address(dynamic: &[String]) -> Result<String> {
     Ok(format!("{host}:{port}"))
 }
 
+/// `floe.yaml` with the `-D` entries over it.
+fn configuration(dynamic: &[String]) -> Result<floe::config::Configuration> {
+    let mut conf = floe::config::file::load_from_env()?;
+    for d in dynamic {
+        conf.set_dynamic(d)?;
+    }
+    Ok(conf)
+}
+
+fn security(dynamic: &[String]) -> Result<floe::jobmanager::security::RestSecurity> {
+    floe::jobmanager::security::RestSecurity::from_config(&configuration(dynamic)?)
+}
+
 /// `floe cluster start`: starts the daemon in the background and waits until it answers.
 pub fn start(dir: &FsPath, dynamic: &[String]) -> Result<()> {
     let addr = configured_address(dynamic)?;
+    // Refuse here too, so the user sees why rather than a daemon that exited.
+    security(dynamic)?.check_bind(
+        &addr
+            .parse()
+            .map_err(|e| anyhow!("invalid rest.address: {e}"))?,
+    )?;
     if crate::rest::Rest::new(Some(&addr))?.is_cluster() {
         bail!("a Floe cluster is already running at {addr}");
     }
@@ -139,6 +155,9 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
     let addr: SocketAddr = configured_address(dynamic)?
         .parse()
         .map_err(|e| anyhow!("invalid rest.address: {e}"))?;
+    // The daemon runs binaries on request: never open to the network without a token.
+    let security = security(dynamic)?;
+    security.check_bind(&addr)?;
     std::fs::create_dir_all(dir.join("jobs"))?;
     let cluster = Arc::new(Cluster {
         dir,
@@ -156,10 +175,8 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let tx = Arc::new(Mutex::new(Some(tx)));
         let api = routes();
-        let app = Router::new()
-            .nest("/v1", routes())
-            .merge(api)
-            .route(
+        let app = security
+            .protect(Router::new().nest("/v1", routes()).merge(api).route(
                 "/floe/shutdown",
                 post(move |State(c): State<Shared>| {
                     let tx = Arc::clone(&tx);
@@ -171,8 +188,7 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
                         Json(json!({}))
                     }
                 }),
-            )
-            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+            ))
             .with_state(Arc::clone(&cluster));
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -345,7 +361,18 @@ async fn logs(State(c): State<Shared>, Path(id): Path<String>) -> Response {
 }
 
 /// Forwards `/jobs/:jobid/...` to the job's own job manager.
-async fn forward(State(c): State<Shared>, method: Method, uri: Uri, body: Bytes) -> Response {
+async fn forward(
+    State(c): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    // The job's own endpoint reads the same floe.yaml, so the caller's token is its token too.
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -384,14 +411,17 @@ async fn forward(State(c): State<Shared>, method: Method, uri: Uri, body: Bytes)
             .build()
             .into();
         let url = format!("http://{rest}{path}");
+        let auth = auth.as_deref().unwrap_or("");
         let mut resp = match method.as_str() {
-            "GET" => agent.get(&url).call()?,
+            "GET" => agent.get(&url).header("Authorization", auth).call()?,
             "POST" => agent
                 .post(&url)
+                .header("Authorization", auth)
                 .content_type("application/json")
                 .send(&body[..])?,
             "PATCH" => agent
                 .patch(&url)
+                .header("Authorization", auth)
                 .content_type("application/json")
                 .send(&body[..])?,
             m => bail!("method {m} is not supported"),

@@ -7,19 +7,26 @@ use std::time::{Duration, Instant};
 pub struct Rest {
     base: String,
     agent: ureq::Agent,
+    /// `Bearer <rest.auth.token>` when the configuration has a token, else empty.
+    auth: String,
 }
 
 impl Rest {
     /// The endpoint from `-m`, else `rest.address`/`rest.port` of the configuration file, else
     /// 127.0.0.1:8081.
     pub fn new(jobmanager: Option<&str>) -> Result<Self> {
+        let conf = floe::config::file::load_from_env()?;
+        let auth = conf
+            .get_string("rest.auth.token")?
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("Bearer {t}"))
+            .unwrap_or_default();
         let addr = match jobmanager {
             Some(a) => a
                 .trim_start_matches("http://")
                 .trim_end_matches('/')
                 .to_string(),
             None => {
-                let conf = floe::config::file::load_from_env()?;
                 let host = conf
                     .get_string("rest.address")?
                     .unwrap_or_else(|| "127.0.0.1".into());
@@ -38,6 +45,7 @@ impl Rest {
         Ok(Rest {
             base: format!("http://{addr}"),
             agent,
+            auth,
         })
     }
 
@@ -68,11 +76,17 @@ impl Rest {
 
     /// True when a Floe session cluster answers at this address.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.agent.get(&format!("{}/floe/cluster", self.base)).call(), Ok(r) if r.status().is_success())
+        matches!(self.agent.get(&format!("{}/floe/cluster", self.base)).header("Authorization", &self.auth).call(), Ok(r) if r.status().is_success())
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
-        self.check(path, self.agent.get(&format!("{}{path}", self.base)).call())
+        self.check(
+            path,
+            self.agent
+                .get(&format!("{}{path}", self.base))
+                .header("Authorization", &self.auth)
+                .call(),
+        )
     }
 
     pub fn patch(&self, path: &str) -> Result<Value> {
@@ -80,6 +94,7 @@ impl Rest {
             path,
             self.agent
                 .patch(&format!("{}{path}", self.base))
+                .header("Authorization", &self.auth)
                 .send_empty(),
         )
     }
@@ -89,6 +104,7 @@ impl Rest {
             path,
             self.agent
                 .post(&format!("{}{path}", self.base))
+                .header("Authorization", &self.auth)
                 .send_json(body),
         )
     }

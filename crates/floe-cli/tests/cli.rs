@@ -87,6 +87,12 @@ impl Drop for Job {
     }
 }
 
+/// A loopback port free right now (the listener is closed again).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 fn cli(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(floe())
         .args(args)
@@ -315,11 +321,7 @@ fn seed_003_savepoint_story_through_the_cli() {
 fn seed_003_savepoint_story_against_a_session_cluster() {
     let bin = job_binary();
     let bin = bin.to_str().unwrap().to_string();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let m = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let ck = tempfile::tempdir().unwrap();
@@ -696,4 +698,75 @@ fn upgrade_with_a_removed_operator_and_an_evolved_state_type() {
     writeln!(conn, "1 20").unwrap();
     assert_eq!(Job::wait_line(&job2.out, "("), "(1,15)");
     drop(conn);
+}
+
+/// A session cluster runs binaries on request: off loopback it refuses to start without
+/// `rest.auth.token`, and with one every request must carry it — the CLI sends it from
+/// `floe.yaml`, a bare HTTP request is refused.
+#[test]
+fn a_cluster_off_loopback_needs_and_checks_a_token() {
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(conf.path().join("floe.yaml"), "rest.auth.token: s3cret\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let m = format!("127.0.0.1:{port}");
+    let with_conf = |args: &[&str]| {
+        let o = Command::new(floe())
+            .args(args)
+            .env("FLOE_CONF_DIR", conf.path())
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let start = [
+        "cluster",
+        "start",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "-D",
+        &format!("rest.port={port}"),
+        "-D",
+        "rest.address=0.0.0.0",
+    ];
+    let (code, _, err) = cli(&start);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.trim(),
+        format!("error: refusing to serve REST on 0.0.0.0:{port}: it is not a loopback address and rest.auth.token is not set")
+    );
+
+    let (code, out) = with_conf(&start);
+    assert_eq!(code, 0, "{out}");
+    struct Stop<'a>(&'a dyn Fn(&[&str]) -> (i32, String), String);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["cluster", "stop", "-m", &self.1]);
+        }
+    }
+    let _stop = Stop(&with_conf, m.clone());
+    let raw = |auth: &str| {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(&m).unwrap();
+        write!(
+            c,
+            "GET /jobs/overview HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        resp.lines().next().unwrap_or("").to_string()
+    };
+    assert_eq!(raw(""), "HTTP/1.1 401 Unauthorized");
+    assert_eq!(
+        raw("Authorization: Bearer guess\r\n"),
+        "HTTP/1.1 401 Unauthorized"
+    );
+    assert_eq!(raw("Authorization: Bearer s3cret\r\n"), "HTTP/1.1 200 OK");
+    let (code, out) = with_conf(&["list", "-m", &m]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = with_conf(&["cluster", "stop", "-m", &m]);
+    assert_eq!(code, 0, "{out}");
 }

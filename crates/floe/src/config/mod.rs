@@ -331,7 +331,21 @@ pub static OPTIONS: &[ConfigOption] = &[
         aliases: &[],
         kind: ValueKind::String,
         default: Some("127.0.0.1"),
-        description: "Address the REST server binds to.",
+        description: "Address the REST server binds to; anything but loopback needs rest.auth.token.",
+    },
+    ConfigOption {
+        key: "rest.auth.token",
+        aliases: &[],
+        kind: ValueKind::String,
+        default: None,
+        description: "When set, every REST request must carry 'Authorization: Bearer <token>'.",
+    },
+    ConfigOption {
+        key: "rest.savepoint.allowed-roots",
+        aliases: &[],
+        kind: ValueKind::String,
+        default: None,
+        description: "Absolute directories (separated by ',' or ';') that savepoint targets given over REST must lie in.",
     },
 ];
 

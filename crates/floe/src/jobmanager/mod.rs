@@ -9,6 +9,7 @@
 pub mod info;
 pub mod rest;
 pub mod restart;
+pub mod security;
 
 use crate::api::env::{JobExecutionResult, JobStatus};
 use crate::checkpoint::config::CheckpointConfig;
@@ -386,7 +387,7 @@ impl JobManager {
         let info = Arc::clone(&self.info);
         let rest = match rest {
             Some((addr, conf)) => {
-                let registry = rest::Registry::new(conf);
+                let registry = rest::Registry::new(conf)?;
                 registry.add(&job_id, Arc::clone(&info), commands.clone());
                 let server = rest::RestServer::start(addr, registry)?;
                 info!("Rest endpoint listening at {}", server.local_addr());

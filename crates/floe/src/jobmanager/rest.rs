@@ -11,9 +11,11 @@
 //! | `POST /jobs/:jobid/stop` | stop with a savepoint |
 //! | `PATCH /jobs/:jobid?mode=cancel` | cancel |
 //!
-//! It binds to loopback unless `rest.bind-address` says otherwise.
+//! It binds to loopback unless `rest.bind-address` says otherwise; what it enforces on every
+//! request (token, body size, savepoint roots) is in [`super::security`].
 
 use super::info::{CheckpointRecord, JobInfo};
+use super::security::RestSecurity;
 use super::JobCommand;
 use crate::api::env::JobStatus;
 use crate::config::Configuration;
@@ -48,16 +50,19 @@ pub struct Registry {
     jobs: Arc<Mutex<BTreeMap<String, Job>>>,
     triggers: Arc<Mutex<HashMap<String, Trigger>>>,
     conf: Arc<Configuration>,
+    security: RestSecurity,
 }
 
 impl Registry {
-    /// An empty registry serving `conf` on `GET /config`.
-    pub fn new(conf: Configuration) -> Self {
-        Registry {
+    /// An empty registry serving `conf` on `GET /config`, secured as `conf` says
+    /// (`rest.auth.token`, `rest.savepoint.allowed-roots`).
+    pub fn new(conf: Configuration) -> Result<Self> {
+        Ok(Registry {
             jobs: Arc::default(),
             triggers: Arc::default(),
+            security: RestSecurity::from_config(&conf)?,
             conf: Arc::new(conf),
-        }
+        })
     }
 
     /// Adds a job.
@@ -109,6 +114,7 @@ pub struct RestServer {
 impl RestServer {
     /// Binds `addr` and serves `registry` on a thread of its own.
     pub fn start(addr: SocketAddr, registry: Registry) -> Result<Self> {
+        registry.security.check_bind(&addr)?;
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| crate::anyhow!("cannot bind the REST endpoint to {addr}: {e}"))?;
         listener.set_nonblocking(true)?;
@@ -175,16 +181,12 @@ impl Drop for RestServer {
     }
 }
 
-/// Request bodies are small JSON documents; anything larger is refused.
-const MAX_BODY: usize = 64 * 1024;
-
 fn router(registry: Registry) -> Router {
     // Flink's REST client calls the versioned paths (`/v1/...`); browsers and curl the bare ones.
     let api = routes();
-    Router::new()
-        .nest("/v1", routes())
-        .merge(api)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+    let security = registry.security.clone();
+    security
+        .protect(Router::new().nest("/v1", routes()).merge(api))
         .with_state(registry)
 }
 
@@ -260,7 +262,10 @@ async fn config(State(r): State<Registry>) -> Json<Value> {
     let entries: Vec<Value> = r
         .conf
         .iter()
-        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .map(|(k, v)| {
+            let v = if k == "rest.auth.token" { "******" } else { v };
+            json!({ "key": k, "value": v })
+        })
         .collect();
     Json(json!({
         "refresh-interval": 3000,
@@ -538,18 +543,10 @@ fn start_trigger(r: &Registry, id: &str, target: Option<String>, stop: bool) -> 
 
 /// The savepoint target from a request: `None` uses the configured default. Errors are
 /// messages for a 400 response.
-fn target_of(body: &Value, key: &str) -> std::result::Result<Option<String>, String> {
+fn target_of(r: &Registry, body: &Value, key: &str) -> std::result::Result<Option<String>, String> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            let p = crate::storage::local_path(s).map_err(|e| e.to_string())?;
-            if p.components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(format!("target directory '{s}' must not contain '..'"));
-            }
-            Ok(Some(p.display().to_string()))
-        }
+        Some(Value::String(s)) => Ok(Some(r.security.check_target(s)?.display().to_string())),
         Some(_) => Err(format!("'{key}' must be a string")),
     }
 }
@@ -569,7 +566,7 @@ fn savepoint_request(
     key: &str,
 ) -> std::result::Result<(Value, Option<String>), String> {
     let body = body_json(body)?;
-    let target = target_of(&body, key)?;
+    let target = target_of(r, &body, key)?;
     if target.is_none()
         && r.conf
             .get_raw("execution.checkpointing.savepoint-dir")
