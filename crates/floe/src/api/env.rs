@@ -46,6 +46,15 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// True for the globally terminal states FINISHED, CANCELED and FAILED (Flink's
+    /// `JobStatus.isGloballyTerminalState`).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Canceled | JobStatus::Failed
+        )
+    }
+
     /// Flink's spelling, e.g. `RUNNING`.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -923,6 +923,9 @@ impl JobManager {
                                 "cannot create checkpoint directory {}: {err}",
                                 dir.display()
                             );
+                            // Triggered and failed: it counts in the statistics like any
+                            // other failed checkpoint.
+                            self.info().triggered(id, false, ts);
                             queue.extend(self.coordinator.decline(id, &reason));
                         }
                     }

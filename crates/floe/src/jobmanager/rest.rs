@@ -216,13 +216,6 @@ fn not_found(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, format!("Job {id} not found"))
 }
 
-fn is_terminal(s: JobStatus) -> bool {
-    matches!(
-        s,
-        JobStatus::Finished | JobStatus::Canceled | JobStatus::Failed
-    )
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -239,10 +232,10 @@ fn duration(i: &JobInfo) -> u64 {
 async fn overview(State(r): State<Registry>) -> Json<Value> {
     let all = r.all();
     let count = |s: JobStatus| all.iter().filter(|i| i.status == s).count();
-    let running = all.iter().filter(|i| !is_terminal(i.status)).count();
+    let running = all.iter().filter(|i| !i.status.is_terminal()).count();
     let slots: u32 = all
         .iter()
-        .filter(|i| !is_terminal(i.status))
+        .filter(|i| !i.status.is_terminal())
         .map(|i| i.parallelism)
         .sum();
     Json(json!({
