@@ -74,9 +74,16 @@ impl Rest {
         Ok(v)
     }
 
-    /// True when a Floe session cluster answers at this address.
+    /// True when a Floe session cluster answers at this address. An endpoint refusing our
+    /// token counts as one: the next request then fails with its "Unauthorized" message
+    /// instead of `floe run` quietly starting a job of its own.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.agent.get(&format!("{}/floe/cluster", self.base)).header("Authorization", &self.auth).call(), Ok(r) if r.status().is_success())
+        let resp = self
+            .agent
+            .get(&format!("{}/floe/cluster", self.base))
+            .header("Authorization", &self.auth)
+            .call();
+        matches!(resp, Ok(r) if r.status().is_success() || r.status().as_u16() == 401)
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {

@@ -767,6 +767,16 @@ fn a_cluster_off_loopback_needs_and_checks_a_token() {
     assert_eq!(raw("Authorization: Bearer s3cret\r\n"), "HTTP/1.1 200 OK");
     let (code, out) = with_conf(&["list", "-m", &m]);
     assert_eq!(code, 0, "{out}");
+    // Without the token the CLI says why, and `run` does not fall back to a job of its own.
+    let (code, _, err) = cli(&["list", "-m", &m]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "error: Unauthorized: this endpoint requires 'Authorization: Bearer <rest.auth.token>'"
+    );
+    let (code, _, err) = cli(&["run", "-m", &m, "-d", "/bin/true"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Unauthorized"), "{err}");
     let (code, out) = with_conf(&["cluster", "stop", "-m", &m]);
     assert_eq!(code, 0, "{out}");
 }
