@@ -255,27 +255,15 @@ fn follow(rest: &Rest, job_id: &str) -> anyhow::Result<String> {
     }
 }
 
-/// `floe run -d` without a session cluster: the job binary (its own job manager) is started
-/// in the background, its output going to `<cluster dir>/jobs/`; returns once it runs.
-fn run_detached(
+/// The job binary with `floe run`'s options passed on, which its `StreamEnv` reads.
+fn job_command(
     job: &str,
     from_savepoint: Option<String>,
     allow_non_restored_state: bool,
     parallelism: Option<u32>,
     dynamic: Vec<String>,
     args: Vec<String>,
-) -> anyhow::Result<ExitCode> {
-    let dir = cluster::default_dir().join("jobs");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let (out, log) = (
-        dir.join(format!("detached-{stamp}.out")),
-        dir.join(format!("detached-{stamp}.log")),
-    );
+) -> Command {
     let mut cmd = Command::new(job);
     if let Some(s) = from_savepoint {
         cmd.arg("-s").arg(s);
@@ -289,8 +277,26 @@ fn run_detached(
     for d in dynamic {
         cmd.arg("-D").arg(d);
     }
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
+    cmd.args(args);
+    cmd
+}
+
+/// `floe run -d` without a session cluster: the job binary (its own job manager) is started
+/// in the background, its output going to `<cluster dir>/jobs/`; returns once it runs.
+fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
+    let job = cmd.get_program().to_string_lossy().into_owned();
+    let dir = cluster::default_dir().join("jobs");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let (out, log) = (
+        dir.join(format!("detached-{stamp}.out")),
+        dir.join(format!("detached-{stamp}.log")),
+    );
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::fs::File::create(&out)?)
         .stderr(std::fs::File::create(&log)?);
     #[cfg(unix)]
@@ -391,32 +397,19 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     _ => ExitCode::from(1),
                 });
             }
+            let mut cmd = job_command(
+                &job,
+                from_savepoint,
+                allow_non_restored_state,
+                parallelism,
+                dynamic,
+                args,
+            );
             if detached {
-                return run_detached(
-                    &job,
-                    from_savepoint,
-                    allow_non_restored_state,
-                    parallelism,
-                    dynamic,
-                    args,
-                );
+                return run_detached(cmd);
             }
-            let mut cmd = Command::new(&job);
             // The job's embedded job manager then prints Flink's submission and result lines.
             cmd.env("FLOE_CLI_RUN", "1");
-            if let Some(s) = from_savepoint {
-                cmd.arg("-s").arg(s);
-            }
-            if allow_non_restored_state {
-                cmd.arg("-n");
-            }
-            if let Some(p) = parallelism {
-                cmd.arg("-p").arg(p.to_string());
-            }
-            for d in dynamic {
-                cmd.arg("-D").arg(d);
-            }
-            cmd.args(args);
             // The job binary embeds its job manager (per-job mode): become it, so signals
             // (Ctrl-C cancels) and the exit code are the job's own.
             #[cfg(unix)]

@@ -87,6 +87,24 @@ impl Drop for Job {
     }
 }
 
+/// The path `floe savepoint` or `floe stop` printed in Flink's words.
+fn savepoint_path(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
+        .unwrap_or_else(|| panic!("no savepoint path in: {out}"))
+        .to_string()
+}
+
+/// The id of the one RUNNING job `floe list` shows at `addr`.
+fn running_job_id(addr: &str) -> String {
+    let (_, out, _) = cli(&["list", "-m", addr]);
+    out.lines()
+        .find(|l| l.ends_with("(RUNNING)"))
+        .and_then(|l| l.split(" : ").nth(1))
+        .unwrap_or_else(|| panic!("no RUNNING job listed at {addr}: {out}"))
+        .to_string()
+}
+
 /// A loopback port free right now (the listener is closed again).
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -166,11 +184,7 @@ fn seed_003_savepoint_story_through_the_cli() {
         sp.path().to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let path = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
-        .expect(&out)
-        .to_string();
+    let path = savepoint_path(&out);
     assert!(PathBuf::from(&path).join("_metadata").is_file());
 
     // The savepoint can be read without the job's types.
@@ -247,23 +261,11 @@ fn seed_003_savepoint_story_through_the_cli() {
     let rest3 = Job::wait_line(&job3.err, "Rest endpoint listening at ");
     let addr3 = rest3.rsplit(' ').next().unwrap().to_string();
     writeln!(conn3, "5 1").unwrap();
-    let (_, out, _) = cli(&["list", "-m", &addr3]);
-    let id3 = out
-        .lines()
-        .find(|l| l.ends_with("(RUNNING)"))
-        .expect(&out)
-        .split(" : ")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let id3 = running_job_id(&addr3);
     // With a configured default directory, no target is needed.
     let (code, out, err) = cli(&["savepoint", "-m", &addr3, &id3]);
     assert_eq!(code, 0, "{err}");
-    let into_default = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
-        .expect(&out)
-        .to_string();
+    let into_default = savepoint_path(&out);
     assert!(
         PathBuf::from(&into_default).starts_with(sp.path()),
         "{into_default}"
@@ -281,11 +283,7 @@ fn seed_003_savepoint_story_through_the_cli() {
         out.contains(&format!("Suspending job \"{id3}\" with a savepoint.")),
         "{out}"
     );
-    let stopped = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
-        .expect(&out)
-        .to_string();
+    let stopped = savepoint_path(&out);
     let st = job3.child.wait().unwrap();
     assert!(st.success(), "stop ends the job FINISHED");
     Job::wait_line(&job3.err, "switched from state RUNNING to FINISHED");
@@ -392,11 +390,7 @@ fn seed_003_savepoint_story_against_a_session_cluster() {
     );
     let (code, out, err) = cli(&["savepoint", "-m", &m, &job_id, sp.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let path = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
-        .expect(&out)
-        .to_string();
+    let path = savepoint_path(&out);
     let (code, _, _) = cli(&["cancel", "-m", &m, &job_id]);
     assert_eq!(code, 0);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -562,22 +556,10 @@ fn seed_003_savepoint_at_parallelism_2_restores_at_1_and_3() {
         marker.starts_with("1> ") || marker.starts_with("2> "),
         "parallelism 2 prints subtask prefixes: {marker}"
     );
-    let (_, out, _) = cli(&["list", "-m", &addr]);
-    let id = out
-        .lines()
-        .find(|l| l.ends_with("(RUNNING)"))
-        .expect(&out)
-        .split(" : ")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let id = running_job_id(&addr);
     let (code, out, err) = cli(&["savepoint", "-m", &addr, &id, sp.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let path = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
-        .expect(&out)
-        .to_string();
+    let path = savepoint_path(&out);
     let (code, _, _) = cli(&["cancel", "-m", &addr, &id]);
     assert_eq!(code, 0);
     drop(job);
@@ -641,22 +623,10 @@ fn upgrade_with_a_removed_operator_and_an_evolved_state_type() {
     let addr = rest.rsplit(' ').next().unwrap().to_string();
     writeln!(conn, "1 10").unwrap();
     assert_eq!(Job::wait_line(&job.out, "("), "(1,10,1)");
-    let (_, out, _) = cli(&["list", "-m", &addr]);
-    let id = out
-        .lines()
-        .find(|l| l.ends_with("(RUNNING)"))
-        .expect(&out)
-        .split(" : ")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let id = running_job_id(&addr);
     let (code, out, err) = cli(&["savepoint", "-m", &addr, &id, sp.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let path = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Savepoint completed. Path: file:"))
-        .expect(&out)
-        .to_string();
+    let path = savepoint_path(&out);
     cli(&["cancel", "-m", &addr, &id]);
     drop(job);
     drop(conn);
