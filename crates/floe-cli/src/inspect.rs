@@ -86,12 +86,28 @@ pub fn inspect(path: &Path, dump: Option<&str>) -> Result<()> {
         let kind = match op.kind {
             OperatorKind::Source => "source",
             OperatorKind::Keyed => "keyed",
+            OperatorKind::Sink => "sink",
         };
         println!(
             "  uid '{}' ({}): {kind}, parallelism {}, max parallelism {}",
             op.uid, op.name, op.parallelism, op.max_parallelism
         );
         match op.kind {
+            OperatorKind::Sink => {
+                // Every subtask stores the committables not yet committed at the cut.
+                let mut pending = 0usize;
+                for st in &op.subtasks {
+                    if let StateHandle::Inline { data } = &st.handle {
+                        pending += serde_json::from_slice::<Vec<serde_json::Value>>(data)
+                            .map(|v| v.len())
+                            .unwrap_or(0);
+                    }
+                }
+                println!(
+                    "    pending output of {} subtasks: {pending} uncommitted part(s)",
+                    op.subtasks.len()
+                );
+            }
             OperatorKind::Source => {
                 let bytes: u64 = op.subtasks.iter().map(|s| s.handle.size()).sum();
                 println!(

@@ -501,10 +501,7 @@ impl StreamEnv {
                 }
                 continue;
             };
-            let kind_ok = matches!(
-                (os.kind, decl.state),
-                (OperatorKind::Source, StateKind::Source) | (OperatorKind::Keyed, StateKind::Keyed)
-            );
+            let kind_ok = decl.state.snapshot_kind() == Some(os.kind);
             if !kind_ok {
                 problems += 1;
                 println!("  operator '{}' ({}): INCOMPATIBLE: {:?} state, but '{}' in this job has none of that kind", os.uid, os.name, os.kind, decl.name);
@@ -618,10 +615,13 @@ impl StreamEnv {
             || conf
                 .get_bool("execution.state-recovery.ignore-unclaimed-state")?
                 .unwrap_or(false);
+        let final_checkpoint =
+            checkpoint.interval.is_some() && operators.iter().any(|o| o.state == StateKind::Sink);
         let plan = Plan {
             job_name: job_name.to_string(),
             parallelism,
             max_parallelism,
+            final_checkpoint,
             operators,
             terminals: inner.terminals.clone(),
         };

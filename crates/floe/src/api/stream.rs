@@ -15,7 +15,10 @@ use crate::checkpoint::metadata::LoadedSnapshot;
 use crate::checkpoint::metadata::TaskId;
 use crate::connectors::collect::{CollectHandle, CollectSink};
 use crate::connectors::discard::{CountHandle, DiscardSink};
-use crate::connectors::{Sink, Source, SourceContext, SourceReader, SourceStatus, SourceWaker};
+use crate::connectors::{
+    Sink, Source, SourceContext, SourceReader, SourceStatus, SourceWaker, TwoPhaseCommitSink,
+};
+use crate::runtime::committing::build_committing_sink;
 use crate::runtime::keyed::{build_keyed, key_records, KeyedLogic, KeyedRecord};
 use crate::runtime::operators::{
     build_filter, build_sink, build_stateless, BatchFn, FlatMapBatch, MapBatch, ReduceLogic,
@@ -264,6 +267,36 @@ impl<T: Data> DataStream<T> {
         h
     }
 
+    /// Writes every record through a two-phase-commit sink: output becomes visible only
+    /// when the checkpoint covering it completes, and a failure never duplicates or loses
+    /// a record (Flink's `sinkTo` with an exactly-once sink such as `FileSink`). With
+    /// checkpointing, the job takes a final checkpoint when its input ends so that all
+    /// output is committed before it finishes; without checkpointing, output is committed
+    /// when the job finishes.
+    ///
+    /// ```no_run
+    /// use floe::prelude::*;
+    /// use floe::connectors::file_sink::FileSink;
+    ///
+    /// let env = StreamEnv::new();
+    /// env.enable_checkpointing(std::time::Duration::from_secs(1));
+    /// env.from_collection(vec![1i64, 2, 3])
+    ///     .sink_exactly_once(FileSink::for_row_format("/tmp/numbers"))
+    ///     .uid("numbers-out");
+    /// ```
+    pub fn sink_exactly_once<S: TwoPhaseCommitSink<T>>(self, sink: S) -> SinkHandle {
+        let name = format!("Sink: {}", sink.name());
+        let op = self
+            .env
+            .add_operator(&name, StateKind::Sink, Some(self.chain));
+        self.env.add_terminal(Arc::new(CommittingSinkTerminal {
+            up: self.node,
+            op,
+            sink: Arc::new(sink),
+        }));
+        SinkHandle { env: self.env, op }
+    }
+
     fn sink_named(self, name: &str, sink: Arc<dyn Sink<T>>) {
         let op = self
             .env
@@ -430,6 +463,7 @@ impl<T: Data> Node<T> for SourceNode<T> {
             in_flight: Default::default(),
             batch_size: 64,
             finished: false,
+            ended: false,
             final_position: None,
             acked_upto: cx.start_epoch.saturating_sub(1),
         }));
@@ -599,6 +633,37 @@ impl<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>> Node<U> for KeyedNode<K, 
             self.logic.clone(),
         )?);
         Ok(())
+    }
+}
+
+/// A stateful sink in the job graph: give it a uid so its pending output maps to it when
+/// the job graph changes.
+pub struct SinkHandle {
+    env: StreamEnv,
+    op: usize,
+}
+
+impl SinkHandle {
+    /// Sets the sink's operator uid (see [`DataStream::uid`]).
+    pub fn uid(self, uid: &str) -> Self {
+        self.env.set_uid(self.op, uid);
+        self
+    }
+}
+
+struct CommittingSinkTerminal<T, S> {
+    up: Arc<dyn Node<T>>,
+    op: usize,
+    sink: Arc<S>,
+}
+
+impl<T: Data, S: TwoPhaseCommitSink<T>> Terminal for CommittingSinkTerminal<T, S> {
+    fn build(&self, cx: &mut BuildCx<'_, '_>) -> Result<()> {
+        let input = self.up.build(cx)?;
+        build_committing_sink(cx, self.op, input, &self.sink)
+    }
+    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
+        self.up.check(plan, snap, out)
     }
 }
 

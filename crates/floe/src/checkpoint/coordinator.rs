@@ -19,6 +19,12 @@ pub enum Action {
         /// Checkpoint id.
         id: u64,
     },
+    /// The final checkpoint: the input ended everywhere; create `chk-<id>`, tell sources to
+    /// finish once it completes, and tell every task to snapshot for it.
+    TriggerFinal {
+        /// Checkpoint id.
+        id: u64,
+    },
     /// All tasks acknowledged: write `_metadata`, then report back with
     /// [`CheckpointCoordinator::finalized`] or [`CheckpointCoordinator::finalize_failed`].
     Finalize {
@@ -73,6 +79,9 @@ pub struct CheckpointCoordinator {
     last_completion: Option<Instant>,
     started: Option<Instant>,
     consecutive_failures: u32,
+    /// The input ended: take a final checkpoint (and retry it until one completes).
+    final_requested: bool,
+    final_pending: Option<u64>,
 }
 
 impl CheckpointCoordinator {
@@ -91,6 +100,46 @@ impl CheckpointCoordinator {
             last_completion: None,
             started: None,
             consecutive_failures: 0,
+            final_requested: false,
+            final_pending: None,
+        }
+    }
+
+    /// Every source read all of its input: trigger the final checkpoint now (periodic
+    /// checkpoints stop). If it fails, it is retried one interval after the last trigger,
+    /// under the usual failure accounting. No-op without checkpointing.
+    pub fn end_of_input(&mut self, now: Instant) -> Vec<Action> {
+        if self.config.interval.is_none() || self.final_requested {
+            return Vec::new();
+        }
+        self.final_requested = true;
+        self.trigger_final(now)
+    }
+
+    fn trigger_final(&mut self, now: Instant) -> Vec<Action> {
+        if !self.running || self.final_pending.is_some() {
+            return Vec::new();
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.last_trigger = Some(now);
+        self.final_pending = Some(id);
+        self.pending.insert(
+            id,
+            Pending {
+                savepoint: false,
+                triggered: now,
+                awaiting: self.tasks.clone(),
+                acks: BTreeMap::new(),
+            },
+        );
+        vec![Action::TriggerFinal { id }]
+    }
+
+    /// A checkpoint ended without completing: a failed final checkpoint is retried.
+    fn ended(&mut self, id: u64) {
+        if self.final_pending == Some(id) {
+            self.final_pending = None;
         }
     }
 
@@ -161,6 +210,8 @@ impl CheckpointCoordinator {
     /// These aborts do not count as checkpoint failures, as in Flink.
     pub fn stop(&mut self, reason: &str) -> Vec<Action> {
         self.running = false;
+        self.final_requested = false;
+        self.final_pending = None;
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         self.pending.clear();
         ids.into_iter()
@@ -187,6 +238,13 @@ impl CheckpointCoordinator {
 
     fn next_trigger_time(&self) -> Option<Instant> {
         let interval = self.config.interval?;
+        if self.final_requested {
+            // Only the final checkpoint is retried, one interval after the last trigger.
+            if !self.running || self.final_pending.is_some() {
+                return None;
+            }
+            return Some(self.last_trigger.or(self.started)? + interval);
+        }
         if !self.running || self.pending_count() >= self.config.max_concurrent as usize {
             return None;
         }
@@ -212,6 +270,7 @@ impl CheckpointCoordinator {
             .collect();
         for id in expired {
             let p = self.pending.remove(&id).expect("present");
+            self.ended(id);
             actions.push(Action::Abort {
                 id,
                 reason: "Checkpoint expired before completing.".into(),
@@ -220,7 +279,11 @@ impl CheckpointCoordinator {
                 self.count_failure(&mut actions);
             }
         }
-        if let Some(t) = self.next_trigger_time() {
+        if self.final_requested {
+            if self.next_trigger_time().is_some_and(|t| now >= t) {
+                actions.extend(self.trigger_final(now));
+            }
+        } else if let Some(t) = self.next_trigger_time() {
             if now >= t {
                 let id = self.next_id;
                 self.next_id += 1;
@@ -271,6 +334,7 @@ impl CheckpointCoordinator {
         let Some(p) = self.pending.remove(&id) else {
             return Vec::new();
         };
+        self.ended(id);
         let mut actions = vec![Action::Abort {
             id,
             reason: reason.to_string(),
@@ -318,6 +382,7 @@ impl CheckpointCoordinator {
         let Some(savepoint) = self.finalizing.remove(&id) else {
             return Vec::new();
         };
+        self.ended(id);
         let mut actions = vec![Action::Abort {
             id,
             reason: reason.to_string(),
@@ -385,6 +450,43 @@ mod tests {
             c.tick(t0 + Duration::from_millis(350)),
             vec![Action::Trigger { id: 2 }]
         );
+    }
+
+    #[test]
+    fn end_of_input_triggers_a_final_checkpoint_at_once_and_retries_it_after_failure() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(
+            CheckpointConfig {
+                tolerable_failures: 1,
+                ..cfg()
+            },
+            1,
+        );
+        c.start([t("src", 0), t("sink", 0)], t0);
+        assert_eq!(c.tick(t0 + Duration::from_millis(100)), vec![Action::Trigger { id: 1 }]);
+        // The input ends while checkpoint 1 is pending: the final one starts right away.
+        let now = t0 + Duration::from_millis(110);
+        assert_eq!(c.end_of_input(now), vec![Action::TriggerFinal { id: 2 }]);
+        assert!(c.end_of_input(now).is_empty(), "requested once");
+        // It fails: retried one interval after the last trigger, never periodically.
+        let a = c.decline(2, "disk full");
+        assert!(matches!(&a[..], [Action::Abort { id: 2, .. }]), "{a:?}");
+        assert!(c.tick(now + Duration::from_millis(50)).is_empty());
+        assert_eq!(c.next_deadline().map(|d| d >= now + Duration::from_millis(100)), Some(true));
+        let a = c.tick(now + Duration::from_millis(100));
+        assert!(a.contains(&Action::TriggerFinal { id: 3 }), "{a:?}");
+        // A second failure in a row exceeds tolerable=1, as for any checkpoint.
+        let a = c.decline(3, "disk full");
+        assert!(a.iter().any(|a| matches!(a, Action::FailJob { .. })), "{a:?}");
+        // After a failover the new attempt reports the end of input again.
+        c.stop("failover");
+        c.start([t("src", 0), t("sink", 0)], t0);
+        assert_eq!(c.end_of_input(t0), vec![Action::TriggerFinal { id: 4 }]);
+        c.acknowledge(4, t("src", 0), h(), t0);
+        let a = c.acknowledge(4, t("sink", 0), h(), t0);
+        assert!(matches!(&a[..], [Action::Finalize { id: 4, .. }]));
+        assert!(c.finalized(4, t0).is_empty());
+        assert!(c.tick(t0 + Duration::from_secs(10)).is_empty(), "nothing after the final one");
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub enum OperatorKind {
     Source,
     /// Keyed state, partitioned by key group.
     Keyed,
+    /// A two-phase-commit sink's staged output, not yet committed (operator state).
+    Sink,
 }
 
 /// One subtask's state.

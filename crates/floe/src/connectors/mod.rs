@@ -4,11 +4,15 @@
 //! instance. Readers never block: they fill a batch with what is available and say whether
 //! more may come. Their position is snapshotted at every checkpoint and handed back on
 //! restore, which is what makes a source replayable.
+//!
+//! A [`Sink`] writes what it receives. A [`TwoPhaseCommitSink`] gives exactly-once output:
+//! what it writes stays invisible until the checkpoint that covers it is complete.
 
 pub mod collect;
 pub mod collection;
 pub mod discard;
 pub mod file;
+pub mod file_sink;
 pub mod generator;
 pub mod socket;
 
@@ -89,4 +93,69 @@ pub trait Sink<T>: Send + Sync + 'static {
     fn name(&self) -> String;
     /// Creates the writer of one parallel instance.
     fn create(&self, info: &TaskInfo) -> Result<Box<dyn SinkWriter<T>>>;
+}
+
+/// What a parallel instance of a [`TwoPhaseCommitSink`] is told when it is created.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// This instance's index.
+    pub subtask: u32,
+    /// Number of instances.
+    pub parallelism: u32,
+    /// Execution attempt (0 for the first).
+    pub attempt: u32,
+    /// Unique to this execution attempt (16 hex digits): names written by this attempt never
+    /// collide with names of another attempt or job, so recovery can tell them apart.
+    pub attempt_token: String,
+    /// The sink task's information.
+    pub task_info: TaskInfo,
+}
+
+/// The writer of one parallel instance of a [`TwoPhaseCommitSink`].
+pub trait PreCommitWriter<T, C> {
+    /// Writes a batch (and leaves `batch` empty). Nothing written is visible yet.
+    fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()>;
+    /// At a checkpoint's cut (every record before it was written): makes everything written
+    /// since the previous call durable and returns it as committables. They are committed
+    /// once the checkpoint completes.
+    fn prepare_commit(&mut self) -> Result<Vec<C>>;
+}
+
+/// A sink with exactly-once output, Flink's two-phase commit (`TwoPhaseCommittingSink`):
+/// writers stage records; at every checkpoint the staged data becomes committables that
+/// are stored in the checkpoint; when the job manager reports the checkpoint complete they
+/// are committed. A restore commits the committables of the restored checkpoint again
+/// (commits must be idempotent) and [`recover`](Self::recover) discards anything staged
+/// after it.
+///
+/// ```no_run
+/// use floe::prelude::*;
+/// use floe::connectors::file_sink::FileSink;
+///
+/// let env = StreamEnv::new();
+/// env.enable_checkpointing(std::time::Duration::from_secs(1));
+/// env.from_collection(vec![("a".to_string(), 1i64)])
+///     .sink_exactly_once(FileSink::for_row_format("/tmp/out"));
+/// ```
+pub trait TwoPhaseCommitSink<T>: Send + Sync + 'static {
+    /// What a checkpoint stores and a commit makes visible (e.g. a pending file).
+    type Committable: serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + 'static;
+    /// The per-instance writer.
+    type Writer: PreCommitWriter<T, Self::Committable> + 'static;
+    /// Flink-style display name, e.g. `FileSink`.
+    fn name(&self) -> String;
+    /// Creates the writer of one parallel instance.
+    fn create_writer(&self, ctx: &SinkContext) -> Result<Self::Writer>;
+    /// Makes `committables` visible. Must be idempotent: after a failure the same
+    /// committable may be committed again.
+    fn commit(&self, committables: &[Self::Committable]) -> Result<()>;
+    /// Called once per attempt that restarts or restores, before anything is written:
+    /// discards what earlier attempts staged that is not in `restored` (every committable
+    /// of the restored checkpoint, all subtasks).
+    fn recover(&self, ctx: &SinkContext, restored: &[Self::Committable]) -> Result<()>;
 }

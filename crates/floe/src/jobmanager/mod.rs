@@ -85,10 +85,7 @@ pub fn validate_restore(
                 state_names_of(snap, os)
             ),
             Some(decl) => {
-                let kind_ok = matches!(
-                    (os.kind, decl.state),
-                    (OperatorKind::Source, StateKind::Source) | (OperatorKind::Keyed, StateKind::Keyed)
-                );
+                let kind_ok = decl.state.snapshot_kind() == Some(os.kind);
                 if !kind_ok {
                     crate::bail!(
                         "cannot restore {}: state of operator '{}' is {:?} state but the operator with that uid in the job is '{}'",
@@ -116,8 +113,10 @@ pub fn validate_restore(
 /// `, states 'a', 'b'` for a keyed operator in a snapshot (read from its state file
 /// headers), `, source positions` for a source.
 pub(crate) fn state_names_of(snap: &LoadedSnapshot, os: &OperatorState) -> String {
-    if os.kind == OperatorKind::Source {
-        return ", source positions".into();
+    match os.kind {
+        OperatorKind::Source => return ", source positions".into(),
+        OperatorKind::Sink => return ", pending output".into(),
+        OperatorKind::Keyed => {}
     }
     let mut names: Vec<String> = Vec::new();
     for st in &os.subtasks {
@@ -783,6 +782,13 @@ impl JobManager {
                 return Some(Outcome::Failed { task, error })
             }
             FromExecutor::Finished { .. } => return Some(Outcome::Finished),
+            FromExecutor::EndOfInput { .. } => {
+                info!(
+                    "All sources of job {} reached the end of their input; triggering the final checkpoint.",
+                    self.job_id
+                );
+                self.coordinator.end_of_input(Instant::now())
+            }
             FromExecutor::Heartbeat { .. } => Vec::new(),
         };
         self.perform(actions, Some(exec))
@@ -900,7 +906,8 @@ impl JobManager {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(a) = queue.pop_front() {
             match a {
-                Action::Trigger { id } => {
+                Action::Trigger { id } | Action::TriggerFinal { id } => {
+                    let last = matches!(a, Action::TriggerFinal { .. });
                     let Some(dir) = self.chk_dir(id) else {
                         queue.extend(
                             self.coordinator
@@ -915,6 +922,9 @@ impl JobManager {
                             self.dirs.insert(id, (dir.clone(), ts));
                             self.info().triggered(id, false, ts);
                             if let Some(e) = exec {
+                                if last {
+                                    e.send(ToExecutor::StopSourcesAfter { id });
+                                }
                                 e.send(ToExecutor::TriggerCheckpoint { id, dir });
                             }
                         }
@@ -1048,11 +1058,7 @@ impl JobManager {
             ops.push(OperatorState {
                 uid: o.uid.clone(),
                 name: o.name.clone(),
-                kind: if o.state == StateKind::Source {
-                    OperatorKind::Source
-                } else {
-                    OperatorKind::Keyed
-                },
+                kind: o.state.snapshot_kind().unwrap_or(OperatorKind::Keyed),
                 parallelism: o.parallelism,
                 max_parallelism: plan.max_parallelism,
                 subtasks,

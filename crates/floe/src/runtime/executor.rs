@@ -9,6 +9,7 @@
 //! before returning, so `timely::execute`'s trailing loop ends and no thread is left
 //! spinning or parked.
 
+use super::committing::CommitOnComplete;
 use super::failure;
 use super::plan::{BuildCx, Plan, Polled};
 use super::protocol::{FromExecutor, ToExecutor};
@@ -23,6 +24,17 @@ use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 use timely::dataflow::ProbeHandle;
 
+/// What the workers of an attempt have reported about themselves.
+#[derive(Default)]
+struct Registration {
+    workers: u32,
+    tasks: Vec<TaskId>,
+    /// Source drivers over all workers, and how many of them reached the end of input.
+    sources: u32,
+    sources_ended: u32,
+    end_reported: bool,
+}
+
 /// State shared by the executor and all its worker threads for one attempt.
 pub struct ExecShared {
     pub(crate) attempt: u32,
@@ -32,7 +44,11 @@ pub struct ExecShared {
     pending: Mutex<BTreeMap<u64, PathBuf>>,
     pub(crate) events: Sender<FromExecutor>,
     threads: Mutex<Vec<Thread>>,
-    registered: Mutex<(u32, Vec<TaskId>)>,
+    registered: Mutex<Registration>,
+    peers: u32,
+    attempt_token: String,
+    final_checkpoint: bool,
+    committers: Mutex<Vec<Arc<dyn CommitOnComplete>>>,
     pub(crate) snapshots: Mutex<Option<Sender<SnapshotJob>>>,
     stop_at: AtomicU64,
     finish_sources: AtomicBool,
@@ -137,18 +153,75 @@ impl ExecShared {
         }
     }
 
-    fn register(&self, tasks: Vec<TaskId>, peers: u32) {
+    fn register(&self, tasks: Vec<TaskId>, sources: usize) {
         let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
-        r.0 += 1;
-        r.1.extend(tasks);
-        if r.0 == peers {
-            let mut all = std::mem::take(&mut r.1);
+        r.workers += 1;
+        r.tasks.extend(tasks);
+        r.sources += sources as u32;
+        if r.workers == self.peers {
+            let mut all = std::mem::take(&mut r.tasks);
             all.sort();
             all.dedup();
             self.send(FromExecutor::Running {
                 attempt: self.attempt,
                 tasks: all,
             });
+            self.report_end_of_input(&mut r);
+        }
+    }
+
+    /// A source instance read all of its input. With a final checkpoint, it keeps its place
+    /// in the dataflow until that checkpoint completes.
+    pub(crate) fn source_ended(&self) {
+        let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        r.sources_ended += 1;
+        self.report_end_of_input(&mut r);
+    }
+
+    fn report_end_of_input(&self, r: &mut Registration) {
+        if self.final_checkpoint
+            && !r.end_reported
+            && r.workers == self.peers
+            && r.sources_ended >= r.sources
+        {
+            r.end_reported = true;
+            self.send(FromExecutor::EndOfInput {
+                attempt: self.attempt,
+            });
+        }
+    }
+
+    /// True when sources wait for a final checkpoint after their input ends, so that
+    /// two-phase-commit sinks commit everything before the job finishes.
+    #[inline]
+    pub(crate) fn final_checkpoint(&self) -> bool {
+        self.final_checkpoint
+    }
+
+    /// Unique to this attempt (16 hex digits).
+    pub(crate) fn attempt_token(&self) -> &str {
+        &self.attempt_token
+    }
+
+    pub(crate) fn add_committer(&self, c: Arc<dyn CommitOnComplete>) {
+        self.committers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c);
+    }
+
+    /// Checkpoint `id` completed: every two-phase-commit sink commits what it holds for it.
+    fn commit_upto(&self, id: u64) {
+        let committers = self
+            .committers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for c in committers {
+            if let Err(e) = c.commit_upto(id) {
+                self.fail(c.task(), format!("{e:#}"));
+                return;
+            }
         }
     }
 }
@@ -180,7 +253,11 @@ impl LocalExecutor {
             pending: Mutex::new(BTreeMap::new()),
             events,
             threads: Mutex::new(Vec::new()),
-            registered: Mutex::new((0, Vec::new())),
+            registered: Mutex::new(Registration::default()),
+            peers: plan.parallelism,
+            attempt_token: attempt_token(attempt),
+            final_checkpoint: plan.final_checkpoint,
+            committers: Mutex::new(Vec::new()),
             snapshots: Mutex::new(Some(snap_tx)),
             stop_at: AtomicU64::new(0),
             finish_sources: AtomicBool::new(false),
@@ -264,6 +341,8 @@ impl LocalExecutor {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
+                // Before sources may finish: the job must not end with output uncommitted.
+                self.shared.commit_upto(id);
                 if self.shared.stop_at() == id {
                     self.shared.finish_sources.store(true, Ordering::Release);
                     self.shared.wake_all();
@@ -294,6 +373,19 @@ impl LocalExecutor {
             let _ = t.join();
         }
     }
+}
+
+/// 16 hex digits that no other attempt of any job gets: process id, attempt and clock.
+fn attempt_token(attempt: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut seed = Vec::with_capacity(24);
+    seed.extend_from_slice(&std::process::id().to_le_bytes());
+    seed.extend_from_slice(&attempt.to_le_bytes());
+    seed.extend_from_slice(&nanos.to_le_bytes());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&seed))
 }
 
 enum Exit {
@@ -374,7 +466,7 @@ fn worker_loop(
         .into_iter()
         .filter(|t| t.subtask % peers == index)
         .collect();
-    shared.register(tasks, peers);
+    shared.register(tasks, drivers.len());
 
     let mut last_trigger = start_epoch.saturating_sub(1);
     loop {

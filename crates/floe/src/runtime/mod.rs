@@ -5,6 +5,7 @@
 //! - [`source`]: drives a source on a worker: batches, backpressure, checkpoint positions.
 //! - [`keyed`]: the keyed operator: exchange by key group, epoch alignment, snapshots.
 //! - [`operators`]: stateless operators and sinks.
+//! - [`committing`]: the two-phase-commit sink operator (exactly-once output).
 //! - [`snapshot`]: the snapshot writer thread that turns state deltas into checkpoint files.
 //! - [`plan`]: the job graph as built by the API, instantiated once per worker and attempt.
 //!
@@ -14,6 +15,7 @@
 //! checkpoint `n`. `seq` advances once per source batch so the probe can bound the data in
 //! flight (backpressure) without making checkpoint epochs fine-grained.
 
+pub mod committing;
 pub mod executor;
 pub mod keyed;
 pub mod operators;

@@ -18,6 +18,20 @@ pub enum StateKind {
     Source,
     /// Keyed state.
     Keyed,
+    /// Output staged by a two-phase-commit sink, not yet committed.
+    Sink,
+}
+
+impl StateKind {
+    /// How this operator's state is stored in a snapshot (`None`: it has none).
+    pub fn snapshot_kind(self) -> Option<OperatorKind> {
+        match self {
+            StateKind::Stateless => None,
+            StateKind::Source => Some(OperatorKind::Source),
+            StateKind::Keyed => Some(OperatorKind::Keyed),
+            StateKind::Sink => Some(OperatorKind::Sink),
+        }
+    }
 }
 
 /// One operator of the job graph.
@@ -48,6 +62,9 @@ pub struct Plan {
     pub max_parallelism: u32,
     /// Operators by id.
     pub operators: Vec<OperatorDecl>,
+    /// Sources wait for a final checkpoint when their input ends, so that two-phase-commit
+    /// sinks commit all output before the job finishes (Flink's final checkpoint).
+    pub final_checkpoint: bool,
     /// The sinks; building them builds everything upstream.
     pub(crate) terminals: Vec<Arc<dyn Terminal>>,
 }

@@ -83,6 +83,13 @@ pub enum FromExecutor {
         #[serde(default)]
         unrecoverable: bool,
     },
+    /// Every source read all of its input and waits for a final checkpoint (only when the
+    /// job has a two-phase-commit sink and checkpointing): the job manager triggers it with
+    /// [`ToExecutor::StopSourcesAfter`], so the job finishes once it completes.
+    EndOfInput {
+        /// Attempt number.
+        attempt: u32,
+    },
     /// All sources reached their end and all records were processed.
     Finished {
         /// Attempt number.
@@ -107,6 +114,7 @@ impl FromExecutor {
             | FromExecutor::Decline { attempt, .. }
             | FromExecutor::Failed { attempt, .. }
             | FromExecutor::Finished { attempt }
+            | FromExecutor::EndOfInput { attempt }
             | FromExecutor::Heartbeat { attempt, .. } => *attempt,
         }
     }

@@ -39,6 +39,8 @@ pub(crate) struct SourceRunner<T: crate::api::data::Data> {
     pub in_flight: VecDeque<(Time, std::time::Instant)>,
     pub batch_size: usize,
     pub finished: bool,
+    /// The input ended; the source waits for the final checkpoint before it finishes.
+    pub ended: bool,
     pub final_position: Option<Vec<u8>>,
     pub acked_upto: u64,
 }
@@ -52,6 +54,34 @@ impl<T: crate::api::data::Data> SourceRunner<T> {
         self.handle = None; // closing the input lets the frontier move past this source
         Ok(())
     }
+
+    /// The input ended. Without a final checkpoint the source finishes now; with one it
+    /// keeps its input open at the end of each epoch until that checkpoint completes, so
+    /// the checkpoint still has a cut everywhere downstream.
+    fn end_of_input(&mut self, shared: &ExecShared) -> Result<Polled> {
+        if !shared.final_checkpoint() {
+            self.finish()?;
+            return Ok(Polled::Finished);
+        }
+        if let Some(r) = self.reader.as_mut() {
+            self.final_position = Some(r.snapshot()?);
+        }
+        self.ended = true;
+        shared.source_ended();
+        self.wait_at_epoch_end();
+        Ok(Polled::Idle)
+    }
+
+    /// Moves the input to the last tick of the epoch: a source with nothing to send never
+    /// holds back other workers' batches.
+    fn wait_at_epoch_end(&mut self) {
+        if self.seq < MAX_TICK {
+            self.seq = MAX_TICK;
+            if let Some(h) = self.handle.as_mut() {
+                h.advance_to(time_of(self.epoch, MAX_TICK));
+            }
+        }
+    }
 }
 
 impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
@@ -62,6 +92,10 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
         if shared.finish_sources() {
             self.finish()?;
             return Ok(Polled::Finished);
+        }
+        if self.ended {
+            self.wait_at_epoch_end();
+            return Ok(Polled::Idle);
         }
         // Stop-with-savepoint: nothing after the savepoint's barrier is emitted.
         let stop = shared.stop_at();
@@ -84,8 +118,7 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             return Ok(Polled::Blocked);
         }
         let Some(reader) = self.reader.as_mut() else {
-            self.finish()?;
-            return Ok(Polled::Finished);
+            return self.end_of_input(shared);
         };
         let status = reader.poll_next(&mut self.buf, self.batch_size)?;
         let emitted = !self.buf.is_empty();
@@ -106,20 +139,14 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             }
         }
         match status {
-            SourceStatus::Finished => {
-                self.finish()?;
-                Ok(Polled::Finished)
-            }
+            SourceStatus::Finished => self.end_of_input(shared),
             SourceStatus::Ready => Ok(Polled::Emitted),
             SourceStatus::Idle if emitted => Ok(Polled::Emitted),
             SourceStatus::Idle => {
                 // An idle source must never hold back the batches of other workers: its input
                 // moves to the end of the epoch. Its later records in this epoch share that
                 // time (processed at once, just not tracked for backpressure).
-                if self.seq < MAX_TICK {
-                    self.seq = MAX_TICK;
-                    h.advance_to(time_of(self.epoch, MAX_TICK));
-                }
+                self.wait_at_epoch_end();
                 Ok(Polled::Idle)
             }
         }
@@ -169,6 +196,6 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
     }
 
     fn blocked(&self) -> bool {
-        !self.finished && self.in_flight.len() >= MAX_IN_FLIGHT
+        !self.finished && !self.ended && self.in_flight.len() >= MAX_IN_FLIGHT
     }
 }

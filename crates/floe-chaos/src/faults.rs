@@ -1,0 +1,170 @@
+//! The faults: what breaks, and how it is broken for real (signals to processes, a tmpfs
+//! remounted read-only or filled up).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A kind of fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// `kill -9` of a worker process: the job manager restarts from the last checkpoint.
+    Kill,
+    /// `kill -STOP` of a worker for longer than `heartbeat.timeout`: declared dead.
+    Stop,
+    /// A panic in user code (the job's failure hook).
+    Panic,
+    /// Checkpoint storage remounted read-only for a while.
+    ReadOnly,
+    /// Checkpoint storage full for a while.
+    DiskFull,
+    /// A worker paused past `execution.checkpointing.timeout` but within the heartbeat
+    /// timeout: the pending checkpoint expires, the job goes on.
+    CheckpointTimeout,
+}
+
+impl Fault {
+    /// Every kind, in summary order.
+    pub const ALL: [Fault; 6] = [
+        Fault::Kill,
+        Fault::Stop,
+        Fault::Panic,
+        Fault::ReadOnly,
+        Fault::DiskFull,
+        Fault::CheckpointTimeout,
+    ];
+
+    /// The key in the summary line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill9",
+            Fault::Stop => "stop",
+            Fault::Panic => "panic",
+            Fault::ReadOnly => "storage_ro",
+            Fault::DiskFull => "storage_full",
+            Fault::CheckpointTimeout => "checkpoint_timeout",
+        }
+    }
+
+    /// True for faults of the checkpoint storage (they need the harness's own tmpfs).
+    pub fn is_storage(self) -> bool {
+        matches!(self, Fault::ReadOnly | Fault::DiskFull)
+    }
+}
+
+/// Sends `sig` to `pid`; false when the process is gone.
+pub fn signal(pid: u32, sig: libc::c_int) -> bool {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
+}
+
+/// Worker processes of the job manager `jm`: its children that run as workers.
+pub fn workers_of(jm: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so parse after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next();
+        let ppid = f.next().and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(jm) || state == Some("Z") {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|b| *b == 0).any(|kv| kv.starts_with(b"FLOE_WORKER=")) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A tmpfs mounted for the checkpoint storage; unmounted when dropped.
+pub struct Storage {
+    pub dir: PathBuf,
+    filler: PathBuf,
+}
+
+impl Storage {
+    /// Mounts a tmpfs of `size_mib` MiB at `dir`. Fails without the right to mount (root).
+    pub fn mount(dir: &Path, size_mib: u32) -> anyhow::Result<Storage> {
+        std::fs::create_dir_all(dir)?;
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run mount: {e}"))?;
+        if !o.status.success() {
+            anyhow::bail!(
+                "cannot mount a tmpfs at {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Ok(Storage {
+            dir: dir.to_path_buf(),
+            filler: dir.join(".chaos-filler"),
+        })
+    }
+
+    /// Remounts read-only (`ro`) or read-write. A remount to read-only fails while a file
+    /// is open for writing; it is retried for a while.
+    pub fn remount(&self, ro: bool) -> anyhow::Result<()> {
+        let opt = if ro { "remount,ro" } else { "remount,rw" };
+        let mut last = String::new();
+        for _ in 0..100 {
+            let o = Command::new("mount")
+                .args(["-o", opt])
+                .arg(&self.dir)
+                .output()?;
+            if o.status.success() {
+                return Ok(());
+            }
+            last = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        anyhow::bail!("mount -o {opt} {}: {last}", self.dir.display())
+    }
+
+    /// Fills the file system until a write fails with "no space left".
+    pub fn fill(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&self.filler)?;
+        let chunk = vec![0u8; 1 << 20];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Fill the last partial page too.
+        let _ = f.write_all(&chunk[..4096]);
+        let _ = f.flush();
+        Ok(())
+    }
+
+    /// Frees the space taken by [`fill`](Self::fill).
+    pub fn free(&self) {
+        let _ = std::fs::remove_file(&self.filler);
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.free();
+        let _ = self.remount(false);
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}

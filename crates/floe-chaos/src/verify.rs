@@ -1,0 +1,124 @@
+//! Checks a round's committed output against the exact answer.
+
+use crate::input::Expected;
+use std::path::Path;
+
+/// What the committed output holds, compared with the answer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Committed lines read.
+    pub lines: u64,
+    /// `(word,n)` lines missing from `1..=count(word)`.
+    pub lost: u64,
+    /// Extra copies of a `(word,n)` line.
+    pub duplicated: u64,
+    /// Lines that are not `(word,n)` for a known word and `1 <= n <= count(word)`.
+    pub wrong: u64,
+    /// Hidden in-progress part files left in the directory.
+    pub leftover: u64,
+}
+
+impl Verdict {
+    /// Adds another round's verdict.
+    pub fn add(&mut self, o: &Verdict) {
+        self.lines += o.lines;
+        self.lost += o.lost;
+        self.duplicated += o.duplicated;
+        self.wrong += o.wrong;
+        self.leftover += o.leftover;
+    }
+}
+
+/// Reads every committed part file (`part-*`) under `dir` and counts each `(word,n)` line.
+pub fn verify(dir: &Path, expected: &Expected) -> anyhow::Result<Verdict> {
+    let index: hashbrown::HashMap<&str, usize> = expected
+        .words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.as_str(), i))
+        .collect();
+    // seen[word][n - 1]: how often `(word,n)` was committed.
+    let mut seen: Vec<Vec<u32>> = expected
+        .counts
+        .iter()
+        .map(|&c| vec![0u32; c as usize])
+        .collect();
+    let mut v = Verdict::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e.collect::<Result<Vec<_>, _>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => anyhow::bail!("cannot list output directory {}: {e}", dir.display()),
+    };
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".part-") {
+            v.leftover += 1;
+            continue;
+        }
+        if !name.starts_with("part-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path())
+            .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", e.path().display()))?;
+        for line in text.lines() {
+            v.lines += 1;
+            let parsed = line
+                .strip_prefix('(')
+                .and_then(|l| l.strip_suffix(')'))
+                .and_then(|l| l.split_once(','))
+                .and_then(|(w, n)| Some((*index.get(w)?, n.parse::<usize>().ok()?)));
+            match parsed {
+                Some((w, n)) if n >= 1 && n <= seen[w].len() => seen[w][n - 1] += 1,
+                _ => v.wrong += 1,
+            }
+        }
+    }
+    for counts in &seen {
+        for &c in counts {
+            match c {
+                0 => v.lost += 1,
+                1 => {}
+                more => v.duplicated += (more - 1) as u64,
+            }
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_lost_duplicated_wrong_and_leftover_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let exp = Expected {
+            words: vec!["a".into(), "b".into()],
+            counts: vec![3, 1],
+        };
+        std::fs::write(d.path().join("part-x-0-0"), "(a,1)\n(a,2)\n(b,1)\n").unwrap();
+        std::fs::write(d.path().join("part-x-1-0"), "(a,2)\n(c,1)\n(a,9)\n").unwrap();
+        std::fs::write(d.path().join(".part-y-0-0.inprogress"), "(a,3)\n").unwrap();
+        let v = verify(d.path(), &exp).unwrap();
+        assert_eq!(
+            v,
+            Verdict {
+                lines: 6,
+                lost: 1,       // (a,3) is only in an uncommitted file
+                duplicated: 1, // (a,2) twice
+                wrong: 2,      // unknown word, n beyond the count
+                leftover: 1,
+            }
+        );
+        std::fs::write(d.path().join("part-x-2-0"), "(a,3)\n").unwrap();
+        std::fs::remove_file(d.path().join("part-x-1-0")).unwrap();
+        std::fs::remove_file(d.path().join(".part-y-0-0.inprogress")).unwrap();
+        assert_eq!(
+            verify(d.path(), &exp).unwrap(),
+            Verdict {
+                lines: 4,
+                ..Verdict::default()
+            }
+        );
+    }
+}
