@@ -53,6 +53,56 @@ struct WordcountArgs {
     /// Checkpoint interval in milliseconds (exactly-once).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     interval_ms: u64,
+    /// Where the `(word,count)` updates go: `discard` (counted and dropped, as in Flink's
+    /// ThroughputWordCount) or `file` (the exactly-once FileSink, one line per update).
+    #[arg(long, value_enum, default_value_t = SinkKind::Discard)]
+    sink: SinkKind,
+    /// Output directory of `--sink file` (kept afterwards). Default: a fresh directory under
+    /// the system temp dir, removed when the run ends.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SinkKind {
+    Discard,
+    File,
+}
+
+/// A directory given by the user (kept) or a fresh one under the temp dir (removed on drop).
+fn work_dir(given: &Option<PathBuf>, what: &str) -> anyhow::Result<(PathBuf, Option<TempDir>)> {
+    let (dir, cleanup) = match given {
+        Some(d) => (d.clone(), None),
+        None => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .subsec_nanos();
+            let d = std::env::temp_dir().join(format!(
+                "floe-bench-{what}-{}-{nanos:08x}",
+                std::process::id()
+            ));
+            (d.clone(), Some(TempDir(d)))
+        }
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {what} directory {}", dir.display()))?;
+    Ok((dir, cleanup))
+}
+
+/// Lines and bytes in the committed part files of `dir` (hidden in-progress files are not
+/// output).
+fn committed_output(dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if !e.file_name().to_string_lossy().starts_with("part-") {
+            continue;
+        }
+        let data = std::fs::read(e.path())?;
+        bytes += data.len() as u64;
+        lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    Ok((lines, bytes))
 }
 
 fn parse_count(s: &str) -> Result<u64, String> {
@@ -87,19 +137,14 @@ impl Drop for TempDir {
 
 fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
     let load1_before = load1();
-    let (ckpt_dir, _cleanup) = match &a.checkpoint_dir {
-        Some(d) => (d.clone(), None),
-        None => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .subsec_nanos();
-            let d =
-                std::env::temp_dir().join(format!("floe-bench-{}-{nanos:08x}", std::process::id()));
-            (d.clone(), Some(TempDir(d)))
+    let (ckpt_dir, _cleanup) = work_dir(&a.checkpoint_dir, "checkpoint")?;
+    let (out_dir, _cleanup_out) = match a.sink {
+        SinkKind::File => {
+            let (d, c) = work_dir(&a.output, "output")?;
+            (Some(d), c)
         }
+        SinkKind::Discard => (None, None),
     };
-    std::fs::create_dir_all(&ckpt_dir)
-        .with_context(|| format!("cannot create checkpoint directory {}", ckpt_dir.display()))?;
     let ckpt_str = ckpt_dir
         .to_str()
         .context("checkpoint directory is not valid UTF-8")?;
@@ -109,7 +154,7 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
     env.set_parallelism(a.parallelism);
     env.enable_checkpointing(Duration::from_millis(a.interval_ms));
     env.set_checkpoint_storage(ckpt_str);
-    let sink = env
+    let counts = env
         .generate_word_lines(a.words)
         .flat_map(|line: String, out: &mut Collector<Str>| {
             for w in line.split(' ') {
@@ -126,11 +171,23 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
         })
         .map(|w: Str| (w, 1i64))
         .key_by(|t: &(Str, i64)| t.0.clone())
-        .sum(1)
-        .discard();
+        .sum(1);
+    let sink = match &out_dir {
+        None => Some(counts.discard()),
+        Some(d) => {
+            counts
+                .sink_exactly_once(floe::connectors::file_sink::FileSink::for_row_format(d))
+                .uid("counts-out");
+            None
+        }
+    };
 
+    let sink_name = match a.sink {
+        SinkKind::Discard => "discard",
+        SinkKind::File => "file",
+    };
     println!(
-        "floe wordcount: words={} parallelism={} checkpoint_interval_ms={} checkpoint_dir={}",
+        "floe wordcount: words={} parallelism={} checkpoint_interval_ms={} checkpoint_dir={} sink={sink_name}",
         a.words,
         a.parallelism,
         a.interval_ms,
@@ -142,7 +199,11 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
 
     let usage = rusage();
     let cpu_s = usage.cpu_s;
-    let sink_records = sink.get();
+    let (sink_records, out_bytes) = match (&sink, &out_dir) {
+        (Some(h), _) => (h.get(), 0),
+        (None, Some(d)) => committed_output(d)?,
+        (None, None) => unreachable!("a sink"),
+    };
     let mut durs: Vec<f64> = result
         .checkpoint_durations
         .iter()
@@ -178,14 +239,15 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
     println!(
         "engine=floe words={} parallelism={} elapsed_s={elapsed:.3} words_per_s={words_per_s:.0} \
          net_runtime_s={:.3} cpu_s={cpu_s:.2} words_per_cpu_s={words_per_cpu_s:.0} peak_rss_mb={:.1} \
-         checkpoints={} ckpt_ms_median={median} ckpt_ms_max={max} restarts={} sink_records={sink_records} \
-         load1_before={load1_before}",
+         checkpoints={} ckpt_ms_median={median} ckpt_ms_max={max} restarts={} sink={sink_name} sink_records={sink_records} \
+         output_mb={:.1} load1_before={load1_before}",
         a.words,
         a.parallelism,
         result.net_runtime.as_secs_f64(),
         usage.peak_rss_mb,
         result.checkpoints,
         result.restarts,
+        out_bytes as f64 / (1 << 20) as f64,
     );
     if sink_records != a.words {
         bail!("sink record count {sink_records} != input words {}: the job lost or duplicated records", a.words);

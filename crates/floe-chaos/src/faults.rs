@@ -82,7 +82,10 @@ pub fn workers_of(jm: u32) -> Vec<u32> {
             continue;
         }
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if env.split(|b| *b == 0).any(|kv| kv.starts_with(b"FLOE_WORKER=")) {
+        if env
+            .split(|b| *b == 0)
+            .any(|kv| kv.starts_with(b"FLOE_WORKER="))
+        {
             out.push(pid);
         }
     }

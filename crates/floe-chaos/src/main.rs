@@ -33,7 +33,11 @@ use std::time::{Duration, Instant};
 use verify::Verdict;
 
 #[derive(Parser, Debug)]
-#[command(name = "floe-chaos", version, about = "Exactly-once under injected faults")]
+#[command(
+    name = "floe-chaos",
+    version,
+    about = "Exactly-once under injected faults"
+)]
 struct Args {
     /// Faults to inject in total.
     #[arg(long, default_value_t = 30)]
@@ -235,8 +239,14 @@ fn run(args: Args) -> anyhow::Result<bool> {
             p.display()
         );
     }
-    anyhow::ensure!(args.min_gap_ms <= args.max_gap_ms, "--min-gap-ms is above --max-gap-ms");
-    anyhow::ensure!(args.words_per_round > 0, "--words-per-round must be positive");
+    anyhow::ensure!(
+        args.min_gap_ms <= args.max_gap_ms,
+        "--min-gap-ms is above --max-gap-ms"
+    );
+    anyhow::ensure!(
+        args.words_per_round > 0,
+        "--words-per-round must be positive"
+    );
     let _tmp;
     let work = match &args.work_dir {
         Some(d) => {
@@ -273,10 +283,15 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let mut t = Totals::default();
     let mut schedule: Vec<Fault> = Vec::new();
-    let gap = |rng: &mut StdRng| Duration::from_millis(rng.random_range(args.min_gap_ms..=args.max_gap_ms));
+    let gap = |rng: &mut StdRng| {
+        Duration::from_millis(rng.random_range(args.min_gap_ms..=args.max_gap_ms))
+    };
     while t.rounds == 0 || t.injected < args.faults {
         if Instant::now() >= deadline {
-            println!("timeout: {} s passed with {} of {} faults injected", args.timeout_secs, t.injected, args.faults);
+            println!(
+                "timeout: {} s passed with {} of {} faults injected",
+                args.timeout_secs, t.injected, args.faults
+            );
             t.failed_rounds += 1;
             break;
         }
@@ -379,7 +394,8 @@ fn run(args: Args) -> anyhow::Result<bool> {
             println!("round {round} kept for inspection: {}", rdir.display());
             if args.work_dir.is_none() {
                 // The temporary work directory is removed at exit; keep this round.
-                let keep = std::env::temp_dir().join(format!("floe-chaos-round-{}-{round}", args.seed));
+                let keep =
+                    std::env::temp_dir().join(format!("floe-chaos-round-{}-{round}", args.seed));
                 let _ = std::fs::rename(&rdir, &keep);
                 println!("moved to {}", keep.display());
             }
@@ -388,7 +404,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
     drop(storage);
     let mut line = format!("faults={}", t.injected);
     for k in Fault::ALL {
-        line.push_str(&format!(" {}={}", k.key(), t.faults.get(&k).copied().unwrap_or(0)));
+        line.push_str(&format!(
+            " {}={}",
+            k.key(),
+            t.faults.get(&k).copied().unwrap_or(0)
+        ));
     }
     let v = t.verdict;
     line.push_str(&format!(

@@ -32,7 +32,7 @@ impl MapFunction<Str, Str> for FailWhenExists {
         if let Some(p) = &self.path {
             self.seen += 1;
             // A stat per 1024 words keeps the hook off the profile.
-            if self.seen % 1024 == 0 && std::fs::remove_file(p).is_ok() {
+            if self.seen.is_multiple_of(1024) && std::fs::remove_file(p).is_ok() {
                 panic!("injected failure: {} appeared", p.display());
             }
         }

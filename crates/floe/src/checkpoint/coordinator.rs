@@ -463,7 +463,10 @@ mod tests {
             1,
         );
         c.start([t("src", 0), t("sink", 0)], t0);
-        assert_eq!(c.tick(t0 + Duration::from_millis(100)), vec![Action::Trigger { id: 1 }]);
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger { id: 1 }]
+        );
         // The input ends while checkpoint 1 is pending: the final one starts right away.
         let now = t0 + Duration::from_millis(110);
         assert_eq!(c.end_of_input(now), vec![Action::TriggerFinal { id: 2 }]);
@@ -472,12 +475,19 @@ mod tests {
         let a = c.decline(2, "disk full");
         assert!(matches!(&a[..], [Action::Abort { id: 2, .. }]), "{a:?}");
         assert!(c.tick(now + Duration::from_millis(50)).is_empty());
-        assert_eq!(c.next_deadline().map(|d| d >= now + Duration::from_millis(100)), Some(true));
+        assert_eq!(
+            c.next_deadline()
+                .map(|d| d >= now + Duration::from_millis(100)),
+            Some(true)
+        );
         let a = c.tick(now + Duration::from_millis(100));
         assert!(a.contains(&Action::TriggerFinal { id: 3 }), "{a:?}");
         // A second failure in a row exceeds tolerable=1, as for any checkpoint.
         let a = c.decline(3, "disk full");
-        assert!(a.iter().any(|a| matches!(a, Action::FailJob { .. })), "{a:?}");
+        assert!(
+            a.iter().any(|a| matches!(a, Action::FailJob { .. })),
+            "{a:?}"
+        );
         // After a failover the new attempt reports the end of input again.
         c.stop("failover");
         c.start([t("src", 0), t("sink", 0)], t0);
@@ -486,7 +496,10 @@ mod tests {
         let a = c.acknowledge(4, t("sink", 0), h(), t0);
         assert!(matches!(&a[..], [Action::Finalize { id: 4, .. }]));
         assert!(c.finalized(4, t0).is_empty());
-        assert!(c.tick(t0 + Duration::from_secs(10)).is_empty(), "nothing after the final one");
+        assert!(
+            c.tick(t0 + Duration::from_secs(10)).is_empty(),
+            "nothing after the final one"
+        );
     }
 
     #[test]

@@ -145,6 +145,8 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
             prefix: format!("{}-{}", ctx.attempt_token, ctx.subtask),
             counter: 0,
             current: None,
+            // Small parts flush sooner, so that they roll close to their size.
+            flush_at: WRITE_BUFFER.min(self.max_part_size as usize),
             buf: String::with_capacity(WRITE_BUFFER + 4096),
             rolled: Vec::new(),
             _t: PhantomData,
@@ -200,10 +202,7 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     return Err(e).with_context(|| {
-                        format!(
-                            "cannot discard in-progress file {}",
-                            entry.path().display()
-                        )
+                        format!("cannot discard in-progress file {}", entry.path().display())
                     })
                 }
             }
@@ -228,6 +227,7 @@ pub struct FileSinkWriter<T, E> {
     counter: u64,
     /// The open part file, its in-progress name and the bytes written to it.
     current: Option<(File, String, u64)>,
+    flush_at: usize,
     buf: String,
     /// Files rolled by size since the last checkpoint (already synced).
     rolled: Vec<PendingFile>,
@@ -253,8 +253,9 @@ impl<T, E> FileSinkWriter<T, E> {
             self.current = Some((f, name, 0));
         }
         let (f, name, size) = self.current.as_mut().expect("open part file");
-        f.write_all(self.buf.as_bytes())
-            .with_context(|| format!("cannot write part file {}", self.dir.join(&*name).display()))?;
+        f.write_all(self.buf.as_bytes()).with_context(|| {
+            format!("cannot write part file {}", self.dir.join(&*name).display())
+        })?;
         *size += self.buf.len() as u64;
         self.buf.clear();
         if *size >= self.max_part_size {
@@ -266,8 +267,9 @@ impl<T, E> FileSinkWriter<T, E> {
     /// Closes the open part file (durably) and makes it pending.
     fn roll(&mut self) -> Result<()> {
         if let Some((f, name, _)) = self.current.take() {
-            f.sync_all()
-                .with_context(|| format!("cannot sync part file {}", self.dir.join(&name).display()))?;
+            f.sync_all().with_context(|| {
+                format!("cannot sync part file {}", self.dir.join(&name).display())
+            })?;
             self.rolled.push(PendingFile {
                 in_progress: name,
                 committed: format!("part-{}-{}", self.prefix, self.counter),
@@ -282,7 +284,7 @@ impl<T, E: Encoder<T>> PreCommitWriter<T, PendingFile> for FileSinkWriter<T, E> 
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
         for v in batch.drain(..) {
             self.encoder.encode(&v, &mut self.buf);
-            if self.buf.len() >= WRITE_BUFFER {
+            if self.buf.len() >= self.flush_at {
                 self.flush_buf()?;
             }
         }
@@ -330,7 +332,8 @@ mod tests {
     fn staged_lines_become_visible_only_when_committed_and_commits_are_idempotent() {
         let tmp = tempfile::tempdir().unwrap();
         let sink = FileSink::for_row_format(tmp.path());
-        let mut w = TwoPhaseCommitSink::<(String, i64)>::create_writer(&sink, &ctx("aa", 0)).unwrap();
+        let mut w =
+            TwoPhaseCommitSink::<(String, i64)>::create_writer(&sink, &ctx("aa", 0)).unwrap();
         w.write_batch(&mut vec![("a".to_string(), 1i64), ("b".to_string(), 2)])
             .unwrap();
         let pending = w.prepare_commit().unwrap();
@@ -352,8 +355,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let sink = FileSink::for_row_format(tmp.path()).with_max_part_size(1);
         let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &ctx("old", 1)).unwrap();
-        // The write buffer flushes per 256 KiB, so force two files with two prepare calls
-        // around a large batch.
         let mut big: Vec<i64> = (0..60_000).collect();
         w.write_batch(&mut big).unwrap();
         let first = w.prepare_commit().unwrap();
@@ -396,6 +397,9 @@ mod tests {
         let err = TwoPhaseCommitSink::<i64>::commit(&sink, &[gone])
             .unwrap_err()
             .to_string();
-        assert!(err.contains(".part-x-0-0.inprogress") && err.contains("lost"), "{err}");
+        assert!(
+            err.contains(".part-x-0-0.inprogress") && err.contains("lost"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,131 @@
+//! The chaos harness end to end: the real job under a few dozen faults, and the checker
+//! against independent (awk) output that is right, then duplicated.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Builds the `floe` CLI and the job binary next to `floe-chaos` (same profile).
+fn build_binaries() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-q", "-p", "floe-cli", "--bin", "floe"])
+            .args(["-p", "floe-examples", "--bin", "exactly_once_word_count"])
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "building floe and exactly_once_word_count failed"
+        );
+    });
+    PathBuf::from(env!("CARGO_BIN_EXE_floe-chaos"))
+}
+
+/// Runs floe-chaos; returns its exit code, output, and the summary line's fields.
+fn chaos(args: &[&str]) -> (i32, String, HashMap<String, String>) {
+    let exe = build_binaries();
+    let o = Command::new(exe).args(args).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let last = out.lines().last().unwrap_or_default().to_string();
+    let fields = last
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (
+        o.status.code().unwrap_or(-1),
+        format!("{out}{}", String::from_utf8_lossy(&o.stderr)),
+        fields,
+    )
+}
+
+fn num(f: &HashMap<String, String>, k: &str) -> u64 {
+    f.get(k)
+        .unwrap_or_else(|| panic!("no {k}= in the summary"))
+        .parse()
+        .unwrap()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn the_job_under_two_dozen_faults_commits_every_line_once() {
+    let (code, out, f) = chaos(&[
+        "--faults",
+        "24",
+        "--seed",
+        "42",
+        "--words-per-round",
+        "400000",
+        "--min-gap-ms",
+        "50",
+        "--max-gap-ms",
+        "300",
+        "--timeout-secs",
+        "900",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(num(&f, "faults"), 24, "{out}");
+    for k in ["lost", "duplicated", "wrong", "leftover", "failed_rounds"] {
+        assert_eq!(num(&f, k), 0, "{k}: {out}");
+    }
+    assert_eq!(num(&f, "lines"), num(&f, "words"), "{out}");
+    // Every kind comes once per block of six (storage faults need root to mount a tmpfs).
+    let mut kinds = vec!["kill9", "stop", "panic", "checkpoint_timeout"];
+    if is_root() {
+        kinds.extend(["storage_ro", "storage_full"]);
+    }
+    for k in kinds {
+        assert!(num(&f, k) >= 3, "{k}: {out}");
+    }
+    // Kills, stops and panics each cost a restart; timeouts and storage faults fail
+    // checkpoints.
+    assert!(num(&f, "restarts") >= 9, "{out}");
+    assert!(num(&f, "checkpoints_failed") >= 3, "{out}");
+    assert!(num(&f, "checkpoints_completed") > 0, "{out}");
+}
+
+#[test]
+fn the_checker_accepts_exact_output_and_counts_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    // An independent word count: awk numbers each word's occurrences.
+    let script = |dup: bool| {
+        let p = dir.path().join(if dup { "dup.sh" } else { "exact.sh" });
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\n# --input DIR --output DIR --fail-when-exists PATH\nmkdir -p \"$4\"\ncat \"$2\"/* | tr ' ' '\\n' | awk 'NF {{ c[$1]++; print \"(\" $1 \",\" c[$1] \")\" }}' > \"$4/part-awk-0-0\"\n{}",
+                if dup { "head -n 5 \"$4/part-awk-0-0\" > \"$4/part-awk-1-0\"\n" } else { "" }
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let exact = script(false);
+    let common = [
+        "--faults",
+        "0",
+        "--words-per-round",
+        "20000",
+        "--no-storage-faults",
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--job", exact.to_str().unwrap()]);
+    let (code, out, f) = chaos(&args);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!((num(&f, "lines"), num(&f, "lost")), (20000, 0), "{out}");
+
+    let dup = script(true);
+    let mut args = common.to_vec();
+    args.extend(["--job", dup.to_str().unwrap()]);
+    let (code, out, f) = chaos(&args);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!((num(&f, "duplicated"), num(&f, "lost")), (5, 0), "{out}");
+}

@@ -1,0 +1,160 @@
+//! The exactly-once file sink through real job runs: failure and restore from a retained
+//! checkpoint, a commit lost in a crash redone on restore, stale files discarded, rolling
+//! by size, and output without checkpointing.
+
+use floe::checkpoint::metadata::{load_snapshot, StateHandle};
+use floe::connectors::file_sink::{FileSink, PendingFile};
+use floe::prelude::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const N: u64 = 3000;
+
+/// Numbers `0..N` through a slow map into a file sink; with `fail_at`, the map fails there.
+fn job(ck: &Path, out: &Path, fail_at: Option<u64>, part_size: u64) -> StreamEnv {
+    let env = StreamEnv::new();
+    env.enable_checkpointing(Duration::from_millis(20));
+    env.set_checkpoint_storage(ck.to_str().unwrap());
+    env.checkpoint_config()
+        .set_externalized_checkpoint_retention(
+            ExternalizedCheckpointRetention::RetainOnCancellation,
+        );
+    env.set_restart_strategy(RestartStrategy::none());
+    env.from_collection((0..N).collect())
+        .uid("numbers")
+        .try_map(move |v: u64| {
+            std::thread::sleep(Duration::from_micros(300));
+            if Some(v) == fail_at {
+                bail!("record {v} fails");
+            }
+            Ok(v)
+        })
+        .sink_exactly_once(FileSink::for_row_format(out).with_max_part_size(part_size))
+        .uid("out");
+    env
+}
+
+/// Committed lines (parsed) and the names of hidden files left in `dir`.
+fn output(dir: &Path) -> (Vec<u64>, Vec<String>) {
+    let (mut lines, mut hidden) = (Vec::new(), Vec::new());
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            hidden.push(name);
+        } else {
+            assert!(name.starts_with("part-"), "unexpected file {name}");
+            for l in std::fs::read_to_string(e.path()).unwrap().lines() {
+                lines.push(l.parse().unwrap());
+            }
+        }
+    }
+    lines.sort();
+    (lines, hidden)
+}
+
+fn latest_checkpoint(root: &Path) -> PathBuf {
+    let mut v = Vec::new();
+    for job in std::fs::read_dir(root).unwrap().flatten() {
+        for c in std::fs::read_dir(job.path()).unwrap().flatten() {
+            let name = c.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_prefix("chk-") {
+                v.push((id.parse::<u64>().unwrap(), c.path()));
+            }
+        }
+    }
+    v.sort();
+    v.pop().expect("a retained checkpoint").1
+}
+
+#[test]
+fn a_failed_job_restored_from_its_checkpoint_commits_every_record_once() {
+    let ck = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let err = job(ck.path(), out.path(), Some(2000), 1 << 20)
+        .execute("fails")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("record 2000 fails"), "{err}");
+    let (first, _) = output(out.path());
+    assert!(
+        !first.is_empty() && first.len() < 2000,
+        "committed {}",
+        first.len()
+    );
+    assert_eq!(
+        first,
+        (0..first.len() as u64).collect::<Vec<_>>(),
+        "a prefix, once"
+    );
+
+    let chk = latest_checkpoint(ck.path());
+    // A crash right after the checkpoint completed, before its files were renamed: undo
+    // the commit of every file the checkpoint names as pending.
+    let snap = load_snapshot(&chk).unwrap();
+    let mut undone = 0;
+    for st in &snap.metadata.operator("out").expect("sink state").subtasks {
+        let StateHandle::Inline { data } = &st.handle else {
+            panic!("sink state is inline")
+        };
+        for p in serde_json::from_slice::<Vec<PendingFile>>(data).unwrap() {
+            std::fs::rename(
+                out.path().join(&p.committed),
+                out.path().join(&p.in_progress),
+            )
+            .unwrap();
+            undone += 1;
+        }
+    }
+    assert!(undone > 0, "the last checkpoint names its pending files");
+    // A file an earlier attempt staged after the checkpoint: must be discarded.
+    std::fs::write(
+        out.path().join(".part-0123456789abcdef-0-7.inprogress"),
+        "999999\n",
+    )
+    .unwrap();
+
+    let env = job(ck.path(), out.path(), None, 1 << 20);
+    env.set_restore_path(&chk);
+    env.execute("restored").unwrap();
+    let (all, hidden) = output(out.path());
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "every record exactly once");
+    assert!(hidden.is_empty(), "left behind: {hidden:?}");
+}
+
+#[test]
+fn part_files_roll_by_size_and_never_exceed_it_by_more_than_a_flush() {
+    let ck = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    job(ck.path(), out.path(), None, 1000)
+        .execute("rolling")
+        .unwrap();
+    let (all, hidden) = output(out.path());
+    assert_eq!(all, (0..N).collect::<Vec<_>>());
+    assert!(hidden.is_empty(), "{hidden:?}");
+    let sizes: Vec<u64> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    assert!(
+        sizes.len() as u64 >= total / 1000,
+        "{} files for {total} bytes",
+        sizes.len()
+    );
+    // A batch is encoded before the size check: a part exceeds the limit by < one batch.
+    assert!(sizes.iter().all(|&s| s < 1000 + 4096 * 5), "{sizes:?}");
+}
+
+#[test]
+fn without_checkpointing_output_is_committed_when_the_job_finishes() {
+    let out = tempfile::tempdir().unwrap();
+    let env = StreamEnv::new();
+    env.set_parallelism(2);
+    env.from_collection((0..500u64).collect())
+        .map(|v| v * 2)
+        .sink_exactly_once(FileSink::for_row_format(out.path()));
+    env.execute("no checkpoints").unwrap();
+    let (all, hidden) = output(out.path());
+    assert_eq!(all, (0..500u64).map(|v| v * 2).collect::<Vec<_>>());
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
