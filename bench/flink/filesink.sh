@@ -8,6 +8,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PEER="${PEER:-$HERE/../../../shared/peer/flink}"
 source "$PEER/env.sh"
+# FileSink lives in flink-connector-files, next to flink-dist in Flink's lib/.
+FLINK_CP="$FLINK_CP:$(ls "$FLINK_LIB"/flink-connector-files-*.jar | head -n1)"
 N="${1:?usage: filesink.sh N [parallelism]}"
 P="${2:-2}"
 WORK="$(mktemp -d /tmp/flink-filesink.XXXXXX)"

@@ -74,6 +74,29 @@ struct Args {
     no_storage_faults: bool,
 }
 
+/// Set by SIGINT/SIGTERM: stop injecting, stop the job, unmount, report.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Sleeps `d`, waking early when interrupted.
+fn nap(d: Duration) {
+    let end = Instant::now() + d;
+    while !interrupted() {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(20)));
+    }
+}
+
 /// How long faults that hold something last.
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_millis(1000);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(3000);
@@ -187,7 +210,7 @@ fn inject(
             if !signal(w, libc::SIGSTOP) {
                 return Ok(false);
             }
-            std::thread::sleep(hold);
+            nap(hold);
             // After a Stop the job manager has killed it; a continued zombie is harmless.
             signal(w, libc::SIGCONT);
             Ok(true)
@@ -210,11 +233,11 @@ fn inject(
             let hold = Duration::from_millis(rng.random_range(100..=1500));
             if fault == Fault::ReadOnly {
                 s.remount(true)?;
-                std::thread::sleep(hold);
+                nap(hold);
                 s.remount(false)?;
             } else {
                 s.fill()?;
-                std::thread::sleep(hold);
+                nap(hold);
                 s.free();
             }
             Ok(true)
@@ -287,6 +310,14 @@ fn run(args: Args) -> anyhow::Result<bool> {
         Duration::from_millis(rng.random_range(args.min_gap_ms..=args.max_gap_ms))
     };
     while t.rounds == 0 || t.injected < args.faults {
+        if interrupted() {
+            println!(
+                "interrupted with {} of {} faults injected",
+                t.injected, args.faults
+            );
+            t.failed_rounds += 1;
+            break;
+        }
         if Instant::now() >= deadline {
             println!(
                 "timeout: {} s passed with {} of {} faults injected",
@@ -333,7 +364,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
                 break Some(st);
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || interrupted() {
                 kill_tree(&mut child);
                 break None;
             }
@@ -452,6 +483,11 @@ impl Drop for TempDir {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
     match run(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

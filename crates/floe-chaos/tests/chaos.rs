@@ -109,12 +109,16 @@ fn the_checker_accepts_exact_output_and_counts_duplicates() {
         p
     };
     let exact = script(false);
+    // Inside the test's temporary directory: a failing round is kept there, not in /tmp.
+    let work = dir.path().join("work");
     let common = [
         "--faults",
         "0",
         "--words-per-round",
         "20000",
         "--no-storage-faults",
+        "--work-dir",
+        work.to_str().unwrap(),
     ];
     let mut args = common.to_vec();
     args.extend(["--job", exact.to_str().unwrap()]);

@@ -106,9 +106,23 @@ fn a_failed_job_restored_from_its_checkpoint_commits_every_record_once() {
         }
     }
     assert!(undone > 0, "the last checkpoint names its pending files");
-    // A file an earlier attempt staged after the checkpoint: must be discarded.
+    // A file an earlier attempt of this sink staged after the checkpoint (names are
+    // `part-<sink tag>-<attempt token>-<subtask>-<n>`): must be discarded.
+    let committed = std::fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(".part-") || n.starts_with("part-"))
+        .unwrap();
+    let tag = committed
+        .trim_start_matches('.')
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .to_string();
     std::fs::write(
-        out.path().join(".part-0123456789abcdef-0-7.inprogress"),
+        out.path()
+            .join(format!(".part-{tag}-0123456789abcdef-0-7.inprogress")),
         "999999\n",
     )
     .unwrap();
@@ -143,6 +157,40 @@ fn part_files_roll_by_size_and_never_exceed_it_by_more_than_a_flush() {
     );
     // A batch is encoded before the size check: a part exceeds the limit by < one batch.
     assert!(sizes.iter().all(|&s| s < 1000 + 4096 * 5), "{sizes:?}");
+}
+
+#[test]
+fn a_source_limited_to_one_instance_still_lets_the_final_checkpoint_complete() {
+    // At parallelism 2 the collection source has no reader on the second worker: that
+    // worker's input must still move through the epochs while the job waits for its final
+    // checkpoint.
+    let ck = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let env = StreamEnv::new();
+    env.set_parallelism(2);
+    env.enable_checkpointing(Duration::from_millis(50));
+    env.set_checkpoint_storage(ck.path().to_str().unwrap());
+    env.checkpoint_config()
+        .set_checkpoint_timeout(Duration::from_secs(30));
+    env.set_restart_strategy(RestartStrategy::none());
+    env.from_collection((0..500u64).collect())
+        .uid("numbers")
+        .key_by(|v| *v)
+        .reduce(|a, _| a)
+        .uid("ids")
+        .sink_exactly_once(FileSink::for_row_format(out.path()))
+        .uid("out");
+    let started = std::time::Instant::now();
+    let r = env.execute("limited source").unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(r.checkpoints >= 1, "the final checkpoint completed");
+    let (all, hidden) = output(out.path());
+    assert_eq!(all, (0..500u64).collect::<Vec<_>>());
+    assert!(hidden.is_empty(), "{hidden:?}");
 }
 
 #[test]

@@ -29,27 +29,32 @@ macro_rules! print_display {
         }
     )*};
 }
-print_display!(
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    f32,
-    f64,
-    bool,
-    char,
-    String,
-    str,
-    crate::api::data::Str
-);
+// Integers are on the hot path of every printing and file sink: formatted without `fmt`.
+macro_rules! print_int {
+    ($($t:ty),*) => {$(
+        impl PrintFormat for $t {
+            #[inline]
+            fn print_to(&self, out: &mut String) {
+                out.push_str(itoa::Buffer::new().format(*self));
+            }
+        }
+    )*};
+}
+print_int!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+
+print_display!(f32, f64, bool, char);
+
+macro_rules! print_str {
+    ($($t:ty),*) => {$(
+        impl PrintFormat for $t {
+            #[inline]
+            fn print_to(&self, out: &mut String) {
+                out.push_str(self.as_ref());
+            }
+        }
+    )*};
+}
+print_str!(String, str, crate::api::data::Str);
 
 impl<T: PrintFormat + ?Sized> PrintFormat for &T {
     fn print_to(&self, out: &mut String) {

@@ -271,8 +271,9 @@ impl<T: Data> DataStream<T> {
     /// when the checkpoint covering it completes, and a failure never duplicates or loses
     /// a record (Flink's `sinkTo` with an exactly-once sink such as `FileSink`). With
     /// checkpointing, the job takes a final checkpoint when its input ends so that all
-    /// output is committed before it finishes; without checkpointing, output is committed
-    /// when the job finishes.
+    /// output is committed before it finishes. Without checkpointing there is no
+    /// exactly-once: each subtask commits when its input ends, and a failure at that moment
+    /// can repeat output after a restart.
     ///
     /// ```no_run
     /// use floe::prelude::*;

@@ -279,6 +279,9 @@ impl CheckpointCoordinator {
                 self.count_failure(&mut actions);
             }
         }
+        if actions.iter().any(|a| matches!(a, Action::FailJob { .. })) {
+            return actions; // the job fails over: nothing new starts in this attempt
+        }
         if self.final_requested {
             if self.next_trigger_time().is_some_and(|t| now >= t) {
                 actions.extend(self.trigger_final(now));

@@ -1,17 +1,19 @@
 //! An exactly-once file sink, Flink's `FileSink` in row format.
 //!
 //! Every parallel instance writes one line per record into a hidden in-progress part file,
-//! `.part-<attempt token>-<subtask>-<n>.inprogress`. A part file is rolled (closed and a new
+//! `.part-<sink>-<attempt token>-<subtask>-<n>.inprogress` (`<sink>`: 8 hex digits of the
+//! sink's operator uid). A part file is rolled (closed and a new
 //! one started) when it reaches the configured size and at every checkpoint. A rolled file
 //! is *pending*: it is fsynced and named in the checkpoint. When the job manager reports the
 //! checkpoint complete, pending files are committed by an atomic rename to
-//! `part-<attempt token>-<subtask>-<n>` — a reader never sees a half-written committed file.
+//! `part-<sink>-<attempt token>-<subtask>-<n>` — a reader never sees a half-written
+//! committed file.
 //!
 //! After a failure the job restores its last completed checkpoint: the pending files named
 //! in it are committed (again: a file already renamed counts as committed), and every other
-//! in-progress file of earlier attempts is deleted — its records are replayed from the
-//! restored source positions and written again. Output is exactly once as long as one
-//! job writes to the directory.
+//! in-progress file this sink's earlier attempts wrote is deleted — its records are replayed
+//! from the restored source positions and written again. Output is exactly once as long as
+//! no other job writes to the directory under the same sink uid.
 //!
 //! ```no_run
 //! use floe::prelude::*;
@@ -21,7 +23,7 @@
 //! env.enable_checkpointing(std::time::Duration::from_secs(1));
 //! env.from_collection(vec![("spark".to_string(), 1i64)])
 //!     .sink_exactly_once(FileSink::for_row_format("/tmp/counts").with_max_part_size(64 << 20));
-//! // /tmp/counts/part-<token>-0-0 then holds the line `(spark,1)`.
+//! // /tmp/counts/part-<sink>-<token>-0-0 then holds the line `(spark,1)`.
 //! ```
 
 use super::{PreCommitWriter, SinkContext, TwoPhaseCommitSink};
@@ -112,11 +114,21 @@ pub struct PendingFile {
     pub committed: String,
 }
 
-/// The token in an in-progress file name, if the name is one of this sink's.
-fn in_progress_token(name: &str) -> Option<&str> {
+/// The sink's part of every file name: 8 hex digits of its operator uid.
+fn sink_tag(ctx: &SinkContext) -> String {
+    format!(
+        "{:08x}",
+        xxhash_rust::xxh3::xxh3_64(ctx.operator_uid.as_bytes()) as u32
+    )
+}
+
+/// The attempt token in an in-progress file name, if the name is one of sink `tag`'s.
+fn in_progress_token<'a>(name: &'a str, tag: &str) -> Option<&'a str> {
     let rest = name
         .strip_prefix(IN_PROGRESS_PREFIX)?
-        .strip_suffix(IN_PROGRESS_SUFFIX)?;
+        .strip_suffix(IN_PROGRESS_SUFFIX)?
+        .strip_prefix(tag)?
+        .strip_prefix('-')?;
     rest.split('-').next()
 }
 
@@ -142,7 +154,7 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
             dir: self.dir.clone(),
             encoder: self.encoder.clone(),
             max_part_size: self.max_part_size,
-            prefix: format!("{}-{}", ctx.attempt_token, ctx.subtask),
+            prefix: format!("{}-{}-{}", sink_tag(ctx), ctx.attempt_token, ctx.subtask),
             counter: 0,
             current: None,
             // Small parts flush sooner, so that they roll close to their size.
@@ -182,6 +194,7 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
     fn recover(&self, ctx: &SinkContext, restored: &[PendingFile]) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create output directory {}", self.dir.display()))?;
+        let tag = sink_tag(ctx);
         let keep: HashSet<&str> = restored.iter().map(|p| p.in_progress.as_str()).collect();
         let entries = std::fs::read_dir(&self.dir)
             .with_context(|| format!("cannot list output directory {}", self.dir.display()))?;
@@ -191,7 +204,7 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
                 .with_context(|| format!("cannot list output directory {}", self.dir.display()))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(token) = in_progress_token(name) else {
+            let Some(token) = in_progress_token(name, &tag) else {
                 continue;
             };
             if token == ctx.attempt_token || keep.contains(name) {
@@ -222,7 +235,7 @@ pub struct FileSinkWriter<T, E> {
     dir: PathBuf,
     encoder: E,
     max_part_size: u64,
-    /// `<attempt token>-<subtask>`.
+    /// `<sink>-<attempt token>-<subtask>`.
     prefix: String,
     counter: u64,
     /// The open part file, its in-progress name and the bytes written to it.
@@ -294,6 +307,11 @@ impl<T, E: Encoder<T>> PreCommitWriter<T, PendingFile> for FileSinkWriter<T, E> 
     fn prepare_commit(&mut self) -> Result<Vec<PendingFile>> {
         self.flush_buf()?;
         self.roll()?;
+        if !self.rolled.is_empty() {
+            // The files' directory entries must survive a power loss too: the checkpoint
+            // is about to name them.
+            sync_dir(&self.dir)?;
+        }
         Ok(std::mem::take(&mut self.rolled))
     }
 }
@@ -309,6 +327,7 @@ mod tests {
             parallelism: 2,
             attempt: 0,
             attempt_token: token.into(),
+            operator_uid: "out".into(),
             task_info: TaskInfo {
                 task_name: "FileSink".into(),
                 subtask_index: subtask,
@@ -338,12 +357,16 @@ mod tests {
             .unwrap();
         let pending = w.prepare_commit().unwrap();
         assert_eq!(pending.len(), 1);
-        assert_eq!(names(tmp.path()), vec![".part-aa-0-0.inprogress"]);
-        TwoPhaseCommitSink::<(String, i64)>::commit(&sink, &pending).unwrap();
-        TwoPhaseCommitSink::<(String, i64)>::commit(&sink, &pending).unwrap();
-        assert_eq!(names(tmp.path()), vec!["part-aa-0-0"]);
+        let tag = sink_tag(&ctx("aa", 0));
         assert_eq!(
-            std::fs::read_to_string(tmp.path().join("part-aa-0-0")).unwrap(),
+            names(tmp.path()),
+            vec![format!(".part-{tag}-aa-0-0.inprogress")]
+        );
+        TwoPhaseCommitSink::<(String, i64)>::commit(&sink, &pending).unwrap();
+        TwoPhaseCommitSink::<(String, i64)>::commit(&sink, &pending).unwrap();
+        assert_eq!(names(tmp.path()), vec![format!("part-{tag}-aa-0-0")]);
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join(format!("part-{tag}-aa-0-0"))).unwrap(),
             "(a,1)\n(b,2)\n"
         );
         // Nothing written since: no empty part file.
@@ -353,12 +376,12 @@ mod tests {
     #[test]
     fn rolls_by_size_and_recover_keeps_only_restored_and_current_attempt_files() {
         let tmp = tempfile::tempdir().unwrap();
-        let sink = FileSink::for_row_format(tmp.path()).with_max_part_size(1);
+        let sink = FileSink::for_row_format(tmp.path()).with_max_part_size(100_000);
         let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &ctx("old", 1)).unwrap();
         let mut big: Vec<i64> = (0..60_000).collect();
         w.write_batch(&mut big).unwrap();
         let first = w.prepare_commit().unwrap();
-        assert!(first.len() >= 2, "{first:?}");
+        assert!(first.len() >= 3, "{first:?}");
         w.write_batch(&mut vec![7]).unwrap();
         let second = w.prepare_commit().unwrap();
         assert_eq!(second.len(), 1);
@@ -372,7 +395,8 @@ mod tests {
             assert!(left.contains(&p.in_progress), "{left:?}");
         }
         assert!(!left.contains(&second[0].in_progress), "{left:?}");
-        assert!(left.contains(&".part-new-0-0.inprogress".to_string()));
+        let tag = sink_tag(&ctx("new", 0));
+        assert!(left.contains(&format!(".part-{tag}-new-0-0.inprogress")));
         TwoPhaseCommitSink::<i64>::commit(&sink, &first).unwrap();
         let total: usize = first
             .iter()
@@ -384,6 +408,19 @@ mod tests {
             })
             .sum();
         assert_eq!(total, 60_000);
+    }
+
+    #[test]
+    fn recover_never_touches_another_sinks_files_in_the_same_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = FileSink::for_row_format(tmp.path());
+        let mut other_ctx = ctx("old", 0);
+        other_ctx.operator_uid = "other".into();
+        let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &other_ctx).unwrap();
+        w.write_batch(&mut vec![1]).unwrap();
+        let theirs = w.prepare_commit().unwrap();
+        TwoPhaseCommitSink::<i64>::recover(&sink, &ctx("new", 0), &[]).unwrap();
+        assert_eq!(names(tmp.path()), vec![theirs[0].in_progress.clone()]);
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub struct SinkContext {
     /// Unique to this execution attempt (16 hex digits): names written by this attempt never
     /// collide with names of another attempt or job, so recovery can tell them apart.
     pub attempt_token: String,
+    /// The sink operator's uid: a sink names what it writes after it, so that two sinks
+    /// sharing a directory never touch each other's files.
+    pub operator_uid: String,
     /// The sink task's information.
     pub task_info: TaskInfo,
 }

@@ -923,7 +923,7 @@ impl JobManager {
                             self.info().triggered(id, false, ts);
                             if let Some(e) = exec {
                                 if last {
-                                    e.send(ToExecutor::StopSourcesAfter { id });
+                                    e.send(ToExecutor::FinalCheckpoint { id });
                                 }
                                 e.send(ToExecutor::TriggerCheckpoint { id, dir });
                             }

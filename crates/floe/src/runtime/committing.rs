@@ -129,6 +129,7 @@ pub(crate) fn build_committing_sink<T: Data, S: TwoPhaseCommitSink<T>>(
         parallelism: cx.peers,
         attempt: cx.attempt,
         attempt_token: cx.shared.attempt_token().to_string(),
+        operator_uid: uid.clone(),
         task_info: cx.task_info(op),
     };
     // The restored checkpoint is complete: its committables are committed (again) by the

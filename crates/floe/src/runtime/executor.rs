@@ -51,6 +51,8 @@ pub struct ExecShared {
     committers: Mutex<Vec<Arc<dyn CommitOnComplete>>>,
     pub(crate) snapshots: Mutex<Option<Sender<SnapshotJob>>>,
     stop_at: AtomicU64,
+    /// The final checkpoint (0: none): sources finish once it, or a later one, completes.
+    final_at: AtomicU64,
     finish_sources: AtomicBool,
     progress: Vec<AtomicU64>,
 }
@@ -218,10 +220,17 @@ impl ExecShared {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for c in committers {
-            if let Err(e) = c.commit_upto(id) {
-                self.fail(c.task(), format!("{e:#}"));
-                return;
-            }
+            // A sink's commit is user code: a panic fails its task, not the caller (in
+            // per-job mode without worker processes, the job manager's thread).
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.commit_upto(id)));
+            let err = match r {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(_) => failure::take_panic_message()
+                    .unwrap_or_else(|| "panicked while committing".to_string()),
+            };
+            self.fail(c.task(), err);
+            return;
         }
     }
 }
@@ -260,6 +269,7 @@ impl LocalExecutor {
             committers: Mutex::new(Vec::new()),
             snapshots: Mutex::new(Some(snap_tx)),
             stop_at: AtomicU64::new(0),
+            final_at: AtomicU64::new(0),
             finish_sources: AtomicBool::new(false),
             progress: (0..plan.parallelism).map(|_| AtomicU64::new(0)).collect(),
         });
@@ -343,7 +353,8 @@ impl LocalExecutor {
                     .remove(&id);
                 // Before sources may finish: the job must not end with output uncommitted.
                 self.shared.commit_upto(id);
-                if self.shared.stop_at() == id {
+                let final_at = self.shared.final_at.load(Ordering::Acquire);
+                if self.shared.stop_at() == id || (final_at != 0 && id >= final_at) {
                     self.shared.finish_sources.store(true, Ordering::Release);
                     self.shared.wake_all();
                 }
@@ -358,6 +369,15 @@ impl LocalExecutor {
                     self.shared.stop_at.store(0, Ordering::Release);
                     self.shared.wake_all();
                 }
+                let _ = self.shared.final_at.compare_exchange(
+                    id,
+                    0,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+            ToExecutor::FinalCheckpoint { id } => {
+                self.shared.final_at.store(id, Ordering::Release);
             }
             ToExecutor::StopSourcesAfter { id } => {
                 self.shared.stop_at.store(id, Ordering::Release);

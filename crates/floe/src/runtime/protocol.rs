@@ -34,6 +34,12 @@ pub enum ToExecutor {
         /// The savepoint's checkpoint id.
         id: u64,
     },
+    /// Checkpoint `id` is the final one (every source's input ended): sources finish once
+    /// it or a later checkpoint completes; if it is aborted they wait for the next one.
+    FinalCheckpoint {
+        /// The final checkpoint's id.
+        id: u64,
+    },
     /// Stop all tasks.
     Cancel,
 }
@@ -85,7 +91,7 @@ pub enum FromExecutor {
     },
     /// Every source read all of its input and waits for a final checkpoint (only when the
     /// job has a two-phase-commit sink and checkpointing): the job manager triggers it with
-    /// [`ToExecutor::StopSourcesAfter`], so the job finishes once it completes.
+    /// [`ToExecutor::FinalCheckpoint`], so the job finishes once it completes.
     EndOfInput {
         /// Attempt number.
         attempt: u32,

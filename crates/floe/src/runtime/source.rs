@@ -158,16 +158,16 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             return Ok(());
         }
         let targets = shared.pending_in(lo, upto);
-        if !targets.is_empty() {
-            let position = match (&mut self.reader, &self.final_position) {
-                (_, Some(p)) => p.clone(),
-                (Some(r), None) => r.snapshot()?,
-                // No reader: this worker runs no instance of the source (parallelism limit).
-                (None, None) => {
-                    self.acked_upto = upto;
-                    return Ok(());
-                }
-            };
+        let position = match (&mut self.reader, &self.final_position) {
+            _ if targets.is_empty() => None,
+            (_, Some(p)) => Some(p.clone()),
+            (Some(r), None) => Some(r.snapshot()?),
+            // No reader: this worker runs no instance of the source (parallelism limit). It
+            // acknowledges nothing, but its input still moves on (while it is open, waiting
+            // for a final checkpoint, it would otherwise hold back every cut).
+            (None, None) => None,
+        };
+        if let Some(position) = position {
             for (id, _) in targets {
                 shared.send(FromExecutor::Ack {
                     attempt: shared.attempt,
