@@ -13,6 +13,7 @@
 //! before the checkpoint that names them is durable — holding the queue's lock, so a cut
 //! taken meanwhile sees each committable either still pending or committed.
 
+use super::align::{frontier_epoch, Aligner};
 use super::executor::ExecShared;
 use super::failure;
 use super::plan::BuildCx;
@@ -163,40 +164,28 @@ pub(crate) fn build_committing_sink<T: Data, S: TwoPhaseCommitSink<T>>(
             Pipeline,
             &name,
             move |_cap, _info| {
-                let mut cur = start_epoch;
-                let mut held: BTreeMap<u64, Vec<Vec<T>>> = BTreeMap::new();
+                let mut align: Aligner<Vec<T>> = Aligner::new(start_epoch);
                 let mut failed = false;
                 let mut ended = false;
                 move |(input, frontier), _output| {
                     if failed || shared.aborted() {
                         failed = true;
-                        held.clear();
+                        align.clear();
                         input.for_each(|_, d| d.clear());
                         return;
                     }
                     failure::set_current_task(&display);
-                    let f_epoch = frontier
-                        .frontier()
-                        .iter()
-                        .next()
-                        .map(|t| epoch_of(*t))
-                        .unwrap_or(u64::MAX);
+                    let reached = frontier_epoch(&frontier.frontier());
                     let mut result: Result<()> = Ok(());
-                    while cur < f_epoch && result.is_ok() {
-                        let next = held
-                            .keys()
-                            .next()
-                            .copied()
-                            .filter(|&e| e < f_epoch)
-                            .unwrap_or(f_epoch);
-                        result = cut(&shared, &task, &mut writer, &queue, cur, next - 1);
-                        cur = next;
-                        if let Some(batches) = held.remove(&next) {
-                            for mut data in batches {
-                                if result.is_ok() {
-                                    result = writer.write_batch(&mut data);
-                                }
+                    while let Some((lo, hi, batches)) = align.next_cut(reached) {
+                        result = cut(&shared, &task, &mut writer, &queue, lo, hi);
+                        for mut data in batches {
+                            if result.is_ok() {
+                                result = writer.write_batch(&mut data);
                             }
+                        }
+                        if result.is_err() {
+                            break;
                         }
                     }
                     input.for_each(|cap, data| {
@@ -209,13 +198,13 @@ pub(crate) fn build_committing_sink<T: Data, S: TwoPhaseCommitSink<T>>(
                             return;
                         };
                         let e = epoch_of(*t);
-                        if e <= cur {
+                        if align.ready(e) {
                             result = writer.write_batch(data);
                         } else {
-                            held.entry(e).or_default().push(std::mem::take(data));
+                            align.hold(e, std::mem::take(data));
                         }
                     });
-                    if result.is_ok() && f_epoch == u64::MAX && !ended {
+                    if result.is_ok() && reached == u64::MAX && !ended {
                         // The input ended: no checkpoint follows. With checkpointing, the
                         // final checkpoint has committed everything already; without it, the
                         // output is committed now.
@@ -227,7 +216,7 @@ pub(crate) fn build_committing_sink<T: Data, S: TwoPhaseCommitSink<T>>(
                     }
                     if let Err(e) = result {
                         failed = true;
-                        held.clear();
+                        align.clear();
                         shared.fail(&display, format!("{e:#}"));
                     }
                 }

@@ -7,6 +7,7 @@
 //! every epoch `<= n` has been applied and none later: that is checkpoint `n`'s cut, and
 //! the keys that changed since the previous snapshot are copied to the snapshot writer.
 
+use super::align::{frontier_epoch, Aligner};
 use super::executor::ExecShared;
 use super::failure;
 use super::plan::BuildCx;
@@ -40,7 +41,7 @@ pub struct KeyedRecord<K, T> {
 }
 
 /// Batches of a later epoch held back until the frontier reaches it, with their capabilities.
-type HeldBatches<K, T> = Vec<(Capability<Time>, Vec<KeyedRecord<K, T>>)>;
+type HeldBatch<K, T> = (Capability<Time>, Vec<KeyedRecord<K, T>>);
 
 /// The per-record logic of a keyed operator.
 pub(crate) trait KeyedLogic<K: Key, T, U>: Clone + Send + Sync + 'static {
@@ -136,8 +137,7 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
         ) as u64
     });
     Ok(input.unary_frontier(pact, &name, move |_cap, _info| {
-        let mut cur = start_epoch;
-        let mut held: BTreeMap<u64, HeldBatches<K, T>> = BTreeMap::new();
+        let mut align: Aligner<HeldBatch<K, T>> = Aligner::new(start_epoch);
         let mut out = Collector::default();
         let mut failed = false;
         let shared_abort = Arc::clone(&shared);
@@ -148,12 +148,7 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
                 return;
             }
             failure::set_current_task(&display);
-            let f_epoch = frontier
-                .frontier()
-                .iter()
-                .next()
-                .map(|t| epoch_of(*t))
-                .unwrap_or(u64::MAX);
+            let reached = frontier_epoch(&frontier.frontier());
             let mut apply =
                 |batch: &mut Vec<KeyedRecord<K, T>>,
                  cap: &Capability<Time>,
@@ -173,21 +168,15 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
                 };
             let mut result: Result<()> = Ok(());
             // Cross every epoch boundary the frontier passed, snapshotting at each cut.
-            while cur < f_epoch && result.is_ok() {
-                let next = held
-                    .keys()
-                    .next()
-                    .copied()
-                    .filter(|&e| e < f_epoch)
-                    .unwrap_or(f_epoch);
-                result = snapshot(&shared, &task, &mut ctx, cur, next - 1);
-                cur = next;
-                if let Some(batches) = held.remove(&next) {
-                    for (cap, mut data) in batches {
-                        if result.is_ok() {
-                            result = apply(&mut data, &cap, &mut ctx, output);
-                        }
+            while let Some((lo, hi, batches)) = align.next_cut(reached) {
+                result = snapshot(&shared, &task, &mut ctx, lo, hi);
+                for (cap, mut data) in batches {
+                    if result.is_ok() {
+                        result = apply(&mut data, &cap, &mut ctx, output);
                     }
+                }
+                if result.is_err() {
+                    break;
                 }
             }
             input.for_each(|cap, data| {
@@ -201,15 +190,15 @@ pub(crate) fn build_keyed<'s, K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
                     return;
                 };
                 let e = epoch_of(*c.time());
-                if e <= cur {
+                if align.ready(e) {
                     result = apply(data, &c, &mut ctx, output);
                 } else {
-                    held.entry(e).or_default().push((c, std::mem::take(data)));
+                    align.hold(e, (c, std::mem::take(data)));
                 }
             });
             if let Err(e) = result {
                 failed = true;
-                held.clear();
+                align.clear();
                 shared.fail(&display, format!("{e:#}"));
             }
         }

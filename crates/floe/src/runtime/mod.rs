@@ -15,6 +15,7 @@
 //! checkpoint `n`. `seq` advances once per source batch so the probe can bound the data in
 //! flight (backpressure) without making checkpoint epochs fine-grained.
 
+pub(crate) mod align;
 pub mod committing;
 pub mod executor;
 pub mod keyed;
