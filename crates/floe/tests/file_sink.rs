@@ -206,3 +206,33 @@ fn without_checkpointing_output_is_committed_when_the_job_finishes() {
     assert_eq!(all, (0..500u64).map(|v| v * 2).collect::<Vec<_>>());
     assert!(hidden.is_empty(), "{hidden:?}");
 }
+
+#[test]
+fn stop_with_savepoint_commits_its_output_and_a_resume_continues_without_repeats() {
+    let ck = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let env = job(ck.path(), out.path(), None, 1 << 20);
+    let client = env.execute_async("stopped").unwrap();
+    // Let a few checkpoints commit, then stop in the middle of the input.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while output(out.path()).0.len() < 300 {
+        assert!(std::time::Instant::now() < until, "no output committed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let savepoint = client.stop_with_savepoint(Some(sp.path())).unwrap();
+    let r = client.wait().unwrap();
+    assert_eq!(r.status, JobStatus::Finished);
+    // Everything up to the savepoint is committed when the job reports FINISHED.
+    let (first, hidden) = output(out.path());
+    assert!(hidden.is_empty(), "uncommitted after stop: {hidden:?}");
+    assert!(first.len() < N as usize, "stopped before the end");
+    assert_eq!(first, (0..first.len() as u64).collect::<Vec<_>>());
+
+    let env = job(ck.path(), out.path(), None, 1 << 20);
+    env.set_restore_path(&savepoint);
+    env.execute("resumed").unwrap();
+    let (all, hidden) = output(out.path());
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "every record exactly once");
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
