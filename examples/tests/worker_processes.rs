@@ -40,27 +40,32 @@ fn final_counts(lines: &[String]) -> HashMap<String, u64> {
     last
 }
 
+/// `file_word_count` over `input` with a 1.5 s heartbeat timeout, checkpoints every 50 ms
+/// and `delay_us` per line, so faults land mid-run.
+fn start(input: &std::path::Path, ck: &std::path::Path, delay_us: &str, extra: &[&str]) -> Job {
+    let mut args = vec![
+        "-D",
+        "heartbeat.timeout=1500ms",
+        "-D",
+        "heartbeat.interval=100ms",
+        "--input",
+        input.to_str().unwrap(),
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--interval-ms",
+        "50",
+        "--line-delay-us",
+        delay_us,
+    ];
+    args.extend_from_slice(extra);
+    Job::start("file_word_count", &args)
+}
+
 fn run_with_fault(sig: &str) {
     let dir = tempfile::tempdir().unwrap();
     let ck = tempfile::tempdir().unwrap();
     let exact = input(dir.path());
-    let mut job = Job::start(
-        "file_word_count",
-        &[
-            "-D",
-            "heartbeat.timeout=1500ms",
-            "-D",
-            "heartbeat.interval=100ms",
-            "--input",
-            dir.path().to_str().unwrap(),
-            "--checkpoint-dir",
-            ck.path().to_str().unwrap(),
-            "--interval-ms",
-            "50",
-            "--line-delay-us",
-            "800",
-        ],
-    );
+    let mut job = start(dir.path(), ck.path(), "800", &[]);
     let pid = job.worker_pid(0);
     job.wait_stderr("Completed checkpoint 3 ", 0, T);
     let mark = job.stderr_len();
@@ -100,25 +105,7 @@ fn a_task_stuck_in_user_code_is_found_by_its_progress_and_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let ck = tempfile::tempdir().unwrap();
     let exact = input(dir.path());
-    let mut job = Job::start(
-        "file_word_count",
-        &[
-            "-D",
-            "heartbeat.timeout=1500ms",
-            "-D",
-            "heartbeat.interval=100ms",
-            "--input",
-            dir.path().to_str().unwrap(),
-            "--checkpoint-dir",
-            ck.path().to_str().unwrap(),
-            "--interval-ms",
-            "50",
-            "--line-delay-us",
-            "300",
-            "--hang-on",
-            "w42",
-        ],
-    );
+    let mut job = start(dir.path(), ck.path(), "300", &["--hang-on", "w42"]);
     let i = job.wait_stderr("made no progress for 1500 ms (stuck in user code?)", 0, T);
     job.wait_stderr("switched from state RUNNING to RESTARTING", i, T);
     assert!(job.wait_exit(Duration::from_secs(60)).success());

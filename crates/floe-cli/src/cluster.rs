@@ -495,31 +495,47 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
         .stderr(std::fs::File::create(&log)?)
         .spawn()
         .with_context(|| format!("cannot start job binary '{binary}'"))?;
+    let (id, rest) = wait_until_running(&mut child, binary, &log, true)?;
+    c.jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(ClusterJob {
+            id: id.clone(),
+            rest: rest.unwrap_or_default(),
+            child,
+            out,
+            log,
+            last: None,
+        });
+    Ok(id)
+}
+
+/// Waits until the job binary `child` (its log at `log`) has submitted its job — and, with
+/// `need_rest`, opened its REST endpoint — and returns the job id and the endpoint. A
+/// binary that exits first, or is not running within 60 s (then it is killed), is an error
+/// naming it, with its last `error:` line.
+pub(crate) fn wait_until_running(
+    child: &mut Child,
+    binary: &str,
+    log: &FsPath,
+    need_rest: bool,
+) -> Result<(String, Option<String>)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = std::fs::read_to_string(log).unwrap_or_default();
         let id = text
             .lines()
             .find_map(|l| l.split("Submitting job ").nth(1))
             .and_then(|r| r.rsplit('(').next())
-            .map(|s| s.trim_end_matches(").").to_string());
+            .map(|s| s.trim().trim_end_matches(").").to_string());
         let rest = text
             .lines()
             .find_map(|l| l.split("Rest endpoint listening at ").nth(1))
             .map(|s| s.trim().to_string());
-        if let (Some(id), Some(rest)) = (id, rest) {
-            c.jobs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(ClusterJob {
-                    id: id.clone(),
-                    rest,
-                    child,
-                    out,
-                    log,
-                    last: None,
-                });
-            return Ok(id);
+        if let Some(id) = id {
+            if rest.is_some() || !need_rest {
+                return Ok((id, rest));
+            }
         }
         if let Some(st) = child.try_wait()? {
             let last = text

@@ -313,42 +313,14 @@ fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let id = text
-            .lines()
-            .find_map(|l| l.split("Submitting job ").nth(1))
-            .and_then(|r| r.rsplit('(').next());
-        if let Some(id) = id {
-            println!(
-                "Job has been submitted with JobID {}",
-                id.trim_end_matches(").").trim()
-            );
-            println!(
-                "Its output goes to {} and its log to {}.",
-                out.display(),
-                log.display()
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        if let Some(st) = child.try_wait()? {
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| l.starts_with("error: "))
-                .unwrap_or("")
-                .to_string();
-            anyhow::bail!("job binary '{job}' exited ({st}) before it was running: {last}");
-        }
-        if std::time::Instant::now() > deadline {
-            anyhow::bail!(
-                "job binary '{job}' did not start within 60 s; see {}",
-                log.display()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let (id, _) = cluster::wait_until_running(&mut child, &job, &log, false)?;
+    println!("Job has been submitted with JobID {id}");
+    println!(
+        "Its output goes to {} and its log to {}.",
+        out.display(),
+        log.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {

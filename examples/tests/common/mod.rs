@@ -215,16 +215,7 @@ impl Job {
     pub fn wait_next_checkpoint(&self, timeout: Duration) -> u64 {
         let mark = self.stderr_len();
         let i = self.wait_stderr("Triggering checkpoint ", mark, timeout);
-        let line = self.stderr()[i].clone();
-        let id: u64 = line
-            .split("Triggering checkpoint ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let id = number_after(&self.stderr()[i], "Triggering checkpoint ");
         self.wait_stderr(&format!("Completed checkpoint {id} "), i, timeout);
         id
     }
@@ -262,15 +253,7 @@ impl Job {
     /// The pid of the worker process of the latest attempt, from the job manager's log.
     pub fn worker_pid(&self, from: usize) -> u32 {
         let i = self.wait_stderr("Started worker process ", from, T);
-        let l = self.stderr()[i].clone();
-        l.split("Started worker process ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        number_after(&self.stderr()[i], "Started worker process ") as u32
     }
 
     /// SIGTERM: cancels the job (CANCELED).
@@ -343,3 +326,12 @@ pub fn checkpoints(dir: &Path, job_id: &str) -> Vec<(u64, PathBuf)> {
 }
 
 pub const T: Duration = Duration::from_secs(30);
+
+/// The number that follows `marker` in a log line.
+fn number_after(line: &str, marker: &str) -> u64 {
+    line.split(marker)
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after '{marker}' in: {line}"))
+}
