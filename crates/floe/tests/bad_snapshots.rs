@@ -114,6 +114,11 @@ fn unknown_versions_and_non_snapshots_are_named() {
     std::fs::write(&p, &bytes).unwrap();
     let e = read_all(&p).unwrap_err();
     assert!(e.contains("unsupported state file version 01"), "{e}");
+    // A corrupted version byte that is a line break stays on the one line (found by the fuzz).
+    bytes[7] = b'\n';
+    std::fs::write(&p, &bytes).unwrap();
+    let e = read_all(&p).unwrap_err();
+    assert!(e.ends_with("unsupported state file version 0\\n"), "{e}");
     // A _metadata of a newer format version.
     let m = CheckpointMetadata::new(
         "0123456789abcdef0123456789abcdef",

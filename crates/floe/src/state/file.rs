@@ -146,7 +146,8 @@ impl StateFileReader {
             if magic.starts_with(b"FLOEKS") {
                 return Err(bad(&format!(
                     "unsupported state file version {}",
-                    String::from_utf8_lossy(&magic[6..])
+                    // Escaped: a corrupted version may hold any byte, a line break among them.
+                    magic[6..].escape_ascii()
                 )));
             }
             return Err(bad("not a Floe keyed state file (bad magic)"));
