@@ -53,6 +53,19 @@ fn valid_state_file(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// A valid `_metadata`: savepoint 3 of job `j` with no operators.
+fn savepoint_of_job_j() -> CheckpointMetadata {
+    CheckpointMetadata::new(
+        "0123456789abcdef0123456789abcdef",
+        "j",
+        3,
+        SnapshotKind::Savepoint,
+        1,
+        128,
+        vec![],
+    )
+}
+
 /// Cases per property: 300 in the default run; `FLOE_FUZZ_CASES=100000` for a long fuzz.
 fn cases() -> u32 {
     std::env::var("FLOE_FUZZ_CASES")
@@ -131,15 +144,7 @@ fn unknown_versions_and_non_snapshots_are_named() {
     let e = read_all(&p).unwrap_err();
     assert!(e.ends_with("unsupported state file version 0\\n"), "{e}");
     // A _metadata of a newer format version.
-    let m = CheckpointMetadata::new(
-        "0123456789abcdef0123456789abcdef",
-        "j",
-        3,
-        SnapshotKind::Savepoint,
-        1,
-        128,
-        vec![],
-    );
+    let m = savepoint_of_job_j();
     write_metadata(d.path(), &m).unwrap();
     let text = std::fs::read_to_string(d.path().join("_metadata"))
         .unwrap()
@@ -161,15 +166,7 @@ fn unknown_versions_and_non_snapshots_are_named() {
 #[test]
 fn an_edited_metadata_that_still_parses_is_detected() {
     let d = tempfile::tempdir().unwrap();
-    let m = CheckpointMetadata::new(
-        "0123456789abcdef0123456789abcdef",
-        "j",
-        3,
-        SnapshotKind::Savepoint,
-        1,
-        128,
-        vec![],
-    );
+    let m = savepoint_of_job_j();
     write_metadata(d.path(), &m).unwrap();
     assert_eq!(load_snapshot(d.path()).unwrap().metadata.checkpoint_id, 3);
     let text = std::fs::read_to_string(d.path().join("_metadata")).unwrap();
