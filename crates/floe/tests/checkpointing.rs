@@ -118,16 +118,27 @@ fn failed_job_keeps_num_retained_checkpoints_with_retention() {
 }
 
 #[test]
-fn no_externalized_checkpoints_are_deleted_on_failure() {
+fn a_failed_job_keeps_its_latest_checkpoint_even_without_retention() {
+    // NO_EXTERNALIZED_CHECKPOINTS deletes checkpoints at the end of the job, but a job that
+    // failed for good keeps the newest one: it is the only state left to resume from.
     let ck = tempfile::tempdir().unwrap();
     assert!(failing_job(
         ck.path(),
         ExternalizedCheckpointRetention::NoExternalizedCheckpoints,
-        1
+        3
     )
     .execute("delete on failure")
     .is_err());
-    assert!(chk_dirs(ck.path()).is_empty());
+    let dirs = chk_dirs(ck.path());
+    assert_eq!(dirs.len(), 1, "only the latest is kept: {dirs:?}");
+    let job = std::fs::read_dir(ck.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let latest = floe::checkpoint::metadata::latest_complete_checkpoint(&job).unwrap();
+    assert_eq!(latest, job.join(&dirs[0]));
 }
 
 #[test]

@@ -34,8 +34,8 @@ pub enum Action {
         acks: BTreeMap<TaskId, StateHandle>,
         /// Time from trigger to last acknowledgement.
         duration: Duration,
-        /// True for a savepoint.
-        savepoint: bool,
+        /// Checkpoint, savepoint or stop-with-savepoint.
+        kind: SnapshotType,
     },
     /// Give up on a pending checkpoint: remove its directory, tell the tasks.
     Abort {
@@ -56,9 +56,56 @@ pub enum Action {
     },
 }
 
+/// What a snapshot is for; that decides what completing it does.
+///
+/// The rule that keeps every restore path exactly-once: **a snapshot commits two-phase-commit
+/// output exactly when it is a restore point of the job itself** (what failover and
+/// `-s <checkpoint-dir>/<job-id>` restore from). Output committed by a snapshot that recovery
+/// does not restore would be written again by the replay after it.
+///
+/// ```
+/// use floe::checkpoint::coordinator::SnapshotType;
+/// assert!(SnapshotType::Checkpoint.commits_output());
+/// assert!(!SnapshotType::Savepoint.commits_output()); // the job goes on: a later checkpoint commits
+/// assert!(SnapshotType::StopWithSavepoint.is_job_restore_point());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotType {
+    /// A periodic (or the final) checkpoint, owned by the job.
+    Checkpoint,
+    /// A savepoint taken while the job keeps running, owned by the user. It commits
+    /// nothing: its staged output stays pending and is committed by the next checkpoint
+    /// (every checkpoint names all output not yet committed), as in Flink 1.15+.
+    Savepoint,
+    /// A stop-with-savepoint: the job ends after it, so no later checkpoint would commit
+    /// its output — it commits. It therefore also becomes a checkpoint of the job
+    /// (`chk-<n>`, sharing the savepoint's state files), so that failover and a resume from
+    /// the job's checkpoint directory never replay what it committed and never depend on
+    /// the user's savepoint.
+    StopWithSavepoint,
+}
+
+impl SnapshotType {
+    /// A savepoint of either kind (its directory is the user's).
+    pub fn is_savepoint(self) -> bool {
+        !matches!(self, SnapshotType::Checkpoint)
+    }
+
+    /// Completing it commits two-phase-commit output (Flink's `notifyCheckpointComplete`).
+    pub fn commits_output(self) -> bool {
+        self.is_job_restore_point()
+    }
+
+    /// Completing it makes it the job's own restore point: failover restores from it,
+    /// retention counts it, it subsumes older checkpoints.
+    pub fn is_job_restore_point(self) -> bool {
+        !matches!(self, SnapshotType::Savepoint)
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
-    savepoint: bool,
+    kind: SnapshotType,
     triggered: Instant,
     awaiting: BTreeSet<TaskId>,
     acks: BTreeMap<TaskId, StateHandle>,
@@ -70,8 +117,8 @@ pub struct CheckpointCoordinator {
     config: CheckpointConfig,
     next_id: u64,
     pending: BTreeMap<u64, Pending>,
-    /// Checkpoints whose `_metadata` is being written, and whether each is a savepoint.
-    finalizing: BTreeMap<u64, bool>,
+    /// Checkpoints whose `_metadata` is being written, and what each is.
+    finalizing: BTreeMap<u64, SnapshotType>,
     completed: VecDeque<u64>,
     tasks: BTreeSet<TaskId>,
     running: bool,
@@ -127,7 +174,7 @@ impl CheckpointCoordinator {
         self.pending.insert(
             id,
             Pending {
-                savepoint: false,
+                kind: SnapshotType::Checkpoint,
                 triggered: now,
                 awaiting: self.tasks.clone(),
                 acks: BTreeMap::new(),
@@ -166,8 +213,15 @@ impl CheckpointCoordinator {
     /// Number of periodic checkpoints in progress (savepoints are not counted: they are
     /// triggered on demand, next to the periodic ones, as in Flink).
     pub fn pending_count(&self) -> usize {
-        self.pending.values().filter(|p| !p.savepoint).count()
-            + self.finalizing.values().filter(|s| !**s).count()
+        self.pending
+            .values()
+            .filter(|p| p.kind == SnapshotType::Checkpoint)
+            .count()
+            + self
+                .finalizing
+                .values()
+                .filter(|k| **k == SnapshotType::Checkpoint)
+                .count()
     }
 
     /// True while tasks are running, so a savepoint can be taken.
@@ -178,8 +232,9 @@ impl CheckpointCoordinator {
     /// Starts a savepoint now, next to any periodic checkpoint in progress. Returns its id
     /// (savepoints share the checkpoint id sequence), or `None` when no tasks are running.
     /// Its failure never counts toward the tolerable checkpoint failures, and a completed
-    /// savepoint is never discarded by `num-retained`: it belongs to the user.
-    pub fn trigger_savepoint(&mut self, now: Instant) -> Option<u64> {
+    /// savepoint is never discarded by `num-retained`: it belongs to the user. With `stop`
+    /// it is a stop-with-savepoint (see [`SnapshotType::StopWithSavepoint`]).
+    pub fn trigger_savepoint(&mut self, now: Instant, stop: bool) -> Option<u64> {
         if !self.running {
             return None;
         }
@@ -188,7 +243,11 @@ impl CheckpointCoordinator {
         self.pending.insert(
             id,
             Pending {
-                savepoint: true,
+                kind: if stop {
+                    SnapshotType::StopWithSavepoint
+                } else {
+                    SnapshotType::Savepoint
+                },
                 triggered: now,
                 awaiting: self.tasks.clone(),
                 acks: BTreeMap::new(),
@@ -275,7 +334,7 @@ impl CheckpointCoordinator {
                 id,
                 reason: "Checkpoint expired before completing.".into(),
             });
-            if !p.savepoint {
+            if p.kind == SnapshotType::Checkpoint {
                 self.count_failure(&mut actions);
             }
         }
@@ -292,7 +351,7 @@ impl CheckpointCoordinator {
                 self.next_id += 1;
                 self.last_trigger = Some(now);
                 let p = Pending {
-                    savepoint: false,
+                    kind: SnapshotType::Checkpoint,
                     triggered: now,
                     awaiting: self.tasks.clone(),
                     acks: BTreeMap::new(),
@@ -323,12 +382,12 @@ impl CheckpointCoordinator {
             return Vec::new();
         }
         let p = self.pending.remove(&id).expect("present");
-        self.finalizing.insert(id, p.savepoint);
+        self.finalizing.insert(id, p.kind);
         vec![Action::Finalize {
             id,
             acks: p.acks,
             duration: now.saturating_duration_since(p.triggered),
-            savepoint: p.savepoint,
+            kind: p.kind,
         }]
     }
 
@@ -342,7 +401,7 @@ impl CheckpointCoordinator {
             id,
             reason: reason.to_string(),
         }];
-        if !p.savepoint {
+        if p.kind == SnapshotType::Checkpoint {
             self.count_failure(&mut actions);
         }
         actions
@@ -350,12 +409,14 @@ impl CheckpointCoordinator {
 
     /// `_metadata` of checkpoint `id` was written: it is complete. Older checkpoints beyond
     /// `num-retained` are discarded, and older pending ones are subsumed. A savepoint is
-    /// owned by the user: it is never discarded and subsumes nothing.
+    /// owned by the user: it is never discarded and subsumes nothing; a stop-with-savepoint
+    /// also completed the job's checkpoint `id` (its copy in `chk-<id>`), which counts
+    /// like any other.
     pub fn finalized(&mut self, id: u64, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         match self.finalizing.remove(&id) {
-            None | Some(true) => return actions,
-            Some(false) => {}
+            Some(k) if k.is_job_restore_point() => {}
+            _ => return actions,
         }
         self.consecutive_failures = 0;
         self.last_completion = Some(now);
@@ -367,7 +428,7 @@ impl CheckpointCoordinator {
         let subsumed: Vec<u64> = self
             .pending
             .range(..id)
-            .filter(|(_, p)| !p.savepoint)
+            .filter(|(_, p)| p.kind == SnapshotType::Checkpoint)
             .map(|(k, _)| *k)
             .collect();
         for old in subsumed {
@@ -382,7 +443,7 @@ impl CheckpointCoordinator {
 
     /// Writing `_metadata` of checkpoint `id` failed.
     pub fn finalize_failed(&mut self, id: u64, reason: &str) -> Vec<Action> {
-        let Some(savepoint) = self.finalizing.remove(&id) else {
+        let Some(kind) = self.finalizing.remove(&id) else {
             return Vec::new();
         };
         self.ended(id);
@@ -390,7 +451,7 @@ impl CheckpointCoordinator {
             id,
             reason: reason.to_string(),
         }];
-        if !savepoint {
+        if kind == SnapshotType::Checkpoint {
             self.count_failure(&mut actions);
         }
         actions
@@ -453,6 +514,50 @@ mod tests {
             c.tick(t0 + Duration::from_millis(350)),
             vec![Action::Trigger { id: 2 }]
         );
+    }
+
+    #[test]
+    fn only_restore_points_commit_a_savepoint_is_not_one_a_stop_with_savepoint_is() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(cfg(), 1);
+        c.start([t("src", 0)], t0);
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger { id: 1 }]
+        );
+        c.acknowledge(1, t("src", 0), h(), t0);
+        c.finalized(1, t0);
+        // A savepoint while the job runs: finalized, but not the job's restore point and
+        // it subsumes nothing.
+        let sp = c.trigger_savepoint(t0, false).unwrap();
+        let a = c.acknowledge(sp, t("src", 0), h(), t0);
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                kind: SnapshotType::Savepoint,
+                ..
+            }]
+        ));
+        assert!(!SnapshotType::Savepoint.commits_output());
+        assert!(c.finalized(sp, t0).is_empty());
+        assert_eq!(
+            c.latest_completed(),
+            Some(1),
+            "failover still restores chk-1"
+        );
+        // A stop-with-savepoint commits, so it is the job's newest restore point: with one
+        // retained, chk-1 is discarded.
+        let stop = c.trigger_savepoint(t0, true).unwrap();
+        let a = c.acknowledge(stop, t("src", 0), h(), t0);
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                kind: SnapshotType::StopWithSavepoint,
+                ..
+            }]
+        ));
+        assert_eq!(c.finalized(stop, t0), vec![Action::Discard { id: 1 }]);
+        assert_eq!(c.latest_completed(), Some(stop));
     }
 
     #[test]

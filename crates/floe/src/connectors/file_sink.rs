@@ -1,19 +1,22 @@
 //! An exactly-once file sink, Flink's `FileSink` in row format.
 //!
 //! Every parallel instance writes one line per record into a hidden in-progress part file,
-//! `.part-<sink>-<attempt token>-<subtask>-<n>.inprogress` (`<sink>`: 8 hex digits of the
-//! sink's operator uid). A part file is rolled (closed and a new
-//! one started) when it reaches the configured size and at every checkpoint. A rolled file
-//! is *pending*: it is fsynced and named in the checkpoint. When the job manager reports the
-//! checkpoint complete, pending files are committed by an atomic rename to
-//! `part-<sink>-<attempt token>-<subtask>-<n>` — a reader never sees a half-written
-//! committed file.
+//! `.part-<sink>-<job>-<attempt>-<subtask>-<n>.inprogress` (`<sink>`: 8 hex digits of the
+//! sink's operator uid; `<job>`: the first 16 hex digits of the job id). A part file is
+//! rolled (closed and a new one started) when it reaches the configured size and at every
+//! checkpoint. A rolled file is *pending*: it is fsynced and named in the checkpoint. When
+//! the job manager reports the checkpoint complete, pending files are committed by an
+//! atomic rename to `part-<sink>-<job>-<attempt>-<subtask>-<n>` — a reader never sees a
+//! half-written committed file.
 //!
 //! After a failure the job restores its last completed checkpoint: the pending files named
 //! in it are committed (again: a file already renamed counts as committed), and every other
-//! in-progress file this sink's earlier attempts wrote is deleted — its records are replayed
-//! from the restored source positions and written again. Output is exactly once as long as
-//! no other job writes to the directory under the same sink uid.
+//! in-progress file that *this job's* earlier attempts wrote is deleted — its records are
+//! replayed from the restored source positions and written again — unless one of the
+//! job's savepoints names it. Files of other jobs (another run writing to the same
+//! directory, or the job whose snapshot this one restored) are never touched. A pending
+//! file the restored checkpoint names that is gone fails the job without restarting
+//! ([`CommittableLost`]).
 //!
 //! ```no_run
 //! use floe::prelude::*;
@@ -26,7 +29,7 @@
 //! // /tmp/counts/part-<sink>-<token>-0-0 then holds the line `(spark,1)`.
 //! ```
 
-use super::{PreCommitWriter, SinkContext, TwoPhaseCommitSink};
+use super::{CommittableLost, PreCommitWriter, SinkContext, TwoPhaseCommitSink};
 use crate::api::print::PrintFormat;
 use crate::Result;
 use anyhow::Context as _;
@@ -122,14 +125,18 @@ fn sink_tag(ctx: &SinkContext) -> String {
     )
 }
 
-/// The attempt token in an in-progress file name, if the name is one of sink `tag`'s.
-fn in_progress_token<'a>(name: &'a str, tag: &str) -> Option<&'a str> {
+/// The job token and attempt in an in-progress file name, if the name is one of sink
+/// `tag`'s.
+fn in_progress_owner<'a>(name: &'a str, tag: &str) -> Option<(&'a str, u32)> {
     let rest = name
         .strip_prefix(IN_PROGRESS_PREFIX)?
         .strip_suffix(IN_PROGRESS_SUFFIX)?
         .strip_prefix(tag)?
         .strip_prefix('-')?;
-    rest.split('-').next()
+    let mut parts = rest.split('-');
+    let job = parts.next()?;
+    let attempt = parts.next()?.parse().ok()?;
+    Some((job, attempt))
 }
 
 /// Starts writing `len` bytes at `offset` back to disk without waiting, so that the fsync
@@ -175,7 +182,7 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
             dir: self.dir.clone(),
             encoder: self.encoder.clone(),
             max_part_size: self.max_part_size,
-            prefix: format!("{}-{}-{}", sink_tag(ctx), ctx.attempt_token, ctx.subtask),
+            prefix: format!("{}-{}-{}", sink_tag(ctx), ctx.attempt_token(), ctx.subtask),
             counter: 0,
             current: None,
             // Small parts flush sooner, so that they roll close to their size.
@@ -197,11 +204,14 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
                 Ok(()) => {}
                 // Committed before (by an earlier attempt, or before a failure).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.exists() => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::bail!(
-                    "cannot commit pending file {}: it is gone and {} does not exist (its records are lost)",
-                    from.display(),
-                    to.display()
-                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(CommittableLost(format!(
+                        "cannot commit pending file {}: it is gone and {} does not exist (its records are lost)",
+                        from.display(),
+                        to.display()
+                    ))
+                    .into())
+                }
                 Err(e) => {
                     return Err(e).with_context(|| {
                         format!("cannot commit {} to {}", from.display(), to.display())
@@ -212,11 +222,11 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
         sync_dir(&self.dir)
     }
 
-    fn recover(&self, ctx: &SinkContext, restored: &[PendingFile]) -> Result<()> {
+    fn recover(&self, ctx: &SinkContext, keep: &[PendingFile]) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create output directory {}", self.dir.display()))?;
         let tag = sink_tag(ctx);
-        let keep: HashSet<&str> = restored.iter().map(|p| p.in_progress.as_str()).collect();
+        let keep: HashSet<&str> = keep.iter().map(|p| p.in_progress.as_str()).collect();
         let entries = std::fs::read_dir(&self.dir)
             .with_context(|| format!("cannot list output directory {}", self.dir.display()))?;
         let mut discarded = 0u64;
@@ -225,10 +235,12 @@ impl<T: 'static, E: Encoder<T>> TwoPhaseCommitSink<T> for FileSink<E> {
                 .with_context(|| format!("cannot list output directory {}", self.dir.display()))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(token) = in_progress_token(name, &tag) else {
+            // Only this job's earlier attempts' files: never another job's, never this
+            // attempt's own.
+            let Some((job, attempt)) = in_progress_owner(name, &tag) else {
                 continue;
             };
-            if token == ctx.attempt_token || keep.contains(name) {
+            if job != ctx.job_token() || attempt >= ctx.attempt || keep.contains(name) {
                 continue;
             }
             match std::fs::remove_file(entry.path()) {
@@ -343,18 +355,18 @@ mod tests {
     use super::*;
     use crate::api::functions::TaskInfo;
 
-    fn ctx(token: &str, subtask: u32) -> SinkContext {
+    fn ctx(job: &str, attempt: u32, subtask: u32) -> SinkContext {
         SinkContext {
             subtask,
             parallelism: 2,
-            attempt: 0,
-            attempt_token: token.into(),
+            attempt,
+            job_id: job.into(),
             operator_uid: "out".into(),
             task_info: TaskInfo {
                 task_name: "FileSink".into(),
                 subtask_index: subtask,
                 parallelism: 2,
-                attempt_number: 0,
+                attempt_number: attempt,
                 max_parallelism: 128,
             },
         }
@@ -374,21 +386,21 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let sink = FileSink::for_row_format(tmp.path());
         let mut w =
-            TwoPhaseCommitSink::<(String, i64)>::create_writer(&sink, &ctx("aa", 0)).unwrap();
+            TwoPhaseCommitSink::<(String, i64)>::create_writer(&sink, &ctx("aa", 0, 0)).unwrap();
         w.write_batch(&mut vec![("a".to_string(), 1i64), ("b".to_string(), 2)])
             .unwrap();
         let pending = w.prepare_commit().unwrap();
         assert_eq!(pending.len(), 1);
-        let tag = sink_tag(&ctx("aa", 0));
+        let tag = sink_tag(&ctx("aa", 0, 0));
         assert_eq!(
             names(tmp.path()),
-            vec![format!(".part-{tag}-aa-0-0.inprogress")]
+            vec![format!(".part-{tag}-aa-0-0-0.inprogress")]
         );
         TwoPhaseCommitSink::<(String, i64)>::commit(&sink, &pending).unwrap();
         TwoPhaseCommitSink::<(String, i64)>::commit(&sink, &pending).unwrap();
-        assert_eq!(names(tmp.path()), vec![format!("part-{tag}-aa-0-0")]);
+        assert_eq!(names(tmp.path()), vec![format!("part-{tag}-aa-0-0-0")]);
         assert_eq!(
-            std::fs::read_to_string(tmp.path().join(format!("part-{tag}-aa-0-0"))).unwrap(),
+            std::fs::read_to_string(tmp.path().join(format!("part-{tag}-aa-0-0-0"))).unwrap(),
             "(a,1)\n(b,2)\n"
         );
         // Nothing written since: no empty part file.
@@ -399,7 +411,7 @@ mod tests {
     fn rolls_by_size_and_recover_keeps_only_restored_and_current_attempt_files() {
         let tmp = tempfile::tempdir().unwrap();
         let sink = FileSink::for_row_format(tmp.path()).with_max_part_size(100_000);
-        let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &ctx("old", 1)).unwrap();
+        let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &ctx("job", 0, 1)).unwrap();
         let mut big: Vec<i64> = (0..60_000).collect();
         w.write_batch(&mut big).unwrap();
         let first = w.prepare_commit().unwrap();
@@ -407,18 +419,18 @@ mod tests {
         w.write_batch(&mut vec![7]).unwrap();
         let second = w.prepare_commit().unwrap();
         assert_eq!(second.len(), 1);
-        // A new attempt restores a checkpoint that holds only `first`.
-        let mut now = TwoPhaseCommitSink::<i64>::create_writer(&sink, &ctx("new", 0)).unwrap();
+        // The job's next attempt restores a checkpoint that holds only `first`.
+        let mut now = TwoPhaseCommitSink::<i64>::create_writer(&sink, &ctx("job", 1, 0)).unwrap();
         now.write_batch(&mut vec![1]).unwrap();
         now.prepare_commit().unwrap();
-        TwoPhaseCommitSink::<i64>::recover(&sink, &ctx("new", 0), &first).unwrap();
+        TwoPhaseCommitSink::<i64>::recover(&sink, &ctx("job", 1, 0), &first).unwrap();
         let left = names(tmp.path());
         for p in &first {
             assert!(left.contains(&p.in_progress), "{left:?}");
         }
         assert!(!left.contains(&second[0].in_progress), "{left:?}");
-        let tag = sink_tag(&ctx("new", 0));
-        assert!(left.contains(&format!(".part-{tag}-new-0-0.inprogress")));
+        let tag = sink_tag(&ctx("job", 1, 0));
+        assert!(left.contains(&format!(".part-{tag}-job-1-0-0.inprogress")));
         TwoPhaseCommitSink::<i64>::commit(&sink, &first).unwrap();
         let total: usize = first
             .iter()
@@ -433,16 +445,27 @@ mod tests {
     }
 
     #[test]
-    fn recover_never_touches_another_sinks_files_in_the_same_directory() {
+    fn recover_never_touches_another_sinks_or_another_jobs_files_in_the_same_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let sink = FileSink::for_row_format(tmp.path());
-        let mut other_ctx = ctx("old", 0);
-        other_ctx.operator_uid = "other".into();
-        let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &other_ctx).unwrap();
-        w.write_batch(&mut vec![1]).unwrap();
-        let theirs = w.prepare_commit().unwrap();
-        TwoPhaseCommitSink::<i64>::recover(&sink, &ctx("new", 0), &[]).unwrap();
-        assert_eq!(names(tmp.path()), vec![theirs[0].in_progress.clone()]);
+        let mut other_sink = ctx("job", 0, 0);
+        other_sink.operator_uid = "other".into();
+        let mut theirs = Vec::new();
+        // Another sink of this job, and the same sink uid in another job (a second run of
+        // the binary writing here, or the job whose checkpoint this one restored).
+        for c in [other_sink, ctx("otherjob", 0, 0), ctx("otherjob", 7, 1)] {
+            let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &c).unwrap();
+            w.write_batch(&mut vec![1]).unwrap();
+            theirs.extend(
+                w.prepare_commit()
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| p.in_progress),
+            );
+        }
+        TwoPhaseCommitSink::<i64>::recover(&sink, &ctx("job", 3, 0), &[]).unwrap();
+        theirs.sort();
+        assert_eq!(names(tmp.path()), theirs);
     }
 
     #[test]
@@ -453,9 +476,9 @@ mod tests {
             in_progress: ".part-x-0-0.inprogress".into(),
             committed: "part-x-0-0".into(),
         };
-        let err = TwoPhaseCommitSink::<i64>::commit(&sink, &[gone])
-            .unwrap_err()
-            .to_string();
+        let err = TwoPhaseCommitSink::<i64>::commit(&sink, &[gone]).unwrap_err();
+        assert!(err.is::<CommittableLost>(), "{err:#}");
+        let err = err.to_string();
         assert!(
             err.contains(".part-x-0-0.inprogress") && err.contains("lost"),
             "{err}"

@@ -104,15 +104,44 @@ pub struct SinkContext {
     pub parallelism: u32,
     /// Execution attempt (0 for the first).
     pub attempt: u32,
-    /// Unique to this execution attempt (16 hex digits): names written by this attempt never
-    /// collide with names of another attempt or job, so recovery can tell them apart.
-    pub attempt_token: String,
+    /// The job's id (32 lowercase hex). A sink names what it stages after the job and the
+    /// attempt ([`SinkContext::attempt_token`]), so that recovery can tell this job's
+    /// files from another job's writing into the same place, and never touches those.
+    pub job_id: String,
     /// The sink operator's uid: a sink names what it writes after it, so that two sinks
     /// sharing a directory never touch each other's files.
     pub operator_uid: String,
     /// The sink task's information.
     pub task_info: TaskInfo,
 }
+
+impl SinkContext {
+    /// `<first 16 hex digits of the job id>-<attempt>`: unique to this attempt of this job
+    /// (job ids are random), and the job's part of it says whose a staged file is.
+    ///
+    /// ```
+    /// # use floe::connectors::SinkContext;
+    /// # use floe::api::functions::TaskInfo;
+    /// # let task_info = TaskInfo { task_name: "FileSink".into(), subtask_index: 0, parallelism: 1, attempt_number: 3, max_parallelism: 128 };
+    /// let ctx = SinkContext { subtask: 0, parallelism: 1, attempt: 3, job_id: "85a62e15d185d3b469493321f9d8a8c4".into(), operator_uid: "out".into(), task_info };
+    /// assert_eq!(ctx.attempt_token(), "85a62e15d185d3b4-3");
+    /// ```
+    pub fn attempt_token(&self) -> String {
+        format!("{}-{}", self.job_token(), self.attempt)
+    }
+
+    /// The job's part of [`attempt_token`](Self::attempt_token).
+    pub fn job_token(&self) -> &str {
+        self.job_id.get(..16).unwrap_or(&self.job_id)
+    }
+}
+
+/// A committable that a completed checkpoint names no longer exists (e.g. a pending part
+/// file deleted by hand). Restarting cannot bring it back — every restore of that checkpoint
+/// would fail the same way — so the job fails without restarting, naming what is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CommittableLost(pub String);
 
 /// The writer of one parallel instance of a [`TwoPhaseCommitSink`].
 pub trait PreCommitWriter<T, C> {
@@ -128,8 +157,9 @@ pub trait PreCommitWriter<T, C> {
 /// writers stage records; at every checkpoint the staged data becomes committables that
 /// are stored in the checkpoint; when the job manager reports the checkpoint complete they
 /// are committed. A restore commits the committables of the restored checkpoint again
-/// (commits must be idempotent) and [`recover`](Self::recover) discards anything staged
-/// after it.
+/// (commits must be idempotent) and, after a failover, [`recover`](Self::recover) discards
+/// what this job's earlier attempts staged that no restorable snapshot names. A commit that
+/// finds a committable gone returns [`CommittableLost`].
 ///
 /// ```no_run
 /// use floe::prelude::*;
@@ -155,10 +185,15 @@ pub trait TwoPhaseCommitSink<T>: Send + Sync + 'static {
     /// Creates the writer of one parallel instance.
     fn create_writer(&self, ctx: &SinkContext) -> Result<Self::Writer>;
     /// Makes `committables` visible. Must be idempotent: after a failure the same
-    /// committable may be committed again.
+    /// committable may be committed again. A committable that is neither staged nor
+    /// committed any more is a [`CommittableLost`] error.
     fn commit(&self, committables: &[Self::Committable]) -> Result<()>;
-    /// Called once per attempt that restarts or restores, before anything is written:
-    /// discards what earlier attempts staged that is not in `restored` (every committable
-    /// of the restored checkpoint, all subtasks).
-    fn recover(&self, ctx: &SinkContext, restored: &[Self::Committable]) -> Result<()>;
+    /// Called once by one subtask when an attempt of a job restarts after a failure (not
+    /// when a new job restores a snapshot), before anything is written: discards what
+    /// *this job's earlier attempts* staged that is not in `keep` (every committable of the
+    /// restored checkpoint and of the job's savepoints, all subtasks). Anything staged by
+    /// another job — another run writing to the same place, or the job whose snapshot this
+    /// one restored — is never touched: Flink's rule that a sink never deletes what its
+    /// state does not know.
+    fn recover(&self, ctx: &SinkContext, keep: &[Self::Committable]) -> Result<()>;
 }

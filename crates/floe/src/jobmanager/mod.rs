@@ -13,7 +13,7 @@ pub mod security;
 
 use crate::api::env::{JobExecutionResult, JobStatus};
 use crate::checkpoint::config::CheckpointConfig;
-use crate::checkpoint::coordinator::{Action, CheckpointCoordinator};
+use crate::checkpoint::coordinator::{Action, CheckpointCoordinator, SnapshotType};
 use crate::checkpoint::metadata::{
     checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorKind,
     OperatorState, SnapshotKind, StateHandle, SubtaskState, TaskId,
@@ -21,8 +21,9 @@ use crate::checkpoint::metadata::{
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::plan::{Plan, StateKind};
 use crate::runtime::process::ProcessExecutor;
-use crate::runtime::protocol::TaskExecutor;
-use crate::runtime::protocol::{FromExecutor, ToExecutor};
+use crate::runtime::protocol::{
+    AttemptSpec, FromExecutor, TaskExecutor, ToExecutor, Unrecoverable,
+};
 use crate::Result;
 use crossbeam_channel::{Receiver, Sender};
 use restart::RestartStrategy;
@@ -159,10 +160,12 @@ enum Outcome {
         task: String,
         error: String,
     },
-    /// A failure retrying cannot fix (restored state that does not fit the job).
+    /// A failure retrying cannot fix (restored state that does not fit the job, output the
+    /// restored checkpoint names that is gone).
     Unrecoverable {
         task: String,
         error: String,
+        why: Unrecoverable,
     },
     Canceled,
 }
@@ -305,8 +308,11 @@ pub struct JobManager {
     job_id: String,
     job_dir: Option<PathBuf>,
     coordinator: CheckpointCoordinator,
+    /// The job's own completed checkpoints (restore points), by id.
     completed: BTreeMap<u64, Completed>,
-    latest_savepoint: Option<Completed>,
+    /// Savepoints this job took while running; they are the user's, but output they name
+    /// must survive a failover so that they stay restorable.
+    savepoints: Vec<PathBuf>,
     dirs: BTreeMap<u64, (PathBuf, u64)>,
     requests: BTreeMap<u64, SavepointRequest>,
     stopping: Option<u64>,
@@ -351,7 +357,7 @@ impl JobManager {
             job_dir: None,
             coordinator,
             completed: BTreeMap::new(),
-            latest_savepoint: None,
+            savepoints: Vec::new(),
             dirs: BTreeMap::new(),
             requests: BTreeMap::new(),
             stopping: None,
@@ -499,33 +505,29 @@ impl JobManager {
             } else if attempt > 0 {
                 info!("No checkpoint found during restore.");
             }
-            let start_epoch = self.coordinator.next_id();
+            let spec = AttemptSpec {
+                job_id: self.job_id.clone(),
+                attempt,
+                restore: self.restore_point.clone(),
+                start_epoch: self.coordinator.next_id(),
+                savepoints: self.savepoints.clone(),
+            };
             let (exec, outcome): (Option<Box<dyn TaskExecutor>>, Option<Outcome>) =
                 match self.spec.worker_processes {
-                    Some(hb) => {
-                        match ProcessExecutor::start(
-                            attempt,
-                            self.restore_point.as_deref(),
-                            start_epoch,
-                            hb,
-                            tx.clone(),
-                        ) {
-                            Ok(e) => (Some(Box::new(e)), None),
-                            Err(e) => (
-                                None,
-                                Some(Outcome::Failed {
-                                    task: "worker process".into(),
-                                    error: format!("{e:#}"),
-                                }),
-                            ),
-                        }
-                    }
+                    Some(hb) => match ProcessExecutor::start(&spec, hb, tx.clone()) {
+                        Ok(e) => (Some(Box::new(e)), None),
+                        Err(e) => (
+                            None,
+                            Some(Outcome::Failed {
+                                task: "worker process".into(),
+                                error: format!("{e:#}"),
+                            }),
+                        ),
+                    },
                     None => (
                         Some(Box::new(LocalExecutor::start(
                             Arc::clone(&plan),
-                            attempt,
-                            self.restore_point.clone(),
-                            start_epoch,
+                            spec,
                             tx.clone(),
                         ))),
                         None,
@@ -551,7 +553,7 @@ impl JobManager {
                 ));
             }
             match outcome {
-                Outcome::Unrecoverable { task, error } => {
+                Outcome::Unrecoverable { task, error, why } => {
                     warn!("{task} (attempt #{attempt}) switched from INITIALIZING to FAILED with failure cause: {error}");
                     self.info().exceptions.push(info::ExceptionRecord {
                         timestamp: now_ms(),
@@ -560,9 +562,7 @@ impl JobManager {
                     });
                     break Outcome::Failed {
                         task,
-                        error: format!(
-                            "{error} (not restarted: the snapshot's state does not fit the job)"
-                        ),
+                        error: format!("{error} (not restarted: {why})"),
                     };
                 }
                 Outcome::Failed { task, error } => {
@@ -638,15 +638,15 @@ impl JobManager {
         }
     }
 
-    /// The newest completed checkpoint or savepoint (Flink restores from a savepoint when no
-    /// checkpoint completed after it), else the snapshot the job started from.
+    /// Where a failover restores from: the job's newest completed checkpoint, else the
+    /// snapshot the job started from — never a savepoint taken while it ran. A savepoint is
+    /// the user's (it may be disposed at any time) and commits nothing, so restoring the
+    /// last checkpoint replays exactly what was not committed (Flink 1.15+).
     fn latest_restore_point(&self) -> Option<Arc<LoadedSnapshot>> {
-        let chk = self.completed.values().next_back();
-        let best = match (chk, &self.latest_savepoint) {
-            (Some(c), Some(s)) => Some(if s.id > c.id { s } else { c }),
-            (c, s) => c.or(s.as_ref()),
-        };
-        best.map(|c| Arc::clone(&c.snapshot))
+        self.completed
+            .values()
+            .next_back()
+            .map(|c| Arc::clone(&c.snapshot))
             .or(self.spec.restore.clone())
     }
 
@@ -775,9 +775,9 @@ impl JobManager {
             FromExecutor::Failed {
                 task,
                 error,
-                unrecoverable: true,
+                unrecoverable: Some(why),
                 ..
-            } => return Some(Outcome::Unrecoverable { task, error }),
+            } => return Some(Outcome::Unrecoverable { task, error, why }),
             FromExecutor::Failed { task, error, .. } => {
                 return Some(Outcome::Failed { task, error })
             }
@@ -841,7 +841,7 @@ impl JobManager {
         let Some(base) = target.or_else(|| self.spec.savepoint_dir.clone()) else {
             return Err("No savepoint directory configured. You can either specify a directory when triggering the savepoint or configure a cluster-wide default via key 'execution.checkpointing.savepoint-dir'.".into());
         };
-        let Some(id) = self.coordinator.trigger_savepoint(Instant::now()) else {
+        let Some(id) = self.coordinator.trigger_savepoint(Instant::now(), stop) else {
             return Err(format!(
                 "job {} is {}; its tasks are not running",
                 self.job_id,
@@ -944,25 +944,23 @@ impl JobManager {
                     id,
                     acks,
                     duration,
-                    savepoint,
+                    kind,
                 } => {
                     let fin = Instant::now();
-                    match self.finalize(id, acks, savepoint) {
-                        Ok((size, completed)) => {
+                    match self.finalize(id, acks, kind) {
+                        Ok(done) => {
                             let ms = duration.as_millis() + fin.elapsed().as_millis();
-                            let path = completed.dir.display().to_string();
+                            let size = done.size;
+                            let path = done.dir.display().to_string();
                             self.info().completed(id, size, &path, now_ms());
-                            if savepoint {
+                            if kind.is_savepoint() {
                                 info!(
                                     "Completed savepoint {id} for job {} ({size} bytes, checkpointDuration={ms} ms) stored in {}.",
                                     self.job_id,
-                                    completed.dir.display()
+                                    done.dir.display()
                                 );
                                 if let Some(r) = self.requests.remove(&id) {
-                                    let _ = r.reply.send(Ok(completed.dir.clone()));
-                                }
-                                if self.latest_savepoint.as_ref().is_none_or(|s| s.id < id) {
-                                    self.latest_savepoint = Some(completed);
+                                    let _ = r.reply.send(Ok(done.dir.clone()));
                                 }
                             } else {
                                 info!(
@@ -971,11 +969,27 @@ impl JobManager {
                                     fin.elapsed().as_millis()
                                 );
                                 self.durations.push(duration + fin.elapsed());
-                                self.completed.insert(id, completed);
+                            }
+                            if kind == SnapshotType::Savepoint {
+                                self.savepoints.push(done.dir.clone());
+                            }
+                            if let Some(c) = done.checkpoint {
+                                if kind == SnapshotType::StopWithSavepoint {
+                                    info!(
+                                        "Stored stop-with-savepoint {id} of job {} also as its checkpoint {}: its output is committed, so failover and a resume from the job's checkpoint directory restore it.",
+                                        self.job_id,
+                                        c.dir.display()
+                                    );
+                                }
+                                self.completed.insert(id, c);
                             }
                             self.dirs.remove(&id);
                             if let Some(e) = exec {
-                                e.send(ToExecutor::CheckpointComplete { id });
+                                e.send(if kind.commits_output() {
+                                    ToExecutor::CheckpointComplete { id }
+                                } else {
+                                    ToExecutor::SavepointComplete { id }
+                                });
                             }
                             queue.extend(self.coordinator.finalized(id, Instant::now()));
                         }
@@ -1029,12 +1043,14 @@ impl JobManager {
         None
     }
 
+    /// Writes `_metadata` of snapshot `id`. A stop-with-savepoint is also stored as the
+    /// job's checkpoint `chk-<id>` (see [`SnapshotType::StopWithSavepoint`]).
     fn finalize(
         &self,
         id: u64,
         acks: BTreeMap<TaskId, StateHandle>,
-        savepoint: bool,
-    ) -> Result<(u64, Completed)> {
+        kind: SnapshotType,
+    ) -> Result<Finalized> {
         let (dir, ts) = self
             .dirs
             .get(&id)
@@ -1064,7 +1080,7 @@ impl JobManager {
                 subtasks,
             });
         }
-        let kind = if savepoint {
+        let snapshot_kind = if kind.is_savepoint() {
             SnapshotKind::Savepoint
         } else {
             SnapshotKind::Checkpoint
@@ -1073,31 +1089,81 @@ impl JobManager {
             &self.job_id,
             &plan.job_name,
             id,
-            kind,
+            snapshot_kind,
             ts,
             plan.max_parallelism,
             ops,
         );
-        let size = meta.state_size() + write_metadata(&dir, &meta)?;
-        let snapshot = Arc::new(LoadedSnapshot {
-            dir: dir.clone(),
-            metadata: meta,
-        });
-        Ok((
-            size,
+        let checkpoint = match kind {
+            SnapshotType::Savepoint => None,
+            SnapshotType::Checkpoint => Some(dir.clone()),
+            // Without a checkpoint directory the job has no restore points of its own.
+            SnapshotType::StopWithSavepoint => self.chk_dir(id),
+        };
+        let mut size = meta.state_size();
+        if kind == SnapshotType::StopWithSavepoint {
+            if let Some(chk) = &checkpoint {
+                // First the job's copy: the savepoint only counts once failover can restore
+                // its committed output without it.
+                let mut as_checkpoint = meta.clone();
+                as_checkpoint.kind = SnapshotKind::Checkpoint;
+                if let Err(e) = link_snapshot(&dir, chk, &as_checkpoint) {
+                    let _ = std::fs::remove_dir_all(chk);
+                    return Err(e);
+                }
+            }
+        }
+        match write_metadata(&dir, &meta) {
+            Ok(n) => size += n,
+            Err(e) => {
+                if kind == SnapshotType::StopWithSavepoint {
+                    if let Some(chk) = &checkpoint {
+                        let _ = std::fs::remove_dir_all(chk);
+                    }
+                }
+                return Err(e);
+            }
+        }
+        let checkpoint = checkpoint.map(|chk| {
+            let mut metadata = meta.clone();
+            metadata.kind = SnapshotKind::Checkpoint;
             Completed {
                 id,
-                dir,
+                dir: chk.clone(),
                 timestamp_ms: ts,
-                snapshot,
-            },
-        ))
+                snapshot: Arc::new(LoadedSnapshot { dir: chk, metadata }),
+            }
+        });
+        Ok(Finalized {
+            size,
+            dir,
+            checkpoint,
+        })
     }
 
     /// Deletes or keeps this job's checkpoints for a terminal state, per retention. Savepoints
     /// and the snapshot the job was started from are never deleted: they belong to the user.
+    /// A job that FAILED keeps its latest checkpoint whatever the retention says: it is the
+    /// only state left to resume from (`floe run -s <checkpoint-dir>/<job-id>`).
     fn apply_retention(&mut self, status: JobStatus) {
         let keep = self.spec.checkpoint.retention.keeps_on(status);
+        if !keep && status == JobStatus::Failed {
+            if let Some((&id, last)) = self.completed.iter().next_back() {
+                let last_dir = last.dir.clone();
+                info!(
+                    "Retaining checkpoint {id} ({}) of job {} (FAILED) although retention is {}: it is the job's last restorable state.",
+                    last_dir.display(),
+                    self.job_id,
+                    self.spec.checkpoint.retention.as_str()
+                );
+                for c in std::mem::take(&mut self.completed).into_values() {
+                    if c.id != id {
+                        remove_checkpoint(&c.dir);
+                    }
+                }
+                return;
+            }
+        }
         if keep {
             for c in self.completed.values() {
                 info!(
@@ -1120,6 +1186,42 @@ impl JobManager {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// What finalizing a snapshot wrote.
+struct Finalized {
+    /// Bytes of state and metadata.
+    size: u64,
+    /// Where `_metadata` was written (the savepoint's directory for savepoints).
+    dir: PathBuf,
+    /// The job's checkpoint it completed (for a stop-with-savepoint, its `chk-<n>` copy).
+    checkpoint: Option<Completed>,
+}
+
+/// Stores the snapshot in `from` (state files written, `_metadata` not yet) also as the
+/// checkpoint `to`: its state files hard-linked (copied across file systems), then its own
+/// `_metadata`. Each directory stays self-contained, so disposing the savepoint leaves the
+/// checkpoint intact and vice versa.
+fn link_snapshot(from: &Path, to: &Path, meta: &CheckpointMetadata) -> Result<()> {
+    std::fs::create_dir(to)
+        .map_err(|e| crate::anyhow!("cannot create checkpoint directory {}: {e}", to.display()))?;
+    for op in &meta.operators {
+        for st in &op.subtasks {
+            if let StateHandle::KeyedFile { file, .. } = &st.handle {
+                let (src, dst) = (from.join(file), to.join(file));
+                if std::fs::hard_link(&src, &dst).is_err() {
+                    std::fs::copy(&src, &dst).map_err(|e| {
+                        crate::anyhow!("cannot copy {} to {}: {e}", src.display(), dst.display())
+                    })?;
+                    std::fs::File::open(&dst)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| crate::anyhow!("cannot sync {}: {e}", dst.display()))?;
+                }
+            }
+        }
+    }
+    write_metadata(to, meta)?;
+    Ok(())
 }
 
 fn remove_checkpoint(dir: &Path) {

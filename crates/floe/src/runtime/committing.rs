@@ -19,7 +19,9 @@ use super::failure;
 use super::plan::BuildCx;
 use super::{epoch_of, Time};
 use crate::api::data::Data;
-use crate::checkpoint::metadata::{OperatorKind, StateHandle, TaskId};
+use crate::checkpoint::metadata::{
+    load_snapshot, LoadedSnapshot, OperatorKind, StateHandle, TaskId,
+};
 use crate::connectors::{PreCommitWriter, SinkContext, TwoPhaseCommitSink};
 use crate::runtime::protocol::FromExecutor;
 use crate::Result;
@@ -68,14 +70,12 @@ impl<T: 'static, S: TwoPhaseCommitSink<T>> CommitOnComplete for CommitQueue<T, S
     }
 }
 
-/// Every subtask's committables of the restored snapshot, in subtask order.
-fn restored_committables<C: serde::de::DeserializeOwned>(
+/// Every subtask's committables of sink operator `op` in `snap`, in subtask order.
+fn committables_in<C: serde::de::DeserializeOwned>(
     cx: &BuildCx<'_, '_>,
     op: usize,
+    snap: &LoadedSnapshot,
 ) -> Result<Vec<(u32, Vec<C>)>> {
-    let Some(snap) = cx.restore else {
-        return Ok(Vec::new());
-    };
     let decl = &cx.plan.operators[op];
     let Some(os) = snap.metadata.operator(&decl.uid) else {
         return Ok(Vec::new());
@@ -111,6 +111,24 @@ fn restored_committables<C: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
+/// What recovery must keep besides the restored checkpoint's output: the output named by
+/// this job's savepoints, which the user may still restore. A savepoint that is gone
+/// (disposed) protects nothing any more.
+fn savepoint_committables<C: serde::de::DeserializeOwned>(
+    cx: &BuildCx<'_, '_>,
+    op: usize,
+) -> Vec<C> {
+    let mut keep = Vec::new();
+    for dir in cx.savepoints {
+        let found = load_snapshot(dir).and_then(|s| committables_in::<C>(cx, op, &s));
+        match found {
+            Ok(c) => keep.extend(c.into_iter().flat_map(|(_, c)| c)),
+            Err(e) => tracing::debug!("Savepoint {} protects no output: {e:#}", dir.display()),
+        }
+    }
+    keep
+}
+
 /// Instantiates a two-phase-commit sink on this worker and attaches the probe after it.
 pub(crate) fn build_committing_sink<T: Data, S: TwoPhaseCommitSink<T>>(
     cx: &mut BuildCx<'_, '_>,
@@ -129,23 +147,28 @@ pub(crate) fn build_committing_sink<T: Data, S: TwoPhaseCommitSink<T>>(
         subtask: cx.worker,
         parallelism: cx.peers,
         attempt: cx.attempt,
-        attempt_token: cx.shared.attempt_token().to_string(),
+        job_id: cx.shared.job_id().to_string(),
         operator_uid: uid.clone(),
         task_info: cx.task_info(op),
     };
-    // The restored checkpoint is complete: its committables are committed (again) by the
-    // subtask that inherits them; one subtask discards whatever later attempts staged.
-    let restored = restored_committables::<S::Committable>(cx, op)?;
+    // The restored snapshot is complete: its committables are committed (again) by the
+    // subtask that inherits them. After a failover, one subtask discards what this job's
+    // earlier attempts staged that no snapshot the job or its user can restore names.
+    let restored = match cx.restore {
+        Some(snap) => committables_in::<S::Committable>(cx, op, snap)?,
+        None => Vec::new(),
+    };
     let mine: Vec<S::Committable> = restored
         .iter()
         .filter(|(s, _)| s % cx.peers == cx.worker)
         .flat_map(|(_, c)| c.iter().cloned())
         .collect();
     sink.commit(&mine)
-        .context("committing the output of the restored checkpoint failed")?;
-    if cx.worker == 0 && (cx.attempt > 0 || cx.restore.is_some()) {
-        let all: Vec<S::Committable> = restored.into_iter().flat_map(|(_, c)| c).collect();
-        sink.recover(&ctx, &all)?;
+        .context("committing the output of the restored snapshot failed")?;
+    if cx.worker == 0 && cx.attempt > 0 {
+        let mut keep: Vec<S::Committable> = restored.into_iter().flat_map(|(_, c)| c).collect();
+        keep.extend(savepoint_committables::<S::Committable>(cx, op));
+        sink.recover(&ctx, &keep)?;
     }
     let mut writer = sink.create_writer(&ctx)?;
     let queue = Arc::new(CommitQueue::<T, S> {

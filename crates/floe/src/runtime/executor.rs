@@ -12,9 +12,9 @@
 use super::committing::CommitOnComplete;
 use super::failure;
 use super::plan::{BuildCx, Plan, Polled};
-use super::protocol::{FromExecutor, ToExecutor};
+use super::protocol::{AttemptSpec, FromExecutor, ToExecutor, Unrecoverable};
 use super::snapshot::{SnapshotJob, SnapshotWriter};
-use crate::checkpoint::metadata::{LoadedSnapshot, TaskId};
+use crate::checkpoint::metadata::TaskId;
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,14 +39,14 @@ struct Registration {
 pub struct ExecShared {
     pub(crate) attempt: u32,
     abort: AtomicBool,
-    failure: Mutex<Option<(String, String, bool)>>,
+    failure: Mutex<Option<(String, String, Option<Unrecoverable>)>>,
     trigger: AtomicU64,
     pending: Mutex<BTreeMap<u64, PathBuf>>,
     pub(crate) events: Sender<FromExecutor>,
     threads: Mutex<Vec<Thread>>,
     registered: Mutex<Registration>,
     peers: u32,
-    attempt_token: String,
+    job_id: String,
     final_checkpoint: bool,
     committers: Mutex<Vec<Arc<dyn CommitOnComplete>>>,
     pub(crate) snapshots: Mutex<Option<Sender<SnapshotJob>>>,
@@ -66,15 +66,15 @@ impl ExecShared {
 
     /// Records the first failure and stops every worker.
     pub fn fail(&self, task: &str, error: String) {
-        self.fail_with(task, error, false);
+        self.fail_with(task, error, None);
     }
 
     /// Records a failure that retrying cannot fix (see [`FromExecutor::Failed`]).
-    pub fn fail_unrecoverable(&self, task: &str, error: String) {
-        self.fail_with(task, error, true);
+    pub fn fail_unrecoverable(&self, task: &str, error: String, why: Unrecoverable) {
+        self.fail_with(task, error, Some(why));
     }
 
-    fn fail_with(&self, task: &str, error: String, unrecoverable: bool) {
+    fn fail_with(&self, task: &str, error: String, unrecoverable: Option<Unrecoverable>) {
         {
             let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
             if f.is_none() {
@@ -200,9 +200,9 @@ impl ExecShared {
         self.final_checkpoint
     }
 
-    /// Unique to this attempt (16 hex digits).
-    pub(crate) fn attempt_token(&self) -> &str {
-        &self.attempt_token
+    /// The job's id: what the attempt writes is named after it (with the attempt number).
+    pub(crate) fn job_id(&self) -> &str {
+        &self.job_id
     }
 
     pub(crate) fn add_committer(&self, c: Arc<dyn CommitOnComplete>) {
@@ -242,29 +242,24 @@ pub struct LocalExecutor {
 }
 
 impl LocalExecutor {
-    /// Starts attempt `attempt` of `plan`, restoring from `restore` when given. Records of
-    /// the first epoch belong to checkpoint `start_epoch`.
-    pub fn start(
-        plan: Arc<Plan>,
-        attempt: u32,
-        restore: Option<Arc<LoadedSnapshot>>,
-        start_epoch: u64,
-        events: Sender<FromExecutor>,
-    ) -> Self {
+    /// Starts the attempt `spec` describes: restoring from its snapshot when given, records
+    /// of the first epoch belonging to checkpoint `spec.start_epoch`.
+    pub fn start(plan: Arc<Plan>, spec: AttemptSpec, events: Sender<FromExecutor>) -> Self {
         failure::install_panic_hook();
+        let attempt = spec.attempt;
         let (writer, snap_tx) =
             SnapshotWriter::spawn(attempt, events.clone(), plan.max_parallelism);
         let shared = Arc::new(ExecShared {
             attempt,
             abort: AtomicBool::new(false),
             failure: Mutex::new(None),
-            trigger: AtomicU64::new(start_epoch.saturating_sub(1)),
+            trigger: AtomicU64::new(spec.start_epoch.saturating_sub(1)),
             pending: Mutex::new(BTreeMap::new()),
             events,
             threads: Mutex::new(Vec::new()),
             registered: Mutex::new(Registration::default()),
             peers: plan.parallelism,
-            attempt_token: attempt_token(attempt),
+            job_id: spec.job_id.clone(),
             final_checkpoint: plan.final_checkpoint,
             committers: Mutex::new(Vec::new()),
             snapshots: Mutex::new(Some(snap_tx)),
@@ -281,7 +276,7 @@ impl LocalExecutor {
                 let sh2 = Arc::clone(&sh);
                 let config = timely::Config::process(peers);
                 let result = timely::execute(config, move |worker| {
-                    run_worker(worker, &plan, &sh2, restore.as_deref(), start_epoch);
+                    run_worker(worker, &plan, &sh2, &spec);
                 });
                 match result {
                     Ok(guards) => {
@@ -359,6 +354,15 @@ impl LocalExecutor {
                     self.shared.wake_all();
                 }
             }
+            ToExecutor::SavepointComplete { id } => {
+                // Nothing is committed: the committables stay queued and the next
+                // checkpoint names and commits them.
+                self.shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+            }
             ToExecutor::CheckpointAborted { id } => {
                 self.shared
                     .pending
@@ -395,19 +399,6 @@ impl LocalExecutor {
     }
 }
 
-/// 16 hex digits that no other attempt of any job gets: process id, attempt and clock.
-fn attempt_token(attempt: u32) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mut seed = Vec::with_capacity(24);
-    seed.extend_from_slice(&std::process::id().to_le_bytes());
-    seed.extend_from_slice(&attempt.to_le_bytes());
-    seed.extend_from_slice(&nanos.to_le_bytes());
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&seed))
-}
-
 enum Exit {
     Finished,
     Aborted,
@@ -417,8 +408,7 @@ fn run_worker(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
     shared: &Arc<ExecShared>,
-    restore: Option<&LoadedSnapshot>,
-    start_epoch: u64,
+    spec: &AttemptSpec,
 ) {
     failure::enter_task_thread();
     shared
@@ -427,12 +417,25 @@ fn run_worker(
         .unwrap_or_else(|e| e.into_inner())
         .push(std::thread::current());
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        worker_loop(worker, plan, shared, restore, start_epoch)
+        worker_loop(worker, plan, shared, spec)
     }));
     match outcome {
         Ok(Ok(Exit::Finished)) | Ok(Ok(Exit::Aborted)) => {}
-        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::state::IncompatibleState>()) => {
-            shared.fail_unrecoverable(&failure::current_task(), format!("{e:#}"))
+        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::state::IncompatibleState>()) => shared
+            .fail_unrecoverable(
+                &failure::current_task(),
+                format!("{e:#}"),
+                Unrecoverable::IncompatibleState,
+            ),
+        Ok(Err(e))
+            if e.chain()
+                .any(|c| c.is::<crate::connectors::CommittableLost>()) =>
+        {
+            shared.fail_unrecoverable(
+                &failure::current_task(),
+                format!("{e:#}"),
+                Unrecoverable::OutputLost,
+            )
         }
         Ok(Err(e)) => shared.fail(&failure::current_task(), format!("{e:#}")),
         Err(_) => {
@@ -456,9 +459,9 @@ fn worker_loop(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
     shared: &Arc<ExecShared>,
-    restore: Option<&LoadedSnapshot>,
-    start_epoch: u64,
+    spec: &AttemptSpec,
 ) -> crate::Result<Exit> {
+    let start_epoch = spec.start_epoch;
     let index = worker.index() as u32;
     let peers = worker.peers() as u32;
     let probe = ProbeHandle::new();
@@ -471,7 +474,8 @@ fn worker_loop(
             peers,
             attempt: shared.attempt,
             shared,
-            restore,
+            restore: spec.restore.as_deref(),
+            savepoints: &spec.savepoints,
             start_epoch,
             probe: &probe,
             drivers: &mut drivers,

@@ -161,6 +161,8 @@ pub(crate) struct BuildCx<'s, 'a> {
     pub attempt: u32,
     pub shared: &'a Arc<ExecShared>,
     pub restore: Option<&'a LoadedSnapshot>,
+    /// Savepoints this job took (see [`super::protocol::AttemptSpec::savepoints`]).
+    pub savepoints: &'a [std::path::PathBuf],
     pub start_epoch: u64,
     pub probe: &'a ProbeHandle<Time>,
     pub drivers: &'a mut Vec<Box<dyn SourceDriver>>,

@@ -14,8 +14,8 @@
 
 use super::executor::LocalExecutor;
 use super::plan::Plan;
-use super::protocol::{FromExecutor, TaskExecutor, ToExecutor};
-use crate::checkpoint::metadata::{load_snapshot, LoadedSnapshot};
+use super::protocol::{AttemptSpec, FromExecutor, TaskExecutor, ToExecutor};
+use crate::checkpoint::metadata::load_snapshot;
 use crate::Result;
 use crossbeam_channel::Sender;
 use serde::{de::DeserializeOwned, Serialize};
@@ -31,6 +31,9 @@ pub const WORKER_ENV: &str = "FLOE_WORKER";
 const ATTEMPT_ENV: &str = "FLOE_WORKER_ATTEMPT";
 const EPOCH_ENV: &str = "FLOE_WORKER_START_EPOCH";
 const RESTORE_ENV: &str = "FLOE_WORKER_RESTORE";
+const JOB_ID_ENV: &str = "FLOE_WORKER_JOB_ID";
+/// The job's savepoints, as a JSON array of paths.
+const SAVEPOINTS_ENV: &str = "FLOE_WORKER_SAVEPOINTS";
 const HEARTBEAT_ENV: &str = "FLOE_WORKER_HEARTBEAT_MS";
 
 /// Largest frame accepted; a longer length prefix means a corrupt stream.
@@ -77,15 +80,14 @@ pub struct ProcessExecutor {
 }
 
 impl ProcessExecutor {
-    /// Starts attempt `attempt` in a new worker process running this binary with its
-    /// arguments. Events (and a `Failed` for a lost worker) go to `events`.
+    /// Starts the attempt `spec` describes in a new worker process running this binary with
+    /// its arguments. Events (and a `Failed` for a lost worker) go to `events`.
     pub fn start(
-        attempt: u32,
-        restore: Option<&LoadedSnapshot>,
-        start_epoch: u64,
+        spec: &AttemptSpec,
         heartbeat: Heartbeat,
         events: Sender<FromExecutor>,
     ) -> Result<Self> {
+        let attempt = spec.attempt;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let exe = std::env::current_exe()
@@ -94,12 +96,14 @@ impl ProcessExecutor {
         cmd.args(std::env::args_os().skip(1))
             .env(WORKER_ENV, addr.to_string())
             .env(ATTEMPT_ENV, attempt.to_string())
-            .env(EPOCH_ENV, start_epoch.to_string())
+            .env(EPOCH_ENV, spec.start_epoch.to_string())
+            .env(JOB_ID_ENV, &spec.job_id)
+            .env(SAVEPOINTS_ENV, serde_json::to_string(&spec.savepoints)?)
             .env(HEARTBEAT_ENV, heartbeat.interval.as_millis().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
-        match restore {
+        match &spec.restore {
             Some(s) => cmd.env(RESTORE_ENV, &s.dir),
             None => cmd.env_remove(RESTORE_ENV),
         };
@@ -185,7 +189,7 @@ impl ProcessExecutor {
                         attempt,
                         task: format!("worker process {pid}"),
                         error: format!("worker process {pid} was lost ({status})"),
-                        unrecoverable: false,
+                        unrecoverable: None,
                     });
                 }
             }));
@@ -216,7 +220,7 @@ impl ProcessExecutor {
                             return;
                         }
                         let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
-                        let _ = events.send(FromExecutor::Failed { attempt, task: format!("worker process {pid}"), error, unrecoverable: false });
+                        let _ = events.send(FromExecutor::Failed { attempt, task: format!("worker process {pid}"), error, unrecoverable: None });
                         return;
                     }
                 }
@@ -322,18 +326,27 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
         Some(p) => Some(Arc::new(load_snapshot(std::path::Path::new(&p))?)),
         None => None,
     };
+    let job_id = std::env::var(JOB_ID_ENV)
+        .map_err(|_| crate::anyhow!("worker environment variable {JOB_ID_ENV} is missing"))?;
+    let savepoints: Vec<std::path::PathBuf> = match std::env::var(SAVEPOINTS_ENV) {
+        Ok(v) => serde_json::from_str(&v).map_err(|e| {
+            crate::anyhow!("worker environment variable {SAVEPOINTS_ENV} is invalid: {e}")
+        })?,
+        Err(_) => Vec::new(),
+    };
+    let spec = AttemptSpec {
+        job_id,
+        attempt,
+        restore,
+        start_epoch,
+        savepoints,
+    };
     let stream = TcpStream::connect(&addr)
         .map_err(|e| crate::anyhow!("cannot connect to the job manager at {addr}: {e}"))?;
     stream.set_nodelay(true)?;
     let writer = Arc::new(Mutex::new(BufWriter::new(stream.try_clone()?)));
     let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
-    let exec = Arc::new(Mutex::new(Some(LocalExecutor::start(
-        plan,
-        attempt,
-        restore,
-        start_epoch,
-        tx,
-    ))));
+    let exec = Arc::new(Mutex::new(Some(LocalExecutor::start(plan, spec, tx))));
     let shared = Arc::clone(
         exec.lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -5,8 +5,46 @@
 //! and the job manager drops messages of any other attempt, so a task of an old attempt can
 //! never complete or commit a checkpoint of a new one.
 
-use crate::checkpoint::metadata::{StateHandle, TaskId};
+use crate::checkpoint::metadata::{LoadedSnapshot, StateHandle, TaskId};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What one execution attempt starts from; the job manager decides it, the executor runs it.
+#[derive(Clone, Debug)]
+pub struct AttemptSpec {
+    /// The job's id (32 lowercase hex): what the attempt writes is named after it, so that
+    /// recovery only ever touches this job's own files.
+    pub job_id: String,
+    /// Attempt number (0 for the first).
+    pub attempt: u32,
+    /// The snapshot to restore (the latest checkpoint, or the `-s` path).
+    pub restore: Option<Arc<LoadedSnapshot>>,
+    /// Records of the first epoch belong to this checkpoint id.
+    pub start_epoch: u64,
+    /// Savepoints this job took while running: the user may still restore them, so output
+    /// they name is never discarded by recovery (a savepoint commits nothing itself).
+    pub savepoints: Vec<PathBuf>,
+}
+
+/// Why a failure cannot be fixed by restarting: the job fails without consulting the
+/// restart strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Unrecoverable {
+    /// Restored state does not fit the job's state types.
+    IncompatibleState,
+    /// Output that the restored checkpoint names (a two-phase-commit sink's committable)
+    /// no longer exists; every restore of that checkpoint would fail the same way.
+    OutputLost,
+}
+
+impl std::fmt::Display for Unrecoverable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unrecoverable::IncompatibleState => "the snapshot's state does not fit the job",
+            Unrecoverable::OutputLost => "output the restored snapshot names is gone",
+        })
+    }
+}
 
 /// Job manager → executor.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -18,9 +56,16 @@ pub enum ToExecutor {
         /// Directory for this checkpoint's files.
         dir: PathBuf,
     },
-    /// Checkpoint `id` is complete (its `_metadata` is written).
+    /// Checkpoint `id` (or a stop-with-savepoint) is complete (its `_metadata` is written):
+    /// two-phase-commit sinks commit everything staged up to it.
     CheckpointComplete {
         /// Checkpoint id.
+        id: u64,
+    },
+    /// Savepoint `id` (taken while the job goes on) is complete. Nothing is committed: its
+    /// output stays pending until a later checkpoint completes.
+    SavepointComplete {
+        /// The savepoint's checkpoint id.
         id: u64,
     },
     /// Checkpoint `id` was aborted; its directory is gone.
@@ -84,10 +129,10 @@ pub enum FromExecutor {
         task: String,
         /// The error or panic message.
         error: String,
-        /// Retrying cannot help (the restored state does not fit the job): the job fails
-        /// without consulting the restart strategy.
+        /// Set when retrying cannot help: the job fails without consulting the restart
+        /// strategy.
         #[serde(default)]
-        unrecoverable: bool,
+        unrecoverable: Option<Unrecoverable>,
     },
     /// Every source read all of its input and waits for a final checkpoint (only when the
     /// job has a two-phase-commit sink and checkpointing): the job manager triggers it with
