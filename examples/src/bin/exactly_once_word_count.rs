@@ -6,34 +6,48 @@
 //!
 //! ```text
 //! floe run target/release/exactly_once_word_count --input DIR --output DIR \
-//!     [--part-size BYTES] [--fail-when-exists PATH]
+//!     [--part-size BYTES] [--fail-when-exists PATH] [--words-per-second N]
 //! ```
 //!
 //! Checkpointing, restart strategy and storage come from the configuration (`floe.yaml`,
 //! `-D`); without an interval it checkpoints every second. `--fail-when-exists PATH` is the
 //! failure hook `floe-chaos` uses: the task that first sees PATH deletes it and panics.
+//! `--words-per-second N` paces every subtask to about N words a second, so that a small
+//! input runs long enough to be operated on (savepoints, cancels, kills) while it runs.
 
 use floe::connectors::file_sink::FileSink;
 use floe::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Panics once per appearance of a trigger file: a failure in user code at a random time.
+/// Panics once per appearance of a trigger file (a failure in user code at a random time),
+/// and paces the words when asked to.
 #[derive(Clone)]
-struct FailWhenExists {
-    path: Option<PathBuf>,
-    seen: u32,
+struct Hooks {
+    fail_when_exists: Option<PathBuf>,
+    words_per_second: Option<u64>,
+    seen: u64,
+    started: Option<Instant>,
 }
 
-impl MapFunction<Str, Str> for FailWhenExists {
+impl MapFunction<Str, Str> for Hooks {
     #[inline]
     fn map(&mut self, w: Str) -> Result<Str> {
-        if let Some(p) = &self.path {
-            self.seen += 1;
-            // A stat per 1024 words keeps the hook off the profile.
-            if self.seen.is_multiple_of(1024) && std::fs::remove_file(p).is_ok() {
-                panic!("injected failure: {} appeared", p.display());
+        self.seen += 1;
+        // Once per 1024 words keeps the hooks off the profile.
+        if self.seen.is_multiple_of(1024) {
+            if let Some(p) = &self.fail_when_exists {
+                if std::fs::remove_file(p).is_ok() {
+                    panic!("injected failure: {} appeared", p.display());
+                }
+            }
+            if let Some(rate) = self.words_per_second {
+                let started = *self.started.get_or_insert_with(Instant::now);
+                let due = Duration::from_secs_f64(self.seen as f64 / rate.max(1) as f64);
+                if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(ahead);
+                }
             }
         }
         Ok(w)
@@ -46,9 +60,11 @@ fn job() -> Result<()> {
     let input = params.required("input")?.to_string();
     let output = params.required("output")?.to_string();
     let part_size: Option<u64> = params.get_parsed("part-size")?;
-    let fail = FailWhenExists {
-        path: params.get("fail-when-exists").map(PathBuf::from),
+    let hooks = Hooks {
+        fail_when_exists: params.get("fail-when-exists").map(PathBuf::from),
+        words_per_second: params.get_parsed("words-per-second")?,
         seen: 0,
+        started: None,
     };
     if env
         .configuration()
@@ -67,7 +83,7 @@ fn job() -> Result<()> {
             line.split_ascii_whitespace()
                 .for_each(|w| out.collect(Str::from(w)))
         })
-        .map_function(fail)
+        .map_function(hooks)
         .map(|w| (w, 1u64))
         .key_by(|t| t.0.clone())
         .sum(1)

@@ -74,6 +74,7 @@ pub fn bin(name: &str) -> PathBuf {
         "state_word_count" => env!("CARGO_BIN_EXE_state_word_count"),
         "count_window_average" => env!("CARGO_BIN_EXE_count_window_average"),
         "file_word_count" => env!("CARGO_BIN_EXE_file_word_count"),
+        "exactly_once_word_count" => env!("CARGO_BIN_EXE_exactly_once_word_count"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(p)
@@ -139,6 +140,11 @@ impl Job {
             out,
             name: name.to_string(),
         }
+    }
+
+    /// The process id (of the job manager, for a job binary run directly).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The job's printed records (without `floe run`'s submission and result lines).
