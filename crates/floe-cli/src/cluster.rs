@@ -423,6 +423,10 @@ pub fn start(dir: &FsPath, dynamic: &[String]) -> Result<()> {
     }
     std::fs::create_dir_all(dir.join("jobs"))
         .with_context(|| format!("cannot create cluster directory {}", dir.display()))?;
+    // Job records hold file paths that `floe logs` opens from wherever it runs.
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve cluster directory {}", dir.display()))?;
     // Appended to: the log of an earlier daemon tells what happened before a restart.
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -734,8 +738,8 @@ enum Target {
     /// Running, but its endpoint is not known (a job manager still starting when a daemon
     /// was killed): only cancelling is possible, by signal.
     NoEndpoint,
-    /// The job ended: answer from its record.
-    Ended(JobRecord, JobEnd, Option<Value>),
+    /// The job ended: answer from its record (its end, the last overview entry served).
+    Ended(Box<(JobRecord, JobEnd, Option<Value>)>),
 }
 
 fn target(c: &Cluster, id: &str) -> Option<Target> {
@@ -743,7 +747,7 @@ fn target(c: &Cluster, id: &str) -> Option<Target> {
     let t = jobs.iter_mut().find(|t| t.record.id.as_str() == id)?;
     t.refresh(c);
     Some(match (t.ended(), &t.record.rest) {
-        (Some(end), _) => Target::Ended(t.record.clone(), end.clone(), t.last.clone()),
+        (Some(end), _) => Target::Ended(Box::new((t.record.clone(), end.clone(), t.last.clone()))),
         (None, Some(rest)) => Target::Endpoint(rest.clone()),
         (None, None) => Target::NoEndpoint,
     })
@@ -836,8 +840,11 @@ async fn forward(
     let not_found = || error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
     let rest = match target(&c, &id) {
         None => return not_found(),
-        Some(Target::Ended(r, end, last)) => {
-            return answer_ended(&method, &sub, &r, &end, last.as_ref())
+        Some(Target::Ended(ended)) => {
+            return {
+                let (r, end, last) = *ended;
+                answer_ended(&method, &sub, &r, &end, last.as_ref())
+            }
         }
         Some(Target::NoEndpoint) => {
             if method == Method::PATCH && sub.is_empty() {
@@ -891,8 +898,11 @@ async fn forward(
             // Its job manager may have ended meanwhile: then the record answers.
             let deadline = Instant::now() + Duration::from_secs(1);
             loop {
-                if let Some(Target::Ended(r, end, last)) = target(&c, &id) {
-                    return answer_ended(&method, &sub, &r, &end, last.as_ref());
+                if let Some(Target::Ended(ended)) = target(&c, &id) {
+                    return {
+                        let (r, end, last) = *ended;
+                        answer_ended(&method, &sub, &r, &end, last.as_ref())
+                    };
                 }
                 if Instant::now() > deadline {
                     return error(StatusCode::BAD_GATEWAY, format!("job {id}: {e}"));
@@ -1063,5 +1073,47 @@ pub(crate) fn wait_until_running(
             );
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_32_lowercase_hex() {
+        let id = JobId::new();
+        assert_eq!(JobId::parse(id.as_str()), Some(id));
+        assert_eq!(JobId::parse("../../etc/passwd"), None);
+        assert_eq!(JobId::parse(&"A".repeat(32)), None);
+        assert!(serde_json::from_value::<JobId>(json!("job-1")).is_err());
+    }
+
+    #[test]
+    fn this_process_has_a_stable_start_time() {
+        let (state, start) = proc_stat(std::process::id()).unwrap();
+        assert!(matches!(state, 'R' | 'S'), "{state}");
+        assert!(same_process(std::process::id(), start));
+        assert!(!same_process(std::process::id(), start + 1));
+    }
+
+    #[test]
+    fn a_log_names_the_job_and_its_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("j.log");
+        std::fs::write(
+            &log,
+            "2026-12-01T22:00:00Z INFO floe::jobmanager: Submitting job my job (x) (0123456789abcdef0123456789abcdef).\n\
+             2026-12-01T22:00:00Z INFO floe::jobmanager: Rest endpoint listening at 127.0.0.1:4711\n",
+        )
+        .unwrap();
+        assert_eq!(
+            log_facts(&log),
+            (
+                Some("0123456789abcdef0123456789abcdef".into()),
+                Some("my job (x)".into()),
+                Some("127.0.0.1:4711".into())
+            )
+        );
     }
 }
