@@ -204,11 +204,26 @@ impl Tracked {
         if self.record.end.is_some() {
             return;
         }
-        if let Process::Ended(status) = self.process() {
-            self.record.end = Some(job_end(&self.record, status));
-            if let Err(e) = c.save(&self.record) {
-                eprintln!("warning: {e:#}");
+        match self.process() {
+            Process::Ended(status) => {
+                self.record.end = Some(job_end(&self.record, status));
+                if let Err(e) = c.save(&self.record) {
+                    eprintln!("warning: {e:#}");
+                }
             }
+            // A job taken back while its job manager was still starting: its endpoint
+            // shows up in its log.
+            Process::Running if self.record.rest.is_none() => {
+                let (_, name, rest) = log_facts(&self.record.log);
+                if rest.is_some() {
+                    self.record.rest = rest;
+                    self.record.name = self.record.name.take().or(name);
+                    if let Err(e) = c.save(&self.record) {
+                        eprintln!("warning: {e:#}");
+                    }
+                }
+            }
+            Process::Running => {}
         }
     }
 
@@ -458,8 +473,15 @@ pub fn start(dir: &FsPath, dynamic: &[String]) -> Result<()> {
     let rest = crate::rest::Rest::new(Some(&addr))?;
     while !rest.is_cluster() {
         if let Some(st) = child.try_wait()? {
+            let text = std::fs::read_to_string(dir.join("jobmanager.log")).unwrap_or_default();
+            let why = text
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("error: "))
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
             bail!(
-                "the cluster daemon exited ({st}); see {}",
+                "the cluster daemon exited ({st}){why}; see {}",
                 dir.join("jobmanager.log").display()
             );
         }
@@ -504,6 +526,7 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
     let security = security(dynamic)?;
     security.check_bind(&addr)?;
     std::fs::create_dir_all(dir.join("jobs"))?;
+    let _lock = lock_dir(&dir)?;
     let cluster = Arc::new(Cluster::load(dir)?);
     // Job managers end on their own (or are killed): watch them, so every job that ended
     // is recorded even when no one asks.
@@ -551,6 +574,26 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
     })?;
     eprintln!("Floe cluster stopped.");
     Ok(())
+}
+
+/// Holds the cluster directory for this daemon while the returned file is open: two daemons
+/// on one registry would both take back, and both write, the same jobs.
+fn lock_dir(dir: &FsPath) -> Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("jobmanager.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!(
+            "the cluster directory {} is in use by another Floe cluster daemon",
+            dir.display()
+        );
+    }
+    Ok(f)
 }
 
 fn routes() -> Router<Shared> {
@@ -775,9 +818,6 @@ fn answer_ended(
             summary.insert("timestamps".into(), json!({ state: end.time }));
             summary.insert("vertices".into(), json!([]));
             summary.insert("status-counts".into(), json!({}));
-            if let Some(cause) = &end.cause {
-                summary.insert("failure-cause".into(), json!(cause));
-            }
             Json(v).into_response()
         }
         ("GET", "/exceptions") => {

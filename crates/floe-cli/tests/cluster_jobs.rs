@@ -487,3 +487,26 @@ fn a_restarted_daemon_leaves_earlier_job_files_alone() {
     );
     drop(conn);
 }
+
+#[test]
+fn a_second_daemon_on_one_directory_is_refused() {
+    let cluster = Cluster::start();
+    let other = free_port();
+    let (code, _, err) = cli(&[
+        "cluster",
+        "start",
+        "--dir",
+        cluster.dir.path().to_str().unwrap(),
+        "-D",
+        &format!("rest.port={other}"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is in use by another Floe cluster daemon"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    // The first daemon is untouched.
+    let (code, out, _) = cli(&["cluster", "status", "-m", &cluster.addr]);
+    assert_eq!(code, 0, "{out}");
+}
