@@ -436,22 +436,10 @@ fn a_restarted_daemon_leaves_earlier_job_files_alone() {
     });
     let before = cluster.job_files();
     assert_eq!(before.len(), 2, "the first job's .out and .log: {before:?}");
-    for (p, _) in &before {
-        assert!(
-            p.file_name().unwrap().to_str().unwrap().contains(&first),
-            "job files are named by job id: {}",
-            p.display()
-        );
-    }
 
     let (code, out, err) = cli(&["cluster", "stop", "-m", &cluster.addr]);
     assert_eq!(code, 0, "{out}{err}");
     cluster.start_daemon();
-    assert_eq!(
-        cluster.listed_state(&first).as_deref(),
-        Some("FINISHED"),
-        "the registry outlives the daemon"
-    );
 
     let second = cluster.submit_detached(&lport);
     assert_ne!(second, first);
@@ -464,22 +452,34 @@ fn a_restarted_daemon_leaves_earlier_job_files_alone() {
             .1
             .contains("(8,15)")
     });
-    let (_, out, _) = cli(&["logs", "-m", &cluster.addr, &first]);
-    assert!(
-        out.contains("(3,2)") && !out.contains("(8,15)"),
-        "the first job's output is its own: {out}"
-    );
     let after = cluster.job_files();
     for (p, bytes) in &before {
         let now = std::fs::read(p).unwrap();
         assert!(now == *bytes, "{} changed after the restart", p.display());
     }
+    assert_eq!(
+        cluster.listed_state(&first).as_deref(),
+        Some("FINISHED"),
+        "the registry outlives the daemon"
+    );
+    let (_, out, _) = cli(&["logs", "-m", &cluster.addr, &first]);
+    assert!(
+        out.contains("(3,2)") && !out.contains("(8,15)"),
+        "the first job's output is its own: {out}"
+    );
     let new: Vec<&Path> = after
         .iter()
         .map(|(p, _)| p.as_path())
         .filter(|p| !before.iter().any(|(b, _)| b == p))
         .collect();
     assert_eq!(new.len(), 2, "the second job has files of its own: {new:?}");
+    for (p, _) in &before {
+        assert!(
+            p.file_name().unwrap().to_str().unwrap().contains(&first),
+            "job files are named by job id: {}",
+            p.display()
+        );
+    }
     assert!(
         new.iter()
             .all(|p| p.file_name().unwrap().to_str().unwrap().contains(&second)),
