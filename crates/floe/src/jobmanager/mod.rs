@@ -79,7 +79,7 @@ fn first_job_id() -> String {
             id
         }
         Ok(id) => {
-            warn!("ignoring {JOB_ID_ENV}='{id}': not a job id (32 lowercase hex)");
+            warn!("ignoring {JOB_ID_ENV}={id:?}: not a job id (32 lowercase hex)");
             new_job_id()
         }
         Err(_) => new_job_id(),
