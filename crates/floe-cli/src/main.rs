@@ -362,6 +362,13 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 }
                 let state = follow(&rest, &id)?;
                 println!("Job with JobID {id} has {}.", state.to_ascii_lowercase());
+                if state == "FAILED" {
+                    if let Ok(ex) = rest.get(&format!("/jobs/{id}/exceptions")) {
+                        if let Some(cause) = ex["root-exception"].as_str() {
+                            eprintln!("Cause: {}", cause.replace('\n', " "));
+                        }
+                    }
+                }
                 // The exit code tells how the job ended.
                 return Ok(match state.as_str() {
                     "FINISHED" => ExitCode::SUCCESS,

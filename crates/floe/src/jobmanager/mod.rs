@@ -58,6 +58,35 @@ pub fn new_job_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// Environment variable with the job id a session cluster chose for the job it starts, so
+/// it can name the job's files and its registry record before the process runs.
+pub const JOB_ID_ENV: &str = "FLOE_JOB_ID";
+
+/// The id of this process's first job: [`JOB_ID_ENV`] when it holds a valid job id (32
+/// lowercase hex), else a new one. Later jobs of the same process always get new ids, so
+/// two jobs never share one.
+fn first_job_id() -> String {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return new_job_id();
+    }
+    match std::env::var(JOB_ID_ENV) {
+        Ok(id)
+            if id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            id
+        }
+        Ok(id) => {
+            warn!("ignoring {JOB_ID_ENV}={id:?}: not a job id (32 lowercase hex)");
+            new_job_id()
+        }
+        Err(_) => new_job_id(),
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -333,7 +362,8 @@ type DeferredSavepoint = (
 );
 
 impl JobManager {
-    /// Prepares a job manager for `spec` with a fresh job id.
+    /// Prepares a job manager for `spec` with a fresh job id (the first job of a process
+    /// takes the one a session cluster chose, see [`JOB_ID_ENV`]).
     pub fn new(spec: JobSpec) -> Self {
         let first_id = spec
             .restore
@@ -343,7 +373,7 @@ impl JobManager {
         let coordinator = CheckpointCoordinator::new(spec.checkpoint.clone(), first_id);
         let restore_point = spec.restore.clone();
         let (commands_tx, commands) = crossbeam_channel::unbounded();
-        let job_id = new_job_id();
+        let job_id = first_job_id();
         let info = info::JobInfo::new(
             &job_id,
             &spec.plan.job_name,
