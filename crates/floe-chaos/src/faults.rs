@@ -21,17 +21,29 @@ pub enum Fault {
     /// A worker paused past `execution.checkpointing.timeout` but within the heartbeat
     /// timeout: the pending checkpoint expires, the job goes on.
     CheckpointTimeout,
+    /// `floe savepoint` while the job runs, then `kill -9` of its job manager soon after,
+    /// then a resume the documented way: `floe run -s <checkpoint-dir>/<job-id>`.
+    SavepointKillJobManager,
+    /// A second job (the same binary, another vocabulary) writing into the same output
+    /// directory while the first one fails and restarts.
+    SecondJob,
+    /// `kill -9` of the session cluster's daemon while its job runs, then `floe cluster
+    /// start` again, which must take the job back (cluster rounds only).
+    DaemonKill,
 }
 
 impl Fault {
     /// Every kind, in summary order.
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 9] = [
         Fault::Kill,
         Fault::Stop,
         Fault::Panic,
         Fault::ReadOnly,
         Fault::DiskFull,
         Fault::CheckpointTimeout,
+        Fault::SavepointKillJobManager,
+        Fault::SecondJob,
+        Fault::DaemonKill,
     ];
 
     /// The key in the summary line.
@@ -43,6 +55,9 @@ impl Fault {
             Fault::ReadOnly => "storage_ro",
             Fault::DiskFull => "storage_full",
             Fault::CheckpointTimeout => "checkpoint_timeout",
+            Fault::SavepointKillJobManager => "savepoint_kill_jm",
+            Fault::SecondJob => "second_job",
+            Fault::DaemonKill => "daemon_kill",
         }
     }
 

@@ -18,20 +18,29 @@ impl Expected {
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
+
+    /// Adds the answer of another job writing into the same directory (its vocabulary
+    /// must be disjoint from this one's).
+    pub fn merge(&mut self, other: Expected) {
+        self.words.extend(other.words);
+        self.counts.extend(other.counts);
+    }
 }
 
 /// Writes `words` words over `files` text files into `dir` (lines of 1..=16 words, a
-/// skewed vocabulary of `vocabulary` words) from `seed`, and returns the exact counts.
+/// skewed vocabulary of `vocabulary` words, `<prefix>0000`, `<prefix>0001`, ...) from
+/// `seed`, and returns the exact counts.
 pub fn generate(
     dir: &Path,
     seed: u64,
     words: u64,
     files: u32,
     vocabulary: usize,
+    prefix: &str,
 ) -> anyhow::Result<Expected> {
     std::fs::create_dir_all(dir)?;
     let mut rng = StdRng::seed_from_u64(seed);
-    let vocab: Vec<String> = (0..vocabulary).map(|i| format!("w{i:04}")).collect();
+    let vocab: Vec<String> = (0..vocabulary).map(|i| format!("{prefix}{i:04}")).collect();
     let mut counts = vec![0u64; vocabulary];
     let per_file = words.div_ceil(files as u64);
     let mut left = words;
@@ -73,8 +82,8 @@ mod tests {
     fn the_answer_matches_the_files_and_the_seed_fixes_both() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let ea = generate(a.path(), 7, 10_000, 3, 50).unwrap();
-        let eb = generate(b.path(), 7, 10_000, 3, 50).unwrap();
+        let ea = generate(a.path(), 7, 10_000, 3, 50, "w").unwrap();
+        let eb = generate(b.path(), 7, 10_000, 3, 50, "w").unwrap();
         assert_eq!(ea.counts, eb.counts);
         assert_eq!(ea.total(), 10_000);
         let mut seen = vec![0u64; 50];

@@ -13,12 +13,15 @@
 //!
 //! Faults: `kill -9` of a worker process, `kill -STOP` of a worker past the heartbeat
 //! timeout, a panic in user code, checkpoint storage remounted read-only or filled up (a
-//! tmpfs the harness mounts: needs root; skipped otherwise, and said so), and a worker
-//! paused past the checkpoint timeout. Everything runs on 127.0.0.1 and temporary
-//! directories.
+//! tmpfs the harness mounts: needs root; skipped otherwise, and said so), a worker paused
+//! past the checkpoint timeout, a savepoint followed by `kill -9` of the job manager and a
+//! resume from the job's checkpoint directory, a second job writing into the same output
+//! directory, and (in the rounds that run on a session cluster, every other one) `kill -9`
+//! of the cluster daemon. Everything runs on 127.0.0.1 and temporary directories.
 
 mod faults;
 mod input;
+mod round;
 mod verify;
 
 use anyhow::Context as _;
@@ -26,9 +29,10 @@ use clap::Parser;
 use faults::{signal, workers_of, Fault, Storage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use round::{Cluster, Round, Setup};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use verify::Verdict;
 
@@ -72,6 +76,9 @@ struct Args {
     /// Do not break the checkpoint storage (no tmpfs mount).
     #[arg(long)]
     no_storage_faults: bool,
+    /// Run every round in per-job mode (no session cluster, no daemon kills).
+    #[arg(long)]
+    no_cluster: bool,
 }
 
 /// Set by SIGINT/SIGTERM: stop injecting, stop the job, unmount, report.
@@ -86,7 +93,7 @@ fn interrupted() -> bool {
 }
 
 /// Sleeps `d`, waking early when interrupted.
-fn nap(d: Duration) {
+pub(crate) fn nap(d: Duration) {
     let end = Instant::now() + d;
     while !interrupted() {
         let now = Instant::now();
@@ -125,7 +132,9 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn write_conf(dir: &Path, checkpoints: &Path, parallelism: u32) -> anyhow::Result<()> {
+/// Writes the jobs' `floe.yaml`; returns the per-job REST port it sets.
+fn write_conf(dir: &Path, checkpoints: &Path, parallelism: u32) -> anyhow::Result<u16> {
+    let port = free_port()?;
     std::fs::create_dir_all(dir)?;
     let conf = format!(
         "execution.checkpointing.interval: 100ms\n\
@@ -144,10 +153,10 @@ fn write_conf(dir: &Path, checkpoints: &Path, parallelism: u32) -> anyhow::Resul
         CHECKPOINT_TIMEOUT.as_millis(),
         checkpoints.display(),
         HEARTBEAT_TIMEOUT.as_millis(),
-        free_port()?
+        port
     );
     std::fs::write(dir.join("floe.yaml"), conf)?;
-    Ok(())
+    Ok(port)
 }
 
 /// Counts in the job manager's log: restarts, completed and failed checkpoints.
@@ -170,28 +179,60 @@ fn log_counts(log: &Path) -> (u64, u64, u64) {
     (restarts, completed, failed)
 }
 
-fn kill_tree(jm: &mut Child) {
-    for w in workers_of(jm.id()) {
-        signal(w, libc::SIGKILL);
-    }
-    let _ = jm.kill();
-    let _ = jm.wait();
+/// What a fault acts on.
+struct Target<'a> {
+    setup: &'a Setup,
+    cluster: Option<&'a Cluster>,
+    storage: Option<&'a Storage>,
+    /// Words of a second job's input.
+    second_words: u64,
+    seed: u64,
 }
 
-/// Injects `fault` into the running job. `Ok(false)`: not applicable right now (no worker
+/// Injects `fault` into the round. `Ok(false)`: not applicable right now (no worker
 /// process between attempts, or the job ended first); try again later.
 fn inject(
     fault: Fault,
-    jm: u32,
+    round: &mut Round,
+    expected: &mut input::Expected,
     rng: &mut StdRng,
-    storage: Option<&Storage>,
-    trigger: &Path,
+    target: &Target<'_>,
 ) -> anyhow::Result<bool> {
+    let Some(jm) = round.job_manager(target.cluster) else {
+        return Ok(false);
+    };
+    let storage = target.storage;
+    let trigger = round.trigger.clone();
     let pick_worker = |rng: &mut StdRng| {
         let w = workers_of(jm);
         (!w.is_empty()).then(|| w[rng.random_range(0..w.len())])
     };
     match fault {
+        Fault::SavepointKillJobManager => {
+            let pause = Duration::from_millis(rng.random_range(0..=250));
+            round.savepoint_then_kill(target.setup, target.cluster, pause)
+        }
+        Fault::SecondJob => {
+            let n = round.logs.len();
+            let input = round.output.with_file_name(format!("in-second-{n}"));
+            let second = input::generate(
+                &input,
+                target.seed ^ rng.random::<u64>(),
+                target.second_words,
+                2,
+                200,
+                &format!("s{n}x"),
+            )?;
+            if !round.start_second(target.setup, &input)? {
+                return Ok(false);
+            }
+            expected.merge(second);
+            Ok(true)
+        }
+        Fault::DaemonKill => match target.cluster {
+            Some(c) => c.kill_and_restart(target.setup),
+            None => Ok(false),
+        },
         Fault::Kill => {
             let Some(w) = pick_worker(rng) else {
                 return Ok(false);
@@ -216,6 +257,7 @@ fn inject(
             Ok(true)
         }
         Fault::Panic => {
+            let trigger = trigger.as_path();
             std::fs::write(trigger, b"")?;
             let until = Instant::now() + Duration::from_secs(2);
             while Instant::now() < until {
@@ -297,10 +339,24 @@ fn run(args: Args) -> anyhow::Result<bool> {
         None => work.join("checkpoints"),
     };
     let conf = work.join("conf");
-    write_conf(&conf, &checkpoints, args.parallelism)?;
+    let rest_port = write_conf(&conf, &checkpoints, args.parallelism)?;
+    let setup = Setup {
+        floe: floe.clone(),
+        job: job.clone(),
+        conf: conf.clone(),
+        checkpoints: checkpoints.clone(),
+        rest_port,
+    };
+    // Every other round runs on a session cluster, as jobs submitted to a daemon.
+    let cluster = if args.no_cluster {
+        None
+    } else {
+        Some(Cluster::start(&setup, &work.join("cluster"), free_port()?)?)
+    };
     let kinds: Vec<Fault> = Fault::ALL
         .into_iter()
         .filter(|f| storage.is_some() || !f.is_storage())
+        .filter(|f| cluster.is_some() || *f != Fault::DaemonKill)
         .collect();
     let mut rng = StdRng::seed_from_u64(args.seed);
     let deadline = started + Duration::from_secs(args.timeout_secs);
@@ -327,45 +383,38 @@ fn run(args: Args) -> anyhow::Result<bool> {
             break;
         }
         t.rounds += 1;
-        let round = t.rounds;
-        let rdir = work.join(format!("round-{round}"));
+        let round_no = t.rounds;
+        let rdir = work.join(format!("round-{round_no}"));
         let _ = std::fs::remove_dir_all(&rdir);
-        let (input, output, trigger) = (rdir.join("in"), rdir.join("out"), rdir.join("fail-now"));
-        let expected = input::generate(
+        std::fs::create_dir_all(&rdir)?;
+        let input = rdir.join("in");
+        let mut expected = input::generate(
             &input,
-            args.seed.wrapping_mul(1_000_003).wrapping_add(round),
+            args.seed.wrapping_mul(1_000_003).wrapping_add(round_no),
             args.words_per_round,
             4,
             1000,
+            "w",
         )?;
-        t.words += expected.total();
-        let log = rdir.join("job.log");
+        let on_cluster = cluster.as_ref().filter(|_| round_no % 2 == 0);
+        let target = Target {
+            setup: &setup,
+            cluster: on_cluster,
+            storage: storage.as_ref(),
+            second_words: (args.words_per_round / 4).max(1),
+            seed: args.seed.wrapping_add(round_no),
+        };
         let round_start = Instant::now();
-        let mut child = Command::new(&floe)
-            .arg("run")
-            .arg(&job)
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(&output)
-            .arg("--fail-when-exists")
-            .arg(&trigger)
-            .env("FLOE_CONF_DIR", &conf)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(rdir.join("job.out"))?)
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {}", floe.display()))?;
-        let jm = child.id();
+        let mut round = Round::start(&setup, on_cluster, &rdir, &input)?;
         let mut round_faults = 0u64;
         let mut next = Instant::now() + gap(&mut rng);
         let status = loop {
-            if let Some(st) = child.try_wait()? {
-                break Some(st);
+            if let Some(ok) = round.main_ended(on_cluster)? {
+                break Some(ok);
             }
             let now = Instant::now();
             if now >= deadline || interrupted() {
-                kill_tree(&mut child);
+                round.kill(&setup, on_cluster);
                 break None;
             }
             if t.injected < args.faults && now >= next {
@@ -377,10 +426,18 @@ fn run(args: Args) -> anyhow::Result<bool> {
                         schedule.swap(i, rng.random_range(0..=i));
                     }
                 }
-                let kind = *schedule.last().expect("non-empty");
-                match inject(kind, jm, &mut rng, storage.as_ref(), &trigger) {
+                // The next kind this round can take (a daemon kill needs a cluster round).
+                let Some(pos) = schedule
+                    .iter()
+                    .rposition(|k| on_cluster.is_some() || *k != Fault::DaemonKill)
+                else {
+                    next = Instant::now() + Duration::from_millis(50);
+                    continue;
+                };
+                let kind = schedule[pos];
+                match inject(kind, &mut round, &mut expected, &mut rng, &target) {
                     Ok(true) => {
-                        schedule.pop();
+                        schedule.remove(pos);
                         *t.faults.entry(kind).or_default() += 1;
                         t.injected += 1;
                         round_faults += 1;
@@ -392,28 +449,37 @@ fn run(args: Args) -> anyhow::Result<bool> {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let _ = std::fs::remove_file(&trigger);
-        let finished = status.is_some_and(|s| s.success());
+        let seconds_ok = round.wait_seconds(Duration::from_secs(120));
+        let _ = std::fs::remove_file(&round.trigger);
+        let finished = status == Some(true) && seconds_ok;
         if !finished {
             t.failed_rounds += 1;
         }
-        let v = verify::verify(&output, &expected)?;
-        let (restarts, completed, failed) = log_counts(&log);
+        let v = verify::verify(&round.output, &expected, &round.killed)?;
+        let (mut restarts, mut completed, mut failed) = (0, 0, 0);
+        for log in &round.logs {
+            let (r, c, f) = log_counts(log);
+            (restarts, completed, failed) = (restarts + r, completed + c, failed + f);
+        }
+        t.words += expected.total();
         t.restarts += restarts;
         t.completed += completed;
         t.failed += failed;
         t.verdict.add(&v);
         println!(
-            "round {round}: words={} faults={round_faults} restarts={restarts} checkpoints_completed={completed} checkpoints_failed={failed} lines={} lost={} duplicated={} wrong={} leftover={} job={} ({:.1} s)",
+            "round {round_no}: mode={} words={} faults={round_faults} restarts={restarts} checkpoints_completed={completed} checkpoints_failed={failed} lines={} lost={} duplicated={} wrong={} leftover={} orphaned={} job={} ({:.1} s)",
+            if on_cluster.is_some() { "cluster" } else { "per-job" },
             expected.total(),
             v.lines,
             v.lost,
             v.duplicated,
             v.wrong,
             v.leftover,
+            v.orphaned,
             match status {
-                Some(s) if s.success() => "FINISHED".to_string(),
-                Some(s) => format!("exit {}", s.code().unwrap_or(-1)),
+                Some(true) if seconds_ok => "FINISHED".to_string(),
+                Some(true) => "FINISHED, a second job did not".to_string(),
+                Some(false) => "not FINISHED".to_string(),
                 None => "killed at the deadline".to_string(),
             },
             round_start.elapsed().as_secs_f64()
@@ -422,15 +488,18 @@ fn run(args: Args) -> anyhow::Result<bool> {
         if clean {
             let _ = std::fs::remove_dir_all(&rdir);
         } else {
-            println!("round {round} kept for inspection: {}", rdir.display());
+            println!("round {round_no} kept for inspection: {}", rdir.display());
             if args.work_dir.is_none() {
                 // The temporary work directory is removed at exit; keep this round.
                 let keep =
-                    std::env::temp_dir().join(format!("floe-chaos-round-{}-{round}", args.seed));
+                    std::env::temp_dir().join(format!("floe-chaos-round-{}-{round_no}", args.seed));
                 let _ = std::fs::rename(&rdir, &keep);
                 println!("moved to {}", keep.display());
             }
         }
+    }
+    if let Some(c) = &cluster {
+        c.stop(&setup);
     }
     drop(storage);
     let mut line = format!("faults={}", t.injected);
@@ -443,7 +512,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     }
     let v = t.verdict;
     line.push_str(&format!(
-        " rounds={} words={} restarts={} checkpoints_completed={} checkpoints_failed={} failed_rounds={} lines={} lost={} duplicated={} wrong={} leftover={} wall_s={:.1}",
+        " rounds={} words={} restarts={} checkpoints_completed={} checkpoints_failed={} failed_rounds={} lines={} lost={} duplicated={} wrong={} leftover={} orphaned={} wall_s={:.1}",
         t.rounds,
         t.words,
         t.restarts,
@@ -455,6 +524,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         v.duplicated,
         v.wrong,
         v.leftover,
+        v.orphaned,
         started.elapsed().as_secs_f64()
     ));
     println!("{line}");

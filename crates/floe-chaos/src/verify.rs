@@ -14,8 +14,11 @@ pub struct Verdict {
     pub duplicated: u64,
     /// Lines that are not `(word,n)` for a known word and `1 <= n <= count(word)`.
     pub wrong: u64,
-    /// Hidden in-progress part files left in the directory.
+    /// Hidden in-progress part files left in the directory by the jobs that finished.
     pub leftover: u64,
+    /// Hidden part files of jobs whose job manager was killed: no later job deletes them
+    /// (they are another job's, as in Flink), and they are never output.
+    pub orphaned: u64,
 }
 
 impl Verdict {
@@ -26,11 +29,18 @@ impl Verdict {
         self.duplicated += o.duplicated;
         self.wrong += o.wrong;
         self.leftover += o.leftover;
+        self.orphaned += o.orphaned;
     }
 }
 
+/// The job part of a hidden part file's name, `.part-<sink>-<job>-<attempt>-...`.
+fn job_token(name: &str) -> Option<&str> {
+    name.strip_prefix(".part-")?.split('-').nth(1)
+}
+
 /// Reads every committed part file (`part-*`) under `dir` and counts each `(word,n)` line.
-pub fn verify(dir: &Path, expected: &Expected) -> anyhow::Result<Verdict> {
+/// Hidden files of a job in `killed` (job ids) count as orphaned, all others as leftover.
+pub fn verify(dir: &Path, expected: &Expected, killed: &[String]) -> anyhow::Result<Verdict> {
     let index: hashbrown::HashMap<&str, usize> = expected
         .words
         .iter()
@@ -52,7 +62,12 @@ pub fn verify(dir: &Path, expected: &Expected) -> anyhow::Result<Verdict> {
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(".part-") {
-            v.leftover += 1;
+            let token = job_token(&name).unwrap_or_default();
+            if !token.is_empty() && killed.iter().any(|k| k.starts_with(token)) {
+                v.orphaned += 1;
+            } else {
+                v.leftover += 1;
+            }
             continue;
         }
         if !name.starts_with("part-") {
@@ -99,7 +114,8 @@ mod tests {
         std::fs::write(d.path().join("part-x-0-0"), "(a,1)\n(a,2)\n(b,1)\n").unwrap();
         std::fs::write(d.path().join("part-x-1-0"), "(a,2)\n(c,1)\n(a,9)\n").unwrap();
         std::fs::write(d.path().join(".part-y-0-0.inprogress"), "(a,3)\n").unwrap();
-        let v = verify(d.path(), &exp).unwrap();
+        std::fs::write(d.path().join(".part-y-0123-0-0-0.inprogress"), "(a,3)\n").unwrap();
+        let v = verify(d.path(), &exp, &["0123abcd".to_string()]).unwrap();
         assert_eq!(
             v,
             Verdict {
@@ -108,13 +124,15 @@ mod tests {
                 duplicated: 1, // (a,2) twice
                 wrong: 2,      // unknown word, n beyond the count
                 leftover: 1,
+                orphaned: 1, // a killed job's
             }
         );
         std::fs::write(d.path().join("part-x-2-0"), "(a,3)\n").unwrap();
         std::fs::remove_file(d.path().join("part-x-1-0")).unwrap();
         std::fs::remove_file(d.path().join(".part-y-0-0.inprogress")).unwrap();
+        std::fs::remove_file(d.path().join(".part-y-0123-0-0-0.inprogress")).unwrap();
         assert_eq!(
-            verify(d.path(), &exp).unwrap(),
+            verify(d.path(), &exp, &[]).unwrap(),
             Verdict {
                 lines: 4,
                 ..Verdict::default()

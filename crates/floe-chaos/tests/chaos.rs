@@ -57,7 +57,7 @@ fn is_root() -> bool {
 fn the_job_under_two_dozen_faults_commits_every_line_once() {
     let (code, out, f) = chaos(&[
         "--faults",
-        "24",
+        "27",
         "--seed",
         "42",
         "--words-per-round",
@@ -70,13 +70,21 @@ fn the_job_under_two_dozen_faults_commits_every_line_once() {
         "900",
     ]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(num(&f, "faults"), 24, "{out}");
+    assert_eq!(num(&f, "faults"), 27, "{out}");
     for k in ["lost", "duplicated", "wrong", "leftover", "failed_rounds"] {
         assert_eq!(num(&f, k), 0, "{k}: {out}");
     }
     assert_eq!(num(&f, "lines"), num(&f, "words"), "{out}");
-    // Every kind comes once per block of six (storage faults need root to mount a tmpfs).
-    let mut kinds = vec!["kill9", "stop", "panic", "checkpoint_timeout"];
+    // Every kind comes once per block of nine (storage faults need root to mount a tmpfs).
+    let mut kinds = vec![
+        "kill9",
+        "stop",
+        "panic",
+        "checkpoint_timeout",
+        "savepoint_kill_jm",
+        "second_job",
+        "daemon_kill",
+    ];
     if is_root() {
         kinds.extend(["storage_ro", "storage_full"]);
     }
