@@ -632,18 +632,28 @@ impl StreamEnv {
             Some(d) => Some(crate::storage::local_path(&d)?),
             None => None,
         };
-        let worker_processes = if inner.worker_processes {
-            Some(crate::runtime::process::Heartbeat {
-                interval: conf
-                    .get_duration("heartbeat.interval")?
-                    .unwrap_or(Duration::from_secs(1)),
-                timeout: conf
-                    .get_duration("heartbeat.timeout")?
-                    .unwrap_or(Duration::from_secs(10)),
-            })
-        } else {
-            None
+        let heartbeat = crate::runtime::process::Heartbeat {
+            interval: conf
+                .get_duration("heartbeat.interval")?
+                .unwrap_or(Duration::from_secs(1)),
+            timeout: conf
+                .get_duration("heartbeat.timeout")?
+                .unwrap_or(Duration::from_secs(10)),
         };
+        // As Flink's HeartbeatServices: a timeout shorter than the interval would fail every
+        // attempt between two heartbeats.
+        if heartbeat.timeout < heartbeat.interval {
+            crate::bail!(
+                "heartbeat.timeout ({:?}) must not be smaller than heartbeat.interval ({:?}): the heartbeat timeout should be larger or equal than the heartbeat interval",
+                heartbeat.timeout,
+                heartbeat.interval
+            );
+        }
+        let worker_processes = inner.worker_processes.then_some(heartbeat);
+        let exception_history_size = conf
+            .get_u32("web.exception-history-size")?
+            .unwrap_or(crate::jobmanager::info::EXCEPTION_HISTORY as u32)
+            as usize;
         Ok(JobSpec {
             plan: Arc::new(plan),
             checkpoint,
@@ -652,6 +662,7 @@ impl StreamEnv {
             restore,
             savepoint_dir,
             worker_processes,
+            exception_history_size,
         })
     }
 }

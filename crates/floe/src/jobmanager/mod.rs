@@ -50,6 +50,8 @@ pub struct JobSpec {
     /// Run every attempt in a worker process (job binaries) with this heartbeat, or on
     /// threads of this process (`None`: tests and embedded use).
     pub worker_processes: Option<crate::runtime::process::Heartbeat>,
+    /// How many task failures the exception history keeps (`web.exception-history-size`).
+    pub exception_history_size: usize,
 }
 
 /// A new job id: 32 lowercase hex characters, as Flink's `JobID`.
@@ -344,7 +346,8 @@ impl JobManager {
             spec.plan.parallelism,
             spec.checkpoint.clone(),
             now_ms(),
-        );
+        )
+        .with_exception_history_size(spec.exception_history_size);
         JobManager {
             spec,
             job_id,
@@ -552,12 +555,9 @@ impl JobManager {
             }
             match outcome {
                 Outcome::Unrecoverable { task, error } => {
+                    let error = crate::runtime::protocol::bounded_message(error);
                     warn!("{task} (attempt #{attempt}) switched from INITIALIZING to FAILED with failure cause: {error}");
-                    self.info().exceptions.push(info::ExceptionRecord {
-                        timestamp: now_ms(),
-                        task: task.clone(),
-                        message: error.clone(),
-                    });
+                    self.info().add_exception(now_ms(), &task, &error);
                     break Outcome::Failed {
                         task,
                         error: format!(
@@ -566,12 +566,9 @@ impl JobManager {
                     };
                 }
                 Outcome::Failed { task, error } => {
+                    let error = crate::runtime::protocol::bounded_message(error);
                     warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
-                    self.info().exceptions.push(info::ExceptionRecord {
-                        timestamp: now_ms(),
-                        task: task.clone(),
-                        message: error.clone(),
-                    });
+                    self.info().add_exception(now_ms(), &task, &error);
                     backoff.notify_failure(Instant::now());
                     if backoff.can_restart() && !CANCEL_REQUESTED.load(Ordering::SeqCst) {
                         self.transition(JobStatus::Restarting);
