@@ -496,7 +496,7 @@ impl JobManager {
                     self.job_id,
                     snap.metadata.checkpoint_id,
                     snap.metadata.timestamp_ms,
-                    self.job_id,
+                    snap.metadata.job_id,
                     snap.dir.display()
                 );
             } else if attempt > 0 {
