@@ -37,7 +37,11 @@ impl fmt::Display for InvalidJobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Escaped and capped: the input may be anything a user or a URL carried.
         let shown: String = self.0.chars().take(80).collect();
-        let more = if self.0.chars().count() > 80 { "…" } else { "" };
+        let more = if self.0.chars().count() > 80 {
+            "…"
+        } else {
+            ""
+        };
         write!(
             f,
             "invalid job id '{}{more}': expected 32 hexadecimal characters, e.g. fd72014d4c864993a2e5a9287b4a9c5d",
@@ -70,9 +74,18 @@ mod tests {
         let id = JobId::random();
         assert_eq!(id.to_string().parse::<JobId>(), Ok(id));
         assert_eq!(id.to_string().len(), 32);
-        for bad in ["", "abc", "+0000000000000000000000000000000", "g".repeat(32).as_str(), "a\nb"] {
+        for bad in [
+            "",
+            "abc",
+            "+0000000000000000000000000000000",
+            "g".repeat(32).as_str(),
+            "a\nb",
+        ] {
             let e = bad.parse::<JobId>().unwrap_err().to_string();
-            assert!(e.starts_with("invalid job id '") && !e.contains('\n'), "{e}");
+            assert!(
+                e.starts_with("invalid job id '") && !e.contains('\n'),
+                "{e}"
+            );
         }
         let long = "x".repeat(10_000).parse::<JobId>().unwrap_err().to_string();
         assert!(long.len() < 200, "{long}");
