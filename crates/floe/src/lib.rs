@@ -40,6 +40,7 @@ pub mod api;
 pub mod checkpoint;
 pub mod config;
 pub mod connectors;
+pub mod exit;
 pub mod job_id;
 pub mod jobmanager;
 pub mod logging;

@@ -428,10 +428,18 @@ impl StreamEnv {
         crate::logging::init();
         if let Some(path) = std::env::var_os("FLOE_CHECK_SNAPSHOT") {
             // `floe savepoint check`: report whether the snapshot restores, run nothing.
+            use crate::exit::{report, Event};
             let code = match self.check_snapshot(job_name, std::path::Path::new(&path)) {
-                Ok(true) => 0,
-                Ok(false) => 1,
+                Ok(restores) => {
+                    report(Event::Checked { restores });
+                    if restores {
+                        0
+                    } else {
+                        1
+                    }
+                }
                 Err(e) => {
+                    report(Event::Error);
                     eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
                     1
                 }
@@ -650,10 +658,9 @@ impl StreamEnv {
             );
         }
         let worker_processes = inner.worker_processes.then_some(heartbeat);
-        let exception_history_size = conf
-            .get_u32("web.exception-history-size")?
-            .unwrap_or(crate::jobmanager::info::EXCEPTION_HISTORY as u32)
-            as usize;
+        let exception_history_size =
+            conf.get_u32("web.exception-history-size")?
+                .unwrap_or(crate::jobmanager::info::EXCEPTION_HISTORY as u32) as usize;
         Ok(JobSpec {
             plan: Arc::new(plan),
             checkpoint,
@@ -736,7 +743,9 @@ impl CheckpointConfigHandle {
     }
 }
 
-/// Turns a job's result into a process exit code, printing errors on one line.
+/// Turns a job binary's result into its exit code by [`crate::exit`]'s contract, printing
+/// an error on one line: `Ok` exits 0 when the job that ended last FINISHED and 2 when it
+/// was CANCELED; an error (a FAILED job, bad options) exits 1.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
@@ -745,10 +754,11 @@ impl CheckpointConfigHandle {
 /// ```
 pub fn exit_on_error<T>(r: Result<T>) -> std::process::ExitCode {
     match r {
-        Ok(_) => std::process::ExitCode::SUCCESS,
+        Ok(_) => std::process::ExitCode::from(crate::exit::last_job_code()),
         Err(e) => {
+            crate::exit::report(crate::exit::Event::Error);
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(crate::exit::FAILED)
         }
     }
 }

@@ -1751,12 +1751,21 @@ mod tests {
         c.set("web.exception-history-size", "4").unwrap();
         assert_eq!(c.get_u32("web.exception-history-size").unwrap(), Some(4));
         for bad in ["-1", "many", "1.5"] {
-            let e = c.set("web.exception-history-size", bad).unwrap_err().to_string();
-            assert!(e.contains("web.exception-history-size") && !e.contains('\n'), "{e}");
+            let e = c
+                .set("web.exception-history-size", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("web.exception-history-size") && !e.contains('\n'),
+                "{e}"
+            );
         }
         for key in ["heartbeat.interval", "heartbeat.timeout"] {
             let e = c.set(key, "0 ms").unwrap_err().to_string();
-            assert!(e.contains(key) && e.contains("must be larger than 0"), "{e}");
+            assert!(
+                e.contains(key) && e.contains("must be larger than 0"),
+                "{e}"
+            );
         }
     }
 }

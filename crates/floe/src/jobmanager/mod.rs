@@ -446,6 +446,9 @@ impl JobManager {
             println!("Job has been submitted with JobID {}", self.job_id);
             let _ = std::io::stdout().flush();
         }
+        if let Ok(id) = self.job_id.parse() {
+            crate::exit::report(crate::exit::Event::Submitted(id));
+        }
         if let Some(root) = &self.spec.checkpoint_dir {
             let dir = root.join(&self.job_id);
             std::fs::create_dir_all(&dir).map_err(|e| {
@@ -603,6 +606,11 @@ impl JobManager {
             };
             println!("Job with JobID {} has {end}.", self.job_id);
         }
+        crate::exit::report(crate::exit::Event::Ended(match final_outcome {
+            Outcome::Finished => JobStatus::Finished,
+            Outcome::Canceled => JobStatus::Canceled,
+            Outcome::Failed { .. } | Outcome::Unrecoverable { .. } => JobStatus::Failed,
+        }));
         match final_outcome {
             Outcome::Finished => {
                 self.transition(JobStatus::Finished);
@@ -613,12 +621,6 @@ impl JobManager {
                 self.transition(JobStatus::Cancelling);
                 self.transition(JobStatus::Canceled);
                 self.apply_retention(JobStatus::Canceled);
-                if cli {
-                    // `floe run`: the exit code tells FINISHED (0), FAILED (1), CANCELED (2).
-                    use std::io::Write;
-                    let _ = std::io::stdout().flush();
-                    std::process::exit(2);
-                }
                 Ok(self.result(JobStatus::Canceled, started, restarts))
             }
             Outcome::Failed { error: err, .. } | Outcome::Unrecoverable { error: err, .. } => {

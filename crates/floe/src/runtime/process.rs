@@ -358,7 +358,10 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
                     unrecoverable: false,
                 }
                 .bounded();
-                write_frame(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &failed)?;
+                write_frame(
+                    &mut *writer.lock().unwrap_or_else(|e| e.into_inner()),
+                    &failed,
+                )?;
                 return Err(e);
             }
         },

@@ -192,7 +192,15 @@ mod tests {
         let m = bounded_message("é".repeat(10_000));
         assert!(m.len() <= MAX_MESSAGE, "{}", m.len());
         assert!(m.ends_with(" bytes cut)"), "{m}");
-        let cut: usize = m.rsplit('(').next().unwrap().split(' ').next().unwrap().parse().unwrap();
+        let cut: usize = m
+            .rsplit('(')
+            .next()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(m.split('…').next().unwrap().len() + cut, 20_000);
     }
 }
