@@ -324,6 +324,16 @@ fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The exit code of a child: its own, or 128 + the signal that killed it (as shells do).
+fn exit_code_of(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        (None, None) => floe::exit::FAILED,
+    }
+}
+
 /// The signal the CLI received while a job binary ran (0: none), passed on to the binary.
 static FORWARD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -449,25 +459,26 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             // is a Floe job and how the job ended, which decides the exit code.
             let (status, events) = run_reporting(cmd, &job)?;
             use floe::exit::Event;
-            if let Some(s) = events.iter().find_map(|e| match e {
-                Event::Ended(s) => Some(*s),
-                _ => None,
-            }) {
-                return Ok(ExitCode::from(floe::exit::code(s)));
+            if events.is_empty() {
+                anyhow::bail!(
+                    "{job} is not a Floe job (it exited with {status} without submitting a job)"
+                )
             }
-            if let Some(id) = events.iter().find_map(|e| match e {
-                Event::Submitted(id) => Some(*id),
-                _ => None,
-            }) {
-                anyhow::bail!("job binary {job} ended ({status}) before its job {id} reached a terminal state");
+            // A Floe job binary applies the exit-code contract itself (exit_on_error), so
+            // its code is passed on: the same as when it runs directly.
+            let ended = events
+                .iter()
+                .any(|e| matches!(e, Event::Ended(_) | Event::Error));
+            if let (false, Some(id)) = (
+                ended,
+                events.iter().find_map(|e| match e {
+                    Event::Submitted(id) => Some(*id),
+                    _ => None,
+                }),
+            ) {
+                eprintln!("error: job binary {job} ended ({status}) before its job {id} did");
             }
-            if events.contains(&Event::Error) {
-                // The binary printed its own error (bad options, an invalid job).
-                return Ok(ExitCode::from(floe::exit::FAILED));
-            }
-            anyhow::bail!(
-                "{job} is not a Floe job (it exited with {status} without submitting a job)"
-            )
+            Ok(ExitCode::from(exit_code_of(status)))
         }
         Cmd::Cluster { action } => match action {
             ClusterCmd::Start { dir, dynamic } => {

@@ -744,8 +744,9 @@ impl CheckpointConfigHandle {
 }
 
 /// Turns a job binary's result into its exit code by [`crate::exit`]'s contract, printing
-/// an error on one line: `Ok` exits 0 when the job that ended last FINISHED and 2 when it
-/// was CANCELED; an error (a FAILED job, bad options) exits 1.
+/// an error on one line: `Ok` exits with the code of the job that ended last in this
+/// process (0 FINISHED, 1 FAILED, 2 CANCELED; 0 when none ran); an error (a FAILED job, bad
+/// options) exits 1.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
