@@ -43,7 +43,7 @@ fn averages_continue_across_restarts() {
     job.wait_next_checkpoint(T);
 
     // Cancel; RETAIN_ON_CANCELLATION keeps the checkpoint, which holds key 1 = (1, 10).
-    assert!(job.terminate().success());
+    assert_eq!(job.terminate().code(), Some(2), "CANCELED exits 2");
     let chks = checkpoints(ck.path(), &job_id);
     assert_eq!(chks.len(), 1);
     let chk = chks[0].1.join("_metadata");
@@ -94,7 +94,7 @@ fn print_prefixes_subtask_with_parallelism_2() {
             .all(|l| l.starts_with("1> ") || l.starts_with("2> ")),
         "{out:?}"
     );
-    assert!(job.terminate().success());
+    assert_eq!(job.terminate().code(), Some(2), "CANCELED exits 2");
 }
 
 #[test]
@@ -121,7 +121,7 @@ fn configuration_file_then_dynamic_properties_then_code() {
     }
     let out = job.stdout();
     assert!(out.len() == 1 && out[0].ends_with("> (1,3)"), "{out:?}");
-    assert!(job.terminate().success());
+    assert_eq!(job.terminate().code(), Some(2), "CANCELED exits 2");
 
     // -D overrides the file.
     let server = LineServer::start();
@@ -135,7 +135,7 @@ fn configuration_file_then_dynamic_properties_then_code() {
     server.send("1 2");
     server.send("1 4");
     job.expect_stdout(&["(1,3)"], T);
-    assert!(job.terminate().success());
+    assert_eq!(job.terminate().code(), Some(2), "CANCELED exits 2");
 
     // A bad file is a one-line error naming the file and the key.
     std::fs::write(

@@ -73,12 +73,14 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
 }
 
-/// Worker processes of the job manager `jm`: its children that run as workers.
+/// Worker processes of the job manager `jm`: its children that run as workers. `jm` may
+/// also be the `floe run` that started the job binary: its grandchildren count too.
 pub fn workers_of(jm: u32) -> Vec<u32> {
-    let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
+        return Vec::new();
     };
+    // (pid, parent) of every live process.
+    let mut procs = Vec::new();
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -92,19 +94,57 @@ pub fn workers_of(jm: u32) -> Vec<u32> {
         };
         let mut f = rest.split_whitespace();
         let state = f.next();
-        let ppid = f.next().and_then(|p| p.parse::<u32>().ok());
-        if ppid != Some(jm) || state == Some("Z") {
+        let Some(ppid) = f.next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
-        }
-        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if env
-            .split(|b| *b == 0)
-            .any(|kv| kv.starts_with(b"FLOE_WORKER="))
-        {
-            out.push(pid);
+        };
+        if state != Some("Z") {
+            procs.push((pid, ppid));
         }
     }
-    out
+    let parents: Vec<u32> = std::iter::once(jm)
+        .chain(procs.iter().filter(|(_, pp)| *pp == jm).map(|(p, _)| *p))
+        .collect();
+    procs
+        .iter()
+        .filter(|(_, pp)| parents.contains(pp))
+        .map(|(p, _)| *p)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|kv| kv.starts_with(b"FLOE_WORKER="))
+        })
+        .collect()
+}
+
+/// The job manager process of a per-job `floe run` with pid `cli`: the job binary it
+/// started (its child that is not a worker), or `cli` itself.
+pub fn job_manager_of(cli: u32) -> Option<u32> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next();
+        if f.next().and_then(|p| p.parse::<u32>().ok()) != Some(cli) || state == Some("Z") {
+            continue;
+        }
+        let worker = std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .any(|kv| kv.starts_with(b"FLOE_WORKER="));
+        if !worker {
+            return Some(pid);
+        }
+    }
+    None
 }
 
 /// A tmpfs mounted for the checkpoint storage; unmounted when dropped.

@@ -2,7 +2,7 @@
 //! submitted to a session cluster, a resume from the job's checkpoint directory after its
 //! job manager was killed, and second jobs writing into the same output directory.
 
-use crate::faults::{signal, workers_of};
+use crate::faults::{job_manager_of, signal, workers_of};
 use crate::nap;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
@@ -260,7 +260,7 @@ impl Round {
     /// The main job's job manager process.
     pub fn job_manager(&self, cluster: Option<&Cluster>) -> Option<u32> {
         match &self.main {
-            Main::PerJob { child, .. } => Some(child.id()),
+            Main::PerJob { child, .. } => job_manager_of(child.id()),
             Main::Submitted { id } => cluster?.job_pid(id),
             Main::Finished => None,
         }

@@ -101,13 +101,14 @@ fn the_job_under_two_dozen_faults_commits_every_line_once() {
 #[test]
 fn the_checker_accepts_exact_output_and_counts_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    // An independent word count: awk numbers each word's occurrences.
+    // An independent word count: awk numbers each word's occurrences. It reports to
+    // `floe run` as a Floe job does (floe::exit), which refuses binaries that do not.
     let script = |dup: bool| {
         let p = dir.path().join(if dup { "dup.sh" } else { "exact.sh" });
         std::fs::write(
             &p,
             format!(
-                "#!/bin/sh\n# --input DIR --output DIR --fail-when-exists PATH\nmkdir -p \"$4\"\ncat \"$2\"/* | tr ' ' '\\n' | awk 'NF {{ c[$1]++; print \"(\" $1 \",\" c[$1] \")\" }}' > \"$4/part-awk-0-0\"\n{}",
+                "#!/bin/sh\n# --input DIR --output DIR --fail-when-exists PATH\nmkdir -p \"$4\"\ncat \"$2\"/* | tr ' ' '\\n' | awk 'NF {{ c[$1]++; print \"(\" $1 \",\" c[$1] \")\" }}' > \"$4/part-awk-0-0\"\n{}printf 'submitted 0123456789abcdef0123456789abcdef\\nended FINISHED\\n' >> \"$FLOE_CLI_REPORT\"\n",
                 if dup { "head -n 5 \"$4/part-awk-0-0\" > \"$4/part-awk-1-0\"\n" } else { "" }
             ),
         )

@@ -10,6 +10,7 @@ mod rest;
 
 use clap::{Args, Parser, Subcommand};
 use floe::checkpoint::metadata::{load_snapshot, SnapshotKind};
+use floe::JobId;
 use rest::Rest;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -323,6 +324,78 @@ fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The exit code of a child: its own, or 128 + the signal that killed it (as shells do).
+fn exit_code_of(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        (None, None) => floe::exit::FAILED,
+    }
+}
+
+/// The signal the CLI received while a job binary ran (0: none), passed on to the binary.
+static FORWARD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    FORWARD.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Runs a job binary in the foreground with a report file (`floe::exit::REPORT_ENV`) and
+/// returns how it exited and what it reported. SIGINT, SIGTERM and SIGHUP are passed on,
+/// so Ctrl-C or `kill` of this command cancels the job as it would the binary itself.
+fn run_reporting(
+    mut cmd: Command,
+    job: &str,
+) -> anyhow::Result<(std::process::ExitStatus, Vec<floe::exit::Event>)> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let report = std::env::temp_dir().join(format!("floe-report-{}-{stamp}", std::process::id()));
+    cmd.env(floe::exit::REPORT_ENV, &report);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let cli = std::process::id() as libc::pid_t;
+        // The job dies with this command, as when `floe run` was the job itself: a
+        // `kill -9` of it leaves no job manager behind.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != cli {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    unsafe {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
+    let status = loop {
+        let sig = FORWARD.swap(0, std::sync::atomic::Ordering::SeqCst);
+        if sig != 0 {
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, sig);
+            }
+        }
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => anyhow::bail!("cannot wait for job binary '{job}': {e}"),
+        }
+    };
+    let events = floe::exit::read_report(&report);
+    let _ = std::fs::remove_file(&report);
+    Ok((status, events))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -389,23 +462,30 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             // The job's embedded job manager then prints Flink's submission and result lines.
             cmd.env("FLOE_CLI_RUN", "1");
-            // The job binary embeds its job manager (per-job mode): become it, so signals
-            // (Ctrl-C cancels) and the exit code are the job's own.
-            #[cfg(unix)]
-            {
-                use std::os::unix::process::CommandExt;
-                let e = cmd.exec();
-                Err(anyhow::anyhow!("cannot start job binary '{job}': {e}"))
+            // The job binary embeds its job manager (per-job mode); its report says that it
+            // is a Floe job and how the job ended, which decides the exit code.
+            let (status, events) = run_reporting(cmd, &job)?;
+            use floe::exit::Event;
+            if events.is_empty() {
+                anyhow::bail!(
+                    "{job} is not a Floe job (it exited with {status} without submitting a job)"
+                )
             }
-            #[cfg(not(unix))]
-            {
-                let status = cmd
-                    .status()
-                    .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
-                Ok(ExitCode::from(
-                    status.code().unwrap_or(1).clamp(0, 255) as u8
-                ))
+            // A Floe job binary applies the exit-code contract itself (exit_on_error), so
+            // its code is passed on: the same as when it runs directly.
+            let ended = events
+                .iter()
+                .any(|e| matches!(e, Event::Ended(_) | Event::Error));
+            if let (false, Some(id)) = (
+                ended,
+                events.iter().find_map(|e| match e {
+                    Event::Submitted(id) => Some(*id),
+                    _ => None,
+                }),
+            ) {
+                eprintln!("error: job binary {job} ended ({status}) before its job {id} did");
             }
+            Ok(ExitCode::from(exit_code_of(status)))
         }
         Cmd::Cluster { action } => match action {
             ClusterCmd::Start { dir, dynamic } => {
@@ -440,6 +520,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             follow: f,
             job_id,
         } => {
+            let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             if f {
                 follow(&rest, &job_id)?;
@@ -515,10 +596,21 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             if std::env::var_os("FLOE_LOG").is_none() {
                 cmd.env("FLOE_LOG", "warn");
             }
-            let st = cmd
-                .status()
-                .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
-            Ok(ExitCode::from(st.code().unwrap_or(1).clamp(0, 255) as u8))
+            let (status, events) = run_reporting(cmd, &job)?;
+            use floe::exit::Event;
+            for e in events {
+                match e {
+                    Event::Checked { restores: true } => return Ok(ExitCode::SUCCESS),
+                    // The binary printed what does not fit, or its error.
+                    Event::Checked { restores: false } | Event::Error => {
+                        return Ok(ExitCode::from(1))
+                    }
+                    _ => {}
+                }
+            }
+            anyhow::bail!(
+                "{job} is not a Floe job (it exited with {status} without checking the snapshot)"
+            )
         }
         Cmd::Savepoint {
             action: Some(SavepointAction::Inspect { path, dump }),
@@ -553,7 +645,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             target_directory,
             ..
         } => {
-            let job_id = job_id.expect("clap requires a job id without --dispose");
+            let job_id = job_id
+                .expect("clap requires a job id without --dispose")
+                .parse::<JobId>()?
+                .to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             println!("Triggering savepoint for job {job_id}.");
             println!("Waiting for response...");
@@ -579,6 +674,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             drain,
             job_id,
         } => {
+            let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             println!("Suspending job \"{job_id}\" with a savepoint.");
             let body = serde_json::json!({ "targetDirectory": savepoint_path, "drain": drain });
@@ -591,6 +687,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Cancel { target, job_id } => {
+            let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             println!("Cancelling job {job_id}.");
             rest.patch(&format!("/jobs/{job_id}?mode=cancel"))?;
@@ -598,6 +695,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Checkpoints { target, job_id } => {
+            let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             let v = rest.get(&format!("/jobs/{job_id}/checkpoints"))?;
             let c = &v["counts"];

@@ -40,6 +40,8 @@ pub mod api;
 pub mod checkpoint;
 pub mod config;
 pub mod connectors;
+pub mod exit;
+pub mod job_id;
 pub mod jobmanager;
 pub mod logging;
 pub mod runtime;
@@ -48,6 +50,7 @@ pub mod storage;
 
 pub use anyhow::{anyhow, bail, Context as _, Error};
 pub use api::env::{exit_on_error, JobExecutionResult, JobStatus, StreamEnv};
+pub use job_id::JobId;
 pub use jobmanager::JobClient;
 
 /// Result type used by job code and user functions: any error is a task failure.

@@ -428,10 +428,18 @@ impl StreamEnv {
         crate::logging::init();
         if let Some(path) = std::env::var_os("FLOE_CHECK_SNAPSHOT") {
             // `floe savepoint check`: report whether the snapshot restores, run nothing.
+            use crate::exit::{report, Event};
             let code = match self.check_snapshot(job_name, std::path::Path::new(&path)) {
-                Ok(true) => 0,
-                Ok(false) => 1,
+                Ok(restores) => {
+                    report(Event::Checked { restores });
+                    if restores {
+                        0
+                    } else {
+                        1
+                    }
+                }
                 Err(e) => {
+                    report(Event::Error);
                     eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
                     1
                 }
@@ -632,18 +640,27 @@ impl StreamEnv {
             Some(d) => Some(crate::storage::local_path(&d)?),
             None => None,
         };
-        let worker_processes = if inner.worker_processes {
-            Some(crate::runtime::process::Heartbeat {
-                interval: conf
-                    .get_duration("heartbeat.interval")?
-                    .unwrap_or(Duration::from_secs(1)),
-                timeout: conf
-                    .get_duration("heartbeat.timeout")?
-                    .unwrap_or(Duration::from_secs(10)),
-            })
-        } else {
-            None
+        let heartbeat = crate::runtime::process::Heartbeat {
+            interval: conf
+                .get_duration("heartbeat.interval")?
+                .unwrap_or(Duration::from_secs(1)),
+            timeout: conf
+                .get_duration("heartbeat.timeout")?
+                .unwrap_or(Duration::from_secs(10)),
         };
+        // As Flink's HeartbeatServices: a timeout shorter than the interval would fail every
+        // attempt between two heartbeats.
+        if heartbeat.timeout < heartbeat.interval {
+            crate::bail!(
+                "heartbeat.timeout ({:?}) must not be smaller than heartbeat.interval ({:?}): the heartbeat timeout should be larger or equal than the heartbeat interval",
+                heartbeat.timeout,
+                heartbeat.interval
+            );
+        }
+        let worker_processes = inner.worker_processes.then_some(heartbeat);
+        let exception_history_size =
+            conf.get_u32("web.exception-history-size")?
+                .unwrap_or(crate::jobmanager::info::EXCEPTION_HISTORY as u32) as usize;
         Ok(JobSpec {
             plan: Arc::new(plan),
             checkpoint,
@@ -652,6 +669,7 @@ impl StreamEnv {
             restore,
             savepoint_dir,
             worker_processes,
+            exception_history_size,
         })
     }
 }
@@ -725,7 +743,10 @@ impl CheckpointConfigHandle {
     }
 }
 
-/// Turns a job's result into a process exit code, printing errors on one line.
+/// Turns a job binary's result into its exit code by [`crate::exit`]'s contract, printing
+/// an error on one line: `Ok` exits with the code of the job that ended last in this
+/// process (0 FINISHED, 1 FAILED, 2 CANCELED; 0 when none ran); an error (a FAILED job, bad
+/// options) exits 1.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
@@ -734,10 +755,11 @@ impl CheckpointConfigHandle {
 /// ```
 pub fn exit_on_error<T>(r: Result<T>) -> std::process::ExitCode {
     match r {
-        Ok(_) => std::process::ExitCode::SUCCESS,
+        Ok(_) => std::process::ExitCode::from(crate::exit::last_job_code()),
         Err(e) => {
+            crate::exit::report(crate::exit::Event::Error);
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(crate::exit::FAILED)
         }
     }
 }

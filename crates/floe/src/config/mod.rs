@@ -309,7 +309,15 @@ pub static OPTIONS: &[ConfigOption] = &[
         aliases: &[],
         kind: ValueKind::Duration,
         default: Some("10 s"),
-        description: "A worker process silent this long, or a worker thread without progress this long, fails the attempt.",
+        description: "A worker process silent this long, or a worker thread without progress this long, fails the attempt (at least heartbeat.interval).",
+    },
+    // --- Web -----------------------------------------------------------------------------
+    ConfigOption {
+        key: "web.exception-history-size",
+        aliases: &[],
+        kind: ValueKind::U32,
+        default: Some("16"),
+        description: "How many task failures the job keeps for the REST API's exception history (the latest ones).",
     },
     // --- REST ----------------------------------------------------------------------------
     ConfigOption {
@@ -590,6 +598,9 @@ fn check_range(key: &str, value: &Value) -> Result<(), String> {
             Value::U32(n),
         ) => u32_between(*n, 1, u32::MAX),
         ("pipeline.max-parallelism", Value::U32(n)) => u32_between(*n, 1, 32768),
+        ("heartbeat.interval" | "heartbeat.timeout", Value::Duration(d)) if d.is_zero() => {
+            Err("must be larger than 0".into())
+        }
         // 0 asks the operating system for a free port (tests, several jobs on one host).
         ("rest.port", Value::U32(n)) => u32_between(*n, 0, 65535),
         ("restart-strategy.exponential-delay.backoff-multiplier", Value::F64(f)) if *f < 1.0 => {
@@ -1730,5 +1741,31 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("rest.port", "rest.port"), 0);
         assert_eq!(edit_distance("µs", "us"), 1);
+    }
+
+    #[test]
+    fn exception_history_size_and_heartbeats_are_validated() {
+        let c = Configuration::new();
+        assert_eq!(c.get_u32("web.exception-history-size").unwrap(), Some(16));
+        let mut c = Configuration::new();
+        c.set("web.exception-history-size", "4").unwrap();
+        assert_eq!(c.get_u32("web.exception-history-size").unwrap(), Some(4));
+        for bad in ["-1", "many", "1.5"] {
+            let e = c
+                .set("web.exception-history-size", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("web.exception-history-size") && !e.contains('\n'),
+                "{e}"
+            );
+        }
+        for key in ["heartbeat.interval", "heartbeat.timeout"] {
+            let e = c.set(key, "0 ms").unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains("must be larger than 0"),
+                "{e}"
+            );
+        }
     }
 }

@@ -3,6 +3,10 @@
 //! A socket cannot be rewound, so records received after the last checkpoint are lost on a
 //! restart (as in Flink); every attempt opens a new connection. When the server closes the
 //! connection the source ends.
+//!
+//! Lines must be UTF-8. Unlike Flink's socket source, which decodes with the platform
+//! charset and silently replaces bad bytes, invalid UTF-8 fails the source with an error
+//! naming the connection and the byte offset, so no record is changed without notice.
 
 use super::{Source, SourceContext, SourceReader, SourceStatus};
 use crate::Result;
@@ -69,17 +73,31 @@ impl Source<String> for SocketTextSource {
         let shutdown = stream.try_clone()?;
         let (tx, rx) = unbounded();
         let waker = ctx.waker.clone();
+        let peer = format!("{}:{}", self.host, self.port);
         std::thread::Builder::new()
             .name("floe-socket-source".into())
             .spawn(move || {
                 let mut r = BufReader::new(stream);
+                // Bytes of the connection read so far: where a bad line starts.
+                let mut offset: u64 = 0;
                 loop {
                     let mut batch = Vec::new();
                     let end = loop {
-                        let mut line = String::new();
-                        match r.read_line(&mut line) {
+                        let mut bytes = Vec::new();
+                        match r.read_until(b'\n', &mut bytes) {
                             Ok(0) => break Some(None),
-                            Ok(_) => {
+                            Ok(n) => {
+                                let start = offset;
+                                offset += n as u64;
+                                let mut line = match String::from_utf8(bytes) {
+                                    Ok(l) => l,
+                                    Err(e) => {
+                                        let at = start + e.utf8_error().valid_up_to() as u64;
+                                        break Some(Some(format!(
+                                            "socket source {peer}: invalid UTF-8 at byte offset {at} of the connection (in the line starting at byte offset {start})"
+                                        )));
+                                    }
+                                };
                                 if line.ends_with('\n') {
                                     line.pop();
                                     if line.ends_with('\r') {
@@ -91,7 +109,11 @@ impl Source<String> for SocketTextSource {
                                     break None;
                                 }
                             }
-                            Err(e) => break Some(Some(format!("socket source read failed: {e}"))),
+                            Err(e) => {
+                                break Some(Some(format!(
+                                    "socket source {peer}: read failed at byte offset {offset} of the connection: {e}"
+                                )))
+                            }
                         }
                     };
                     if !batch.is_empty() && tx.send(Msg::Lines(batch)).is_err() {

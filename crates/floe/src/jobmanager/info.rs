@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, VecDeque};
 /// How many checkpoints the history keeps (Flink's `web.checkpoints.history` default).
 pub const HISTORY: usize = 10;
 
+/// How many task failures the exception history keeps by default (Flink's
+/// `web.exception-history-size`).
+pub const EXCEPTION_HISTORY: usize = 16;
+
 /// One checkpoint or savepoint, as Flink's REST API reports it.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckpointRecord {
@@ -77,8 +81,10 @@ pub struct JobInfo {
     pub latest_savepoint: Option<CheckpointRecord>,
     /// Latest failed checkpoint or savepoint.
     pub latest_failed: Option<CheckpointRecord>,
-    /// Task failures, oldest first.
+    /// The latest task failures, oldest first, at most `exception_history_size`.
     pub exceptions: Vec<ExceptionRecord>,
+    /// How many task failures [`JobInfo::exceptions`] keeps.
+    pub exception_history_size: usize,
 }
 
 impl JobInfo {
@@ -109,7 +115,29 @@ impl JobInfo {
             latest_savepoint: None,
             latest_failed: None,
             exceptions: Vec::new(),
+            exception_history_size: EXCEPTION_HISTORY,
         }
+    }
+
+    /// Keeps the latest `n` task failures instead of [`EXCEPTION_HISTORY`].
+    pub fn with_exception_history_size(mut self, n: usize) -> Self {
+        self.exception_history_size = n;
+        self
+    }
+
+    /// Records a task failure; the oldest is dropped beyond the history size, and a huge
+    /// message is cut, so a job failing over and over keeps bounded memory.
+    pub fn add_exception(&mut self, now_ms: u64, task: &str, message: &str) {
+        self.exceptions.push(ExceptionRecord {
+            timestamp: now_ms,
+            task: crate::runtime::protocol::bounded_message(task.to_string()),
+            message: crate::runtime::protocol::bounded_message(message.to_string()),
+        });
+        let excess = self
+            .exceptions
+            .len()
+            .saturating_sub(self.exception_history_size);
+        self.exceptions.drain(..excess);
     }
 
     /// Records a status transition.
@@ -184,5 +212,22 @@ impl JobInfo {
         let c = c.clone();
         self.failed += 1;
         self.latest_failed = Some(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exception_history_keeps_the_latest_failures_with_cut_messages() {
+        let mut i = JobInfo::new("j", "n", 1, CheckpointConfig::default(), 0)
+            .with_exception_history_size(3);
+        for n in 0..5u64 {
+            i.add_exception(n, "Map (1/1)", &format!("{n}{}", "x".repeat(1 << 20)));
+        }
+        let kept: Vec<u64> = i.exceptions.iter().map(|e| e.timestamp).collect();
+        assert_eq!(kept, [2, 3, 4]);
+        assert!(i.exceptions.iter().all(|e| e.message.len() <= 4096));
     }
 }

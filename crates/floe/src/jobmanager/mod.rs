@@ -51,6 +51,8 @@ pub struct JobSpec {
     /// Run every attempt in a worker process (job binaries) with this heartbeat, or on
     /// threads of this process (`None`: tests and embedded use).
     pub worker_processes: Option<crate::runtime::process::Heartbeat>,
+    /// How many task failures the exception history keeps (`web.exception-history-size`).
+    pub exception_history_size: usize,
 }
 
 /// A new job id: 32 lowercase hex characters, as Flink's `JobID`.
@@ -380,7 +382,8 @@ impl JobManager {
             spec.plan.parallelism,
             spec.checkpoint.clone(),
             now_ms(),
-        );
+        )
+        .with_exception_history_size(spec.exception_history_size);
         JobManager {
             spec,
             job_id,
@@ -479,6 +482,9 @@ impl JobManager {
             println!("Job has been submitted with JobID {}", self.job_id);
             let _ = std::io::stdout().flush();
         }
+        if let Ok(id) = self.job_id.parse() {
+            crate::exit::report(crate::exit::Event::Submitted(id));
+        }
         if let Some(root) = &self.spec.checkpoint_dir {
             let dir = root.join(&self.job_id);
             std::fs::create_dir_all(&dir).map_err(|e| {
@@ -529,7 +535,7 @@ impl JobManager {
                     self.job_id,
                     snap.metadata.checkpoint_id,
                     snap.metadata.timestamp_ms,
-                    self.job_id,
+                    snap.metadata.job_id,
                     snap.dir.display()
                 );
             } else if attempt > 0 {
@@ -584,24 +590,18 @@ impl JobManager {
             }
             match outcome {
                 Outcome::Unrecoverable { task, error, why } => {
+                    let error = crate::runtime::protocol::bounded_message(error);
                     warn!("{task} (attempt #{attempt}) switched from INITIALIZING to FAILED with failure cause: {error}");
-                    self.info().exceptions.push(info::ExceptionRecord {
-                        timestamp: now_ms(),
-                        task: task.clone(),
-                        message: error.clone(),
-                    });
+                    self.info().add_exception(now_ms(), &task, &error);
                     break Outcome::Failed {
                         task,
                         error: format!("{error} (not restarted: {why})"),
                     };
                 }
                 Outcome::Failed { task, error } => {
+                    let error = crate::runtime::protocol::bounded_message(error);
                     warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
-                    self.info().exceptions.push(info::ExceptionRecord {
-                        timestamp: now_ms(),
-                        task: task.clone(),
-                        message: error.clone(),
-                    });
+                    self.info().add_exception(now_ms(), &task, &error);
                     backoff.notify_failure(Instant::now());
                     if backoff.can_restart() && !CANCEL_REQUESTED.load(Ordering::SeqCst) {
                         self.transition(JobStatus::Restarting);
@@ -636,6 +636,11 @@ impl JobManager {
             };
             println!("Job with JobID {} has {end}.", self.job_id);
         }
+        crate::exit::report(crate::exit::Event::Ended(match final_outcome {
+            Outcome::Finished => JobStatus::Finished,
+            Outcome::Canceled => JobStatus::Canceled,
+            Outcome::Failed { .. } | Outcome::Unrecoverable { .. } => JobStatus::Failed,
+        }));
         match final_outcome {
             Outcome::Finished => {
                 self.transition(JobStatus::Finished);
@@ -646,12 +651,6 @@ impl JobManager {
                 self.transition(JobStatus::Cancelling);
                 self.transition(JobStatus::Canceled);
                 self.apply_retention(JobStatus::Canceled);
-                if cli {
-                    // `floe run`: the exit code tells FINISHED (0), FAILED (1), CANCELED (2).
-                    use std::io::Write;
-                    let _ = std::io::stdout().flush();
-                    std::process::exit(2);
-                }
                 Ok(self.result(JobStatus::Canceled, started, restarts))
             }
             Outcome::Failed { error: err, .. } | Outcome::Unrecoverable { error: err, .. } => {

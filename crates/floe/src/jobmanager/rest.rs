@@ -212,8 +212,13 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({ "errors": [msg.into()] }))).into_response()
 }
 
+/// The answer for a job id no job has: 400 when it is not a job id at all, as Flink's
+/// `JobIDPathParameter` refuses it, else 404.
 fn not_found(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, format!("Job {id} not found"))
+    match id.parse::<crate::JobId>() {
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("Job {id} not found")),
+    }
 }
 
 fn now_ms() -> u64 {

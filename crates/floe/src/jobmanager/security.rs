@@ -376,11 +376,14 @@ mod tests {
         let (code, body) = http(a, "POST", "/jobs/abc/savepoints", None, &inside);
         assert_eq!(code, 400);
         assert!(body.contains("must not contain '..'"), "{body}");
-        // A target inside a root passes the check; this registry has no such job.
+        // A target inside a root passes the check; this registry has no such job (and
+        // `abc` is not even a job id).
         let inside = format!(r#"{{"target-directory":"{}/sp"}}"#, dir.path().display());
+        let unknown = "/jobs/0123456789abcdef0123456789abcdef/savepoints";
+        assert_eq!(http(a, "POST", unknown, None, &inside).0, 404);
         assert_eq!(
             http(a, "POST", "/jobs/abc/savepoints", None, &inside).0,
-            404
+            400
         );
     }
 }

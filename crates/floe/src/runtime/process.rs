@@ -41,6 +41,16 @@ const MAX_FRAME: u32 = 64 << 20;
 
 fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    // Refused here, not by the reader: a frame it cannot read would end the connection.
+    if bytes.len() > MAX_FRAME as usize {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "a control message of {} bytes exceeds the frame limit of {MAX_FRAME} bytes",
+                bytes.len()
+            ),
+        ));
+    }
     w.write_all(&(bytes.len() as u32).to_le_bytes())?;
     w.write_all(&bytes)?;
     w.flush()
@@ -154,6 +164,8 @@ impl ProcessExecutor {
             threads.push(std::thread::spawn(move || {
                 let mut r = BufReader::new(stream);
                 let mut terminal = false;
+                // Why the connection ended when it did not just close.
+                let mut broken: Option<std::io::Error> = None;
                 loop {
                     match read_frame::<FromExecutor>(&mut r) {
                         Ok(FromExecutor::Heartbeat { progress, .. }) => {
@@ -180,15 +192,26 @@ impl ProcessExecutor {
                                 break;
                             }
                         }
-                        Err(_) => break,
+                        Err(e) => {
+                            if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                                broken = Some(e);
+                            }
+                            break;
+                        }
                     }
                 }
                 if !terminal && !done.load(Ordering::SeqCst) {
-                    let status = wait_exit(&child, Duration::from_secs(2));
+                    let error = match broken {
+                        Some(e) => format!("bad control message from worker process {pid}: {e}"),
+                        None => {
+                            let status = wait_exit(&child, Duration::from_secs(2));
+                            format!("worker process {pid} was lost ({status})")
+                        }
+                    };
                     let _ = events.send(FromExecutor::Failed {
                         attempt,
                         task: format!("worker process {pid}"),
-                        error: format!("worker process {pid} was lost ({status})"),
+                        error: crate::runtime::protocol::bounded_message(error),
                         unrecoverable: None,
                     });
                 }
@@ -322,10 +345,6 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
     let attempt = env_u64(ATTEMPT_ENV)? as u32;
     let start_epoch = env_u64(EPOCH_ENV)?;
     let beat = Duration::from_millis(env_u64(HEARTBEAT_ENV).unwrap_or(1000).max(10));
-    let restore = match std::env::var_os(RESTORE_ENV) {
-        Some(p) => Some(Arc::new(load_snapshot(std::path::Path::new(&p))?)),
-        None => None,
-    };
     let job_id = std::env::var(JOB_ID_ENV)
         .map_err(|_| crate::anyhow!("worker environment variable {JOB_ID_ENV} is missing"))?;
     let savepoints: Vec<std::path::PathBuf> = match std::env::var(SAVEPOINTS_ENV) {
@@ -334,6 +353,32 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
         })?,
         Err(_) => Vec::new(),
     };
+    let stream = TcpStream::connect(&addr)
+        .map_err(|e| crate::anyhow!("cannot connect to the job manager at {addr}: {e}"))?;
+    stream.set_nodelay(true)?;
+    let writer = Arc::new(Mutex::new(BufWriter::new(stream.try_clone()?)));
+    // Connected first, so that a snapshot that cannot be read is the attempt's failure
+    // cause at the job manager, not a line in this process's stderr.
+    let restore = match std::env::var_os(RESTORE_ENV) {
+        Some(p) => match load_snapshot(std::path::Path::new(&p)) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                let failed = FromExecutor::Failed {
+                    attempt,
+                    task: "worker process".into(),
+                    error: format!("cannot restore the attempt: {e:#}"),
+                    unrecoverable: None,
+                }
+                .bounded();
+                write_frame(
+                    &mut *writer.lock().unwrap_or_else(|e| e.into_inner()),
+                    &failed,
+                )?;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let spec = AttemptSpec {
         job_id,
         attempt,
@@ -341,10 +386,6 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
         start_epoch,
         savepoints,
     };
-    let stream = TcpStream::connect(&addr)
-        .map_err(|e| crate::anyhow!("cannot connect to the job manager at {addr}: {e}"))?;
-    stream.set_nodelay(true)?;
-    let writer = Arc::new(Mutex::new(BufWriter::new(stream.try_clone()?)));
     let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
     let exec = Arc::new(Mutex::new(Some(LocalExecutor::start(plan, spec, tx))));
     let shared = Arc::clone(
@@ -400,7 +441,19 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
             // Print sinks write to stdout: flush before the job manager sees the end.
             let _ = std::io::stdout().flush();
         }
-        write_frame(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &ev)?;
+        let ev = ev.bounded();
+        let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = write_frame(&mut *w, &ev) {
+            // The job manager must learn why, not see a lost worker.
+            let failed = FromExecutor::Failed {
+                attempt,
+                task: "worker process".into(),
+                error: format!("cannot send a control message to the job manager: {e}"),
+                unrecoverable: None,
+            };
+            write_frame(&mut *w, &failed)?;
+            break;
+        }
         if terminal {
             break;
         }

@@ -169,6 +169,53 @@ impl FromExecutor {
             | FromExecutor::Heartbeat { attempt, .. } => *attempt,
         }
     }
+
+    /// The message with its failure or decline reason cut to [`MAX_MESSAGE`] bytes, so a
+    /// record quoted in an error can never outgrow a control frame or the exception history.
+    pub fn bounded(self) -> Self {
+        match self {
+            FromExecutor::Failed {
+                attempt,
+                task,
+                error,
+                unrecoverable,
+            } => FromExecutor::Failed {
+                attempt,
+                task: bounded_message(task),
+                error: bounded_message(error),
+                unrecoverable,
+            },
+            FromExecutor::Decline {
+                attempt,
+                checkpoint_id,
+                task,
+                reason,
+            } => FromExecutor::Decline {
+                attempt,
+                checkpoint_id,
+                task,
+                reason: bounded_message(reason),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Longest failure message kept, in bytes: enough for any error chain, while a bad record
+/// quoted in a message (megabytes) is cut.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// `msg` cut to at most [`MAX_MESSAGE`] bytes (at a character boundary), ending in
+/// `… (N bytes cut)` when something was cut.
+pub fn bounded_message(msg: String) -> String {
+    if msg.len() <= MAX_MESSAGE {
+        return msg;
+    }
+    let mut end = MAX_MESSAGE - 32;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &msg[..end], msg.len() - end)
 }
 
 /// One execution attempt as the job manager sees it: in-process worker threads
@@ -178,4 +225,27 @@ pub trait TaskExecutor: Send {
     fn send(&self, cmd: ToExecutor);
     /// Cancels every task and waits until they are gone.
     fn shutdown(self: Box<Self>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded_message("short".into()), "short");
+        let m = bounded_message("é".repeat(10_000));
+        assert!(m.len() <= MAX_MESSAGE, "{}", m.len());
+        assert!(m.ends_with(" bytes cut)"), "{m}");
+        let cut: usize = m
+            .rsplit('(')
+            .next()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(m.split('…').next().unwrap().len() + cut, 20_000);
+    }
 }

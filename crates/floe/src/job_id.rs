@@ -1,0 +1,93 @@
+//! Job ids: 32 hexadecimal characters, as Flink's `JobID`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A job id. Printed as 32 lowercase hex characters; parsed from 32 hex characters of either
+/// case, as Flink's `JobID.fromHexString`.
+///
+/// ```
+/// use floe::JobId;
+/// let id: JobId = "FD72014D4C864993A2E5A9287B4A9C5D".parse().unwrap();
+/// assert_eq!(id.to_string(), "fd72014d4c864993a2e5a9287b4a9c5d");
+/// let err = "bad/../id".parse::<JobId>().unwrap_err();
+/// assert_eq!(err.to_string(), "invalid job id 'bad/../id': expected 32 hexadecimal characters, e.g. fd72014d4c864993a2e5a9287b4a9c5d");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(u128);
+
+impl JobId {
+    /// A new random job id.
+    pub fn random() -> Self {
+        JobId(rand::random())
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Why a string is not a job id; renders as one line that quotes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidJobId(String);
+
+impl fmt::Display for InvalidJobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Escaped and capped: the input may be anything a user or a URL carried.
+        let shown: String = self.0.chars().take(80).collect();
+        let more = if self.0.chars().count() > 80 {
+            "…"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "invalid job id '{}{more}': expected 32 hexadecimal characters, e.g. fd72014d4c864993a2e5a9287b4a9c5d",
+            shown.escape_debug()
+        )
+    }
+}
+
+impl std::error::Error for InvalidJobId {}
+
+impl FromStr for JobId {
+    type Err = InvalidJobId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(InvalidJobId(s.to_string()));
+        }
+        u128::from_str_radix(s, 16)
+            .map(JobId)
+            .map_err(|_| InvalidJobId(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_one_line_errors() {
+        let id = JobId::random();
+        assert_eq!(id.to_string().parse::<JobId>(), Ok(id));
+        assert_eq!(id.to_string().len(), 32);
+        for bad in [
+            "",
+            "abc",
+            "+0000000000000000000000000000000",
+            "g".repeat(32).as_str(),
+            "a\nb",
+        ] {
+            let e = bad.parse::<JobId>().unwrap_err().to_string();
+            assert!(
+                e.starts_with("invalid job id '") && !e.contains('\n'),
+                "{e}"
+            );
+        }
+        let long = "x".repeat(10_000).parse::<JobId>().unwrap_err().to_string();
+        assert!(long.len() < 200, "{long}");
+    }
+}
