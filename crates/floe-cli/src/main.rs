@@ -323,7 +323,20 @@ fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Gives SIGPIPE back its default action, which Rust's runtime sets to "ignore": like every
+/// Unix tool, `floe ... | head` then ends quietly when `head` has read enough, instead of
+/// panicking on the failed write ("failed printing to stdout: Broken pipe"). The cluster
+/// daemon, which must outlive its clients, ignores it again.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
@@ -424,6 +437,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             ClusterCmd::Daemon { dir, dynamic } => {
+                #[cfg(unix)]
+                // SAFETY: sets a signal disposition before the daemon starts its threads.
+                unsafe {
+                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                }
                 cluster::daemon(dir, &dynamic)?;
                 Ok(ExitCode::SUCCESS)
             }

@@ -428,6 +428,12 @@ impl StreamEnv {
         crate::logging::init();
         if let Some(path) = std::env::var_os("FLOE_CHECK_SNAPSHOT") {
             // `floe savepoint check`: report whether the snapshot restores, run nothing.
+            // A report for a terminal or a pipe: `| head` ends it quietly, as any Unix tool.
+            #[cfg(unix)]
+            // SAFETY: only the disposition changes; no handler of ours runs.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
             let code = match self.check_snapshot(job_name, std::path::Path::new(&path)) {
                 Ok(true) => 0,
                 Ok(false) => 1,
