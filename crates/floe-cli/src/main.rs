@@ -363,6 +363,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             if rest.is_cluster() {
                 let binary = std::fs::canonicalize(&job)
                     .map_err(|e| anyhow::anyhow!("job binary '{job}': {e}"))?;
+                // The cluster starts the job in its own working directory.
+                let from_savepoint = from_savepoint
+                    .map(|s| floe::storage::absolute_path(&s))
+                    .transpose()?;
                 let req = serde_json::json!({
                     "binary": binary, "args": args, "savepoint": from_savepoint,
                     "allow_non_restored_state": allow_non_restored_state, "parallelism": parallelism, "dynamic": dynamic,
@@ -535,7 +539,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             action: Some(SavepointAction::Inspect { path, dump }),
             ..
         } => {
-            inspect::inspect(&path, dump.as_deref())?;
+            inspect::inspect(&floe::storage::resolve(&path)?, dump.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Savepoint {
@@ -544,7 +548,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let _ = target;
-            let snap = load_snapshot(&path)?;
+            let snap = load_snapshot(&floe::storage::resolve(&path)?)?;
             if snap.metadata.kind != SnapshotKind::Savepoint {
                 anyhow::bail!(
                     "'{}' is a checkpoint, not a savepoint: checkpoints are owned by their job; refusing to dispose it",
@@ -566,6 +570,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         } => {
             let job_id = job_id.expect("clap requires a job id without --dispose");
             let rest = Rest::new(Some(&address(&target)?))?;
+            // The job manager's working directory is not ours: send an absolute path.
+            let target_directory = target_directory
+                .map(|d| floe::storage::absolute_path(&d))
+                .transpose()?;
             println!("Triggering savepoint for job {job_id}.");
             println!("Waiting for response...");
             let body =
@@ -591,6 +599,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             job_id,
         } => {
             let rest = Rest::new(Some(&address(&target)?))?;
+            let savepoint_path = savepoint_path
+                .map(|d| floe::storage::absolute_path(&d))
+                .transpose()?;
             println!("Suspending job \"{job_id}\" with a savepoint.");
             let body = serde_json::json!({ "targetDirectory": savepoint_path, "drain": drain });
             let path = rest

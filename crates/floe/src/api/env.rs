@@ -471,7 +471,7 @@ impl StreamEnv {
     /// would restore (with `-n`, skipping state without an operator).
     fn check_snapshot(&self, job_name: &str, path: &std::path::Path) -> Result<bool> {
         use crate::checkpoint::metadata::OperatorKind;
-        let snap = load_snapshot(path)?;
+        let snap = load_snapshot(&crate::storage::resolve(path)?)?;
         let allow_non_restored = self.inner.borrow().allow_non_restored;
         let saved = self.inner.borrow_mut().restore.take();
         let spec = self.job_spec(job_name);
@@ -607,12 +607,15 @@ impl StreamEnv {
             }
             None => None,
         };
-        let restore_path = inner.restore.clone().or_else(|| {
-            conf.get_string("execution.state-recovery.path")
-                .ok()
-                .flatten()
-                .map(PathBuf::from)
-        });
+        // `-s file:/…` is the form a savepoint's path is printed in: one parser for both.
+        let restore_path = match (
+            &inner.restore,
+            conf.get_string("execution.state-recovery.path")?,
+        ) {
+            (Some(p), _) => Some(crate::storage::resolve(p)?),
+            (None, Some(p)) => Some(crate::storage::local_path(&p)?),
+            (None, None) => None,
+        };
         let restore = match restore_path {
             Some(p) => Some(Arc::new(load_snapshot(&p)?)),
             None => None,
