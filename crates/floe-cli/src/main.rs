@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Target {
-    /// Address of the job manager's REST endpoint (host:port).
+    /// Address of the job manager's REST endpoint (host:port) [default: rest.address and
+    /// rest.port from floe.yaml ($FLOE_CONF_DIR, else ./conf), else 127.0.0.1:8081].
     #[arg(short = 'm', long = "jobmanager", value_name = "host:port")]
     jobmanager: Option<String>,
 }
@@ -40,10 +41,14 @@ enum Cmd {
     Run {
         #[command(flatten)]
         target: Target,
-        /// Return once the job is submitted (needs a session cluster).
+        /// Return once the job is submitted. Without a session cluster the job runs in the
+        /// background with its own REST endpoint, whose address is printed (-m for the
+        /// other commands).
         #[arg(short = 'd', long = "detached")]
         detached: bool,
-        /// Restore from a checkpoint or savepoint directory, or its _metadata file.
+        /// Restore from a chk-<n> or savepoint directory, its _metadata file, or a job's
+        /// checkpoint directory <dir>/<job-id> (its latest complete checkpoint); a plain
+        /// path, file:/path or file:///path.
         #[arg(short = 's', long = "fromSavepoint", value_name = "savepointPath")]
         from_savepoint: Option<String>,
         /// Skip snapshot state that cannot be mapped to the new program.
@@ -144,7 +149,9 @@ enum SavepointAction {
     /// Shows what a checkpoint or savepoint holds: job, kind, id, time, operators with their
     /// states' entry counts and bytes; with --dump, the entries as JSON lines.
     Inspect {
-        /// A chk-<n> or savepoint directory, or its _metadata file.
+        /// A chk-<n> or savepoint directory, its _metadata file, or a job's checkpoint
+        /// directory <dir>/<job-id> (its latest complete checkpoint); a plain path, file:/path
+        /// or file:///path.
         path: PathBuf,
         /// Print the entries of operator UID (optionally only state NAME) as JSON lines.
         #[arg(long, value_name = "UID[/STATE]")]
@@ -153,7 +160,9 @@ enum SavepointAction {
     /// Would this snapshot restore into this job? Lists matched, unmatched and new operators
     /// and the compatibility of every state; exit code 0 only when it would restore.
     Check {
-        /// A chk-<n> or savepoint directory, or its _metadata file.
+        /// A chk-<n> or savepoint directory, its _metadata file, or a job's checkpoint
+        /// directory <dir>/<job-id> (its latest complete checkpoint); a plain path, file:/path
+        /// or file:///path.
         path: PathBuf,
         /// Allow state that maps to no operator of the job to be skipped.
         #[arg(
@@ -206,6 +215,43 @@ fn address(target: &Target) -> anyhow::Result<String> {
         Some(a) => Ok(a.clone()),
         None => cluster::configured_address(&[]),
     }
+}
+
+/// Lines of a table whose columns line up: each as wide as its widest cell; the numeric
+/// columns `duration` and `bytes` right-aligned, the last column left as it is.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = header.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let right = |col: &str| matches!(col, "duration" | "bytes");
+    let line = |cells: [&str; N]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            let pad = " ".repeat(widths[i] - c.chars().count());
+            if i + 1 == N {
+                l.push_str(c);
+            } else if right(header[i]) {
+                l.push_str(&pad);
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                l.push_str(&pad);
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let mut out = vec![line(*header)];
+    out.extend(
+        rows.iter()
+            .map(|r| line(std::array::from_fn(|i| r[i].as_str()))),
+    );
+    out
 }
 
 fn is_terminal(state: &str) -> bool {
@@ -282,7 +328,8 @@ fn job_command(
 }
 
 /// `floe run -d` without a session cluster: the job binary (its own job manager) is started
-/// in the background, its output going to `<cluster dir>/jobs/`; returns once it runs.
+/// in the background, its output going to `<cluster dir>/jobs/`; returns once it runs and
+/// serves REST, so that the other commands can reach it with `-m`.
 fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     let job = cmd.get_program().to_string_lossy().into_owned();
     let dir = cluster::default_dir().join("jobs");
@@ -313,8 +360,12 @@ fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
-    let (id, _) = cluster::wait_until_running(&mut child, &job, &log, false)?;
+    let (id, rest) = cluster::wait_until_running(&mut child, &job, &log, true)?;
+    let rest = rest.unwrap_or_default();
     println!("Job has been submitted with JobID {id}");
+    println!(
+        "It runs in the background as its own job manager with its REST endpoint at {rest}: floe list -m {rest}, floe savepoint -m {rest} {id} <targetDirectory>, floe cancel -m {rest} {id}."
+    );
     println!(
         "Its output goes to {} and its log to {}.",
         out.display(),
@@ -385,6 +436,16 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     "CANCELED" => ExitCode::from(2),
                     _ => ExitCode::from(1),
                 });
+            }
+            let mut dynamic = dynamic;
+            if detached
+                && !dynamic
+                    .iter()
+                    .any(|d| d.split('=').next().map(str::trim) == Some("rest.port"))
+            {
+                // A background job nothing could reach is no use: it serves REST on a free
+                // port (unless told which), and that address is printed.
+                dynamic.push("rest.port=0".into());
             }
             let mut cmd = job_command(
                 &job,
@@ -627,29 +688,43 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 "Checkpoints of job {job_id}: {} completed, {} failed, {} in progress, {} restored",
                 c["completed"], c["failed"], c["in_progress"], c["restored"]
             );
-            println!(
-                "{:<6} {:<10} {:<11} {:<20} {:>9} {:>10}  path",
-                "id", "type", "status", "trigger time", "duration", "bytes"
-            );
-            for h in v["history"].as_array().cloned().unwrap_or_default() {
-                println!(
-                    "{:<6} {:<10} {:<11} {:<20} {:>7}ms {:>10}  {}",
-                    h["id"],
-                    if h["is_savepoint"].as_bool() == Some(true) {
+            let header = [
+                "id",
+                "type",
+                "status",
+                "trigger time",
+                "duration",
+                "bytes",
+                "path",
+            ];
+            let rows: Vec<[String; 7]> = v["history"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    let kind = if h["is_savepoint"].as_bool() == Some(true) {
                         "savepoint"
                     } else {
                         "checkpoint"
-                    },
-                    h["status"].as_str().unwrap_or(""),
-                    rest::format_time(h["trigger_timestamp"].as_u64().unwrap_or(0)),
-                    h["end_to_end_duration"],
-                    h["state_size"],
-                    h["external_path"]
+                    };
+                    let path = h["external_path"]
                         .as_str()
                         .filter(|p| !p.is_empty())
                         .or(h["failure_message"].as_str())
-                        .unwrap_or("")
-                );
+                        .unwrap_or("");
+                    [
+                        h["id"].to_string(),
+                        kind.to_string(),
+                        h["status"].as_str().unwrap_or("").to_string(),
+                        rest::format_time(h["trigger_timestamp"].as_u64().unwrap_or(0)),
+                        format!("{}ms", h["end_to_end_duration"]),
+                        h["state_size"].to_string(),
+                        path.to_string(),
+                    ]
+                })
+                .collect();
+            for line in table(&header, &rows) {
+                println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
