@@ -272,3 +272,33 @@ fn floe_checkpoints_columns_line_up() {
         assert_eq!(col(r, fields[7]), col(header, "path"), "{out}");
     }
 }
+
+/// The README's seed walkthrough: three `error`s on one line are one failure (the rest of
+/// the line is gone with the failed attempt), and the job runs on after one restart.
+#[test]
+fn three_errors_on_one_line_are_one_failure() {
+    let server = LineServer::start();
+    let port = server.port.to_string();
+    let ck = tempfile::tempdir().unwrap();
+    let ckp = ck.path().to_str().unwrap().to_string();
+    let job = Job::start_via_floe_run(
+        "state_word_count",
+        &["--port", &port, "--checkpoint-dir", &ckp],
+    );
+    server.wait_connections(1, T);
+    server.send("spark");
+    job.expect_stdout(&["(spark,1)"], T);
+    job.wait_next_checkpoint(T);
+    server.send("error error error");
+    job.wait_stderr("Restoring job", 0, T);
+    server.wait_connections(2, T);
+    server.send("spark");
+    job.expect_stdout(&["(spark,1)", "(spark,2)"], T);
+    let log = job.stderr().join("\n");
+    assert_eq!(
+        log.matches("switched from state RUNNING to RESTARTING").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("switched from state FAILING to FAILED"), "{log}");
+}
