@@ -72,6 +72,20 @@ fn a_job_binary_prints_floe_options_and_its_own_usage_for_help() {
         // Nothing ran: no job was submitted.
         assert!(!String::from_utf8_lossy(&o.stderr).contains("Submitting job"));
     }
+    // Through `floe run`: what follows the job binary is the job's, --help included.
+    let o = Command::new(floe_cli())
+        .arg("run")
+        .arg(bin("state_word_count"))
+        .arg("--help")
+        .env_remove("FLOE_CONF_DIR")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("Usage: state_word_count [Floe options] [job arguments]"),
+        "{out}"
+    );
     // A job without a usage of its own prints Floe's options.
     let o = Command::new(bin("file_word_count"))
         .arg("--help")
@@ -296,9 +310,13 @@ fn three_errors_on_one_line_are_one_failure() {
     job.expect_stdout(&["(spark,1)", "(spark,2)"], T);
     let log = job.stderr().join("\n");
     assert_eq!(
-        log.matches("switched from state RUNNING to RESTARTING").count(),
+        log.matches("switched from state RUNNING to RESTARTING")
+            .count(),
         1,
         "{log}"
     );
-    assert!(!log.contains("switched from state FAILING to FAILED"), "{log}");
+    assert!(
+        !log.contains("switched from state FAILING to FAILED"),
+        "{log}"
+    );
 }

@@ -386,9 +386,48 @@ fn default_sigpipe() {
     }
 }
 
+/// Puts `--` after the job binary of `floe run` and `floe savepoint check`, so that
+/// everything after it is the job's: clap would otherwise take `floe run job --help` (or
+/// `-s`, `-p`, ...) as `floe run`'s own, and the job could never be asked for its usage.
+fn job_args_are_the_jobs(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let words: Vec<&str> = argv.iter().map(|a| a.to_str().unwrap_or("")).collect();
+    let (start, positionals_before_job) = match words.get(1..3) {
+        Some(["run", ..]) => (2, 0),
+        Some(["savepoint", "check"]) => (3, 1),
+        _ => return argv,
+    };
+    let takes_value = |w: &str| {
+        matches!(
+            w,
+            "-m" | "--jobmanager" | "-s" | "--fromSavepoint" | "-p" | "--parallelism" | "-D"
+        )
+    };
+    let mut seen = 0;
+    let mut i = start;
+    while i < words.len() {
+        let w = words[i];
+        if w == "--" {
+            return argv;
+        }
+        if takes_value(w) {
+            i += 1;
+        } else if !w.starts_with('-') || w == "-" {
+            if seen == positionals_before_job {
+                if words.get(i + 1) != Some(&"--") {
+                    argv.insert(i + 1, "--".into());
+                }
+                return argv;
+            }
+            seen += 1;
+        }
+        i += 1;
+    }
+    argv
+}
+
 fn main() -> ExitCode {
     default_sigpipe();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(job_args_are_the_jobs(std::env::args_os().collect()));
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -728,5 +767,48 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_args_are_the_jobs;
+
+    fn after(args: &[&str]) -> Vec<String> {
+        let argv = std::iter::once("floe")
+            .chain(args.iter().copied())
+            .map(std::ffi::OsString::from)
+            .collect();
+        job_args_are_the_jobs(argv)
+            .into_iter()
+            .skip(1)
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn what_follows_the_job_binary_is_the_jobs() {
+        assert_eq!(
+            after(&["run", "job", "--help"]),
+            ["run", "job", "--", "--help"]
+        );
+        assert_eq!(
+            after(&["run", "-s", "sp", "-D", "k=v", "-d", "job", "-p", "2"]),
+            ["run", "-s", "sp", "-D", "k=v", "-d", "job", "--", "-p", "2"]
+        );
+        assert_eq!(
+            after(&["run", "job", "--", "-h"]),
+            ["run", "job", "--", "-h"]
+        );
+        assert_eq!(after(&["run", "--help"]), ["run", "--help"]);
+        assert_eq!(
+            after(&["savepoint", "check", "-n", "sp", "job", "--help"]),
+            ["savepoint", "check", "-n", "sp", "job", "--", "--help"]
+        );
+        assert_eq!(after(&["list", "-m", "x"]), ["list", "-m", "x"]);
+        assert_eq!(
+            after(&["savepoint", "id", "dir"]),
+            ["savepoint", "id", "dir"]
+        );
     }
 }
