@@ -3,21 +3,36 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The write end of a pipe whose read end is already closed: the child's first write to it
+/// fails (EPIPE), however fast the child is.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 stores two new descriptors into `fds`, which we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    unsafe {
+        libc::close(fds[0]);
+        Stdio::from(OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
 /// Collects a child's stderr in the background.
 fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
     let buf = Arc::new(Mutex::new(String::new()));
     let b = Arc::clone(&buf);
-    let mut err = child.stderr.take().unwrap();
+    let err = child.stderr.take().unwrap();
     std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        b.lock().unwrap().push_str(&s);
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut g = b.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
     });
     buf
 }
@@ -39,7 +54,8 @@ fn floe_run_into_a_closed_pipe_then_cancel_exits_2_without_a_panic() {
     let server = LineServer::start();
     let port = server.port.to_string();
     let ck = tempfile::tempdir().unwrap();
-    let mut child = Command::new(floe_cli())
+    let floe = floe_cli();
+    let mut child = Command::new(floe)
         .arg("run")
         .arg(bin("state_word_count"))
         .args(["--port", &port, "--checkpoint-dir"])
@@ -66,7 +82,17 @@ fn floe_run_into_a_closed_pipe_then_cancel_exits_2_without_a_panic() {
     for w in ["spark", "flink", "spark"] {
         server.send(w);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + T;
+    while !["Standard output is closed", "panicked"]
+        .iter()
+        .any(|p| err.lock().unwrap().contains(p))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the records never reached the sink"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Cancel (SIGTERM): the job manager's "has been canceled" line meets the closed pipe.
     Command::new("kill")
         .arg(child.id().to_string())
@@ -89,7 +115,7 @@ fn floe_run_into_a_closed_pipe_then_cancel_exits_2_without_a_panic() {
 }
 
 #[test]
-fn savepoint_inspect_dump_into_a_closed_pipe_ends_quietly() {
+fn savepoint_inspect_and_check_into_a_closed_pipe_end_quietly() {
     let server = LineServer::start();
     let port = server.port.to_string();
     let ck = tempfile::tempdir().unwrap();
@@ -107,21 +133,23 @@ fn savepoint_inspect_dump_into_a_closed_pipe_ends_quietly() {
     job.wait_next_checkpoint(T);
     let (_, chk) = checkpoints(ck.path(), &job_id).pop().unwrap();
     drop(job);
+    let chk = chk.to_str().unwrap();
+    let job_bin = bin("count_window_average");
     for args in [
-        vec!["--dump", "count-window-average"],
-        vec![], // the summary
+        vec!["inspect", chk, "--dump", "count-window-average"],
+        vec!["inspect", chk], // the summary
+        // The report of the job binary in check mode.
+        vec!["check", chk, job_bin.to_str().unwrap(), "--port", &port],
     ] {
-        let mut child = Command::new(floe_cli())
-            .args(["savepoint", "inspect"])
-            .arg(&chk)
+        let floe = floe_cli();
+        let mut child = Command::new(floe)
+            .arg("savepoint")
             .args(&args)
             .env_remove("FLOE_CONF_DIR")
-            .stdout(Stdio::piped())
+            .stdout(closed_pipe())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The reader is gone before anything is written.
-        drop(child.stdout.take());
         let err = collect_stderr(&mut child);
         let st = wait_exit(&mut child);
         let log = err.lock().unwrap().clone();

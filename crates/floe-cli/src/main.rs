@@ -633,6 +633,17 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let st = cmd
                 .status()
                 .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::ExitStatusExt;
+                // The report met a closed stdout (`| head`): end as the job binary did.
+                if st.signal() == Some(libc::SIGPIPE) {
+                    // SAFETY: raises a signal whose action is the default (terminate).
+                    unsafe {
+                        libc::raise(libc::SIGPIPE);
+                    }
+                }
+            }
             Ok(ExitCode::from(st.code().unwrap_or(1).clamp(0, 255) as u8))
         }
         Cmd::Savepoint {
