@@ -27,10 +27,14 @@ fn floe_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
 
 /// POSTs `body` to `path` at `addr`; returns the status code and the response body.
 fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    request(addr, "POST", path, body)
+}
+
+fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -91,6 +95,39 @@ fn the_printed_savepoint_path_goes_back_into_every_command() {
         rel.starts_with(&format!("file:{}/rel/savepoint-", cwd.path().display())),
         "{rel}"
     );
+    // Over REST, file:///abs is a target as it is; the location is Flink's file:/abs/….
+    let (code, body) = post(
+        &addr,
+        &format!("/jobs/{job_id}/savepoints"),
+        &format!(r#"{{"target-directory": "{target}", "cancel-job": false}}"#),
+    );
+    assert_eq!(code, 202, "{body}");
+    let rid = body
+        .split("\"request-id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let deadline = std::time::Instant::now() + T;
+    let location = loop {
+        let (_, body) = request(
+            &addr,
+            "GET",
+            &format!("/jobs/{job_id}/savepoints/{rid}"),
+            "",
+        );
+        if let Some(l) = body.split("\"location\":\"").nth(1) {
+            break l.split('"').next().unwrap().to_string();
+        }
+        assert!(!body.contains("FAILED"), "{body}");
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(location.starts_with(&prefix), "{location}");
+    assert!(PathBuf::from(location.strip_prefix("file:").unwrap())
+        .join("_metadata")
+        .is_file());
     // Over REST, a relative target or another scheme is a 400 saying why.
     let (code, body) = post(
         &addr,
