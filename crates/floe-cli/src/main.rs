@@ -29,7 +29,8 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Target {
-    /// Address of the job manager's REST endpoint (host:port).
+    /// Address of the job manager's REST endpoint (host:port) [default: rest.address and
+    /// rest.port from floe.yaml ($FLOE_CONF_DIR, else ./conf), else 127.0.0.1:8081].
     #[arg(short = 'm', long = "jobmanager", value_name = "host:port")]
     jobmanager: Option<String>,
 }
@@ -41,10 +42,14 @@ enum Cmd {
     Run {
         #[command(flatten)]
         target: Target,
-        /// Return once the job is submitted (needs a session cluster).
+        /// Return once the job is submitted. Without a session cluster the job runs in the
+        /// background with its own REST endpoint, whose address is printed (-m for the
+        /// other commands).
         #[arg(short = 'd', long = "detached")]
         detached: bool,
-        /// Restore from a checkpoint or savepoint directory, or its _metadata file.
+        /// Restore from a chk-<n> or savepoint directory, its _metadata file, or a job's
+        /// checkpoint directory <dir>/<job-id> (its latest complete checkpoint); a plain
+        /// path, file:/path or file:///path.
         #[arg(short = 's', long = "fromSavepoint", value_name = "savepointPath")]
         from_savepoint: Option<String>,
         /// Skip snapshot state that cannot be mapped to the new program.
@@ -145,7 +150,9 @@ enum SavepointAction {
     /// Shows what a checkpoint or savepoint holds: job, kind, id, time, operators with their
     /// states' entry counts and bytes; with --dump, the entries as JSON lines.
     Inspect {
-        /// A chk-<n> or savepoint directory, or its _metadata file.
+        /// A chk-<n> or savepoint directory, its _metadata file, or a job's checkpoint
+        /// directory <dir>/<job-id> (its latest complete checkpoint); a plain path, file:/path
+        /// or file:///path.
         path: PathBuf,
         /// Print the entries of operator UID (optionally only state NAME) as JSON lines.
         #[arg(long, value_name = "UID[/STATE]")]
@@ -154,7 +161,9 @@ enum SavepointAction {
     /// Would this snapshot restore into this job? Lists matched, unmatched and new operators
     /// and the compatibility of every state; exit code 0 only when it would restore.
     Check {
-        /// A chk-<n> or savepoint directory, or its _metadata file.
+        /// A chk-<n> or savepoint directory, its _metadata file, or a job's checkpoint
+        /// directory <dir>/<job-id> (its latest complete checkpoint); a plain path, file:/path
+        /// or file:///path.
         path: PathBuf,
         /// Allow state that maps to no operator of the job to be skipped.
         #[arg(
@@ -207,6 +216,43 @@ fn address(target: &Target) -> anyhow::Result<String> {
         Some(a) => Ok(a.clone()),
         None => cluster::configured_address(&[]),
     }
+}
+
+/// Lines of a table whose columns line up: each as wide as its widest cell; the numeric
+/// columns `duration` and `bytes` right-aligned, the last column left as it is.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = header.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let right = |col: &str| matches!(col, "duration" | "bytes");
+    let line = |cells: [&str; N]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            let pad = " ".repeat(widths[i] - c.chars().count());
+            if i + 1 == N {
+                l.push_str(c);
+            } else if right(header[i]) {
+                l.push_str(&pad);
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                l.push_str(&pad);
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let mut out = vec![line(*header)];
+    out.extend(
+        rows.iter()
+            .map(|r| line(std::array::from_fn(|i| r[i].as_str()))),
+    );
+    out
 }
 
 fn is_terminal(state: &str) -> bool {
@@ -283,7 +329,8 @@ fn job_command(
 }
 
 /// `floe run -d` without a session cluster: the job binary (its own job manager) is started
-/// in the background, its output going to `<cluster dir>/jobs/`; returns once it runs.
+/// in the background, its output going to `<cluster dir>/jobs/`; returns once it runs and
+/// serves REST, so that the other commands can reach it with `-m`.
 fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     let job = cmd.get_program().to_string_lossy().into_owned();
     let dir = cluster::default_dir().join("jobs");
@@ -314,8 +361,12 @@ fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
-    let (id, _) = cluster::wait_until_running(&mut child, &job, &log, false)?;
+    let (id, rest) = cluster::wait_until_running(&mut child, &job, &log, true)?;
+    let rest = rest.unwrap_or_default();
     println!("Job has been submitted with JobID {id}");
+    println!(
+        "It runs in the background as its own job manager with its REST endpoint at {rest}: floe list -m {rest}, floe savepoint -m {rest} {id} <targetDirectory>, floe cancel -m {rest} {id}."
+    );
     println!(
         "Its output goes to {} and its log to {}.",
         out.display(),
@@ -396,8 +447,60 @@ fn run_reporting(
     Ok((status, events))
 }
 
+/// Gives SIGPIPE back its default action, which Rust's runtime sets to "ignore": like every
+/// Unix tool, `floe ... | head` then ends quietly when `head` has read enough, instead of
+/// panicking on the failed write ("failed printing to stdout: Broken pipe"). The cluster
+/// daemon, which must outlive its clients, ignores it again.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Puts `--` after the job binary of `floe run` and `floe savepoint check`, so that
+/// everything after it is the job's: clap would otherwise take `floe run job --help` (or
+/// `-s`, `-p`, ...) as `floe run`'s own, and the job could never be asked for its usage.
+fn job_args_are_the_jobs(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let words: Vec<&str> = argv.iter().map(|a| a.to_str().unwrap_or("")).collect();
+    let (start, positionals_before_job) = match words.get(1..3) {
+        Some(["run", ..]) => (2, 0),
+        Some(["savepoint", "check"]) => (3, 1),
+        _ => return argv,
+    };
+    let takes_value = |w: &str| {
+        matches!(
+            w,
+            "-m" | "--jobmanager" | "-s" | "--fromSavepoint" | "-p" | "--parallelism" | "-D"
+        )
+    };
+    let mut seen = 0;
+    let mut i = start;
+    while i < words.len() {
+        let w = words[i];
+        if w == "--" {
+            return argv;
+        }
+        if takes_value(w) {
+            i += 1;
+        } else if !w.starts_with('-') || w == "-" {
+            if seen == positionals_before_job {
+                if words.get(i + 1) != Some(&"--") {
+                    argv.insert(i + 1, "--".into());
+                }
+                return argv;
+            }
+            seen += 1;
+        }
+        i += 1;
+    }
+    argv
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    default_sigpipe();
+    let cli = Cli::parse_from(job_args_are_the_jobs(std::env::args_os().collect()));
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -423,6 +526,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             if rest.is_cluster() {
                 let binary = std::fs::canonicalize(&job)
                     .map_err(|e| anyhow::anyhow!("job binary '{job}': {e}"))?;
+                // The cluster starts the job in its own working directory.
+                let from_savepoint = from_savepoint
+                    .map(|s| floe::storage::absolute_path(&s))
+                    .transpose()?;
                 let req = serde_json::json!({
                     "binary": binary, "args": args, "savepoint": from_savepoint,
                     "allow_non_restored_state": allow_non_restored_state, "parallelism": parallelism, "dynamic": dynamic,
@@ -448,6 +555,16 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     "CANCELED" => ExitCode::from(2),
                     _ => ExitCode::from(1),
                 });
+            }
+            let mut dynamic = dynamic;
+            if detached
+                && !dynamic
+                    .iter()
+                    .any(|d| d.split('=').next().map(str::trim) == Some("rest.port"))
+            {
+                // A background job nothing could reach is no use: it serves REST on a free
+                // port (unless told which), and that address is printed.
+                dynamic.push("rest.port=0".into());
             }
             let mut cmd = job_command(
                 &job,
@@ -511,6 +628,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             ClusterCmd::Daemon { dir, dynamic } => {
+                #[cfg(unix)]
+                // SAFETY: sets a signal disposition before the daemon starts its threads.
+                unsafe {
+                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                }
                 cluster::daemon(dir, &dynamic)?;
                 Ok(ExitCode::SUCCESS)
             }
@@ -597,6 +719,17 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 cmd.env("FLOE_LOG", "warn");
             }
             let (status, events) = run_reporting(cmd, &job)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::ExitStatusExt;
+                // The report met a closed stdout (`| head`): end as the job binary did.
+                if status.signal() == Some(libc::SIGPIPE) {
+                    // SAFETY: raises a signal whose action is the default (terminate).
+                    unsafe {
+                        libc::raise(libc::SIGPIPE);
+                    }
+                }
+            }
             use floe::exit::Event;
             for e in events {
                 match e {
@@ -616,7 +749,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             action: Some(SavepointAction::Inspect { path, dump }),
             ..
         } => {
-            inspect::inspect(&path, dump.as_deref())?;
+            inspect::inspect(&floe::storage::resolve(&path)?, dump.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Savepoint {
@@ -625,7 +758,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let _ = target;
-            let snap = load_snapshot(&path)?;
+            let snap = load_snapshot(&floe::storage::resolve(&path)?)?;
             if snap.metadata.kind != SnapshotKind::Savepoint {
                 anyhow::bail!(
                     "'{}' is a checkpoint, not a savepoint: checkpoints are owned by their job; refusing to dispose it",
@@ -650,6 +783,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 .parse::<JobId>()?
                 .to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
+            // The job manager's working directory is not ours: send an absolute path.
+            let target_directory = target_directory
+                .map(|d| floe::storage::absolute_path(&d))
+                .transpose()?;
             println!("Triggering savepoint for job {job_id}.");
             println!("Waiting for response...");
             let body =
@@ -676,6 +813,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         } => {
             let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
+            let savepoint_path = savepoint_path
+                .map(|d| floe::storage::absolute_path(&d))
+                .transpose()?;
             println!("Suspending job \"{job_id}\" with a savepoint.");
             let body = serde_json::json!({ "targetDirectory": savepoint_path, "drain": drain });
             let path = rest
@@ -703,31 +843,88 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 "Checkpoints of job {job_id}: {} completed, {} failed, {} in progress, {} restored",
                 c["completed"], c["failed"], c["in_progress"], c["restored"]
             );
-            println!(
-                "{:<6} {:<10} {:<11} {:<20} {:>9} {:>10}  path",
-                "id", "type", "status", "trigger time", "duration", "bytes"
-            );
-            for h in v["history"].as_array().cloned().unwrap_or_default() {
-                println!(
-                    "{:<6} {:<10} {:<11} {:<20} {:>7}ms {:>10}  {}",
-                    h["id"],
-                    if h["is_savepoint"].as_bool() == Some(true) {
+            let header = [
+                "id",
+                "type",
+                "status",
+                "trigger time",
+                "duration",
+                "bytes",
+                "path",
+            ];
+            let rows: Vec<[String; 7]> = v["history"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    let kind = if h["is_savepoint"].as_bool() == Some(true) {
                         "savepoint"
                     } else {
                         "checkpoint"
-                    },
-                    h["status"].as_str().unwrap_or(""),
-                    rest::format_time(h["trigger_timestamp"].as_u64().unwrap_or(0)),
-                    h["end_to_end_duration"],
-                    h["state_size"],
-                    h["external_path"]
+                    };
+                    let path = h["external_path"]
                         .as_str()
                         .filter(|p| !p.is_empty())
                         .or(h["failure_message"].as_str())
-                        .unwrap_or("")
-                );
+                        .unwrap_or("");
+                    [
+                        h["id"].to_string(),
+                        kind.to_string(),
+                        h["status"].as_str().unwrap_or("").to_string(),
+                        rest::format_time(h["trigger_timestamp"].as_u64().unwrap_or(0)),
+                        format!("{}ms", h["end_to_end_duration"]),
+                        h["state_size"].to_string(),
+                        path.to_string(),
+                    ]
+                })
+                .collect();
+            for line in table(&header, &rows) {
+                println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_args_are_the_jobs;
+
+    fn after(args: &[&str]) -> Vec<String> {
+        let argv = std::iter::once("floe")
+            .chain(args.iter().copied())
+            .map(std::ffi::OsString::from)
+            .collect();
+        job_args_are_the_jobs(argv)
+            .into_iter()
+            .skip(1)
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn what_follows_the_job_binary_is_the_jobs() {
+        assert_eq!(
+            after(&["run", "job", "--help"]),
+            ["run", "job", "--", "--help"]
+        );
+        assert_eq!(
+            after(&["run", "-s", "sp", "-D", "k=v", "-d", "job", "-p", "2"]),
+            ["run", "-s", "sp", "-D", "k=v", "-d", "job", "--", "-p", "2"]
+        );
+        assert_eq!(
+            after(&["run", "job", "--", "-h"]),
+            ["run", "job", "--", "-h"]
+        );
+        assert_eq!(after(&["run", "--help"]), ["run", "--help"]);
+        assert_eq!(
+            after(&["savepoint", "check", "-n", "sp", "job", "--help"]),
+            ["savepoint", "check", "-n", "sp", "job", "--", "--help"]
+        );
+        assert_eq!(after(&["list", "-m", "x"]), ["list", "-m", "x"]);
+        assert_eq!(
+            after(&["savepoint", "id", "dir"]),
+            ["savepoint", "id", "dir"]
+        );
     }
 }

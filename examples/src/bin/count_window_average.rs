@@ -60,7 +60,9 @@ fn parse(line: String) -> Result<(u64, u64)> {
 }
 
 fn job() -> Result<()> {
-    let env = StreamEnv::from_args()?;
+    let env = StreamEnv::from_args_with_usage(
+        "[--host HOST] [--port PORT] [--checkpoint-dir DIR]\nlines \"a b\" from HOST:PORT (default 127.0.0.1:9999); checkpoints into DIR (default <tmp>/floe-checkpoints)",
+    )?;
     let params = env.params();
     let host = params.get_or("host", "127.0.0.1").to_string();
     let port: u16 = params.get_parsed("port")?.unwrap_or(9999);

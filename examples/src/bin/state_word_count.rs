@@ -26,7 +26,9 @@ impl MapFunction<String, String> for TMap {
 }
 
 fn job() -> Result<()> {
-    let env = StreamEnv::from_args()?;
+    let env = StreamEnv::from_args_with_usage(
+        "[--host HOST] [--port PORT] [--checkpoint-dir DIR]\nlines from HOST:PORT (default 127.0.0.1:9999); checkpoints into DIR (default <tmp>/floe-checkpoints)",
+    )?;
     let params = env.params();
     let host = params.get_or("host", "127.0.0.1").to_string();
     let port: u16 = params.get_parsed("port")?.unwrap_or(9999);

@@ -131,6 +131,40 @@ impl Default for StreamEnv {
 
 const USAGE: &str = "job options: [-s|--fromSavepoint PATH] [-p|--parallelism N] [-n|--allowNonRestoredState] [-D key=value]... [job arguments]";
 
+/// What `--help` prints of Floe's options: the table of the README's "Running a job binary".
+const OPTIONS_HELP: &str = "\
+Floe options (the options `floe run` passes on):
+  -s, --fromSavepoint PATH     start from a chk-<n> or savepoint directory, its _metadata file,
+                               or a job's checkpoint directory <dir>/<job-id> (its latest
+                               complete checkpoint); PATH may be a plain path, file:/path or
+                               file:///path. The job gets a new id and continues checkpoint
+                               numbering at n+1
+  -p, --parallelism N          default parallelism (worker threads)
+  -n, --allowNonRestoredState  skip snapshot state whose operator uid is not in the job
+  -D key=value                 a configuration setting with Flink's key names,
+                               e.g. -D execution.checkpointing.interval=1s
+  -h, --help                   print this help and exit
+
+Settings are also read from $FLOE_CONF_DIR/floe.yaml (else conf/floe.yaml in the working
+directory); -D overrides the file and settings made in job code override both.";
+
+/// True when `args` ask for help: `--help` anywhere among Floe's options, or `-h` that is
+/// not followed by a value (a job may take `-h HOST` as its own argument). Values of
+/// Floe's own options (`-s PATH`, `-p N`, `-D k=v`) are skipped, so `-D --help` is a value.
+fn wants_help(args: &[String]) -> bool {
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--help" => return true,
+            "-h" if args.get(i + 1).is_none_or(|n| n.starts_with('-')) => return true,
+            "-s" | "--fromSavepoint" | "-p" | "--parallelism" | "-D" => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 impl StreamEnv {
     /// An environment with default settings and no arguments.
     pub fn new() -> Self {
@@ -156,15 +190,52 @@ impl StreamEnv {
     ///
     /// | option | meaning |
     /// |---|---|
-    /// | `-s`, `--fromSavepoint PATH` | restore from a `chk-<n>` or savepoint directory or its `_metadata` |
+    /// | `-s`, `--fromSavepoint PATH` | restore from a `chk-<n>` or savepoint directory, its `_metadata`, or a job's checkpoint directory `<dir>/<job-id>` |
     /// | `-p`, `--parallelism N` | default parallelism |
     /// | `-n`, `--allowNonRestoredState` | skip snapshot state that maps to no operator |
     /// | `-D key=value` | a configuration setting (Flink's key names) |
     ///
-    /// Settings are read from `$FLOE_CONF_DIR/floe.yaml` first (see
+    /// Settings are read from `$FLOE_CONF_DIR/floe.yaml` (else `conf/floe.yaml`) first (see
     /// [`crate::config::file`]); `-D` overrides the file and job code overrides both.
+    ///
+    /// `--help` (or `-h` without a value) prints these options and exits with code 0; see
+    /// [`from_args_with_usage`](Self::from_args_with_usage) to print the job's own
+    /// arguments too.
     pub fn from_args() -> Result<Self> {
-        let env = Self::from_arg_list(std::env::args().skip(1))?;
+        Self::from_args_with_usage("")
+    }
+
+    /// [`from_args`](Self::from_args) for a job that describes its own arguments: `--help`
+    /// prints `usage` (e.g. `--host HOST --port PORT`; one or more lines) after Floe's options.
+    ///
+    /// ```no_run
+    /// let env = floe::StreamEnv::from_args_with_usage("--input DIR --output DIR").unwrap();
+    /// ```
+    pub fn from_args_with_usage(usage: &str) -> Result<Self> {
+        let args: Vec<String> = std::env::args().collect();
+        if wants_help(&args[1.min(args.len())..]) {
+            let program = args
+                .first()
+                .map(|p| {
+                    std::path::Path::new(p)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| p.clone())
+                })
+                .unwrap_or_else(|| "job".into());
+            let job = if usage.is_empty() {
+                String::new()
+            } else {
+                let lines: Vec<String> = usage.lines().map(|l| format!("  {l}")).collect();
+                format!("\n\nJob arguments:\n{}", lines.join("\n"))
+            };
+            // `job --help | head` must not panic either.
+            super::print::stdout_line(&format!(
+                "Usage: {program} [Floe options] [job arguments]\n\n{OPTIONS_HELP}{job}"
+            ));
+            std::process::exit(0);
+        }
+        let env = Self::from_arg_list(args.into_iter().skip(1))?;
         // A job binary: the job manager stays in this process, user code runs in worker
         // processes started from this same binary.
         env.inner.borrow_mut().worker_processes = true;
@@ -180,6 +251,11 @@ impl StreamEnv {
     /// Like [`from_args`](Self::from_args) with an explicit list (without the program name).
     pub fn from_arg_list<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Result<Self> {
         let env = StreamEnv::new();
+        // Which configuration file was read is logged; a worker process reads the same file
+        // again and says nothing.
+        if !crate::runtime::process::is_worker() {
+            crate::logging::init();
+        }
         // The configuration file (FLOE_CONF_DIR/floe.yaml) first; -D overrides it.
         env.inner.borrow_mut().conf = crate::config::file::load_from_env()?;
         let args: Vec<String> = args.into_iter().map(Into::into).collect();
@@ -429,6 +505,12 @@ impl StreamEnv {
         if let Some(path) = std::env::var_os("FLOE_CHECK_SNAPSHOT") {
             // `floe savepoint check`: report whether the snapshot restores, run nothing.
             use crate::exit::{report, Event};
+            // A report for a terminal or a pipe: `| head` ends it quietly, as any Unix tool.
+            #[cfg(unix)]
+            // SAFETY: only the disposition changes; no handler of ours runs.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
             let code = match self.check_snapshot(job_name, std::path::Path::new(&path)) {
                 Ok(restores) => {
                     report(Event::Checked { restores });
@@ -473,7 +555,7 @@ impl StreamEnv {
     /// would restore (with `-n`, skipping state without an operator).
     fn check_snapshot(&self, job_name: &str, path: &std::path::Path) -> Result<bool> {
         use crate::checkpoint::metadata::OperatorKind;
-        let snap = load_snapshot(path)?;
+        let snap = load_snapshot(&crate::storage::resolve(path)?)?;
         let allow_non_restored = self.inner.borrow().allow_non_restored;
         let saved = self.inner.borrow_mut().restore.take();
         let spec = self.job_spec(job_name);
@@ -609,12 +691,15 @@ impl StreamEnv {
             }
             None => None,
         };
-        let restore_path = inner.restore.clone().or_else(|| {
-            conf.get_string("execution.state-recovery.path")
-                .ok()
-                .flatten()
-                .map(PathBuf::from)
-        });
+        // `-s file:/…` is the form a savepoint's path is printed in: one parser for both.
+        let restore_path = match (
+            &inner.restore,
+            conf.get_string("execution.state-recovery.path")?,
+        ) {
+            (Some(p), _) => Some(crate::storage::resolve(p)?),
+            (None, Some(p)) => Some(crate::storage::local_path(&p)?),
+            (None, None) => None,
+        };
         let restore = match restore_path {
             Some(p) => Some(Arc::new(load_snapshot(&p)?)),
             None => None,
@@ -767,6 +852,20 @@ pub fn exit_on_error<T>(r: Result<T>) -> std::process::ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_is_asked_for_by_help_flags_not_by_option_values() {
+        let h = |a: &[&str]| wants_help(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(h(&["--help"]));
+        assert!(h(&["-h"]));
+        assert!(h(&["--port", "1", "--help"]));
+        assert!(h(&["-h", "--port", "1"]));
+        // A job's own `-h HOST`, and option values that look like flags.
+        assert!(!h(&["-h", "example.org", "--port", "1"]));
+        assert!(!h(&["-D", "--help"]));
+        assert!(!h(&["-s", "-h"]));
+        assert!(!h(&[]));
+    }
 
     #[test]
     fn floe_options_are_taken_out_and_the_rest_left_to_the_job() {

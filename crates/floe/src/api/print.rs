@@ -106,7 +106,24 @@ print_tuple!(0 A, 1 B, 2 C);
 print_tuple!(0 A, 1 B, 2 C, 3 D);
 print_tuple!(0 A, 1 B, 2 C, 3 D, 4 E);
 
+/// Writes `line` and a line break to standard output and flushes, never panicking: a
+/// closed stdout (`floe run job | head`) must not bring the job manager down, so a
+/// failed write is reported as `false` and otherwise ignored.
+pub(crate) fn stdout_line(line: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes())
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush())
+        .is_ok()
+}
+
 /// Flink's print sink: one line per record on standard output.
+///
+/// When standard output is closed (the reader of a pipe went away, as with `| head`), the
+/// sink stops printing: it logs one warning and discards its records from then on, and the
+/// job runs on. Flink's print sink behaves the same way (its `PrintStream` swallows write
+/// errors); output is not what a job's correctness rests on, so a closed stdout is not a
+/// task failure that would restart the job again and again.
 pub(crate) struct PrintSink;
 
 impl<T: PrintFormat + 'static> Sink<T> for PrintSink {
@@ -122,6 +139,7 @@ impl<T: PrintFormat + 'static> Sink<T> for PrintSink {
         Ok(Box::new(PrintWriter {
             prefix,
             line: String::new(),
+            closed: false,
         }))
     }
 }
@@ -129,10 +147,16 @@ impl<T: PrintFormat + 'static> Sink<T> for PrintSink {
 struct PrintWriter {
     prefix: String,
     line: String,
+    /// Standard output was found closed: records are discarded without formatting.
+    closed: bool,
 }
 
 impl<T: PrintFormat> SinkWriter<T> for PrintWriter {
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
+        if self.closed {
+            batch.clear();
+            return Ok(());
+        }
         self.line.clear();
         for r in batch.drain(..) {
             self.line.push_str(&self.prefix);
@@ -141,9 +165,17 @@ impl<T: PrintFormat> SinkWriter<T> for PrintWriter {
         }
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) is not a task failure: Flink's print keeps running.
-        let _ = out
+        let written = out
             .write_all(self.line.as_bytes())
             .and_then(|_| out.flush());
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                self.closed = true;
+                tracing::warn!(
+                    "Standard output is closed; the print sink discards its records from now on."
+                );
+            }
+        }
         Ok(())
     }
 }

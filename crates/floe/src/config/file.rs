@@ -56,10 +56,29 @@ pub fn load_from_env() -> Result<Configuration> {
 /// let c = floe::config::file::load_file(&p).unwrap();
 /// assert_eq!(c.get_u32("execution.checkpointing.num-retained").unwrap(), Some(3));
 /// ```
+///
+/// Logs which file it reads and every property in it, as Flink does ("Loading configuration
+/// property: key, value"), with the values of secret keys (`token`, `password`, `secret`)
+/// hidden.
 pub fn load_file(path: &Path) -> Result<Configuration> {
+    tracing::info!("Loading configuration file {}", path.display());
     let text = std::fs::read_to_string(path)
         .map_err(|e| crate::anyhow!("cannot read configuration file {}: {e}", path.display()))?;
-    parse(&text).map_err(|e| crate::anyhow!("invalid configuration file {}: {e}", path.display()))
+    let conf = parse(&text)
+        .map_err(|e| crate::anyhow!("invalid configuration file {}: {e}", path.display()))?;
+    for (k, v) in conf.iter() {
+        let v = if is_sensitive(k) { "******" } else { v };
+        tracing::info!("Loading configuration property: {k}, {v}");
+    }
+    Ok(conf)
+}
+
+/// Keys whose values are not logged (Flink's `GlobalConfiguration.isSensitive`).
+fn is_sensitive(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 /// Parses configuration YAML.

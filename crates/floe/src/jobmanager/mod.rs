@@ -478,9 +478,11 @@ impl JobManager {
         // Started by `floe run`: report like Flink's CLI does, on standard output.
         let cli = std::env::var_os("FLOE_CLI_RUN").is_some();
         if cli {
-            use std::io::Write;
-            println!("Job has been submitted with JobID {}", self.job_id);
-            let _ = std::io::stdout().flush();
+            // A closed stdout (`floe run job | head`) only loses the line.
+            crate::api::print::stdout_line(&format!(
+                "Job has been submitted with JobID {}",
+                self.job_id
+            ));
         }
         if let Ok(id) = self.job_id.parse() {
             crate::exit::report(crate::exit::Event::Submitted(id));
@@ -634,7 +636,7 @@ impl JobManager {
                 Outcome::Canceled => "been canceled",
                 Outcome::Failed { .. } | Outcome::Unrecoverable { .. } => "failed",
             };
-            println!("Job with JobID {} has {end}.", self.job_id);
+            crate::api::print::stdout_line(&format!("Job with JobID {} has {end}.", self.job_id));
         }
         crate::exit::report(crate::exit::Event::Ended(match final_outcome {
             Outcome::Finished => JobStatus::Finished,

@@ -90,7 +90,13 @@ impl RestSecurity {
 
     /// Checks a savepoint target directory given over REST; the error is the response text.
     pub fn check_target(&self, target: &str) -> std::result::Result<PathBuf, String> {
-        let p = crate::storage::local_path(target).map_err(|e| e.to_string())?;
+        let p = crate::storage::local_path(target).map_err(|e| format!("target directory: {e}"))?;
+        // Relative to what? The job manager's working directory is not the caller's.
+        if !p.is_absolute() {
+            return Err(format!(
+                "target directory '{target}' is a relative path: a savepoint target given over REST must be absolute (/path, file:/path or file:///path)"
+            ));
+        }
         if has_parent_dir(&p) {
             return Err(format!("target directory '{target}' must not contain '..'"));
         }
@@ -252,6 +258,17 @@ mod tests {
             .check_target("/tmp/anything")
             .is_ok());
         assert!(RestSecurity::default().check_target("/tmp/../etc").is_err());
+        // The form a savepoint path is printed in; relative targets and other schemes are refused.
+        assert_eq!(
+            RestSecurity::default().check_target("file:/tmp/sp"),
+            Ok(PathBuf::from("/tmp/sp"))
+        );
+        let e = RestSecurity::default().check_target("sp").unwrap_err();
+        assert!(e.contains("'sp' is a relative path"), "{e}");
+        let e = RestSecurity::default()
+            .check_target("s3://b/sp")
+            .unwrap_err();
+        assert!(e.contains("not supported yet"), "{e}");
         // Bad roots are configuration errors.
         let bad = conf_of("rest.savepoint.allowed-roots", "rel");
         assert!(RestSecurity::from_config(&bad).is_err());
