@@ -63,7 +63,7 @@ pub fn verify(dir: &Path, expected: &Expected, killed: &[String]) -> anyhow::Res
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(".part-") {
             let token = job_token(&name).unwrap_or_default();
-            if !token.is_empty() && killed.iter().any(|k| k.starts_with(token)) {
+            if killed.iter().any(|k| k.get(..16) == Some(token)) {
                 v.orphaned += 1;
             } else {
                 v.leftover += 1;
@@ -114,8 +114,17 @@ mod tests {
         std::fs::write(d.path().join("part-x-0-0"), "(a,1)\n(a,2)\n(b,1)\n").unwrap();
         std::fs::write(d.path().join("part-x-1-0"), "(a,2)\n(c,1)\n(a,9)\n").unwrap();
         std::fs::write(d.path().join(".part-y-0-0.inprogress"), "(a,3)\n").unwrap();
-        std::fs::write(d.path().join(".part-y-0123-0-0-0.inprogress"), "(a,3)\n").unwrap();
-        let v = verify(d.path(), &exp, &["0123abcd".to_string()]).unwrap();
+        std::fs::write(
+            d.path().join(".part-y-0123456789abcdef-0-0-0.inprogress"),
+            "(a,3)\n",
+        )
+        .unwrap();
+        let v = verify(
+            d.path(),
+            &exp,
+            &["0123456789abcdef0123456789abcdef".to_string()],
+        )
+        .unwrap();
         assert_eq!(
             v,
             Verdict {
@@ -130,7 +139,7 @@ mod tests {
         std::fs::write(d.path().join("part-x-2-0"), "(a,3)\n").unwrap();
         std::fs::remove_file(d.path().join("part-x-1-0")).unwrap();
         std::fs::remove_file(d.path().join(".part-y-0-0.inprogress")).unwrap();
-        std::fs::remove_file(d.path().join(".part-y-0123-0-0-0.inprogress")).unwrap();
+        std::fs::remove_file(d.path().join(".part-y-0123456789abcdef-0-0-0.inprogress")).unwrap();
         assert_eq!(
             verify(d.path(), &exp, &[]).unwrap(),
             Verdict {

@@ -592,7 +592,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             // its code is passed on: the same as when it runs directly.
             let ended = events
                 .iter()
-                .any(|e| matches!(e, Event::Ended(_) | Event::Error));
+                .any(|e| matches!(e, Event::Ended(_) | Event::Error | Event::Usage));
             if let (false, Some(id)) = (
                 ended,
                 events.iter().find_map(|e| match e {

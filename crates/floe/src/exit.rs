@@ -60,6 +60,8 @@ pub enum Event {
     },
     /// The binary failed with an error it printed (before or instead of a job).
     Error,
+    /// The binary printed its usage (`--help`) and ran nothing.
+    Usage,
 }
 
 impl Event {
@@ -70,6 +72,7 @@ impl Event {
             Event::Checked { restores: true } => "check restores".into(),
             Event::Checked { restores: false } => "check incompatible".into(),
             Event::Error => "error".into(),
+            Event::Usage => "usage".into(),
         }
     }
 
@@ -85,6 +88,7 @@ impl Event {
             ("check", "restores") => Event::Checked { restores: true },
             ("check", "incompatible") => Event::Checked { restores: false },
             ("error", "") => Event::Error,
+            ("usage", "") => Event::Usage,
             _ => return None,
         })
     }

@@ -233,6 +233,7 @@ impl StreamEnv {
             super::print::stdout_line(&format!(
                 "Usage: {program} [Floe options] [job arguments]\n\n{OPTIONS_HELP}{job}"
             ));
+            crate::exit::report(crate::exit::Event::Usage);
             std::process::exit(0);
         }
         let env = Self::from_arg_list(args.into_iter().skip(1))?;
