@@ -73,78 +73,63 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
 }
 
-/// Worker processes of the job manager `jm`: its children that run as workers. `jm` may
-/// also be the `floe run` that started the job binary: its grandchildren count too.
-pub fn workers_of(jm: u32) -> Vec<u32> {
+/// State and parent of process `pid` (`/proc/<pid>/stat`).
+fn stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces, so parse after the last ')'.
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    Some((state, f.next()?.parse().ok()?))
+}
+
+/// True while `pid` runs (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    matches!(stat(pid), Some((s, _)) if !matches!(s, 'Z' | 'X'))
+}
+
+/// `(pid, parent)` of every live process.
+fn processes() -> Vec<(u32, u32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    // (pid, parent) of every live process.
-    let mut procs = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`: comm may hold spaces, so parse after the last ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next();
-        let Some(ppid) = f.next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if state != Some("Z") {
-            procs.push((pid, ppid));
-        }
-    }
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| match stat(pid)? {
+            ('Z' | 'X', _) => None,
+            (_, ppid) => Some((pid, ppid)),
+        })
+        .collect()
+}
+
+/// True for a Floe worker process (started with `FLOE_WORKER`).
+fn is_worker(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .any(|kv| kv.starts_with(b"FLOE_WORKER="))
+}
+
+/// Worker processes of the job manager `jm`: its children that run as workers. `jm` may
+/// also be the `floe run` that started the job binary: its grandchildren count too.
+pub fn workers_of(jm: u32) -> Vec<u32> {
+    let procs = processes();
     let parents: Vec<u32> = std::iter::once(jm)
         .chain(procs.iter().filter(|(_, pp)| *pp == jm).map(|(p, _)| *p))
         .collect();
     procs
         .iter()
-        .filter(|(_, pp)| parents.contains(pp))
+        .filter(|(p, pp)| parents.contains(pp) && is_worker(*p))
         .map(|(p, _)| *p)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .unwrap_or_default()
-                .split(|b| *b == 0)
-                .any(|kv| kv.starts_with(b"FLOE_WORKER="))
-        })
         .collect()
 }
 
 /// The job manager process of a per-job `floe run` with pid `cli`: the job binary it
-/// started (its child that is not a worker), or `cli` itself.
+/// started (its child that is not a worker).
 pub fn job_manager_of(cli: u32) -> Option<u32> {
-    let dir = std::fs::read_dir("/proc").ok()?;
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next();
-        if f.next().and_then(|p| p.parse::<u32>().ok()) != Some(cli) || state == Some("Z") {
-            continue;
-        }
-        let worker = std::fs::read(format!("/proc/{pid}/environ"))
-            .unwrap_or_default()
-            .split(|b| *b == 0)
-            .any(|kv| kv.starts_with(b"FLOE_WORKER="));
-        if !worker {
-            return Some(pid);
-        }
-    }
-    None
+    processes()
+        .into_iter()
+        .find(|(p, pp)| *pp == cli && !is_worker(*p))
+        .map(|(p, _)| p)
 }
 
 /// A tmpfs mounted for the checkpoint storage; unmounted when dropped.

@@ -2,7 +2,7 @@
 //! submitted to a session cluster, a resume from the job's checkpoint directory after its
 //! job manager was killed, and second jobs writing into the same output directory.
 
-use crate::faults::{job_manager_of, signal, workers_of};
+use crate::faults::{alive, job_manager_of, signal, workers_of};
 use crate::nap;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
@@ -102,7 +102,7 @@ impl Cluster {
             return Ok(false);
         }
         let until = Instant::now() + Duration::from_secs(5);
-        while process_alive(pid) && Instant::now() < until {
+        while alive(pid) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.start_daemon(setup)?;
@@ -131,18 +131,6 @@ impl Cluster {
             .floe()
             .args(["cluster", "stop", "-m", &self.addr()])
             .output();
-    }
-}
-
-/// True while `pid` exists and is not a zombie.
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().chars().next()),
-            Some(Some('Z' | 'X'))
-        ),
-        Err(_) => false,
     }
 }
 
@@ -314,7 +302,7 @@ impl Round {
         }
         // Its workers notice the lost job manager and exit; any that does not is killed.
         let until = Instant::now() + Duration::from_secs(3);
-        while workers.iter().any(|w| process_alive(*w)) && Instant::now() < until {
+        while workers.iter().any(|w| alive(*w)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
         for w in workers {

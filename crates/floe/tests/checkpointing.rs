@@ -107,14 +107,18 @@ fn failed_job_keeps_num_retained_checkpoints_with_retention() {
         "num-retained = 3 keeps the three newest: {dirs:?}"
     );
     for d in &dirs {
-        let job = std::fs::read_dir(ck.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        assert!(job.join(d).join("_metadata").is_file());
+        assert!(only_job_dir(ck.path()).join(d).join("_metadata").is_file());
     }
+}
+
+/// The one job directory under the checkpoint root.
+fn only_job_dir(root: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(root)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
 }
 
 #[test]
@@ -131,12 +135,7 @@ fn a_failed_job_keeps_its_latest_checkpoint_even_without_retention() {
     .is_err());
     let dirs = chk_dirs(ck.path());
     assert_eq!(dirs.len(), 1, "only the latest is kept: {dirs:?}");
-    let job = std::fs::read_dir(ck.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let job = only_job_dir(ck.path());
     let latest = floe::checkpoint::metadata::latest_complete_checkpoint(&job).unwrap();
     assert_eq!(latest, job.join(&dirs[0]));
 }
