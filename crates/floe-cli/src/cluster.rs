@@ -30,46 +30,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Flink's JobID: 32 lowercase hex characters. It names the job's files, so only a valid
-/// id ever becomes part of a path.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-struct JobId(String);
+use floe::JobId;
 
-impl JobId {
-    fn new() -> JobId {
-        JobId(floe::jobmanager::new_job_id())
-    }
-
-    fn parse(s: &str) -> Option<JobId> {
-        (s.len() == 32
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| JobId(s.to_string()))
-    }
-
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for JobId {
-    type Error = String;
-    fn try_from(s: String) -> std::result::Result<Self, String> {
-        JobId::parse(&s).ok_or_else(|| format!("'{s}' is not a job id (32 lowercase hex)"))
-    }
-}
-
-impl From<JobId> for String {
-    fn from(id: JobId) -> String {
-        id.0
-    }
-}
-
-impl std::fmt::Display for JobId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// `s` as a job id, only in its canonical form (32 lowercase hex): a job id names the job's
+/// files, so only a canonical one ever becomes part of a path.
+fn parse_id(s: &str) -> Option<JobId> {
+    s.parse::<JobId>().ok().filter(|id| id.to_string() == s)
 }
 
 /// A job status a job does not leave again.
@@ -328,14 +294,14 @@ impl Cluster {
             let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
-            if JobId::parse(stem).is_none() {
+            if parse_id(stem).is_none() {
                 continue;
             }
             let read = std::fs::read(&path)
                 .map_err(anyhow::Error::from)
                 .and_then(|b| Ok(serde_json::from_slice::<JobRecord>(&b)?));
             match read {
-                Ok(r) if r.id.as_str() == stem => records.push(r),
+                Ok(r) if r.id.to_string() == stem => records.push(r),
                 Ok(r) => eprintln!(
                     "warning: ignoring job record {}: it is for job {}",
                     path.display(),
@@ -768,7 +734,7 @@ async fn jobs_overview(State(c): State<Shared>) -> Json<Value> {
 
 async fn logs(State(c): State<Shared>, Path(id): Path<String>) -> Response {
     let jobs = c.lock();
-    match jobs.iter().find(|t| t.record.id.as_str() == id) {
+    match jobs.iter().find(|t| t.record.id.to_string() == id) {
         Some(t) => Json(json!({ "out": t.record.out, "log": t.record.log })).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("Job {id} not found")),
     }
@@ -787,7 +753,7 @@ enum Target {
 
 fn target(c: &Cluster, id: &str) -> Option<Target> {
     let mut jobs = c.lock();
-    let t = jobs.iter_mut().find(|t| t.record.id.as_str() == id)?;
+    let t = jobs.iter_mut().find(|t| t.record.id.to_string() == id)?;
     t.refresh(c);
     Some(match (t.ended(), &t.record.rest) {
         (Some(end), _) => Target::Ended(Box::new((t.record.clone(), end.clone(), t.last.clone()))),
@@ -888,7 +854,7 @@ async fn forward(
         }
         Some(Target::NoEndpoint) => {
             if method == Method::PATCH && sub.is_empty() {
-                if let Some(t) = c.lock().iter_mut().find(|t| t.record.id.as_str() == id) {
+                if let Some(t) = c.lock().iter_mut().find(|t| t.record.id.to_string() == id) {
                     t.terminate();
                 }
                 return (StatusCode::ACCEPTED, Json(json!({}))).into_response();
@@ -976,7 +942,7 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
     let binary = req["binary"]
         .as_str()
         .ok_or_else(|| anyhow!("'binary' is required"))?;
-    let mut id = JobId::new();
+    let mut id = JobId::random();
     let out = c.jobs_dir().join(format!("{id}.out"));
     let log = c.jobs_dir().join(format!("{id}.log"));
     let mut cmd = Command::new(binary);
@@ -1008,7 +974,7 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
         cmd.arg(a);
     }
     let mut child = cmd
-        .env(floe::jobmanager::JOB_ID_ENV, id.as_str())
+        .env(floe::jobmanager::JOB_ID_ENV, id.to_string())
         .stdin(Stdio::null())
         .stdout(create_new(&out)?)
         .stderr(create_new(&log)?)
@@ -1040,7 +1006,7 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
         }
     };
     // A job binary built before the cluster chose ids picks its own: the record follows it.
-    if let Some(reported) = JobId::parse(&reported).filter(|r| *r != id) {
+    if let Some(reported) = parse_id(&reported).filter(|r| *r != id) {
         let _ = std::fs::remove_file(c.jobs_dir().join(format!("{id}.json")));
         id = reported;
         record.id = id.clone();
@@ -1122,10 +1088,10 @@ mod tests {
 
     #[test]
     fn job_ids_are_32_lowercase_hex() {
-        let id = JobId::new();
-        assert_eq!(JobId::parse(id.as_str()), Some(id));
-        assert_eq!(JobId::parse("../../etc/passwd"), None);
-        assert_eq!(JobId::parse(&"A".repeat(32)), None);
+        let id = JobId::random();
+        assert_eq!(parse_id(&id.to_string()), Some(id));
+        assert_eq!(parse_id("../../etc/passwd"), None);
+        assert_eq!(parse_id(&"A".repeat(32)), None);
         assert!(serde_json::from_value::<JobId>(json!("job-1")).is_err());
     }
 

@@ -64,8 +64,8 @@ pub fn new_job_id() -> String {
 /// it can name the job's files and its registry record before the process runs.
 pub const JOB_ID_ENV: &str = "FLOE_JOB_ID";
 
-/// The id of this process's first job: [`JOB_ID_ENV`] when it holds a valid job id (32
-/// lowercase hex), else a new one. Later jobs of the same process always get new ids, so
+/// The id of this process's first job: [`JOB_ID_ENV`] when it holds a valid job id, else a
+/// new one. Later jobs of the same process always get new ids, so
 /// two jobs never share one.
 fn first_job_id() -> String {
     static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -73,18 +73,13 @@ fn first_job_id() -> String {
         return new_job_id();
     }
     match std::env::var(JOB_ID_ENV) {
-        Ok(id)
-            if id.len() == 32
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-        {
-            id
-        }
-        Ok(id) => {
-            warn!("ignoring {JOB_ID_ENV}={id:?}: not a job id (32 lowercase hex)");
-            new_job_id()
-        }
+        Ok(id) => match id.parse::<crate::JobId>() {
+            Ok(id) => id.to_string(),
+            Err(e) => {
+                warn!("ignoring {JOB_ID_ENV}: {e}");
+                new_job_id()
+            }
+        },
         Err(_) => new_job_id(),
     }
 }
