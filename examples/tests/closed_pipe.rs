@@ -54,14 +54,12 @@ fn floe_run_into_a_closed_pipe_then_cancel_exits_2_without_a_panic() {
     let server = LineServer::start();
     let port = server.port.to_string();
     let ck = tempfile::tempdir().unwrap();
-    let floe = floe_cli();
-    let mut child = Command::new(floe)
+    let mut child = floe_command()
         .arg("run")
         .arg(bin("state_word_count"))
         .args(["--port", &port, "--checkpoint-dir"])
         .arg(ck.path())
         .env("FLOE_LOG", "info")
-        .env_remove("FLOE_CONF_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -141,11 +139,9 @@ fn savepoint_inspect_and_check_into_a_closed_pipe_end_quietly() {
         // The report of the job binary in check mode.
         vec!["check", chk, job_bin.to_str().unwrap(), "--port", &port],
     ] {
-        let floe = floe_cli();
-        let mut child = Command::new(floe)
+        let mut child = floe_command()
             .arg("savepoint")
             .args(&args)
-            .env_remove("FLOE_CONF_DIR")
             .stdout(closed_pipe())
             .stderr(Stdio::piped())
             .spawn()

@@ -4,23 +4,8 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn floe_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(floe_cli())
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("FLOE_CONF_DIR")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
-}
 
 #[test]
 fn floe_help_names_the_job_directory_form_of_s_and_the_default_of_m() {
@@ -157,12 +142,11 @@ fn detached_run_without_a_cluster_says_how_to_reach_the_job() {
     let port = server.port.to_string();
     let cluster_dir = tempfile::tempdir().unwrap();
     let ck = tempfile::tempdir().unwrap();
-    let o = Command::new(floe_cli())
+    let o = floe_command()
         .args(["run", "-m", "127.0.0.1:1", "-d"])
         .arg(bin("count_window_average"))
         .args(["--port", &port, "--checkpoint-dir"])
         .arg(ck.path())
-        .env_remove("FLOE_CONF_DIR")
         .env("FLOE_CLUSTER_DIR", cluster_dir.path())
         .output()
         .unwrap();

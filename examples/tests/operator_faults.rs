@@ -9,11 +9,10 @@
 
 mod common;
 
-use common::{checkpoints, floe_cli, Job, T};
+use common::{checkpoints, floe, floe_cli, Job, T};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// Writes `words` words over 3 files; returns each word's count.
@@ -115,6 +114,15 @@ fn start(d: &Dirs, extra: &[&str]) -> Job {
     Job::start("exactly_once_word_count", &args)
 }
 
+/// Starts the job again from `from` (a checkpoint, or a job's checkpoint directory) at
+/// parallelism 2 on the same input and output, with `extra` options after `-p`.
+fn resume(d: &Dirs, from: &Path, extra: &[&str]) -> Job {
+    let mut args = vec!["-s", s(from), "-p", "2"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--input", s(&d.input), "--output", s(&d.out)]);
+    Job::start("exactly_once_word_count", &args)
+}
+
 fn rest_address(job: &Job) -> String {
     let i = job.wait_stderr("Rest endpoint listening at ", 0, T);
     job.stderr()[i]
@@ -123,20 +131,6 @@ fn rest_address(job: &Job) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-/// `floe <args>`: exit code, stdout, stderr.
-fn floe(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(floe_cli())
-        .args(args)
-        .env_remove("FLOE_CONF_DIR")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 /// `floe savepoint -m ADDR JOB DIR`; returns the savepoint's directory.
@@ -155,6 +149,16 @@ fn kill9(pid: u32) {
 }
 
 const PACE: &str = "100000";
+
+/// Up to three restarts, 100 ms apart.
+const RESTARTS: [&str; 6] = [
+    "-D",
+    "restart-strategy.type=fixed-delay",
+    "-D",
+    "restart-strategy.fixed-delay.attempts=3",
+    "-D",
+    "restart-strategy.fixed-delay.delay=100ms",
+];
 
 #[test]
 fn a_savepoint_while_running_then_a_killed_job_manager_repeats_nothing() {
@@ -176,19 +180,7 @@ fn a_savepoint_while_running_then_a_killed_job_manager_repeats_nothing() {
         "killed before checkpoint 2"
     );
 
-    let mut resumed = Job::start(
-        "exactly_once_word_count",
-        &[
-            "-s",
-            s(&d.ck.join(&id)),
-            "-p",
-            "2",
-            "--input",
-            s(&d.input),
-            "--output",
-            s(&d.out),
-        ],
-    );
+    let mut resumed = resume(&d, &d.ck.join(&id), &[]);
     assert!(resumed.wait_exit(Duration::from_secs(120)).success());
     assert_eq!(check(&d.out, &exact, 1), (0, 0), "(lost, duplicated)");
 }
@@ -201,17 +193,15 @@ fn failover_after_the_savepoint_was_disposed_restores_the_checkpoint() {
     let mut job = start(
         &d,
         &[
-            "-D",
-            "restart-strategy.type=fixed-delay",
-            "-D",
-            "restart-strategy.fixed-delay.attempts=3",
-            "-D",
-            "restart-strategy.fixed-delay.delay=100ms",
-            "--words-per-second",
-            PACE,
-            "--fail-when-exists",
-            s(&trigger),
-        ],
+            &RESTARTS[..],
+            &[
+                "--words-per-second",
+                PACE,
+                "--fail-when-exists",
+                s(&trigger),
+            ],
+        ]
+        .concat(),
     );
     let addr = rest_address(&job);
     let id = job.job_id();
@@ -257,19 +247,7 @@ fn a_job_that_fails_for_good_keeps_its_last_checkpoint_to_resume_from() {
     assert_eq!(left.len(), 1, "the last checkpoint survives: {left:?}");
     assert!(left[0].1.join("_metadata").is_file());
 
-    let mut resumed = Job::start(
-        "exactly_once_word_count",
-        &[
-            "-s",
-            s(&d.ck.join(&id)),
-            "-p",
-            "2",
-            "--input",
-            s(&d.input),
-            "--output",
-            s(&d.out),
-        ],
-    );
+    let mut resumed = resume(&d, &d.ck.join(&id), &[]);
     assert!(resumed.wait_exit(Duration::from_secs(120)).success());
     assert_eq!(check(&d.out, &exact, 1), (0, 0), "(lost, duplicated)");
 }
@@ -281,16 +259,7 @@ fn two_jobs_writing_into_one_directory_never_delete_each_others_files() {
     let d = dirs();
     let exact = write_input(&d.input, 900_000, 4);
     let trigger = d.sp.join("fail-now");
-    let restarts = [
-        "-D",
-        "restart-strategy.type=fixed-delay",
-        "-D",
-        "restart-strategy.fixed-delay.attempts=3",
-        "-D",
-        "restart-strategy.fixed-delay.delay=100ms",
-        "--words-per-second",
-        PACE,
-    ];
+    let restarts = [&RESTARTS[..], &["--words-per-second", PACE]].concat();
     let mut a = start(
         &d,
         &[&restarts[..], &["--fail-when-exists", s(&trigger)]].concat(),
@@ -347,23 +316,16 @@ fn output_of_the_restored_checkpoint_that_is_gone_fails_the_job_without_restarti
     assert!(!named.is_empty(), "chk names committed files");
     std::fs::remove_file(&named[0]).unwrap();
 
-    let mut restored = Job::start(
-        "exactly_once_word_count",
+    let mut restored = resume(
+        &d,
+        &chk,
         &[
-            "-s",
-            s(&chk),
-            "-p",
-            "2",
             "-D",
             "restart-strategy.type=fixed-delay",
             "-D",
             "restart-strategy.fixed-delay.attempts=5",
             "-D",
             "restart-strategy.fixed-delay.delay=100ms",
-            "--input",
-            s(&d.input),
-            "--output",
-            s(&d.out),
         ],
     );
     assert_eq!(restored.wait_exit(T).code(), Some(1));

@@ -7,23 +7,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// Runs `floe args...` in `cwd`; returns exit code, stdout and stderr.
-fn floe_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(floe_cli())
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("FLOE_CONF_DIR")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
-}
+use std::path::PathBuf;
 
 /// POSTs `body` to `path` at `addr`; returns the status code and the response body.
 fn post(addr: &str, path: &str, body: &str) -> (u16, String) {

@@ -9,31 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-fn floe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_floe"))
-}
-
-/// The example job binary next to `floe`, brought up to date first (a no-op when it is),
-/// so a run of this package's tests alone never uses a stale job binary.
-fn job_binary() -> PathBuf {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "floe-examples",
-                "--bin",
-                "count_window_average",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the example job binary failed");
-    });
-    floe().with_file_name("count_window_average")
-}
+mod common;
+use common::{cli, floe, free_port, job_binary};
 
 struct Job {
     child: Child,
@@ -103,25 +80,6 @@ fn running_job_id(addr: &str) -> String {
         .and_then(|l| l.split(" : ").nth(1))
         .unwrap_or_else(|| panic!("no RUNNING job listed at {addr}: {out}"))
         .to_string()
-}
-
-/// A loopback port free right now (the listener is closed again).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(floe())
-        .args(args)
-        .env_remove("FLOE_CONF_DIR")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
 }
 
 #[test]

@@ -10,56 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-fn floe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_floe"))
-}
-
-/// The example job binary next to `floe`, brought up to date first (a no-op when it is).
-fn job_binary() -> String {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "floe-examples",
-                "--bin",
-                "count_window_average",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the example job binary failed");
-    });
-    floe()
-        .with_file_name("count_window_average")
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(floe())
-        .args(args)
-        .env_remove("FLOE_CONF_DIR")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
-}
-
-/// A loopback port free right now (the listener is closed again).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{cli, floe, free_port, job_binary};
 
 /// True while `pid` is a process that has not ended (a zombie has ended).
 fn alive(pid: u32) -> bool {
@@ -175,7 +127,15 @@ impl Cluster {
     }
 
     fn submit_detached(&self, port: &str) -> String {
-        let (code, out, err) = cli(&["run", "-m", &self.addr, "-d", &job_binary(), "--port", port]);
+        let (code, out, err) = cli(&[
+            "run",
+            "-m",
+            &self.addr,
+            "-d",
+            job_binary().to_str().unwrap(),
+            "--port",
+            port,
+        ]);
         assert_eq!(code, 0, "{out}{err}");
         out.trim()
             .strip_prefix("Job has been submitted with JobID ")
@@ -293,11 +253,12 @@ impl Drop for Running {
 #[test]
 fn a_killed_job_manager_fails_its_job_and_ends_every_follower() {
     let bin = job_binary();
+    let bin = bin.to_str().unwrap();
     let mut cluster = Cluster::start();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let lport = listener.local_addr().unwrap().port().to_string();
     let m = cluster.addr.clone();
-    let mut attached = Running::start(&["run", "-m", &m, &bin, "--port", &lport]);
+    let mut attached = Running::start(&["run", "-m", &m, bin, "--port", &lport]);
     let first = attached.out.recv_timeout(Duration::from_secs(60)).unwrap();
     let id = first
         .strip_prefix("Job has been submitted with JobID ")

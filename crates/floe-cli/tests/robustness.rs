@@ -3,52 +3,15 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn floe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_floe"))
-}
-
-/// The example job binary next to `floe`, brought up to date first.
-fn job_binary() -> PathBuf {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "floe-examples",
-                "--bin",
-                "count_window_average",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the example job binary failed");
-    });
-    floe().with_file_name("count_window_average")
-}
+mod common;
+use common::{cli, free_port, job_binary};
 
 /// A loopback address nothing listens on (no session cluster answers there).
 fn nowhere() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(floe())
-        .args(args)
-        .env_remove("FLOE_CONF_DIR")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
+    format!("127.0.0.1:{}", free_port())
 }
 
 fn error_lines(stderr: &str) -> Vec<&str> {

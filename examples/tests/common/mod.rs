@@ -294,6 +294,33 @@ pub fn floe_cli() -> PathBuf {
     bin("state_word_count").with_file_name("floe")
 }
 
+/// The `floe` CLI as a command that reads no configuration directory named by the
+/// environment (FLOE_CONF_DIR unset); the caller adds arguments, environment and streams.
+pub fn floe_command() -> Command {
+    let mut c = Command::new(floe_cli());
+    c.env_remove("FLOE_CONF_DIR");
+    c
+}
+
+/// Runs `floe args...` (see [`floe_command`]); returns exit code, stdout and stderr.
+pub fn floe(args: &[&str]) -> (i32, String, String) {
+    outcome(floe_command().args(args).output().unwrap())
+}
+
+/// Runs `floe args...` (see [`floe_command`]) in `cwd`; returns exit code, stdout and stderr.
+pub fn floe_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    outcome(floe_command().args(args).current_dir(cwd).output().unwrap())
+}
+
+/// A finished process's exit code (-1 when a signal ended it), stdout and stderr.
+fn outcome(o: std::process::Output) -> (i32, String, String) {
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 pub fn signal(pid: u32, sig: &str) {
     let st = Command::new("kill")
         .arg(format!("-{sig}"))
