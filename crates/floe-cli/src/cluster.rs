@@ -648,7 +648,7 @@ fn overviews(c: &Cluster) -> Vec<Value> {
         jobs.iter_mut()
             .map(|t| {
                 t.refresh(c);
-                (t.record.id.clone(), t.record.rest.clone())
+                (t.record.id, t.record.rest.clone())
             })
             .collect()
     };
@@ -981,7 +981,7 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
         .spawn()
         .with_context(|| format!("cannot start job binary '{binary}'"))?;
     let mut record = JobRecord {
-        id: id.clone(),
+        id,
         pid: child.id(),
         start_time: proc_stat(child.id()).map(|(_, start)| start).unwrap_or(0),
         rest: None,
@@ -1009,7 +1009,7 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
     if let Some(reported) = parse_id(&reported).filter(|r| *r != id) {
         let _ = std::fs::remove_file(c.jobs_dir().join(format!("{id}.json")));
         id = reported;
-        record.id = id.clone();
+        record.id = id;
     }
     record.rest = rest;
     record.name = log_facts(&record.log).1;

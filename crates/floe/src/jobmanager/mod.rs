@@ -608,8 +608,9 @@ impl JobManager {
                         }
                         self.restore_point = self.latest_restore_point();
                         // A disposed savepoint protects no output any more.
-                        self.savepoints
-                            .retain(|p| p.join(crate::checkpoint::metadata::METADATA_FILE).is_file());
+                        self.savepoints.retain(|p| {
+                            p.join(crate::checkpoint::metadata::METADATA_FILE).is_file()
+                        });
                         attempt += 1;
                         self.transition(JobStatus::Running);
                         continue;
