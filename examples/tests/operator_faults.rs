@@ -166,18 +166,30 @@ fn a_savepoint_while_running_then_a_killed_job_manager_repeats_nothing() {
     // chk-1, and the replay after it would write the savepoint's output a second time.
     let d = dirs();
     let exact = write_input(&d.input, 1_200_000, 1);
-    let mut job = start(&d, &["--words-per-second", PACE]);
+    // Checkpoints 3 s apart: the savepoint and the kill fall between two of them.
+    let mut job = start(
+        &d,
+        &[
+            "-D",
+            "execution.checkpointing.interval=3s",
+            "--words-per-second",
+            PACE,
+        ],
+    );
     let addr = rest_address(&job);
     let id = job.job_id();
     job.wait_stderr("Completed checkpoint 1 ", 0, T);
     let sp = savepoint(&addr, &id, &d.sp);
-    assert!(sp.join("_metadata").is_file());
     kill9(job.pid());
     job.wait_exit(T);
-    assert_eq!(
-        checkpoints(&d.ck, &id).len(),
-        1,
-        "killed before checkpoint 2"
+    let sp_id = floe::checkpoint::metadata::load_snapshot(&sp)
+        .unwrap()
+        .metadata
+        .checkpoint_id;
+    let (latest, _) = checkpoints(&d.ck, &id).pop().unwrap();
+    assert!(
+        latest < sp_id,
+        "the resume restores a checkpoint older than the savepoint ({latest} < {sp_id})"
     );
 
     let mut resumed = resume(&d, &d.ck.join(&id), &[]);
@@ -296,9 +308,10 @@ fn output_of_the_restored_checkpoint_that_is_gone_fails_the_job_without_restarti
     job.wait_stderr("Completed checkpoint 1 ", 0, T);
     job.terminate();
     let (_, chk) = checkpoints(&d.ck, &id).pop().expect("retained checkpoint");
-    // Delete one committed part file the checkpoint names: its records are gone for good.
+    // Delete one part file the checkpoint names — committed, or still pending if the
+    // cancel came before the commit: its records are gone for good.
     let snap = floe::checkpoint::metadata::load_snapshot(&chk).unwrap();
-    let mut named: Vec<PathBuf> = Vec::new();
+    let mut named: Vec<floe::connectors::file_sink::PendingFile> = Vec::new();
     for st in &snap
         .metadata
         .operator("counts-out")
@@ -310,11 +323,14 @@ fn output_of_the_restored_checkpoint_that_is_gone_fails_the_job_without_restarti
         };
         let files: Vec<floe::connectors::file_sink::PendingFile> =
             serde_json::from_slice(data).unwrap();
-        named.extend(files.iter().map(|p| d.out.join(&p.committed)));
+        named.extend(files);
     }
-    named.retain(|p| p.is_file());
-    assert!(!named.is_empty(), "chk names committed files");
-    std::fs::remove_file(&named[0]).unwrap();
+    let lost = named.first().expect("chk names part files");
+    let removed = [&lost.committed, &lost.in_progress]
+        .iter()
+        .filter(|n| std::fs::remove_file(d.out.join(n)).is_ok())
+        .count();
+    assert_eq!(removed, 1, "{lost:?} was there");
 
     let mut restored = resume(
         &d,
@@ -331,9 +347,8 @@ fn output_of_the_restored_checkpoint_that_is_gone_fails_the_job_without_restarti
     assert_eq!(restored.wait_exit(T).code(), Some(1));
     let log = restored.stderr().join("\n");
     assert!(!log.contains("RESTARTING"), "no restart loop: {log}");
-    let gone = named[0].file_name().unwrap().to_str().unwrap();
     assert!(
-        log.contains(gone) && log.contains("not restarted"),
+        log.contains(&lost.committed) && log.contains("not restarted"),
         "the failure names the lost file: {log}"
     );
 }
