@@ -339,7 +339,10 @@ fn startup(a: StartupArgs) -> anyhow::Result<()> {
             .spawn()?;
         let out = child.stdout.take().context("stdout")?;
         let mut lines = std::io::BufReader::new(out).lines();
-        let line = lines.next().context("the job printed nothing")??;
+        // `floe run` first prints Flink's submission line; the first record comes after it.
+        let line = lines
+            .find(|l| !matches!(l, Ok(l) if l.starts_with("Job has been submitted")))
+            .context("the job printed nothing")??;
         first.push(t0.elapsed().as_secs_f64() * 1e3);
         for _ in lines {}
         let st = child.wait()?;
