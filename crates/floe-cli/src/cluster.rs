@@ -21,6 +21,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use floe::sync::LockExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write as _};
@@ -261,7 +262,7 @@ impl Cluster {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Tracked>> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+        self.jobs.lock_ok()
     }
 
     /// Writes `r` to the registry atomically: a crash leaves the old record or the new one.
@@ -523,7 +524,7 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
                     let tx = Arc::clone(&tx);
                     async move {
                         let _ = tokio::task::spawn_blocking(move || cancel_all(&c)).await;
-                        if let Some(tx) = tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        if let Some(tx) = tx.lock_ok().take() {
                             let _ = tx.send(());
                         }
                         Json(json!({}))

@@ -12,7 +12,7 @@
 //! per event: `submitted <job-id>`, `ended <STATUS>`, `check restores`, `check incompatible`,
 //! `error`. A binary that writes none of them is not a Floe job.
 
-use crate::api::env::JobStatus;
+use crate::job::JobStatus;
 use crate::JobId;
 use std::io::Write;
 use std::path::Path;

@@ -41,16 +41,17 @@ pub mod checkpoint;
 pub mod config;
 pub mod connectors;
 pub mod exit;
-pub mod job_id;
+pub mod job;
 pub mod jobmanager;
 pub mod logging;
 pub mod runtime;
 pub mod state;
 pub mod storage;
+pub mod sync;
 
 pub use anyhow::{anyhow, bail, Context as _, Error};
-pub use api::env::{exit_on_error, JobExecutionResult, JobStatus, StreamEnv};
-pub use job_id::JobId;
+pub use api::env::{exit_on_error, StreamEnv};
+pub use job::{JobExecutionResult, JobId, JobStatus};
 pub use jobmanager::JobClient;
 
 /// Result type used by job code and user functions: any error is a task failure.

@@ -51,8 +51,8 @@ impl ExternalizedCheckpointRetention {
     }
 
     /// Whether checkpoints survive the job ending in `status`.
-    pub fn keeps_on(&self, status: crate::api::env::JobStatus) -> bool {
-        use crate::api::env::JobStatus::*;
+    pub fn keeps_on(&self, status: crate::job::JobStatus) -> bool {
+        use crate::job::JobStatus::*;
         match (self, status) {
             (_, Finished) => false,
             (Self::NoExternalizedCheckpoints, _) => false,

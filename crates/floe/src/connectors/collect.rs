@@ -2,6 +2,7 @@
 
 use super::{Sink, SinkWriter};
 use crate::api::functions::TaskInfo;
+use crate::sync::LockExt;
 use crate::Result;
 use std::sync::{Arc, Mutex};
 
@@ -24,11 +25,11 @@ impl<T> Default for CollectHandle<T> {
 impl<T: Clone> CollectHandle<T> {
     /// Takes the records collected so far.
     pub fn take(&self) -> Vec<T> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.0.lock_ok())
     }
     /// A copy of the records collected so far.
     pub fn snapshot(&self) -> Vec<T> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.lock_ok().clone()
     }
 }
 
@@ -49,11 +50,7 @@ struct CollectWriter<T>(CollectHandle<T>);
 
 impl<T> SinkWriter<T> for CollectWriter<T> {
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
-        self.0
-             .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(batch);
+        self.0 .0.lock_ok().append(batch);
         Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //! status with the time of every transition, checkpoint statistics and history, and the
 //! exceptions that failed tasks.
 
-use crate::api::env::JobStatus;
 use crate::checkpoint::config::CheckpointConfig;
+use crate::job::JobStatus;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 

@@ -11,19 +11,20 @@ pub mod rest;
 pub mod restart;
 pub mod security;
 
-use crate::api::env::{JobExecutionResult, JobStatus};
 use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::coordinator::{Action, CheckpointCoordinator, SnapshotType};
 use crate::checkpoint::metadata::{
     checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorKind,
     OperatorState, SnapshotKind, StateHandle, SubtaskState, TaskId,
 };
+use crate::job::{JobExecutionResult, JobStatus};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::plan::{Plan, StateKind};
 use crate::runtime::process::ProcessExecutor;
 use crate::runtime::protocol::{
     AttemptSpec, FromExecutor, TaskExecutor, ToExecutor, Unrecoverable,
 };
+use crate::sync::LockExt;
 use crate::Result;
 use crossbeam_channel::{Receiver, Sender};
 use restart::RestartStrategy;
@@ -258,7 +259,7 @@ impl JobClient {
 
     /// A snapshot of what the job manager knows about the job.
     pub fn info(&self) -> info::JobInfo {
-        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.info.lock_ok().clone()
     }
 
     /// Where the job's REST API listens, when `rest.port` is configured.
@@ -268,7 +269,7 @@ impl JobClient {
 
     /// The job's current status.
     pub fn status(&self) -> JobStatus {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner())
+        *self.status.lock_ok()
     }
 
     fn savepoint(&self, target: Option<&Path>, stop: bool) -> Result<PathBuf> {
@@ -400,7 +401,7 @@ impl JobManager {
     }
 
     fn info(&self) -> std::sync::MutexGuard<'_, info::JobInfo> {
-        self.info.lock().unwrap_or_else(|e| e.into_inner())
+        self.info.lock_ok()
     }
 
     /// The job's id.
@@ -447,7 +448,7 @@ impl JobManager {
     }
 
     fn current(&self) -> JobStatus {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner())
+        *self.status.lock_ok()
     }
 
     fn transition(&mut self, to: JobStatus) {
@@ -459,7 +460,7 @@ impl JobManager {
             from,
             to
         );
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = to;
+        *self.status.lock_ok() = to;
         self.info().transition(to, now_ms());
     }
 

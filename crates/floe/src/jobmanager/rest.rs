@@ -17,8 +17,9 @@
 use super::info::{CheckpointRecord, JobInfo};
 use super::security::RestSecurity;
 use super::JobCommand;
-use crate::api::env::JobStatus;
 use crate::config::Configuration;
+use crate::job::JobStatus;
+use crate::sync::LockExt;
 use crate::Result;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -68,38 +69,30 @@ impl Registry {
     /// Adds a job.
     pub fn add(&self, job_id: &str, info: Arc<Mutex<JobInfo>>, commands: Sender<JobCommand>) {
         self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .lock_ok()
             .insert(job_id.to_string(), Job { info, commands });
     }
 
     fn info(&self, id: &str) -> Option<JobInfo> {
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.get(id)
-            .map(|j| j.info.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        let jobs = self.jobs.lock_ok();
+        jobs.get(id).map(|j| j.info.lock_ok().clone())
     }
 
     fn all(&self) -> Vec<JobInfo> {
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.values()
-            .map(|j| j.info.lock().unwrap_or_else(|e| e.into_inner()).clone())
-            .collect()
+        let jobs = self.jobs.lock_ok();
+        jobs.values().map(|j| j.info.lock_ok().clone()).collect()
     }
 
     /// Savepoint results no client has fetched yet.
     fn unreported(&self) -> usize {
-        let t = self.triggers.lock().unwrap_or_else(|e| e.into_inner());
+        let t = self.triggers.lock_ok();
         t.values()
             .filter(|t| !matches!(t, Trigger::Reported(_)))
             .count()
     }
 
     fn commands(&self, id: &str) -> Option<Sender<JobCommand>> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .map(|j| j.commands.clone())
+        self.jobs.lock_ok().get(id).map(|j| j.commands.clone())
     }
 }
 
@@ -516,8 +509,7 @@ fn start_trigger(r: &Registry, id: &str, target: Option<String>, stop: bool) -> 
         );
     }
     r.triggers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .lock_ok()
         .insert(trigger_id.clone(), Trigger::InProgress);
     let triggers = Arc::clone(&r.triggers);
     let tid = trigger_id.clone();
@@ -527,10 +519,7 @@ fn start_trigger(r: &Registry, id: &str, target: Option<String>, stop: bool) -> 
             Ok(Err(e)) => Trigger::Failed(e),
             Err(_) => Trigger::Failed("the job ended before the savepoint completed".into()),
         };
-        triggers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tid, t);
+        triggers.lock_ok().insert(tid, t);
     });
     (
         StatusCode::ACCEPTED,
@@ -604,7 +593,7 @@ async fn savepoint_status(
     if r.info(&id).is_none() {
         return not_found(&id);
     }
-    let mut triggers = r.triggers.lock().unwrap_or_else(|e| e.into_inner());
+    let mut triggers = r.triggers.lock_ok();
     let body = match triggers.get(&tid) {
         None => {
             return error(

@@ -24,6 +24,7 @@ use crate::checkpoint::metadata::{
 };
 use crate::connectors::{PreCommitWriter, SinkContext, TwoPhaseCommitSink};
 use crate::runtime::protocol::FromExecutor;
+use crate::sync::LockExt;
 use crate::Result;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -52,7 +53,7 @@ struct CommitQueue<T, S: TwoPhaseCommitSink<T>> {
 
 impl<T: 'static, S: TwoPhaseCommitSink<T>> CommitOnComplete for CommitQueue<T, S> {
     fn commit_upto(&self, id: u64) -> Result<()> {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending.lock_ok();
         let later = match id.checked_add(1) {
             Some(n) => pending.split_off(&n),
             None => BTreeMap::new(),
@@ -266,7 +267,7 @@ fn cut<T: 'static, S: TwoPhaseCommitSink<T>>(
     };
     let staged = writer.prepare_commit()?;
     let data = {
-        let mut pending = queue.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = queue.pending.lock_ok();
         if !staged.is_empty() {
             pending.entry(first).or_default().extend(staged);
         }

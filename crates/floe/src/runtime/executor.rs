@@ -15,6 +15,7 @@ use super::plan::{BuildCx, Plan, Polled};
 use super::protocol::{AttemptSpec, FromExecutor, ToExecutor, Unrecoverable};
 use super::snapshot::{SnapshotJob, SnapshotWriter};
 use crate::checkpoint::metadata::TaskId;
+use crate::sync::LockExt;
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -76,7 +77,7 @@ impl ExecShared {
 
     fn fail_with(&self, task: &str, error: String, unrecoverable: Option<Unrecoverable>) {
         {
-            let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            let mut f = self.failure.lock_ok();
             if f.is_none() {
                 *f = Some((task.to_string(), error, unrecoverable));
             }
@@ -90,12 +91,7 @@ impl ExecShared {
     }
 
     pub(crate) fn wake_all(&self) {
-        for t in self
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for t in self.threads.lock_ok().iter() {
             t.unpark();
         }
     }
@@ -133,8 +129,7 @@ impl ExecShared {
             return Vec::new();
         }
         self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .lock_ok()
             .range(lo..=hi)
             .map(|(k, v)| (*k, v.clone()))
             .collect()
@@ -145,18 +140,13 @@ impl ExecShared {
     }
 
     pub(crate) fn snapshot(&self, job: SnapshotJob) {
-        if let Some(tx) = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(tx) = self.snapshots.lock_ok().as_ref() {
             let _ = tx.send(job);
         }
     }
 
     fn register(&self, tasks: Vec<TaskId>, sources: usize) {
-        let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = self.registered.lock_ok();
         r.workers += 1;
         r.tasks.extend(tasks);
         r.sources += sources as u32;
@@ -175,7 +165,7 @@ impl ExecShared {
     /// A source instance read all of its input. With a final checkpoint, it keeps its place
     /// in the dataflow until that checkpoint completes.
     pub(crate) fn source_ended(&self) {
-        let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = self.registered.lock_ok();
         r.sources_ended += 1;
         self.report_end_of_input(&mut r);
     }
@@ -206,19 +196,12 @@ impl ExecShared {
     }
 
     pub(crate) fn add_committer(&self, c: Arc<dyn CommitOnComplete>) {
-        self.committers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(c);
+        self.committers.lock_ok().push(c);
     }
 
     /// Checkpoint `id` completed: every two-phase-commit sink commits what it holds for it.
     fn commit_upto(&self, id: u64) {
-        let committers = self
-            .committers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let committers = self.committers.lock_ok().clone();
         for c in committers {
             // A sink's commit is user code: a panic fails its task, not the caller (in
             // per-job mode without worker processes, the job manager's thread).
@@ -289,12 +272,9 @@ impl LocalExecutor {
                     Err(e) => sh.fail("executor", format!("cannot start workers: {e}")),
                 }
                 // Workers are gone: stop the snapshot writer after it drained its queue.
-                sh.snapshots
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
+                sh.snapshots.lock_ok().take();
                 writer.join();
-                let failure = sh.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let failure = sh.failure.lock_ok().take();
                 match failure {
                     // A cancelled attempt also ends with Failed, so a worker process knows
                     // it is done; the job manager has stopped listening to it by then.
@@ -332,20 +312,12 @@ impl LocalExecutor {
     pub fn send(&self, cmd: ToExecutor) {
         match cmd {
             ToExecutor::TriggerCheckpoint { id, dir } => {
-                self.shared
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, dir);
+                self.shared.pending.lock_ok().insert(id, dir);
                 self.shared.trigger.fetch_max(id, Ordering::AcqRel);
                 self.shared.wake_all();
             }
             ToExecutor::CheckpointComplete { id } => {
-                self.shared
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                self.shared.pending.lock_ok().remove(&id);
                 // Before sources may finish: the job must not end with output uncommitted.
                 self.shared.commit_upto(id);
                 let final_at = self.shared.final_at.load(Ordering::Acquire);
@@ -357,18 +329,10 @@ impl LocalExecutor {
             ToExecutor::SavepointComplete { id } => {
                 // Nothing is committed: the committables stay queued and the next
                 // checkpoint names and commits them.
-                self.shared
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                self.shared.pending.lock_ok().remove(&id);
             }
             ToExecutor::CheckpointAborted { id } => {
-                self.shared
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                self.shared.pending.lock_ok().remove(&id);
                 if self.shared.stop_at() == id {
                     self.shared.stop_at.store(0, Ordering::Release);
                     self.shared.wake_all();
@@ -411,11 +375,7 @@ fn run_worker(
     spec: &AttemptSpec,
 ) {
     failure::enter_task_thread();
-    shared
-        .threads
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(std::thread::current());
+    shared.threads.lock_ok().push(std::thread::current());
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         worker_loop(worker, plan, shared, spec)
     }));

@@ -16,6 +16,7 @@ use super::executor::LocalExecutor;
 use super::plan::Plan;
 use super::protocol::{AttemptSpec, FromExecutor, TaskExecutor, ToExecutor};
 use crate::checkpoint::metadata::load_snapshot;
+use crate::sync::LockExt;
 use crate::Result;
 use crossbeam_channel::Sender;
 use serde::{de::DeserializeOwned, Serialize};
@@ -130,11 +131,11 @@ impl ProcessExecutor {
             match listener.accept() {
                 Ok((s, _)) => break s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Some(st) = child.lock().unwrap_or_else(|e| e.into_inner()).try_wait()? {
+                    if let Some(st) = child.lock_ok().try_wait()? {
                         crate::bail!("worker process {pid} exited before connecting ({st})");
                     }
                     if Instant::now() > deadline {
-                        let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                        let _ = child.lock_ok().kill();
                         crate::bail!("worker process {pid} did not connect within 60 s");
                     }
                     std::thread::sleep(Duration::from_millis(2));
@@ -170,7 +171,7 @@ impl ProcessExecutor {
                     match read_frame::<FromExecutor>(&mut r) {
                         Ok(FromExecutor::Heartbeat { progress, .. }) => {
                             let now = Instant::now();
-                            let mut lb = last_beat.lock().unwrap_or_else(|e| e.into_inner());
+                            let mut lb = last_beat.lock_ok();
                             if lb.2.len() != progress.len() {
                                 lb.2 = vec![now; progress.len()];
                             } else {
@@ -224,7 +225,7 @@ impl ProcessExecutor {
                 while !done.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(50));
                     let (last, stalled) = {
-                        let lb = last_beat.lock().unwrap_or_else(|e| e.into_inner());
+                        let lb = last_beat.lock_ok();
                         let stalled = lb.2.iter().position(|t| t.elapsed() > heartbeat.timeout);
                         (lb.0, stalled)
                     };
@@ -242,7 +243,7 @@ impl ProcessExecutor {
                         if done.swap(true, Ordering::SeqCst) {
                             return;
                         }
-                        let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                        let _ = child.lock_ok().kill();
                         let _ = events.send(FromExecutor::Failed { attempt, task: format!("worker process {pid}"), error, unrecoverable: None });
                         return;
                     }
@@ -263,7 +264,7 @@ impl ProcessExecutor {
 fn wait_exit(child: &Arc<Mutex<Child>>, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
-        if let Ok(Some(st)) = child.lock().unwrap_or_else(|e| e.into_inner()).try_wait() {
+        if let Ok(Some(st)) = child.lock_ok().try_wait() {
             return describe(st);
         }
         if Instant::now() > deadline {
@@ -286,7 +287,7 @@ fn describe(st: std::process::ExitStatus) -> String {
 
 impl TaskExecutor for ProcessExecutor {
     fn send(&self, cmd: ToExecutor) {
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.writer.lock_ok();
         if let Some(s) = w.as_mut() {
             if write_frame(s, &cmd).is_err() {
                 *w = None; // the reader thread reports the lost worker
@@ -304,10 +305,10 @@ impl TaskExecutor for ProcessExecutor {
                 self.pid,
                 self.attempt
             );
-            let _ = self.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+            let _ = self.child.lock_ok().kill();
         }
-        let _ = self.child.lock().unwrap_or_else(|e| e.into_inner()).wait();
-        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = self.child.lock_ok().wait();
+        self.writer.lock_ok().take();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -370,10 +371,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
                     unrecoverable: None,
                 }
                 .bounded();
-                write_frame(
-                    &mut *writer.lock().unwrap_or_else(|e| e.into_inner()),
-                    &failed,
-                )?;
+                write_frame(&mut *writer.lock_ok(), &failed)?;
                 return Err(e);
             }
         },
@@ -388,13 +386,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
     };
     let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
     let exec = Arc::new(Mutex::new(Some(LocalExecutor::start(plan, spec, tx))));
-    let shared = Arc::clone(
-        exec.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .expect("started")
-            .shared(),
-    );
+    let shared = Arc::clone(exec.lock_ok().as_ref().expect("started").shared());
 
     // Commands from the job manager; a lost job manager ends the worker.
     {
@@ -404,7 +396,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
             loop {
                 match read_frame::<ToExecutor>(&mut r) {
                     Ok(cmd) => {
-                        if let Some(e) = exec.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        if let Some(e) = exec.lock_ok().as_ref() {
                             e.send(cmd);
                         }
                     }
@@ -425,7 +417,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
                 attempt,
                 progress: shared.progress(),
             };
-            if write_frame(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &hb).is_err() {
+            if write_frame(&mut *writer.lock_ok(), &hb).is_err() {
                 return;
             }
             std::thread::sleep(beat);
@@ -442,7 +434,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
             let _ = std::io::stdout().flush();
         }
         let ev = ev.bounded();
-        let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = writer.lock_ok();
         if let Err(e) = write_frame(&mut *w, &ev) {
             // The job manager must learn why, not see a lost worker.
             let failed = FromExecutor::Failed {
@@ -458,7 +450,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
             break;
         }
     }
-    if let Some(e) = exec.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    if let Some(e) = exec.lock_ok().take() {
         e.shutdown();
     }
     Ok(())

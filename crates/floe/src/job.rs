@@ -1,7 +1,79 @@
-//! Job ids: 32 hexadecimal characters, as Flink's `JobID`.
+//! What identifies a job and where it stands: its id (32 hexadecimal characters, as Flink's
+//! `JobID`), its status with Flink's names, and what a finished job reports. A leaf module:
+//! `checkpoint/`, `jobmanager/` and `api/` all depend on it, it depends on none of them.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
+
+/// Terminal and non-terminal states of a job, with Flink's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Being set up.
+    Created,
+    /// Tasks are running.
+    Running,
+    /// A failure is being handled; the restart strategy allowed a restart.
+    Restarting,
+    /// The restart strategy gave up.
+    Failing,
+    /// Terminal: failed.
+    Failed,
+    /// Being cancelled.
+    Cancelling,
+    /// Terminal: cancelled.
+    Canceled,
+    /// Terminal: all input processed.
+    Finished,
+}
+
+impl JobStatus {
+    /// True for the globally terminal states FINISHED, CANCELED and FAILED (Flink's
+    /// `JobStatus.isGloballyTerminalState`).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Canceled | JobStatus::Failed
+        )
+    }
+
+    /// Flink's spelling, e.g. `RUNNING`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Created => "CREATED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Restarting => "RESTARTING",
+            JobStatus::Failing => "FAILING",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelling => "CANCELLING",
+            JobStatus::Canceled => "CANCELED",
+            JobStatus::Finished => "FINISHED",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a finished job reports.
+#[derive(Clone, Debug)]
+pub struct JobExecutionResult {
+    /// The job id (32 lowercase hex).
+    pub job_id: String,
+    /// Final status (FINISHED or CANCELED; FAILED is returned as an error).
+    pub status: JobStatus,
+    /// Wall time from submission to the terminal state.
+    pub net_runtime: Duration,
+    /// Number of restarts.
+    pub restarts: u32,
+    /// Number of completed checkpoints.
+    pub checkpoints: u64,
+    /// Durations of completed checkpoints, trigger to `_metadata`, in completion order.
+    pub checkpoint_durations: Vec<Duration>,
+}
 
 /// A job id. Printed as 32 lowercase hex characters; parsed from 32 hex characters of either
 /// case, as Flink's `JobID.fromHexString`.
