@@ -1,21 +1,11 @@
 //! Checkpoint timeout, tolerable failures and retention, through real job runs.
 
+mod common;
+
+use common::{chk_dirs, only_job_dir};
 use floe::prelude::*;
 use std::path::Path;
 use std::time::Duration;
-
-fn chk_dirs(root: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    for job in std::fs::read_dir(root).unwrap().flatten() {
-        if job.path().is_dir() {
-            for c in std::fs::read_dir(job.path()).unwrap().flatten() {
-                v.push(c.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
-    v.sort();
-    v
-}
 
 #[derive(Clone)]
 struct Slow(Duration);
@@ -109,16 +99,6 @@ fn failed_job_keeps_num_retained_checkpoints_with_retention() {
     for d in &dirs {
         assert!(only_job_dir(ck.path()).join(d).join("_metadata").is_file());
     }
-}
-
-/// The one job directory under the checkpoint root.
-fn only_job_dir(root: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(root)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
 }
 
 #[test]

@@ -2,10 +2,13 @@
 //! checkpoint, a commit lost in a crash redone on restore, another job's files left alone, rolling
 //! by size, and output without checkpointing.
 
+mod common;
+
+use common::latest_checkpoint;
 use floe::checkpoint::metadata::{load_snapshot, StateHandle};
 use floe::connectors::file_sink::{FileSink, PendingFile};
 use floe::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const N: u64 = 3000;
@@ -50,20 +53,6 @@ fn output(dir: &Path) -> (Vec<u64>, Vec<String>) {
     }
     lines.sort();
     (lines, hidden)
-}
-
-fn latest_checkpoint(root: &Path) -> PathBuf {
-    let mut v = Vec::new();
-    for job in std::fs::read_dir(root).unwrap().flatten() {
-        for c in std::fs::read_dir(job.path()).unwrap().flatten() {
-            let name = c.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_prefix("chk-") {
-                v.push((id.parse::<u64>().unwrap(), c.path()));
-            }
-        }
-    }
-    v.sort();
-    v.pop().expect("a retained checkpoint").1
 }
 
 #[test]

@@ -2,10 +2,12 @@
 //! self-contained and relocatable; stop-with-savepoint ends the job FINISHED with nothing
 //! processed after the savepoint.
 
+mod common;
+
 use floe::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const N: u64 = 3000;
 
@@ -33,11 +35,9 @@ fn exact() -> HashMap<u64, u64> {
 }
 
 fn wait_for_output(out: &CollectHandle<(u64, u64)>, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.snapshot().len() < n {
-        assert!(Instant::now() < deadline, "no output");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_until(Duration::from_secs(30), "no output", || {
+        out.snapshot().len() >= n
+    });
 }
 
 fn is_savepoint_name(p: &Path, job_id: &str) -> bool {

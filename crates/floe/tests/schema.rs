@@ -3,10 +3,12 @@
 //! field all restore; a field whose type changed fails before processing, naming the
 //! operator, the state and the field.
 
+mod common;
+
 use floe::prelude::*;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const N: u64 = 2000;
 
@@ -132,11 +134,9 @@ fn savepoint_of_v1(sp: &std::path::Path) -> std::path::PathBuf {
     let env = StreamEnv::new();
     let out = job::<V1>(&env);
     let client = env.execute_async("v1").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.snapshot().len() < 300 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    common::wait_until(Duration::from_secs(30), "no output from v1", || {
+        out.snapshot().len() >= 300
+    });
     let path = client.stop_with_savepoint(Some(sp)).unwrap();
     client.wait().unwrap();
     path

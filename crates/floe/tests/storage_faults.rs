@@ -5,6 +5,8 @@
 //! stay within `tolerable-failed-checkpoints`, fails over it, and no `chk-*` without its
 //! `_metadata` is left behind.
 
+mod common;
+
 use floe::prelude::*;
 use floe::JobClient;
 use std::path::{Path, PathBuf};
@@ -69,19 +71,16 @@ impl Drop for Tmpfs {
 
 /// Every `chk-*` directory under `root`, asserting each is complete: `_metadata` present.
 fn complete_checkpoints(root: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for job in std::fs::read_dir(root).unwrap().flatten() {
-        for c in std::fs::read_dir(job.path()).unwrap().flatten() {
-            let p = c.path();
-            if p.file_name().unwrap().to_string_lossy().starts_with("chk-") {
-                assert!(
-                    p.join("_metadata").is_file(),
-                    "{} is left without _metadata",
-                    p.display()
-                );
-                v.push(p);
-            }
-        }
+    let v: Vec<PathBuf> = common::checkpoints(root)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    for p in &v {
+        assert!(
+            p.join("_metadata").is_file(),
+            "{} is left without _metadata",
+            p.display()
+        );
     }
     v
 }
