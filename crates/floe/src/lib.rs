@@ -34,15 +34,19 @@
 //! Layout: [`api`] is what job code uses; [`state`] holds keyed state and key groups;
 //! [`checkpoint`] decides checkpoints (pure logic) and defines the on-disk format;
 //! [`jobmanager`] owns coordination and restarts; [`runtime`] runs the dataflow on timely;
-//! [`connectors`] has sources and sinks; [`storage`] resolves checkpoint locations.
+//! [`connectors`] has sources and sinks; [`storage`] resolves checkpoint locations;
+//! [`config`] holds the typed configuration keys; [`launch`] decides how the process was
+//! started and is the only place that handles signals or exits the process.
 
 pub mod api;
 pub mod checkpoint;
+mod compile;
 pub mod config;
 pub mod connectors;
 pub mod exit;
 pub mod job;
 pub mod jobmanager;
+pub mod launch;
 pub mod logging;
 pub mod runtime;
 pub mod state;
@@ -50,9 +54,10 @@ pub mod storage;
 pub mod sync;
 
 pub use anyhow::{anyhow, bail, Context as _, Error};
-pub use api::env::{exit_on_error, StreamEnv};
+pub use api::env::StreamEnv;
 pub use job::{JobExecutionResult, JobId, JobStatus};
 pub use jobmanager::JobClient;
+pub use launch::exit_on_error;
 
 /// Result type used by job code and user functions: any error is a task failure.
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;

@@ -3,11 +3,8 @@
 use super::data::Data;
 use super::params::JobParams;
 use super::stream::{DataStream, SourceNode};
-use crate::checkpoint::config::{
-    CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention,
-};
-use crate::checkpoint::metadata::load_snapshot;
-use crate::config::Configuration;
+use crate::checkpoint::config::{CheckpointingMode, ExternalizedCheckpointRetention};
+use crate::config::{keys, Configuration, Key, OptionValue};
 use crate::connectors::collection::CollectionSource;
 use crate::connectors::file::TextFileSource;
 use crate::connectors::generator::WordLineGenerator;
@@ -15,9 +12,9 @@ use crate::connectors::socket::SocketTextSource;
 use crate::connectors::Source;
 pub use crate::job::{JobExecutionResult, JobStatus};
 use crate::jobmanager::restart::RestartStrategy;
-use crate::jobmanager::{JobClient, JobManager, JobSpec};
-use crate::runtime::plan::{OperatorDecl, Plan, StateKind, Terminal};
-use crate::state::keygroup::{DEFAULT_MAX_PARALLELISM, UPPER_BOUND_MAX_PARALLELISM};
+use crate::jobmanager::{JobClient, JobSpec};
+pub use crate::launch::exit_on_error;
+use crate::runtime::plan::{OperatorDecl, StateKind, Terminal};
 use crate::Result;
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -59,42 +56,6 @@ impl Default for StreamEnv {
     fn default() -> Self {
         Self::new()
     }
-}
-
-const USAGE: &str = "job options: [-s|--fromSavepoint PATH] [-p|--parallelism N] [-n|--allowNonRestoredState] [-D key=value]... [job arguments]";
-
-/// What `--help` prints of Floe's options: the table of the README's "Running a job binary".
-const OPTIONS_HELP: &str = "\
-Floe options (the options `floe run` passes on):
-  -s, --fromSavepoint PATH     start from a chk-<n> or savepoint directory, its _metadata file,
-                               or a job's checkpoint directory <dir>/<job-id> (its latest
-                               complete checkpoint); PATH may be a plain path, file:/path or
-                               file:///path. The job gets a new id and continues checkpoint
-                               numbering at n+1
-  -p, --parallelism N          default parallelism (worker threads)
-  -n, --allowNonRestoredState  skip snapshot state whose operator uid is not in the job
-  -D key=value                 a configuration setting with Flink's key names,
-                               e.g. -D execution.checkpointing.interval=1s
-  -h, --help                   print this help and exit
-
-Settings are also read from $FLOE_CONF_DIR/floe.yaml (else conf/floe.yaml in the working
-directory); -D overrides the file and settings made in job code override both.";
-
-/// True when `args` ask for help: `--help` anywhere among Floe's options, or `-h` that is
-/// not followed by a value (a job may take `-h HOST` as its own argument). Values of
-/// Floe's own options (`-s PATH`, `-p N`, `-D k=v`) are skipped, so `-D --help` is a value.
-fn wants_help(args: &[String]) -> bool {
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--help" => return true,
-            "-h" if args.get(i + 1).is_none_or(|n| n.starts_with('-')) => return true,
-            "-s" | "--fromSavepoint" | "-p" | "--parallelism" | "-D" => i += 1,
-            _ => {}
-        }
-        i += 1;
-    }
-    false
 }
 
 impl StreamEnv {
@@ -145,28 +106,11 @@ impl StreamEnv {
     /// ```
     pub fn from_args_with_usage(usage: &str) -> Result<Self> {
         let args: Vec<String> = std::env::args().collect();
-        if wants_help(&args[1.min(args.len())..]) {
-            let program = args
-                .first()
-                .map(|p| {
-                    std::path::Path::new(p)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| p.clone())
-                })
-                .unwrap_or_else(|| "job".into());
-            let job = if usage.is_empty() {
-                String::new()
-            } else {
-                let lines: Vec<String> = usage.lines().map(|l| format!("  {l}")).collect();
-                format!("\n\nJob arguments:\n{}", lines.join("\n"))
-            };
-            // `job --help | head` must not panic either.
-            super::print::stdout_line(&format!(
-                "Usage: {program} [Floe options] [job arguments]\n\n{OPTIONS_HELP}{job}"
+        if super::args::wants_help(&args[1.min(args.len())..]) {
+            crate::launch::exit_with_help(&super::args::help_text(
+                args.first().map(String::as_str),
+                usage,
             ));
-            crate::exit::report(crate::exit::Event::Usage);
-            std::process::exit(0);
         }
         let env = Self::from_arg_list(args.into_iter().skip(1))?;
         // A job binary: the job manager stays in this process, user code runs in worker
@@ -190,46 +134,17 @@ impl StreamEnv {
             crate::logging::init();
         }
         // The configuration file (FLOE_CONF_DIR/floe.yaml) first; -D overrides it.
-        env.inner.borrow_mut().conf = crate::config::file::load_from_env()?;
+        let mut conf = crate::config::file::load_from_env()?;
         let args: Vec<String> = args.into_iter().map(Into::into).collect();
-        let mut rest = Vec::new();
-        let mut i = 0;
-        let value = |i: usize, flag: &str| -> Result<String> {
-            args.get(i + 1)
-                .cloned()
-                .ok_or_else(|| crate::anyhow!("option {flag} needs a value ({USAGE})"))
-        };
+        let parsed = super::args::parse(&args)?;
+        crate::config::file::warn_ignored(&parsed.dynamic, "-D");
+        conf.merge(&parsed.dynamic);
         {
             let mut inner = env.inner.borrow_mut();
-            while i < args.len() {
-                let a = args[i].as_str();
-                match a {
-                    "-s" | "--fromSavepoint" => {
-                        inner.restore = Some(PathBuf::from(value(i, a)?));
-                        i += 1;
-                    }
-                    "-p" | "--parallelism" => {
-                        let v = value(i, a)?;
-                        let p: u32 = v
-                            .parse()
-                            .ok()
-                            .filter(|p| *p >= 1)
-                            .ok_or_else(|| crate::anyhow!("invalid parallelism '{v}' for option {a}: expected a positive integer"))?;
-                        inner.conf.set("parallelism.default", &p.to_string())?;
-                        i += 1;
-                    }
-                    "-n" | "--allowNonRestoredState" => inner.allow_non_restored = true,
-                    "-D" => {
-                        let v = value(i, a)?;
-                        inner.conf.set_dynamic(&v)?;
-                        i += 1;
-                    }
-                    _ if a.starts_with("-D") && a.len() > 2 => inner.conf.set_dynamic(&a[2..])?,
-                    _ => rest.push(args[i].clone()),
-                }
-                i += 1;
-            }
-            inner.params = JobParams::parse(rest)?;
+            inner.conf = conf;
+            inner.restore = parsed.restore;
+            inner.allow_non_restored = parsed.allow_non_restored;
+            inner.params = parsed.job;
         }
         Ok(env)
     }
@@ -247,8 +162,10 @@ impl StreamEnv {
         c
     }
 
-    fn set_code(&self, key: &str, value: &str) {
-        if let Err(e) = self.inner.borrow_mut().code.set(key, value) {
+    /// Sets `key` from job code; an invalid value is reported at `execute`.
+    fn set_code<T: OptionValue>(&self, key: Key<T>, value: &T) {
+        let r = self.inner.borrow_mut().code.put(key, value);
+        if let Err(e) = r {
             self.record_error(e.to_string());
         }
     }
@@ -261,13 +178,13 @@ impl StreamEnv {
 
     /// Default parallelism of every operator (`parallelism.default`).
     pub fn set_parallelism(&self, parallelism: u32) {
-        self.set_code("parallelism.default", &parallelism.to_string());
+        self.set_code(keys::PARALLELISM_DEFAULT, &parallelism);
     }
 
     /// The effective parallelism.
     pub fn parallelism(&self) -> u32 {
         self.configuration()
-            .get_u32("parallelism.default")
+            .get(keys::PARALLELISM_DEFAULT)
             .ok()
             .flatten()
             .unwrap_or(1)
@@ -276,15 +193,12 @@ impl StreamEnv {
     /// Number of key groups (`pipeline.max-parallelism`, default 128). Keyed state can be
     /// rescaled up to this parallelism; changing it makes snapshots incompatible.
     pub fn set_max_parallelism(&self, max: u32) {
-        self.set_code("pipeline.max-parallelism", &max.to_string());
+        self.set_code(keys::MAX_PARALLELISM, &max);
     }
 
     /// Takes a checkpoint every `interval` (at least 10 ms), exactly-once by default.
     pub fn enable_checkpointing(&self, interval: Duration) {
-        self.set_code(
-            "execution.checkpointing.interval",
-            &format!("{} ms", interval.as_millis()),
-        );
+        self.set_code(keys::CHECKPOINTING_INTERVAL, &interval);
     }
 
     /// Checkpoint settings.
@@ -294,7 +208,7 @@ impl StreamEnv {
 
     /// Where checkpoints are written: a directory path or `file://` URL.
     pub fn set_checkpoint_storage(&self, dir: &str) {
-        self.set_code("execution.checkpointing.dir", dir);
+        self.set_code(keys::CHECKPOINTS_DIRECTORY, &dir.to_string());
     }
 
     /// The restart strategy for task failures.
@@ -435,260 +349,27 @@ impl StreamEnv {
     /// ```
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
         crate::logging::init();
-        if let Some(path) = std::env::var_os("FLOE_CHECK_SNAPSHOT") {
-            // `floe savepoint check`: report whether the snapshot restores, run nothing.
-            use crate::exit::{report, Event};
-            // A report for a terminal or a pipe: `| head` ends it quietly, as any Unix tool.
-            #[cfg(unix)]
-            // SAFETY: only the disposition changes; no handler of ours runs.
-            unsafe {
-                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            }
-            let code = match self.check_snapshot(job_name, std::path::Path::new(&path)) {
-                Ok(restores) => {
-                    report(Event::Checked { restores });
-                    if restores {
-                        0
-                    } else {
-                        1
-                    }
-                }
-                Err(e) => {
-                    report(Event::Error);
-                    eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-                    1
-                }
-            };
-            std::process::exit(code);
-        }
-        let spec = self.job_spec(job_name)?;
-        if crate::runtime::process::is_worker() {
-            crate::runtime::process::run_worker(spec.plan);
-        }
-        let conf = self.configuration();
-        // The REST API is served when a port is configured (0 picks a free one).
-        let rest = match conf.get_raw("rest.port") {
-            Some(_) => {
-                let host = conf
-                    .get_string("rest.bind-address")?
-                    .unwrap_or_else(|| "127.0.0.1".into());
-                let port = conf.get_u32("rest.port")?.unwrap_or(8081);
-                let addr = format!("{host}:{port}")
-                    .parse::<std::net::SocketAddr>()
-                    .map_err(|e| crate::anyhow!("invalid rest.bind-address '{host}': {e}"))?;
-                Some((addr, conf.clone()))
-            }
-            None => None,
-        };
-        JobManager::new(spec).spawn(rest)
-    }
-
-    /// Prints whether the snapshot at `path` would restore into this job: matched, unmatched
-    /// and new operators, and how every state decodes into the job's types. True when it
-    /// would restore (with `-n`, skipping state without an operator).
-    fn check_snapshot(&self, job_name: &str, path: &std::path::Path) -> Result<bool> {
-        use crate::checkpoint::metadata::OperatorKind;
-        let snap = load_snapshot(&crate::storage::resolve(path)?)?;
         let allow_non_restored = self.inner.borrow().allow_non_restored;
-        let saved = self.inner.borrow_mut().restore.take();
-        let spec = self.job_spec(job_name);
-        self.inner.borrow_mut().restore = saved;
-        let plan = spec?.plan;
-        let mut checks = Vec::new();
-        for t in &plan.terminals {
-            t.check(&plan, &snap, &mut checks)?;
-        }
-        let m = &snap.metadata;
-        let kind = if m.kind == crate::checkpoint::metadata::SnapshotKind::Savepoint {
-            "savepoint"
-        } else {
-            "checkpoint"
-        };
-        println!(
-            "Checking {} ({kind} {} of job {} '{}') against job '{}':",
-            snap.dir.display(),
-            m.checkpoint_id,
-            m.job_id,
-            m.job_name,
-            plan.job_name
-        );
-        let mut problems = 0;
-        for os in &m.operators {
-            let Some(decl) = plan.operators.iter().find(|o| o.uid == os.uid) else {
-                let states = crate::jobmanager::state_names_of(&snap, os);
-                if allow_non_restored {
-                    println!("  operator '{}' ({}{states}): not in this job, skipped (--allowNonRestoredState)", os.uid, os.name);
-                } else {
-                    problems += 1;
-                    println!("  operator '{}' ({}{states}): not in this job — restoring needs -n/--allowNonRestoredState", os.uid, os.name);
-                }
-                continue;
-            };
-            let kind_ok = decl.state.snapshot_kind() == Some(os.kind);
-            if !kind_ok {
-                problems += 1;
-                println!("  operator '{}' ({}): INCOMPATIBLE: {:?} state, but '{}' in this job has none of that kind", os.uid, os.name, os.kind, decl.name);
-                continue;
-            }
-            if os.kind == OperatorKind::Keyed && os.max_parallelism != plan.max_parallelism {
-                problems += 1;
-                println!(
-                    "  operator '{}' ({}): INCOMPATIBLE: max parallelism {} in the snapshot, {} in this job",
-                    os.uid, os.name, os.max_parallelism, plan.max_parallelism
-                );
-                continue;
-            }
-            println!(
-                "  operator '{}' ({}): matched, parallelism {} -> {}",
-                os.uid, decl.name, os.parallelism, decl.parallelism
-            );
-            for c in checks.iter().filter(|c| c.uid == os.uid) {
-                match (&c.error, c.registered) {
-                    (Some(e), _) => {
-                        problems += 1;
-                        println!("    state '{}': INCOMPATIBLE ({} entries): {e}", c.state, c.entries);
-                    }
-                    (None, true) => println!("    state '{}': compatible, {} entries", c.state, c.entries),
-                    (None, false) => println!(
-                        "    state '{}': not registered by the job's open(), kept as is ({} entries)",
-                        c.state, c.entries
-                    ),
-                }
-            }
-        }
-        for decl in plan
-            .operators
-            .iter()
-            .filter(|o| o.state != StateKind::Stateless)
-        {
-            if m.operator(&decl.uid).is_none() {
-                println!(
-                    "  operator '{}' ({}): new in this job, starts empty",
-                    decl.uid, decl.name
-                );
-            }
-        }
-        if problems == 0 {
-            println!("Result: the snapshot restores into this job.");
-        } else {
-            println!(
-                "Result: the snapshot does NOT restore into this job ({problems} problem(s))."
-            );
-        }
-        Ok(problems == 0)
+        crate::launch::execute(&self.configuration(), allow_non_restored, |with_restore| {
+            self.job_spec(job_name, with_restore)
+        })
     }
 
-    /// Validates the graph and configuration and freezes them into a job spec.
-    pub(crate) fn job_spec(&self, job_name: &str) -> Result<JobSpec> {
+    /// Validates the graph and configuration and freezes them into a job spec; without
+    /// `with_restore`, the snapshot `-s` named is left out.
+    pub(crate) fn job_spec(&self, job_name: &str, with_restore: bool) -> Result<JobSpec> {
         let conf = self.configuration();
         let inner = self.inner.borrow();
-        if let Some(e) = inner.errors.first() {
-            crate::bail!("invalid job graph: {e}");
-        }
-        if inner.terminals.is_empty() {
-            crate::bail!("no sinks defined in the job: add print(), sink_to(..) or another sink before execute()");
-        }
-        let parallelism = conf.get_u32("parallelism.default")?.unwrap_or(1).max(1);
-        let max_parallelism = conf
-            .get_u32("pipeline.max-parallelism")?
-            .unwrap_or(DEFAULT_MAX_PARALLELISM);
-        if max_parallelism == 0 || max_parallelism > UPPER_BOUND_MAX_PARALLELISM {
-            crate::bail!("max parallelism {max_parallelism} is out of range 1..={UPPER_BOUND_MAX_PARALLELISM}");
-        }
-        if parallelism > max_parallelism {
-            crate::bail!(
-                "parallelism {parallelism} is greater than the max parallelism {max_parallelism}"
-            );
-        }
-        let mut operators = inner.operators.clone();
-        for o in &mut operators {
-            o.parallelism = if o.parallelism == 0 {
-                parallelism
-            } else {
-                o.parallelism.min(parallelism)
-            };
-            if !o.explicit_uid && o.state != StateKind::Stateless {
-                tracing::warn!(
-                    "operator '{}' has no uid; its state is stored under the generated uid '{}', which changes when the job graph changes. Set .uid(\"...\") on stateful operators to keep savepoints compatible.",
-                    o.name,
-                    o.uid
-                );
-            }
-        }
-        let checkpoint = CheckpointConfig::from_config(&conf)?;
-        let restart = RestartStrategy::from_config(&conf, checkpoint.interval.is_some())?;
-        let checkpoint_dir = match conf.get_string("execution.checkpointing.dir")? {
-            Some(d) => Some(crate::storage::local_path(&d)?),
-            None if checkpoint.interval.is_some() => {
-                Some(std::env::temp_dir().join("floe-checkpoints"))
-            }
-            None => None,
+        let declared = crate::compile::Declared {
+            job_name,
+            operators: &inner.operators,
+            terminals: &inner.terminals,
+            errors: &inner.errors,
+            restore: inner.restore.as_deref().filter(|_| with_restore),
+            allow_non_restored: inner.allow_non_restored,
+            worker_processes: inner.worker_processes,
         };
-        // `-s file:/…` is the form a savepoint's path is printed in: one parser for both.
-        let restore_path = match (
-            &inner.restore,
-            conf.get_string("execution.state-recovery.path")?,
-        ) {
-            (Some(p), _) => Some(crate::storage::resolve(p)?),
-            (None, Some(p)) => Some(crate::storage::local_path(&p)?),
-            (None, None) => None,
-        };
-        let restore = match restore_path {
-            Some(p) => Some(Arc::new(load_snapshot(&p)?)),
-            None => None,
-        };
-        let allow_non_restored = inner.allow_non_restored
-            || conf
-                .get_bool("execution.state-recovery.ignore-unclaimed-state")?
-                .unwrap_or(false);
-        let final_checkpoint =
-            checkpoint.interval.is_some() && operators.iter().any(|o| o.state == StateKind::Sink);
-        let plan = Plan {
-            job_name: job_name.to_string(),
-            parallelism,
-            max_parallelism,
-            final_checkpoint,
-            operators,
-            terminals: inner.terminals.clone(),
-        };
-        if let Some(snap) = &restore {
-            crate::jobmanager::validate_restore(&plan, snap, allow_non_restored)?;
-        }
-        let savepoint_dir = match conf.get_string("execution.checkpointing.savepoint-dir")? {
-            Some(d) => Some(crate::storage::local_path(&d)?),
-            None => None,
-        };
-        let heartbeat = crate::runtime::process::Heartbeat {
-            interval: conf
-                .get_duration("heartbeat.interval")?
-                .unwrap_or(Duration::from_secs(1)),
-            timeout: conf
-                .get_duration("heartbeat.timeout")?
-                .unwrap_or(Duration::from_secs(10)),
-        };
-        // As Flink's HeartbeatServices: a timeout shorter than the interval would fail every
-        // attempt between two heartbeats.
-        if heartbeat.timeout < heartbeat.interval {
-            crate::bail!(
-                "heartbeat.timeout ({:?}) must not be smaller than heartbeat.interval ({:?}): the heartbeat timeout should be larger or equal than the heartbeat interval",
-                heartbeat.timeout,
-                heartbeat.interval
-            );
-        }
-        let worker_processes = inner.worker_processes.then_some(heartbeat);
-        let exception_history_size =
-            conf.get_u32("web.exception-history-size")?
-                .unwrap_or(crate::jobmanager::info::EXCEPTION_HISTORY as u32) as usize;
-        Ok(JobSpec {
-            plan: Arc::new(plan),
-            checkpoint,
-            restart,
-            checkpoint_dir,
-            restore,
-            savepoint_dir,
-            worker_processes,
-            exception_history_size,
-        })
+        crate::compile::job_spec(declared, &conf)
     }
 }
 
@@ -701,40 +382,27 @@ pub struct CheckpointConfigHandle {
 impl CheckpointConfigHandle {
     /// Exactly-once (default) or at-least-once.
     pub fn set_checkpointing_mode(&self, mode: CheckpointingMode) -> &Self {
-        self.env
-            .set_code("execution.checkpointing.mode", mode.as_str());
+        self.env.set_code(keys::CHECKPOINTING_MODE, &mode);
         self
     }
     /// Checkpoints not complete within `timeout` are aborted (default 10 min).
     pub fn set_checkpoint_timeout(&self, timeout: Duration) -> &Self {
-        self.env.set_code(
-            "execution.checkpointing.timeout",
-            &format!("{} ms", timeout.as_millis()),
-        );
+        self.env.set_code(keys::CHECKPOINTING_TIMEOUT, &timeout);
         self
     }
     /// Minimum pause between the end of a checkpoint and the next trigger.
     pub fn set_min_pause_between_checkpoints(&self, pause: Duration) -> &Self {
-        self.env.set_code(
-            "execution.checkpointing.min-pause",
-            &format!("{} ms", pause.as_millis()),
-        );
+        self.env.set_code(keys::CHECKPOINTING_MIN_PAUSE, &pause);
         self
     }
     /// How many checkpoints may be in progress at once (default 1).
     pub fn set_max_concurrent_checkpoints(&self, n: u32) -> &Self {
-        self.env.set_code(
-            "execution.checkpointing.max-concurrent-checkpoints",
-            &n.to_string(),
-        );
+        self.env.set_code(keys::MAX_CONCURRENT_CHECKPOINTS, &n);
         self
     }
     /// Consecutive checkpoint failures tolerated before the job fails (default 0).
     pub fn set_tolerable_checkpoint_failure_number(&self, n: u32) -> &Self {
-        self.env.set_code(
-            "execution.checkpointing.tolerable-failed-checkpoints",
-            &n.to_string(),
-        );
+        self.env.set_code(keys::TOLERABLE_FAILED_CHECKPOINTS, &n);
         self
     }
     /// What happens to checkpoints when the job ends.
@@ -742,16 +410,13 @@ impl CheckpointConfigHandle {
         &self,
         r: ExternalizedCheckpointRetention,
     ) -> &Self {
-        self.env.set_code(
-            "execution.checkpointing.externalized-checkpoint-retention",
-            r.as_str(),
-        );
+        self.env
+            .set_code(keys::EXTERNALIZED_CHECKPOINT_RETENTION, &r);
         self
     }
     /// How many completed checkpoints are kept (default 1).
     pub fn set_num_retained(&self, n: u32) -> &Self {
-        self.env
-            .set_code("execution.checkpointing.num-retained", &n.to_string());
+        self.env.set_code(keys::NUM_RETAINED_CHECKPOINTS, &n);
         self
     }
     /// Where checkpoints are written.
@@ -761,44 +426,9 @@ impl CheckpointConfigHandle {
     }
 }
 
-/// Turns a job binary's result into its exit code by [`crate::exit`]'s contract, printing
-/// an error on one line: `Ok` exits with the code of the job that ended last in this
-/// process (0 FINISHED, 1 FAILED, 2 CANCELED; 0 when none ran); an error (a FAILED job, bad
-/// options) exits 1.
-///
-/// ```no_run
-/// fn main() -> std::process::ExitCode {
-///     floe::exit_on_error(Ok::<(), floe::Error>(()))
-/// }
-/// ```
-pub fn exit_on_error<T>(r: Result<T>) -> std::process::ExitCode {
-    match r {
-        Ok(_) => std::process::ExitCode::from(crate::exit::last_job_code()),
-        Err(e) => {
-            crate::exit::report(crate::exit::Event::Error);
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            std::process::ExitCode::from(crate::exit::FAILED)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn help_is_asked_for_by_help_flags_not_by_option_values() {
-        let h = |a: &[&str]| wants_help(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert!(h(&["--help"]));
-        assert!(h(&["-h"]));
-        assert!(h(&["--port", "1", "--help"]));
-        assert!(h(&["-h", "--port", "1"]));
-        // A job's own `-h HOST`, and option values that look like flags.
-        assert!(!h(&["-h", "example.org", "--port", "1"]));
-        assert!(!h(&["-D", "--help"]));
-        assert!(!h(&["-s", "-h"]));
-        assert!(!h(&[]));
-    }
 
     #[test]
     fn floe_options_are_taken_out_and_the_rest_left_to_the_job() {

@@ -1,5 +1,6 @@
 //! The DataStream API: what job code is written against.
 
+pub(crate) mod args;
 pub mod data;
 pub mod env;
 pub mod functions;

@@ -1,6 +1,6 @@
 //! Checkpoint configuration, with Flink's names and defaults.
 
-use crate::config::{ConfigError, Configuration};
+use crate::config::{keys, ConfigError, Configuration, Key, OptionValue};
 use std::time::Duration;
 
 /// Consistency guarantee of checkpoints.
@@ -110,54 +110,42 @@ impl CheckpointConfig {
 
     /// Overrides the fields whose keys are set in `conf`.
     pub fn apply(&mut self, conf: &Configuration) -> Result<(), ConfigError> {
-        if conf.contains("execution.checkpointing.interval") {
-            self.interval = conf.get_duration("execution.checkpointing.interval")?;
+        if conf.is_set(keys::CHECKPOINTING_INTERVAL) {
+            self.interval = conf.get(keys::CHECKPOINTING_INTERVAL)?;
         }
-        if conf.contains("execution.checkpointing.mode") {
-            self.mode = match conf.get_string("execution.checkpointing.mode")?.as_deref() {
-                Some("AT_LEAST_ONCE") => CheckpointingMode::AtLeastOnce,
-                _ => CheckpointingMode::ExactlyOnce,
-            };
-        }
-        if conf.contains("execution.checkpointing.timeout") {
-            self.timeout = conf
-                .get_duration("execution.checkpointing.timeout")?
-                .unwrap_or(self.timeout);
-        }
-        if conf.contains("execution.checkpointing.min-pause") {
-            self.min_pause = conf
-                .get_duration("execution.checkpointing.min-pause")?
-                .unwrap_or(self.min_pause);
-        }
-        if conf.contains("execution.checkpointing.max-concurrent-checkpoints") {
-            self.max_concurrent = conf
-                .get_u32("execution.checkpointing.max-concurrent-checkpoints")?
-                .unwrap_or(self.max_concurrent);
-        }
-        if conf.contains("execution.checkpointing.tolerable-failed-checkpoints") {
-            self.tolerable_failures = conf
-                .get_u32("execution.checkpointing.tolerable-failed-checkpoints")?
-                .unwrap_or(self.tolerable_failures);
-        }
-        if conf.contains("execution.checkpointing.externalized-checkpoint-retention") {
-            self.retention = match conf
-                .get_string("execution.checkpointing.externalized-checkpoint-retention")?
-                .as_deref()
-            {
-                Some("DELETE_ON_CANCELLATION") => {
-                    ExternalizedCheckpointRetention::DeleteOnCancellation
+        // Only keys set in `conf` override: an unset key's default must not undo a value
+        // an earlier layer set.
+        fn set<T: OptionValue>(
+            conf: &Configuration,
+            key: Key<T>,
+            field: &mut T,
+        ) -> Result<(), ConfigError> {
+            if conf.is_set(key) {
+                if let Some(v) = conf.get(key)? {
+                    *field = v;
                 }
-                Some("RETAIN_ON_CANCELLATION") => {
-                    ExternalizedCheckpointRetention::RetainOnCancellation
-                }
-                _ => ExternalizedCheckpointRetention::NoExternalizedCheckpoints,
-            };
+            }
+            Ok(())
         }
-        if conf.contains("execution.checkpointing.num-retained") {
-            self.num_retained = conf
-                .get_u32("execution.checkpointing.num-retained")?
-                .unwrap_or(self.num_retained);
-        }
+        set(conf, keys::CHECKPOINTING_MODE, &mut self.mode)?;
+        set(conf, keys::CHECKPOINTING_TIMEOUT, &mut self.timeout)?;
+        set(conf, keys::CHECKPOINTING_MIN_PAUSE, &mut self.min_pause)?;
+        set(
+            conf,
+            keys::MAX_CONCURRENT_CHECKPOINTS,
+            &mut self.max_concurrent,
+        )?;
+        set(
+            conf,
+            keys::TOLERABLE_FAILED_CHECKPOINTS,
+            &mut self.tolerable_failures,
+        )?;
+        set(
+            conf,
+            keys::EXTERNALIZED_CHECKPOINT_RETENTION,
+            &mut self.retention,
+        )?;
+        set(conf, keys::NUM_RETAINED_CHECKPOINTS, &mut self.num_retained)?;
         Ok(())
     }
 }

@@ -3,6 +3,9 @@
 //! Standard YAML, as Flink 2.x's `config.yaml`: keys may be written flat
 //! (`execution.checkpointing.interval: 5 s`) or nested (`execution: {checkpointing: {interval: 5 s}}`);
 //! nested maps are joined with dots. The seeds' 1.x key names are accepted as aliases.
+//! Flink's own `config.yaml` loads as is: keys Floe honours take effect, values it cannot
+//! honour are refused with the reason, and keys of Flink's JVM deployment (memory, RPC,
+//! slots, ...) are listed in one warning (see [`super::options`]).
 //! `-D key=value` overrides the file, and settings made in job code override both.
 //!
 //! ```yaml
@@ -70,7 +73,28 @@ pub fn load_file(path: &Path) -> Result<Configuration> {
         let v = if is_sensitive(k) { "******" } else { v };
         tracing::info!("Loading configuration property: {k}, {v}");
     }
+    warn_ignored(&conf, &path.display().to_string());
     Ok(conf)
+}
+
+/// The one warning line for the Flink keys in `conf` that Floe accepts without acting on
+/// them ([`super::options::IGNORED_FLINK_KEYS`]), naming where they came from.
+pub(crate) fn warn_ignored(conf: &Configuration, source: &str) {
+    if let Some(line) = ignored_warning(conf, source) {
+        tracing::warn!("{line}");
+    }
+}
+
+fn ignored_warning(conf: &Configuration, source: &str) -> Option<String> {
+    let keys: Vec<&str> = conf.ignored_keys().collect();
+    if keys.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Ignoring {} Flink configuration key(s) from {source} that configure Flink's JVM processes (JVM options, memory, RPC, task slots, BLOB server, class loading) and mean nothing to Floe: {}",
+        keys.len(),
+        keys.join(", ")
+    ))
 }
 
 /// Keys whose values are not logged (Flink's `GlobalConfiguration.isSensitive`).
@@ -189,6 +213,77 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("cannot read configuration file") && e.contains("floe.yaml"),
+            "{e}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod flink_config_tests {
+    use super::*;
+    use crate::config::keys;
+
+    /// Flink 2.3.0's `conf/config.yaml`, verbatim (from the apache-flink-libraries package).
+    const FLINK_2_3: &str = include_str!("../../tests/data/flink-2.3-config.yaml");
+
+    #[test]
+    fn flink_2_3s_shipped_config_yaml_loads_with_its_jvm_keys_ignored() {
+        let c = parse(FLINK_2_3).unwrap();
+        assert_eq!(
+            c.ignored_keys().collect::<Vec<_>>(),
+            [
+                "env.java.opts.all",
+                "jobmanager.bind-host",
+                "jobmanager.memory.process.size",
+                "jobmanager.rpc.address",
+                "jobmanager.rpc.port",
+                "taskmanager.bind-host",
+                "taskmanager.host",
+                "taskmanager.memory.process.size",
+                "taskmanager.numberOfTaskSlots",
+            ]
+        );
+        // What Floe honours takes effect.
+        assert_eq!(c.get(keys::PARALLELISM_DEFAULT).unwrap(), Some(1));
+        assert_eq!(
+            c.get(keys::REST_ADDRESS).unwrap().as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(
+            c.get(keys::FAILOVER_STRATEGY).unwrap().as_deref(),
+            Some("region")
+        );
+        // No rest.port in the file: a job loading it serves no REST API.
+        assert!(!c.is_set(keys::REST_PORT));
+        let warning = ignored_warning(&c, "conf/floe.yaml").unwrap();
+        assert!(!warning.contains('\n'), "{warning}");
+        assert!(
+            warning.starts_with("Ignoring 9 Flink configuration key(s) from conf/floe.yaml")
+                && warning
+                    .ends_with("taskmanager.memory.process.size, taskmanager.numberOfTaskSlots"),
+            "{warning}"
+        );
+        assert_eq!(ignored_warning(&Configuration::new(), "x"), None);
+    }
+
+    #[test]
+    fn the_commented_out_examples_of_the_shipped_file_load_as_well() {
+        // The file's commented examples, with the first value of each choice: what a user
+        // gets by uncommenting them.
+        let c = parse(
+            "execution:\n  checkpointing:\n    interval: 3min\n    externalized-checkpoint-retention: DELETE_ON_CANCELLATION\n    max-concurrent-checkpoints: 1\n    min-pause: 0\n    mode: EXACTLY_ONCE\n    timeout: 10min\n    tolerable-failed-checkpoints: 0\n    unaligned: false\n    incremental: false\n    dir: file:///tmp/flink-checkpoints\n    savepoint-dir: file:///tmp/flink-savepoints\nstate:\n  backend:\n    type: hashmap\nclassloader:\n  resolve:\n    order: child-first\ntaskmanager:\n  memory:\n    network:\n      fraction: 0.1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.get(keys::CHECKPOINTING_INTERVAL).unwrap(),
+            Some(std::time::Duration::from_secs(180))
+        );
+        assert_eq!(c.ignored_keys().count(), 2);
+        let e = parse("state:\n  backend:\n    type: rocksdb\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Floe has no RocksDB state backend; use hashmap") && !e.contains('\n'),
             "{e}"
         );
     }

@@ -10,6 +10,12 @@
 //! config file should fail `floe run` up front rather than minutes later when a
 //! checkpoint is first triggered.
 //!
+//! Keys are typed constants in [`keys`], read with [`Configuration::get`]; [`OPTIONS`]
+//! (in `options.rs`) describes each one. Flink keys that mean nothing to a native engine
+//! (JVM, memory, RPC, slots) are accepted and listed by [`Configuration::ignored_keys`], so
+//! Flink's own `config.yaml` loads; see [`options`] for which keys are honoured, refused or
+//! ignored.
+//!
 //! ```
 //! use floe::config::Configuration;
 //! use std::time::Duration;
@@ -27,8 +33,13 @@
 //! ```
 
 pub mod file;
+pub mod keys;
+pub mod options;
 
-use std::collections::BTreeMap;
+pub use keys::{Key, OptionValue};
+pub use options::OPTIONS;
+use options::{ENUM_VALUE_ALIASES, UNHONOURED_VALUES};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// The type an option's value must parse as.
@@ -72,291 +83,6 @@ pub struct ConfigOption {
     pub description: &'static str,
 }
 
-const CHECKPOINTING_MODES: &[&str] = &["EXACTLY_ONCE", "AT_LEAST_ONCE"];
-const RETENTIONS: &[&str] = &[
-    "NO_EXTERNALIZED_CHECKPOINTS",
-    "DELETE_ON_CANCELLATION",
-    "RETAIN_ON_CANCELLATION",
-];
-const RESTART_STRATEGY_TYPES: &[&str] =
-    &["none", "fixed-delay", "failure-rate", "exponential-delay"];
-
-/// Extra spellings Flink accepts for enum values: (option key, lowercase spelling, canonical value).
-/// Kept out of [`ValueKind::Enum`] so the canonical list stays what error messages show first.
-const ENUM_VALUE_ALIASES: &[(&str, &str, &str)] = &[
-    ("restart-strategy.type", "disable", "none"),
-    ("restart-strategy.type", "off", "none"),
-    ("restart-strategy.type", "fixeddelay", "fixed-delay"),
-    ("restart-strategy.type", "failurerate", "failure-rate"),
-    (
-        "restart-strategy.type",
-        "exponentialdelay",
-        "exponential-delay",
-    ),
-];
-
-/// Every option Floe understands, with Flink's key names and defaults.
-///
-/// ```
-/// use floe::config::OPTIONS;
-/// let dir = OPTIONS.iter().find(|o| o.key == "execution.checkpointing.dir").unwrap();
-/// assert!(dir.aliases.contains(&"state.checkpoints.dir"));
-/// ```
-pub static OPTIONS: &[ConfigOption] = &[
-    // --- checkpointing -------------------------------------------------------------------
-    ConfigOption {
-        key: "execution.checkpointing.interval",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: None,
-        description: "Interval between checkpoint triggers; checkpointing is disabled when unset.",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.mode",
-        aliases: &[],
-        kind: ValueKind::Enum(CHECKPOINTING_MODES),
-        default: Some("EXACTLY_ONCE"),
-        description: "Checkpointing guarantee: EXACTLY_ONCE aligns barriers, AT_LEAST_ONCE may skip alignment.",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.timeout",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("10 min"),
-        description: "A checkpoint that has not completed within this time is aborted.",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.min-pause",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("0 ms"),
-        description: "Minimal pause between the end of one checkpoint and the start of the next.",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.max-concurrent-checkpoints",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: Some("1"),
-        description: "Maximum number of checkpoints in flight at the same time (at least 1).",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.tolerable-failed-checkpoints",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: Some("0"),
-        description: "Number of consecutive checkpoint failures tolerated before the job fails.",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.externalized-checkpoint-retention",
-        aliases: &[],
-        kind: ValueKind::Enum(RETENTIONS),
-        default: Some("NO_EXTERNALIZED_CHECKPOINTS"),
-        description: "Whether completed checkpoints are kept when the job is cancelled or fails.",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.num-retained",
-        aliases: &["state.checkpoints.num-retained"],
-        kind: ValueKind::U32,
-        default: Some("1"),
-        description: "Number of completed checkpoints to keep (at least 1).",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.dir",
-        aliases: &["state.checkpoints.dir", "state.backend.fs.checkpointdir"],
-        kind: ValueKind::String,
-        default: None,
-        description: "Directory (path or URL) where checkpoint data and metadata are written.",
-    },
-    ConfigOption {
-        key: "execution.checkpointing.savepoint-dir",
-        aliases: &["state.savepoints.dir"],
-        kind: ValueKind::String,
-        default: None,
-        description: "Default directory for savepoints when none is given on the command line.",
-    },
-    ConfigOption {
-        key: "execution.state-recovery.path",
-        aliases: &["execution.savepoint.path"],
-        kind: ValueKind::String,
-        default: None,
-        description: "Checkpoint or savepoint to restore the job from.",
-    },
-    ConfigOption {
-        key: "execution.state-recovery.ignore-unclaimed-state",
-        aliases: &["execution.savepoint.ignore-unclaimed-state"],
-        kind: ValueKind::Bool,
-        default: Some("false"),
-        description: "Allow restoring when some state in the snapshot maps to no operator.",
-    },
-    // --- restart strategies --------------------------------------------------------------
-    ConfigOption {
-        key: "restart-strategy.type",
-        aliases: &["restart-strategy"],
-        kind: ValueKind::Enum(RESTART_STRATEGY_TYPES),
-        default: None,
-        description: "Restart strategy: none, fixed-delay, failure-rate or exponential-delay; \
-                      when unset, exponential-delay with checkpointing and none without.",
-    },
-    ConfigOption {
-        key: "restart-strategy.fixed-delay.attempts",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: Some("1"),
-        description: "Number of restarts before the job is declared failed (fixed-delay).",
-    },
-    ConfigOption {
-        key: "restart-strategy.fixed-delay.delay",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("1 s"),
-        description: "Delay between two consecutive restart attempts (fixed-delay).",
-    },
-    ConfigOption {
-        key: "restart-strategy.failure-rate.max-failures-per-interval",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: Some("1"),
-        description: "Maximum number of restarts within the interval before the job fails (failure-rate).",
-    },
-    ConfigOption {
-        key: "restart-strategy.failure-rate.failure-rate-interval",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("1 min"),
-        description: "Time window over which failures are counted (failure-rate).",
-    },
-    ConfigOption {
-        key: "restart-strategy.failure-rate.delay",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("1 s"),
-        description: "Delay between two consecutive restart attempts (failure-rate).",
-    },
-    ConfigOption {
-        key: "restart-strategy.exponential-delay.initial-backoff",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("1 s"),
-        description: "Backoff before the first restart (exponential-delay).",
-    },
-    ConfigOption {
-        key: "restart-strategy.exponential-delay.max-backoff",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("1 min"),
-        description: "Upper bound of the backoff between restarts (exponential-delay).",
-    },
-    ConfigOption {
-        key: "restart-strategy.exponential-delay.backoff-multiplier",
-        aliases: &[],
-        kind: ValueKind::F64,
-        default: Some("1.5"),
-        description: "Factor the backoff grows by after every failure (exponential-delay, at least 1.0).",
-    },
-    ConfigOption {
-        key: "restart-strategy.exponential-delay.reset-backoff-threshold",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("1 h"),
-        description: "Failure-free running time after which the backoff returns to its initial value.",
-    },
-    ConfigOption {
-        key: "restart-strategy.exponential-delay.jitter-factor",
-        aliases: &[],
-        kind: ValueKind::F64,
-        default: Some("0.1"),
-        description: "Portion of the backoff added or subtracted at random (exponential-delay, 0.0 to 1.0).",
-    },
-    ConfigOption {
-        key: "restart-strategy.exponential-delay.attempts-before-reset-backoff",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: None,
-        description: "Restarts allowed before the backoff resets; unlimited when unset (exponential-delay).",
-    },
-    // --- pipeline ------------------------------------------------------------------------
-    ConfigOption {
-        key: "parallelism.default",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: Some("1"),
-        description: "Default parallelism of operators (at least 1).",
-    },
-    ConfigOption {
-        key: "pipeline.max-parallelism",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: Some("128"),
-        description: "Number of key groups, the upper bound for rescaling keyed state (1 to 32768).",
-    },
-    ConfigOption {
-        key: "pipeline.name",
-        aliases: &[],
-        kind: ValueKind::String,
-        default: None,
-        description: "Job name shown by the CLI and REST API.",
-    },
-    // --- Worker processes ----------------------------------------------------------------
-    ConfigOption {
-        key: "heartbeat.interval",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("1 s"),
-        description: "How often a worker process reports to the job manager.",
-    },
-    ConfigOption {
-        key: "heartbeat.timeout",
-        aliases: &[],
-        kind: ValueKind::Duration,
-        default: Some("10 s"),
-        description: "A worker process silent this long, or a worker thread without progress this long, fails the attempt (at least heartbeat.interval).",
-    },
-    // --- Web -----------------------------------------------------------------------------
-    ConfigOption {
-        key: "web.exception-history-size",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: Some("16"),
-        description: "How many task failures the job keeps for the REST API's exception history (the latest ones).",
-    },
-    // --- REST ----------------------------------------------------------------------------
-    ConfigOption {
-        key: "rest.address",
-        aliases: &[],
-        kind: ValueKind::String,
-        default: Some("127.0.0.1"),
-        description: "Address clients use to reach the job manager's REST endpoint.",
-    },
-    ConfigOption {
-        key: "rest.port",
-        aliases: &[],
-        kind: ValueKind::U32,
-        default: Some("8081"),
-        description: "Port of the job manager's REST endpoint (1 to 65535).",
-    },
-    ConfigOption {
-        key: "rest.bind-address",
-        aliases: &[],
-        kind: ValueKind::String,
-        default: Some("127.0.0.1"),
-        description: "Address the REST server binds to; anything but loopback needs rest.auth.token.",
-    },
-    ConfigOption {
-        key: "rest.auth.token",
-        aliases: &[],
-        kind: ValueKind::String,
-        default: None,
-        description: "When set, every REST request must carry 'Authorization: Bearer <token>'.",
-    },
-    ConfigOption {
-        key: "rest.savepoint.allowed-roots",
-        aliases: &[],
-        kind: ValueKind::String,
-        default: None,
-        description: "Absolute directories (separated by ',' or ';') that savepoint targets given over REST must lie in.",
-    },
-];
-
 /// Flink's lower bound for the checkpoint interval and timeout
 /// (`CheckpointCoordinatorConfiguration.MINIMAL_CHECKPOINT_TIME`).
 const MINIMAL_CHECKPOINT_TIME: Duration = Duration::from_millis(10);
@@ -395,6 +121,19 @@ pub enum ConfigError {
         /// The value as the user wrote it.
         value: String,
         /// Why it was rejected.
+        reason: String,
+    },
+    /// A known Flink option set to a value Floe cannot honour (`state.backend.type: rocksdb`).
+    #[error(
+        "unsupported value '{}' for configuration key '{key}': {reason}",
+        one_line(value)
+    )]
+    Unsupported {
+        /// The canonical key.
+        key: String,
+        /// The value as the user wrote it.
+        value: String,
+        /// What Floe does instead, and which value to use.
         reason: String,
     },
     /// A dynamic property without `=` or with an empty key.
@@ -509,6 +248,16 @@ fn parse_value(opt: &ConfigOption, raw: &str) -> Result<Value, ConfigError> {
         reason,
     };
     let v = raw.trim();
+    if let Some((_, _, reason)) = UNHONOURED_VALUES
+        .iter()
+        .find(|(k, value, _)| *k == opt.key && value.eq_ignore_ascii_case(v))
+    {
+        return Err(ConfigError::Unsupported {
+            key: opt.key.to_string(),
+            value: raw.to_string(),
+            reason: (*reason).to_string(),
+        });
+    }
     let value = match opt.kind {
         ValueKind::Duration => Value::Duration(parse_duration(v).map_err(invalid)?),
         ValueKind::U32 => Value::U32(
@@ -582,32 +331,43 @@ fn check_range(key: &str, value: &Value) -> Result<(), String> {
             Ok(())
         }
     };
-    match (key, value) {
-        ("execution.checkpointing.interval", Value::Duration(d))
-            if *d < MINIMAL_CHECKPOINT_TIME =>
+    let is = |k: &[&str]| k.contains(&key);
+    match value {
+        Value::Duration(d)
+            if is(&[keys::CHECKPOINTING_INTERVAL.name()]) && *d < MINIMAL_CHECKPOINT_TIME =>
         {
             Err("Checkpoint interval must be larger than or equal to 10 ms".into())
         }
-        ("execution.checkpointing.timeout", Value::Duration(d)) if *d < MINIMAL_CHECKPOINT_TIME => {
+        Value::Duration(d)
+            if is(&[keys::CHECKPOINTING_TIMEOUT.name()]) && *d < MINIMAL_CHECKPOINT_TIME =>
+        {
             Err("Checkpoint timeout must be larger than or equal to 10 ms".into())
         }
-        (
-            "execution.checkpointing.max-concurrent-checkpoints"
-            | "execution.checkpointing.num-retained"
-            | "parallelism.default",
-            Value::U32(n),
-        ) => u32_between(*n, 1, u32::MAX),
-        ("pipeline.max-parallelism", Value::U32(n)) => u32_between(*n, 1, 32768),
-        ("heartbeat.interval" | "heartbeat.timeout", Value::Duration(d)) if d.is_zero() => {
+        Value::U32(n)
+            if is(&[
+                keys::MAX_CONCURRENT_CHECKPOINTS.name(),
+                keys::NUM_RETAINED_CHECKPOINTS.name(),
+                keys::PARALLELISM_DEFAULT.name(),
+            ]) =>
+        {
+            u32_between(*n, 1, u32::MAX)
+        }
+        Value::U32(n) if is(&[keys::MAX_PARALLELISM.name()]) => u32_between(*n, 1, 32768),
+        Value::Duration(d)
+            if is(&[
+                keys::HEARTBEAT_INTERVAL.name(),
+                keys::HEARTBEAT_TIMEOUT.name(),
+            ]) && d.is_zero() =>
+        {
             Err("must be larger than 0".into())
         }
         // 0 asks the operating system for a free port (tests, several jobs on one host).
-        ("rest.port", Value::U32(n)) => u32_between(*n, 0, 65535),
-        ("restart-strategy.exponential-delay.backoff-multiplier", Value::F64(f)) if *f < 1.0 => {
+        Value::U32(n) if is(&[keys::REST_PORT.name()]) => u32_between(*n, 0, 65535),
+        Value::F64(f) if is(&[keys::EXPONENTIAL_DELAY_MULTIPLIER.name()]) && *f < 1.0 => {
             Err("must be at least 1.0".into())
         }
-        ("restart-strategy.exponential-delay.jitter-factor", Value::F64(f))
-            if !(0.0..=1.0).contains(f) =>
+        Value::F64(f)
+            if is(&[keys::EXPONENTIAL_DELAY_JITTER.name()]) && !(0.0..=1.0).contains(f) =>
         {
             Err("must be between 0.0 and 1.0".into())
         }
@@ -632,6 +392,8 @@ fn check_range(key: &str, value: &Value) -> Result<(), String> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Configuration {
     values: BTreeMap<&'static str, String>,
+    /// Flink keys accepted without effect ([`options::IGNORED_FLINK_KEYS`]), as written.
+    ignored: BTreeSet<String>,
 }
 
 impl Configuration {
@@ -650,8 +412,17 @@ impl Configuration {
     /// assert_eq!(conf.get_string("restart-strategy.type").unwrap().as_deref(), Some("fixed-delay"));
     /// assert!(conf.set("execution.checkpointing.interval", "5 ms").is_err()); // below Flink's 10 ms
     /// ```
+    ///
+    /// A Flink key that means nothing to Floe (JVM, memory, RPC, task slots; see
+    /// [`options::IGNORED_FLINK_KEYS`]) is accepted with any value and only remembered in
+    /// [`ignored_keys`](Self::ignored_keys).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let opt = lookup(key.trim())?;
+        let key = key.trim();
+        if find_option(key).is_none() && options::is_ignored_flink_key(key) {
+            self.ignored.insert(key.to_string());
+            return Ok(());
+        }
+        let opt = lookup(key)?;
         parse_value(opt, value)?;
         self.values.insert(opt.key, value.trim().to_string());
         Ok(())
@@ -684,6 +455,48 @@ impl Configuration {
         for (k, v) in &other.values {
             self.values.insert(k, v.clone());
         }
+        self.ignored.extend(other.ignored.iter().cloned());
+    }
+
+    /// The Flink keys that were set but mean nothing to Floe (JVM, memory, RPC, task slots),
+    /// sorted; whoever loads a configuration reports them in one warning.
+    pub fn ignored_keys(&self) -> impl Iterator<Item = &str> {
+        self.ignored.iter().map(String::as_str)
+    }
+
+    /// The value of `key`, else its option's default; `Ok(None)` when neither exists.
+    ///
+    /// ```
+    /// use floe::config::{keys, Configuration};
+    /// let conf = Configuration::new();
+    /// assert_eq!(conf.get(keys::NUM_RETAINED_CHECKPOINTS).unwrap(), Some(1));
+    /// assert_eq!(conf.get(keys::CHECKPOINTS_DIRECTORY).unwrap(), None);
+    /// ```
+    pub fn get<T: OptionValue>(&self, key: Key<T>) -> Result<Option<T>, ConfigError> {
+        T::read(self, key.name())
+    }
+
+    /// The value of `key`, else its option's default, else `default`.
+    pub fn get_or<T: OptionValue>(&self, key: Key<T>, default: T) -> Result<T, ConfigError> {
+        Ok(self.get(key)?.unwrap_or(default))
+    }
+
+    /// Sets `key` to a typed value, validated as [`set`](Self::set) validates text.
+    ///
+    /// ```
+    /// use floe::config::{keys, Configuration};
+    /// let mut conf = Configuration::new();
+    /// conf.put(keys::PARALLELISM_DEFAULT, &4).unwrap();
+    /// assert_eq!(conf.get_raw("parallelism.default"), Some("4"));
+    /// assert!(conf.put(keys::PARALLELISM_DEFAULT, &0).is_err());
+    /// ```
+    pub fn put<T: OptionValue>(&mut self, key: Key<T>, value: &T) -> Result<(), ConfigError> {
+        self.set(key.name(), &value.write())
+    }
+
+    /// Whether a value was explicitly set for `key`.
+    pub fn is_set<T>(&self, key: Key<T>) -> bool {
+        self.contains(key.name())
     }
 
     /// Removes an explicitly set value (so the default applies again) and returns it.

@@ -30,7 +30,6 @@ use crossbeam_channel::{Receiver, Sender};
 use restart::RestartStrategy;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{error, info, warn};
@@ -217,18 +216,10 @@ struct SavepointRequest {
     reply: Sender<std::result::Result<PathBuf, String>>,
 }
 
-static CANCEL_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    CANCEL_REQUESTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    // SIGINT/SIGTERM cancel the job (CANCELED, retention applies), like `flink cancel`.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+/// Whether SIGINT/SIGTERM asked this process to cancel its jobs; the handlers are
+/// installed by [`crate::launch`], the one place that handles signals.
+fn cancel_requested() -> bool {
+    crate::launch::cancel_signalled()
 }
 
 /// Flink's savepoint directory name: `savepoint-<first 6 hex of the job id>-<12 random hex>`.
@@ -468,11 +459,10 @@ impl JobManager {
     /// failures as the restart strategy allows, and applies retention at the end.
     pub fn run(mut self) -> Result<JobExecutionResult> {
         let started = Instant::now();
-        install_signal_handlers();
         let plan = Arc::clone(&self.spec.plan);
         info!("Submitting job {} ({}).", self.name(), self.job_id);
         // Started by `floe run`: report like Flink's CLI does, on standard output.
-        let cli = std::env::var_os("FLOE_CLI_RUN").is_some();
+        let cli = *crate::launch::Mode::current() == crate::launch::Mode::CliRun;
         if cli {
             // A closed stdout (`floe run job | head`) only loses the line.
             crate::api::print::stdout_line(&format!(
@@ -601,7 +591,7 @@ impl JobManager {
                     warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
                     self.info().add_exception(now_ms(), &task, &error);
                     backoff.notify_failure(Instant::now());
-                    if backoff.can_restart() && !CANCEL_REQUESTED.load(Ordering::SeqCst) {
+                    if backoff.can_restart() && !cancel_requested() {
                         self.transition(JobStatus::Restarting);
                         let delay = backoff.backoff_time();
                         if self.sleep_unless_cancelled(delay) {
@@ -616,7 +606,7 @@ impl JobManager {
                         self.transition(JobStatus::Running);
                         continue;
                     }
-                    if CANCEL_REQUESTED.load(Ordering::SeqCst) {
+                    if cancel_requested() {
                         break Outcome::Canceled;
                     }
                     break Outcome::Failed {
@@ -697,7 +687,7 @@ impl JobManager {
     fn sleep_unless_cancelled(&self, d: Duration) -> bool {
         let end = Instant::now() + d;
         loop {
-            if CANCEL_REQUESTED.load(Ordering::SeqCst) {
+            if cancel_requested() {
                 return true;
             }
             let now = Instant::now();
@@ -727,7 +717,7 @@ impl JobManager {
         attempt: u32,
     ) -> Outcome {
         loop {
-            if CANCEL_REQUESTED.load(Ordering::SeqCst) {
+            if cancel_requested() {
                 return Outcome::Canceled;
             }
             let actions = self.coordinator.tick(Instant::now());

@@ -17,7 +17,7 @@
 use super::info::{CheckpointRecord, JobInfo};
 use super::security::RestSecurity;
 use super::JobCommand;
-use crate::config::Configuration;
+use crate::config::{keys, Configuration};
 use crate::job::JobStatus;
 use crate::sync::LockExt;
 use crate::Result;
@@ -254,7 +254,11 @@ async fn config(State(r): State<Registry>) -> Json<Value> {
         .conf
         .iter()
         .map(|(k, v)| {
-            let v = if k == "rest.auth.token" { "******" } else { v };
+            let v = if k == keys::REST_AUTH_TOKEN.name() {
+                "******"
+            } else {
+                v
+            };
             json!({ "key": k, "value": v })
         })
         .collect();
@@ -554,13 +558,10 @@ fn savepoint_request(
 ) -> std::result::Result<(Value, Option<String>), String> {
     let body = body_json(body)?;
     let target = target_of(r, &body, key)?;
-    if target.is_none()
-        && r.conf
-            .get_raw("execution.checkpointing.savepoint-dir")
-            .is_none()
-    {
+    if target.is_none() && !r.conf.is_set(keys::SAVEPOINT_DIRECTORY) {
         return Err(format!(
-            "Config key [execution.checkpointing.savepoint-dir] is not set. Property [{key}] must be provided."
+            "Config key [{}] is not set. Property [{key}] must be provided.",
+            keys::SAVEPOINT_DIRECTORY
         ));
     }
     Ok((body, target))

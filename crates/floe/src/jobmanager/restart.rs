@@ -37,20 +37,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{format_duration, ConfigError, Configuration};
+use crate::config::{format_duration, keys, ConfigError, Configuration};
 
-const KEY_TYPE: &str = "restart-strategy.type";
-const KEY_FIXED_ATTEMPTS: &str = "restart-strategy.fixed-delay.attempts";
-const KEY_FIXED_DELAY: &str = "restart-strategy.fixed-delay.delay";
-const KEY_FR_MAX_FAILURES: &str = "restart-strategy.failure-rate.max-failures-per-interval";
-const KEY_FR_INTERVAL: &str = "restart-strategy.failure-rate.failure-rate-interval";
-const KEY_FR_DELAY: &str = "restart-strategy.failure-rate.delay";
-const KEY_EXP_INITIAL: &str = "restart-strategy.exponential-delay.initial-backoff";
-const KEY_EXP_MAX: &str = "restart-strategy.exponential-delay.max-backoff";
-const KEY_EXP_MULTIPLIER: &str = "restart-strategy.exponential-delay.backoff-multiplier";
-const KEY_EXP_RESET: &str = "restart-strategy.exponential-delay.reset-backoff-threshold";
-const KEY_EXP_JITTER: &str = "restart-strategy.exponential-delay.jitter-factor";
-const KEY_EXP_ATTEMPTS: &str = "restart-strategy.exponential-delay.attempts-before-reset-backoff";
+const KEY_TYPE: &str = keys::RESTART_STRATEGY_TYPE.name();
+const KEY_FIXED_ATTEMPTS: &str = keys::FIXED_DELAY_ATTEMPTS.name();
+const KEY_FIXED_DELAY: &str = keys::FIXED_DELAY_DELAY.name();
+const KEY_FR_MAX_FAILURES: &str = keys::FAILURE_RATE_MAX_FAILURES.name();
+const KEY_FR_INTERVAL: &str = keys::FAILURE_RATE_INTERVAL.name();
+const KEY_FR_DELAY: &str = keys::FAILURE_RATE_DELAY.name();
+const KEY_EXP_INITIAL: &str = keys::EXPONENTIAL_DELAY_INITIAL_BACKOFF.name();
+const KEY_EXP_MAX: &str = keys::EXPONENTIAL_DELAY_MAX_BACKOFF.name();
+const KEY_EXP_MULTIPLIER: &str = keys::EXPONENTIAL_DELAY_MULTIPLIER.name();
+const KEY_EXP_RESET: &str = keys::EXPONENTIAL_DELAY_RESET_THRESHOLD.name();
+const KEY_EXP_JITTER: &str = keys::EXPONENTIAL_DELAY_JITTER.name();
+const KEY_EXP_ATTEMPTS: &str = keys::EXPONENTIAL_DELAY_ATTEMPTS.name();
 
 /// How a job reacts to task failures.
 ///

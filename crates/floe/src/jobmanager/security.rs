@@ -25,7 +25,7 @@
 //! assert!(sec.check_bind(&"0.0.0.0:8081".parse().unwrap()).is_err()); // no token
 //! ```
 
-use crate::config::Configuration;
+use crate::config::{keys, Configuration};
 use crate::Result;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -51,11 +51,11 @@ impl RestSecurity {
     /// Roots must be absolute paths (or `file:` URLs).
     pub fn from_config(conf: &Configuration) -> Result<Self> {
         let token = conf
-            .get_string("rest.auth.token")?
+            .get(keys::REST_AUTH_TOKEN)?
             .filter(|t| !t.is_empty())
             .map(Arc::from);
         let mut roots = Vec::new();
-        if let Some(list) = conf.get_string("rest.savepoint.allowed-roots")? {
+        if let Some(list) = conf.get(keys::REST_SAVEPOINT_ALLOWED_ROOTS)? {
             for r in list
                 .split([',', ';'])
                 .map(str::trim)
@@ -64,7 +64,8 @@ impl RestSecurity {
                 let p = crate::storage::local_path(r)?;
                 if !p.is_absolute() || has_parent_dir(&p) {
                     crate::bail!(
-                        "rest.savepoint.allowed-roots: '{r}' must be an absolute path without '..'"
+                        "{}: '{r}' must be an absolute path without '..'",
+                        keys::REST_SAVEPOINT_ALLOWED_ROOTS
                     );
                 }
                 roots.push(p);

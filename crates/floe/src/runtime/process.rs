@@ -321,17 +321,16 @@ pub fn is_worker() -> bool {
 }
 
 /// The worker side: runs the attempt the job manager asked for and relays messages until
-/// the attempt ends or the job manager goes away, then exits the process.
-pub fn run_worker(plan: Arc<Plan>) -> ! {
-    let code = match worker_main(plan) {
+/// the attempt ends; returns the process's exit code (`crate::launch` exits with it). A job
+/// manager that goes away ends the process at once.
+pub fn run_worker(plan: Arc<Plan>) -> i32 {
+    match worker_main(plan) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: worker: {e:#}");
             1
         }
-    };
-    let _ = std::io::stdout().flush();
-    std::process::exit(code)
+    }
 }
 
 fn env_u64(name: &str) -> Result<u64> {
@@ -402,8 +401,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
                     }
                     Err(_) => {
                         // The job manager is gone: no one can use this attempt's results.
-                        let _ = std::io::stdout().flush();
-                        std::process::exit(2);
+                        crate::launch::exit(2);
                     }
                 }
             }
