@@ -24,23 +24,47 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 /// File name of the configuration file.
 pub const CONF_FILE: &str = "floe.yaml";
+/// Flink's name for the same file: a Flink `conf/` directory works as Floe's.
+pub const FLINK_CONF_FILE: &str = "config.yaml";
 /// Environment variable naming the configuration directory.
 pub const CONF_DIR_ENV: &str = "FLOE_CONF_DIR";
 
-/// The configuration file named by `FLOE_CONF_DIR`, if the variable is set.
+/// The configuration file of a configuration directory: `floe.yaml`, else Flink's
+/// `config.yaml` when only that exists (so `FLOE_CONF_DIR=$FLINK_HOME/conf` works).
+///
+/// ```
+/// use floe::config::file::conf_file_in;
+/// let dir = tempfile::tempdir().unwrap();
+/// assert!(conf_file_in(dir.path()).ends_with("floe.yaml"));
+/// std::fs::write(dir.path().join("config.yaml"), "").unwrap();
+/// assert!(conf_file_in(dir.path()).ends_with("config.yaml"));
+/// std::fs::write(dir.path().join("floe.yaml"), "").unwrap();
+/// assert!(conf_file_in(dir.path()).ends_with("floe.yaml"));
+/// ```
+pub fn conf_file_in(dir: &Path) -> PathBuf {
+    let floe = dir.join(CONF_FILE);
+    let flink = dir.join(FLINK_CONF_FILE);
+    if !floe.exists() && flink.is_file() {
+        flink
+    } else {
+        floe
+    }
+}
+
+/// The configuration file of the directory named by `FLOE_CONF_DIR`, if the variable is set.
 pub fn conf_file_from_env() -> Option<PathBuf> {
     std::env::var_os(CONF_DIR_ENV)
         .filter(|v| !v.is_empty())
-        .map(|d| PathBuf::from(d).join(CONF_FILE))
+        .map(|d| conf_file_in(Path::new(&d)))
 }
 
-/// Loads `$FLOE_CONF_DIR/floe.yaml` (which must then exist and be valid), else
-/// `conf/floe.yaml` in the working directory when there is one, else nothing.
+/// Loads the file of `$FLOE_CONF_DIR` (which must then exist and be valid), else the one of
+/// `conf/` in the working directory when there is one, else nothing.
 pub fn load_from_env() -> Result<Configuration> {
     match conf_file_from_env() {
         Some(p) => load_file(&p),
         None => {
-            let local = Path::new("conf").join(CONF_FILE);
+            let local = conf_file_in(Path::new("conf"));
             if local.is_file() {
                 load_file(&local)
             } else {
