@@ -75,9 +75,9 @@ impl fmt::Display for AbortReason {
             AbortReason::Expired => f.write_str("Checkpoint expired before completing."),
             AbortReason::Declined { reason, .. } => f.write_str(reason),
             AbortReason::Subsumed => f.write_str("Checkpoint has been subsumed."),
-            AbortReason::Failover => f.write_str(
-                "Checkpoint was aborted due to a job failover or the end of the job.",
-            ),
+            AbortReason::Failover => {
+                f.write_str("Checkpoint was aborted due to a job failover or the end of the job.")
+            }
             AbortReason::FinalizeFailed(e) => write!(f, "Failure to finalize checkpoint: {e}"),
             AbortReason::NoDirectory => f.write_str("no checkpoint directory configured"),
             AbortReason::DirectoryNotCreated { dir, error } => write!(
@@ -595,8 +595,16 @@ mod tests {
             "duplicate ack ignored"
         );
         let a = c.acknowledge(C(1), t("sum", 0), h(), t0 + Duration::from_millis(260));
-        assert!(matches!(&a[..], [Action::Finalize { id: CheckpointId(1), .. }]));
-        assert!(c.finalized(C(1), t0 + Duration::from_millis(270)).is_empty());
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                id: CheckpointId(1),
+                ..
+            }]
+        ));
+        assert!(c
+            .finalized(C(1), t0 + Duration::from_millis(270))
+            .is_empty());
         assert_eq!(c.latest_completed(), Some(C(1)));
         assert_eq!(
             c.tick(t0 + Duration::from_millis(350)),
@@ -635,7 +643,9 @@ mod tests {
         );
         // A stop-with-savepoint commits, so it is the job's newest restore point: with one
         // retained, chk-1 is discarded.
-        let stop = c.trigger_savepoint(t0, SnapshotType::StopWithSavepoint).unwrap();
+        let stop = c
+            .trigger_savepoint(t0, SnapshotType::StopWithSavepoint)
+            .unwrap();
         let a = c.acknowledge(stop, t("src", 0), h(), t0);
         assert!(matches!(
             &a[..],
@@ -669,7 +679,16 @@ mod tests {
         assert!(c.end_of_input(now).is_empty(), "requested once");
         // It fails: retried one interval after the last trigger, never periodically.
         let a = c.decline(C(2), declined("disk full"));
-        assert!(matches!(&a[..], [Action::Abort { id: CheckpointId(2), .. }]), "{a:?}");
+        assert!(
+            matches!(
+                &a[..],
+                [Action::Abort {
+                    id: CheckpointId(2),
+                    ..
+                }]
+            ),
+            "{a:?}"
+        );
         assert!(c.tick(now + Duration::from_millis(50)).is_empty());
         assert_eq!(
             c.next_deadline()
@@ -690,7 +709,13 @@ mod tests {
         assert_eq!(c.end_of_input(t0), vec![Action::TriggerFinal { id: C(4) }]);
         c.acknowledge(C(4), t("src", 0), h(), t0);
         let a = c.acknowledge(C(4), t("sink", 0), h(), t0);
-        assert!(matches!(&a[..], [Action::Finalize { id: CheckpointId(4), .. }]));
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                id: CheckpointId(4),
+                ..
+            }]
+        ));
         assert!(c.finalized(C(4), t0).is_empty());
         assert!(
             c.tick(t0 + Duration::from_secs(10)).is_empty(),
@@ -743,9 +768,13 @@ mod tests {
             assert!(a.contains(&Action::Trigger { id: C(round + 1) }), "{a:?}");
             now += Duration::from_millis(30);
             let a = c.tick(now);
-            assert!(a
-                .iter()
-                .any(|x| matches!(x, Action::Abort { reason: AbortReason::Expired, .. })));
+            assert!(a.iter().any(|x| matches!(
+                x,
+                Action::Abort {
+                    reason: AbortReason::Expired,
+                    ..
+                }
+            )));
             fails += a
                 .iter()
                 .filter(|x| matches!(x, Action::FailJob { .. }))
@@ -817,5 +846,183 @@ mod tests {
             }]
         );
         assert!(c.tick(n + Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn savepoints_never_count_as_checkpoint_failures_nor_get_discarded() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(cfg(), 1);
+        assert_eq!(
+            c.trigger_savepoint(t0, SnapshotType::Savepoint),
+            None,
+            "not running"
+        );
+        c.start([t("a", 0)], t0);
+        assert_eq!(c.trigger_savepoint(t0, SnapshotType::Checkpoint), None);
+        let sp = c.trigger_savepoint(t0, SnapshotType::Savepoint).unwrap();
+        assert_eq!(
+            c.pending_count(),
+            0,
+            "savepoints run next to the periodic ones"
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger { id: C(2) }]
+        );
+        // Declined savepoints are aborted without touching the failure count (tolerable 0).
+        assert_eq!(
+            c.decline(sp, declined("disk full")),
+            vec![Action::Abort {
+                id: sp,
+                reason: declined("disk full")
+            }]
+        );
+        // Expired savepoints too.
+        let sp = c.trigger_savepoint(t0, SnapshotType::Savepoint).unwrap();
+        let a = c.tick(t0 + Duration::from_secs(3600));
+        assert!(a.contains(&Action::Abort {
+            id: sp,
+            reason: AbortReason::Expired
+        }));
+        assert!(
+            a.contains(&Action::FailJob),
+            "the expired checkpoint 2 counts: {a:?}"
+        );
+    }
+
+    #[test]
+    fn a_decline_of_an_unknown_or_finished_checkpoint_is_ignored() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(cfg(), 1);
+        c.start([t("a", 0), t("b", 0)], t0);
+        assert!(c.decline(C(9), declined("late")).is_empty());
+        c.tick(t0 + Duration::from_millis(100));
+        c.acknowledge(C(1), t("a", 0), h(), t0);
+        assert!(
+            c.acknowledge(C(1), t("z", 0), h(), t0).is_empty(),
+            "unknown task"
+        );
+        c.acknowledge(C(1), t("b", 0), h(), t0);
+        assert!(
+            c.decline(C(1), declined("late")).is_empty(),
+            "already finalizing"
+        );
+        assert!(c.finalized(C(1), t0).is_empty());
+    }
+
+    #[test]
+    fn with_max_concurrent_two_a_completed_checkpoint_subsumes_older_pending_ones() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(
+            CheckpointConfig {
+                max_concurrent: 2,
+                num_retained: 3,
+                ..cfg()
+            },
+            1,
+        );
+        c.start([t("a", 0)], t0);
+        let sp = c.trigger_savepoint(t0, SnapshotType::Savepoint).unwrap();
+        assert_eq!(sp, C(1));
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger { id: C(2) }]
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(200)),
+            vec![Action::Trigger { id: C(3) }]
+        );
+        assert_eq!(c.pending_count(), 2);
+        assert!(
+            c.tick(t0 + Duration::from_millis(300)).is_empty(),
+            "at most two"
+        );
+        assert_eq!(
+            c.next_deadline(),
+            Some(t0 + c.config().timeout),
+            "only the savepoint's expiry is due"
+        );
+        // 3 completes before 2: 2 is subsumed, the older savepoint is not (it is the user's).
+        let a = c.acknowledge(C(3), t("a", 0), h(), t0 + Duration::from_millis(250));
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                id: CheckpointId(3),
+                kind: SnapshotType::Checkpoint,
+                ..
+            }]
+        ));
+        assert_eq!(
+            c.finalized(C(3), t0 + Duration::from_millis(260)),
+            vec![Action::Abort {
+                id: C(2),
+                reason: AbortReason::Subsumed
+            }]
+        );
+        assert!(c.acknowledge(C(2), t("a", 0), h(), t0).is_empty(), "gone");
+        let a = c.acknowledge(sp, t("a", 0), h(), t0);
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                kind: SnapshotType::Savepoint,
+                ..
+            }]
+        ));
+        assert_eq!(c.completed().collect::<Vec<_>>(), vec![C(3)]);
+    }
+
+    #[test]
+    fn a_failed_finalize_aborts_and_counts_and_a_stop_with_savepoint_one_does_not() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(
+            CheckpointConfig {
+                tolerable_failures: 1,
+                ..cfg()
+            },
+            1,
+        );
+        c.start([t("a", 0)], t0);
+        let stop = c
+            .trigger_savepoint(t0, SnapshotType::StopWithSavepoint)
+            .unwrap();
+        c.acknowledge(stop, t("a", 0), h(), t0);
+        assert_eq!(
+            c.finalize_failed(stop, "disk full".into()),
+            vec![Action::Abort {
+                id: stop,
+                reason: AbortReason::FinalizeFailed("disk full".into())
+            }]
+        );
+        assert_eq!(
+            AbortReason::FinalizeFailed("disk full".into()).to_string(),
+            "Failure to finalize checkpoint: disk full"
+        );
+        assert!(c.finalize_failed(stop, "again".into()).is_empty(), "once");
+        for (n, id) in [(0, C(2)), (1, C(3))] {
+            let now = t0 + Duration::from_millis(100 * (n + 1));
+            assert_eq!(c.tick(now), vec![Action::Trigger { id }]);
+            c.acknowledge(id, t("a", 0), h(), now);
+            let a = c.finalize_failed(id, "disk full".into());
+            assert_eq!(a.contains(&Action::FailJob), n == 1, "{a:?}");
+        }
+        assert_eq!(c.latest_completed(), None);
+    }
+
+    #[test]
+    fn abort_reasons_read_as_flinks_messages() {
+        assert_eq!(
+            AbortReason::Expired.to_string(),
+            "Checkpoint expired before completing."
+        );
+        assert_eq!(
+            AbortReason::Subsumed.to_string(),
+            "Checkpoint has been subsumed."
+        );
+        assert_eq!(
+            AbortReason::Failover.to_string(),
+            "Checkpoint was aborted due to a job failover or the end of the job."
+        );
+        assert_eq!(declined("io").to_string(), "io");
+        assert_eq!(C(42).to_string(), "42");
     }
 }

@@ -145,7 +145,12 @@ pub(crate) fn end_of_input(job_id: &str) {
     );
 }
 
-pub(crate) fn retaining_last_of_failed(id: CheckpointId, dir: &Path, job_id: &str, retention: &str) {
+pub(crate) fn retaining_last_of_failed(
+    id: CheckpointId,
+    dir: &Path,
+    job_id: &str,
+    retention: &str,
+) {
     info!(
         target: TARGET,
         "Retaining checkpoint {id} ({}) of job {job_id} (FAILED) although retention is {retention}: it is the job's last restorable state.",

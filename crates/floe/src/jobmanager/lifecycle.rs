@@ -407,7 +407,9 @@ mod tests {
         for n in 0..2 {
             let e = l.on(failure("Map (1/1)"), t0);
             assert_eq!(e[0], Effect::StopTasks);
-            assert!(matches!(&e[1], Effect::ReportFailure { attempt, from: "RUNNING", .. } if *attempt == n));
+            assert!(
+                matches!(&e[1], Effect::ReportFailure { attempt, from: "RUNNING", .. } if *attempt == n)
+            );
             assert_eq!(e[2], Effect::Transition(JobStatus::Restarting));
             assert_eq!(
                 l.phase(),
@@ -587,10 +589,7 @@ mod tests {
         assert_eq!(l.admit_savepoint(), Admission::Restarting);
         l.on(Event::RestartDelayElapsed, t0);
         assert_eq!(l.admit_savepoint(), Admission::Defer);
-        assert_eq!(
-            l.on(Event::TasksRunning, t0),
-            [Effect::StartCheckpointing]
-        );
+        assert_eq!(l.on(Event::TasksRunning, t0), [Effect::StartCheckpointing]);
         assert_eq!(l.admit_savepoint(), Admission::Start);
     }
 

@@ -451,11 +451,7 @@ impl JobManager {
 
     /// Starts the tasks of `attempt`, from the `-s` snapshot (attempt 0) or the job's
     /// latest restore point.
-    fn deploy(
-        &mut self,
-        attempt: u32,
-        tx: &Sender<FromExecutor>,
-    ) -> Result<Box<dyn TaskExecutor>> {
+    fn deploy(&mut self, attempt: u32, tx: &Sender<FromExecutor>) -> Result<Box<dyn TaskExecutor>> {
         if attempt > 0 {
             self.restore_point = self.checkpoints.latest_restore_point();
             // A disposed savepoint protects no output any more.
@@ -465,7 +461,13 @@ impl JobManager {
         }
         if let Some(snap) = &self.restore_point {
             let m = &snap.metadata;
-            events::restoring(&self.job_id, m.checkpoint_id, m.timestamp_ms, &m.job_id, &snap.dir);
+            events::restoring(
+                &self.job_id,
+                m.checkpoint_id,
+                m.timestamp_ms,
+                &m.job_id,
+                &snap.dir,
+            );
             let mut info = self.info.lock_ok();
             info.restored += 1;
             info.latest_restored = Some(info::RestoredRecord {
@@ -596,7 +598,12 @@ impl JobManager {
     }
 
     /// One message of the current attempt's executor.
-    fn on_message(&mut self, ev: FromExecutor, exec: &dyn TaskExecutor, queue: &mut VecDeque<Event>) {
+    fn on_message(
+        &mut self,
+        ev: FromExecutor,
+        exec: &dyn TaskExecutor,
+        queue: &mut VecDeque<Event>,
+    ) {
         let now = Instant::now();
         let actions = match ev {
             FromExecutor::Running { tasks, .. } => {

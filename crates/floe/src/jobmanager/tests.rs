@@ -133,7 +133,10 @@ fn harness_with(
 impl Harness {
     /// The next attempt deploys; returns its channel, with its tasks reported running.
     fn attempt(&self, n: u32) -> Sender<FromExecutor> {
-        let (a, tx) = self.attempts.recv_timeout(WAIT).expect("an attempt deploys");
+        let (a, tx) = self
+            .attempts
+            .recv_timeout(WAIT)
+            .expect("an attempt deploys");
         assert_eq!(a, n);
         tx
     }
@@ -175,7 +178,11 @@ impl Harness {
     fn await_status(&self, s: JobStatus) {
         let end = Instant::now() + WAIT;
         while self.client.status() != s {
-            assert!(Instant::now() < end, "status {} != {s}", self.client.status());
+            assert!(
+                Instant::now() < end,
+                "status {} != {s}",
+                self.client.status()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -189,7 +196,8 @@ impl Harness {
     }
 }
 
-const NONE: ExternalizedCheckpointRetention = ExternalizedCheckpointRetention::NoExternalizedCheckpoints;
+const NONE: ExternalizedCheckpointRetention =
+    ExternalizedCheckpointRetention::NoExternalizedCheckpoints;
 
 #[test]
 fn restarts_are_counted_until_the_strategy_says_no() {
@@ -252,7 +260,11 @@ fn a_task_failure_racing_a_stop_with_savepoint_aborts_it_and_the_job_restarts() 
 
 #[test]
 fn a_savepoint_waits_for_deploying_tasks_is_refused_by_a_restart_and_cancel_ends_the_restart() {
-    let h = harness(RestartStrategy::fixed_delay(5, Duration::from_secs(600)), NONE, true);
+    let h = harness(
+        RestartStrategy::fixed_delay(5, Duration::from_secs(600)),
+        NONE,
+        true,
+    );
     let tx = h.attempt(0);
     // Requested before the tasks run: deferred, then refused when the attempt fails.
     let deferred = h.savepoint(None);
@@ -264,11 +276,20 @@ fn a_savepoint_waits_for_deploying_tasks_is_refused_by_a_restart_and_cancel_ends
     );
     h.await_status(JobStatus::Restarting);
     let e = h.savepoint(None).recv_timeout(WAIT).unwrap().unwrap_err();
-    assert_eq!(e.to_string(), format!("job {} is RESTARTING; no tasks are running", h.client.job_id()));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "job {} is RESTARTING; no tasks are running",
+            h.client.job_id()
+        )
+    );
     h.client.cancel();
     let r = h.client.wait().unwrap();
     assert_eq!((r.status, r.restarts), (JobStatus::Canceled, 0));
-    assert!(h.attempts.try_recv().is_err(), "no attempt after the cancel");
+    assert!(
+        h.attempts.try_recv().is_err(),
+        "no attempt after the cancel"
+    );
 }
 
 #[test]
@@ -279,7 +300,9 @@ fn a_deferred_savepoint_starts_once_the_tasks_run() {
     std::thread::sleep(Duration::from_millis(50));
     h.run(0, &tx);
     let path = deferred.recv_timeout(WAIT).unwrap().unwrap();
-    assert!(path.join(crate::checkpoint::metadata::METADATA_FILE).is_file());
+    assert!(path
+        .join(crate::checkpoint::metadata::METADATA_FILE)
+        .is_file());
     h.client.cancel();
     assert_eq!(h.client.wait().unwrap().status, JobStatus::Canceled);
 }
@@ -297,28 +320,54 @@ fn the_final_checkpoint_completes_before_the_job_finishes() {
         .iter()
         .position(|c| matches!(c, ToExecutor::FinalCheckpoint { id: 1 }))
         .expect("final checkpoint");
-    assert!(matches!(log[final_at + 1], ToExecutor::TriggerCheckpoint { id: 1, .. }));
-    assert!(log.iter().any(|c| matches!(c, ToExecutor::CheckpointComplete { id: 1 })));
+    assert!(matches!(
+        log[final_at + 1],
+        ToExecutor::TriggerCheckpoint { id: 1, .. }
+    ));
+    assert!(log
+        .iter()
+        .any(|c| matches!(c, ToExecutor::CheckpointComplete { id: 1 })));
 }
 
 #[test]
 fn cancel_with_savepoint_ends_canceled_with_canceled_retention_and_stop_finishes() {
     use ExternalizedCheckpointRetention as R;
     for (stop, retention, status, kept) in [
-        (StopKind::Cancel, R::RetainOnCancellation, JobStatus::Canceled, true),
-        (StopKind::Cancel, R::DeleteOnCancellation, JobStatus::Canceled, false),
-        (StopKind::Stop, R::RetainOnCancellation, JobStatus::Finished, false),
+        (
+            StopKind::Cancel,
+            R::RetainOnCancellation,
+            JobStatus::Canceled,
+            true,
+        ),
+        (
+            StopKind::Cancel,
+            R::DeleteOnCancellation,
+            JobStatus::Canceled,
+            false,
+        ),
+        (
+            StopKind::Stop,
+            R::RetainOnCancellation,
+            JobStatus::Finished,
+            false,
+        ),
     ] {
         let h = harness(RestartStrategy::none(), retention, true);
         let tx = h.attempt(0);
         h.run(0, &tx);
         let path = h.savepoint(Some(stop)).recv_timeout(WAIT).unwrap().unwrap();
-        assert!(path.join(crate::checkpoint::metadata::METADATA_FILE).is_file());
+        assert!(path
+            .join(crate::checkpoint::metadata::METADATA_FILE)
+            .is_file());
         let Harness { client, dir, .. } = h;
         let job_dir = dir.path().join("chk").join(client.job_id());
         assert_eq!(client.wait().unwrap().status, status, "{stop:?}");
         // The stop-with-savepoint is also the job's checkpoint chk-1; retention decides.
-        assert_eq!(job_dir.join("chk-1").is_dir(), kept, "{stop:?} {retention:?}");
+        assert_eq!(
+            job_dir.join("chk-1").is_dir(),
+            kept,
+            "{stop:?} {retention:?}"
+        );
         assert!(path.is_dir(), "the savepoint is the user's");
     }
 }
@@ -346,7 +395,10 @@ fn a_failover_records_the_checkpoint_it_restored() {
     let restored = info.latest_restored.expect("restored");
     assert_eq!(restored.id, completed.id);
     assert!(!restored.is_savepoint);
-    assert_eq!(restored.external_path, format!("file:{}", completed.external_path));
+    assert_eq!(
+        restored.external_path,
+        format!("file:{}", completed.external_path)
+    );
     assert_eq!(info.restored, 1);
     h.client.cancel();
     assert_eq!(h.client.wait().unwrap().status, JobStatus::Canceled);
