@@ -92,7 +92,12 @@ fn savepoint(job: &JobClient, sp: &Path, cancel: bool) -> String {
     assert_eq!(code, 202, "{v}");
     let trigger = v["request-id"].as_str().unwrap().to_string();
     loop {
-        let (_, v) = http(addr, "GET", &format!("/jobs/{id}/savepoints/{trigger}"), None);
+        let (_, v) = http(
+            addr,
+            "GET",
+            &format!("/jobs/{id}/savepoints/{trigger}"),
+            None,
+        );
         if v["status"]["id"] == "COMPLETED" {
             return v["operation"]["location"]
                 .as_str()
@@ -120,7 +125,6 @@ fn cancel_job_true_ends_canceled_and_retain_on_cancellation_keeps_the_checkpoint
     let sp = tempfile::tempdir().unwrap();
     let job = start(ck.path(), "RETAIN_ON_CANCELLATION", None);
     let id = job.job_id().to_string();
-    let addr = job.rest_address().unwrap();
     let location = savepoint(&job, sp.path(), true);
     let dir = location.strip_prefix("file:").unwrap().to_string();
     assert!(Path::new(&dir).join("_metadata").is_file());
@@ -130,14 +134,22 @@ fn cancel_job_true_ends_canceled_and_retain_on_cancellation_keeps_the_checkpoint
         !checkpoints_of(ck.path(), &id).is_empty(),
         "RETAIN_ON_CANCELLATION keeps the job's checkpoints"
     );
-    let _ = addr;
 
     // A job started from that savepoint reports what it restored.
     let ck2 = tempfile::tempdir().unwrap();
     let job = start(ck2.path(), "RETAIN_ON_CANCELLATION", Some(&dir));
     let addr = job.rest_address().unwrap();
     let id = job.job_id().to_string();
-    let (_, v) = http(addr, "GET", &format!("/jobs/{id}/checkpoints"), None);
+    // The job manager records the restore when it deploys the tasks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v = loop {
+        let (_, v) = http(addr, "GET", &format!("/jobs/{id}/checkpoints"), None);
+        if v["counts"]["restored"] == 1 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
     let restored = &v["latest"]["restored"];
     assert_eq!(restored["is_savepoint"], true, "{v}");
     assert_eq!(restored["external_path"], location.as_str(), "{v}");
@@ -157,9 +169,15 @@ fn cancel_job_true_with_delete_on_cancellation_deletes_the_checkpoints() {
     let location = savepoint(&job, sp.path(), true);
     let r = job.wait().unwrap();
     assert_eq!(r.status, JobStatus::Canceled);
-    assert!(checkpoints_of(ck.path(), &id).is_empty(), "deleted on cancellation");
+    assert!(
+        checkpoints_of(ck.path(), &id).is_empty(),
+        "deleted on cancellation"
+    );
     let dir = location.strip_prefix("file:").unwrap();
-    assert!(Path::new(dir).join("_metadata").is_file(), "the savepoint is the user's");
+    assert!(
+        Path::new(dir).join("_metadata").is_file(),
+        "the savepoint is the user's"
+    );
 }
 
 #[test]
