@@ -699,10 +699,7 @@ mod tests {
         assert!(a.contains(&Action::TriggerFinal { id: C(3) }), "{a:?}");
         // A second failure in a row exceeds tolerable=1, as for any checkpoint.
         let a = c.decline(C(3), declined("disk full"));
-        assert!(
-            a.iter().any(|a| matches!(a, Action::FailJob)),
-            "{a:?}"
-        );
+        assert!(a.iter().any(|a| matches!(a, Action::FailJob)), "{a:?}");
         // After a failover the new attempt reports the end of input again.
         c.stop();
         c.start([t("src", 0), t("sink", 0)], t0);
@@ -775,10 +772,7 @@ mod tests {
                     ..
                 }
             )));
-            fails += a
-                .iter()
-                .filter(|x| matches!(x, Action::FailJob))
-                .count();
+            fails += a.iter().filter(|x| matches!(x, Action::FailJob)).count();
             if round < 2 {
                 assert_eq!(fails, 0, "failures 1..=2 are tolerated");
             }
