@@ -129,6 +129,7 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
         crate::jobmanager::info::EXCEPTION_HISTORY as u32,
     )? as usize;
     Ok(JobSpec {
+        cli_output: false,
         plan: Arc::new(plan),
         checkpoint,
         restart,

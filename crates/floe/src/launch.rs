@@ -18,13 +18,15 @@
 
 use crate::config::{keys, Configuration};
 use crate::exit::{report, Event};
-use crate::jobmanager::{JobClient, JobManager, JobSpec};
+use crate::jobmanager::{CancelFlag, JobClient, JobManager, JobSpec};
+use crate::sync::LockExt;
 use crate::Result;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::Duration;
 
 /// Environment variable `floe savepoint check` sets to the snapshot to check.
 pub const CHECK_SNAPSHOT_ENV: &str = "FLOE_CHECK_SNAPSHOT";
@@ -81,10 +83,12 @@ pub(crate) fn execute(
             exit(crate::runtime::process::run_worker(spec.plan))
         }
         Mode::Direct | Mode::CliRun => {
-            let spec = compile(true)?;
             let rest = rest_endpoint(conf)?;
-            install_signal_handlers();
-            JobManager::new(spec).spawn(rest)
+            let mut spec = compile(true)?;
+            spec.cli_output = *Mode::current() == Mode::CliRun;
+            let jm = JobManager::new(spec);
+            cancel_on_signal(jm.cancel_flag());
+            jm.spawn(rest)
         }
     }
 }
@@ -250,32 +254,46 @@ pub(crate) fn exit(code: i32) -> ! {
 
 /// Set by SIGINT/SIGTERM: every job of this process cancels.
 static CANCEL_SIGNALLED: AtomicBool = AtomicBool::new(false);
+/// The cancel flags of this process's jobs, which the watcher thread sets on a signal.
+static WATCHED: Mutex<Vec<CancelFlag>> = Mutex::new(Vec::new());
 
 extern "C" fn on_cancel_signal(_sig: libc::c_int) {
     // Only an atomic store: nothing else is async-signal-safe here.
     CANCEL_SIGNALLED.store(true, Ordering::SeqCst);
 }
 
-/// Makes SIGINT and SIGTERM cancel the running job (CANCELED, retention applies), like
-/// `flink cancel`.
-fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_cancel_signal as *const () as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_cancel_signal as *const () as libc::sighandler_t,
-        );
+/// Makes SIGINT and SIGTERM cancel the job behind `flag` (CANCELED, retention applies), like
+/// `flink cancel` — also a signal that came before. The handler only sets a static; a watcher
+/// thread forwards it to every registered job, so the job manager knows only its own flag.
+fn cancel_on_signal(flag: CancelFlag) {
+    static INSTALL: Once = Once::new();
+    if CANCEL_SIGNALLED.load(Ordering::SeqCst) {
+        flag.cancel();
     }
-}
-
-/// Whether SIGINT or SIGTERM asked this process to cancel its jobs. The job manager asks
-/// at every step that could start more work (a restart, the next supervision round).
-pub(crate) fn cancel_signalled() -> bool {
-    CANCEL_SIGNALLED.load(Ordering::SeqCst)
+    WATCHED.lock_ok().push(flag);
+    INSTALL.call_once(|| {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(
+                libc::SIGINT,
+                on_cancel_signal as *const () as libc::sighandler_t,
+            );
+            libc::signal(
+                libc::SIGTERM,
+                on_cancel_signal as *const () as libc::sighandler_t,
+            );
+        }
+        let _ = std::thread::Builder::new()
+            .name("floe-signals".into())
+            .spawn(|| loop {
+                if CANCEL_SIGNALLED.load(Ordering::SeqCst) {
+                    for f in WATCHED.lock_ok().iter() {
+                        f.cancel();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            });
+    });
 }
 
 /// Turns a job binary's result into its exit code by [`crate::exit`]'s contract, printing

@@ -9,7 +9,91 @@
 use super::config::CheckpointConfig;
 use super::metadata::{StateHandle, TaskId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// A checkpoint's id: checkpoints and savepoints of a job share one increasing sequence
+/// (Flink's checkpoint id). Displayed as the bare number, as in `chk-<n>` and Flink's logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckpointId(pub u64);
+
+impl CheckpointId {
+    /// The id as a number (the wire protocol and `chk-<n>` use numbers).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for CheckpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<u64> for CheckpointId {
+    fn from(id: u64) -> Self {
+        CheckpointId(id)
+    }
+}
+
+/// Why a pending checkpoint or savepoint was given up. `Display` is Flink's wording, used
+/// in the job manager's log and the REST API's `failure_message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AbortReason {
+    /// Not every task acknowledged within `execution.checkpointing.timeout`.
+    Expired,
+    /// A task could not take its part (writing its state failed, ...).
+    Declined {
+        /// The declining task, when a task declined (not the job manager).
+        task: Option<TaskId>,
+        /// The task's reason.
+        reason: String,
+    },
+    /// A newer checkpoint completed first.
+    Subsumed,
+    /// The attempt's tasks stopped (failover or the end of the job).
+    Failover,
+    /// Writing `_metadata` failed.
+    FinalizeFailed(String),
+    /// No checkpoint directory is configured, so checkpoints cannot be stored.
+    NoDirectory,
+    /// The job manager could not create the checkpoint's directory.
+    DirectoryNotCreated {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        error: String,
+    },
+    /// The job manager could not create the savepoint's directory.
+    SavepointDirectoryNotCreated,
+}
+
+impl fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AbortReason::Expired => f.write_str("Checkpoint expired before completing."),
+            AbortReason::Declined { reason, .. } => f.write_str(reason),
+            AbortReason::Subsumed => f.write_str("Checkpoint has been subsumed."),
+            AbortReason::Failover => {
+                f.write_str("Checkpoint was aborted due to a job failover or the end of the job.")
+            }
+            AbortReason::FinalizeFailed(e) => write!(f, "Failure to finalize checkpoint: {e}"),
+            AbortReason::NoDirectory => f.write_str("no checkpoint directory configured"),
+            AbortReason::DirectoryNotCreated { dir, error } => write!(
+                f,
+                "cannot create checkpoint directory {}: {error}",
+                dir.display()
+            ),
+            AbortReason::SavepointDirectoryNotCreated => {
+                f.write_str("cannot create the savepoint directory")
+            }
+        }
+    }
+}
+
+/// Flink's message when the job fails because too many checkpoints failed in a row.
+pub const TOLERABLE_FAILURES_EXCEEDED: &str = "Exceeded checkpoint tolerable failure threshold.";
 
 /// What the job manager must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,19 +101,19 @@ pub enum Action {
     /// Create `chk-<id>` and tell every task to snapshot for checkpoint `id`.
     Trigger {
         /// Checkpoint id.
-        id: u64,
+        id: CheckpointId,
     },
     /// The final checkpoint: the input ended everywhere; create `chk-<id>`, tell sources to
     /// finish once it completes, and tell every task to snapshot for it.
     TriggerFinal {
         /// Checkpoint id.
-        id: u64,
+        id: CheckpointId,
     },
     /// All tasks acknowledged: write `_metadata`, then report back with
     /// [`CheckpointCoordinator::finalized`] or [`CheckpointCoordinator::finalize_failed`].
     Finalize {
         /// Checkpoint id.
-        id: u64,
+        id: CheckpointId,
         /// Every task's state handle.
         acks: BTreeMap<TaskId, StateHandle>,
         /// Time from trigger to last acknowledgement.
@@ -40,20 +124,18 @@ pub enum Action {
     /// Give up on a pending checkpoint: remove its directory, tell the tasks.
     Abort {
         /// Checkpoint id.
-        id: u64,
-        /// Why, in Flink's words.
-        reason: String,
+        id: CheckpointId,
+        /// Why.
+        reason: AbortReason,
     },
     /// A completed checkpoint is subsumed (beyond `num-retained`): delete it.
     Discard {
         /// Checkpoint id.
-        id: u64,
+        id: CheckpointId,
     },
-    /// Too many consecutive failures: fail the job (the restart strategy decides what follows).
-    FailJob {
-        /// Flink's message.
-        reason: String,
-    },
+    /// Too many consecutive failures: fail the job (the restart strategy decides what
+    /// follows) with [`TOLERABLE_FAILURES_EXCEEDED`].
+    FailJob,
 }
 
 /// What a snapshot is for; that decides what completing it does.
@@ -115,11 +197,11 @@ struct Pending {
 #[derive(Debug)]
 pub struct CheckpointCoordinator {
     config: CheckpointConfig,
-    next_id: u64,
-    pending: BTreeMap<u64, Pending>,
+    next_id: CheckpointId,
+    pending: BTreeMap<CheckpointId, Pending>,
     /// Checkpoints whose `_metadata` is being written, and what each is.
-    finalizing: BTreeMap<u64, SnapshotType>,
-    completed: VecDeque<u64>,
+    finalizing: BTreeMap<CheckpointId, SnapshotType>,
+    completed: VecDeque<CheckpointId>,
     tasks: BTreeSet<TaskId>,
     running: bool,
     last_trigger: Option<Instant>,
@@ -128,7 +210,7 @@ pub struct CheckpointCoordinator {
     consecutive_failures: u32,
     /// The input ended: take a final checkpoint (and retry it until one completes).
     final_requested: bool,
-    final_pending: Option<u64>,
+    final_pending: Option<CheckpointId>,
 }
 
 impl CheckpointCoordinator {
@@ -137,7 +219,7 @@ impl CheckpointCoordinator {
     pub fn new(config: CheckpointConfig, first_id: u64) -> Self {
         CheckpointCoordinator {
             config,
-            next_id: first_id.max(1),
+            next_id: CheckpointId(first_id.max(1)),
             pending: BTreeMap::new(),
             finalizing: BTreeMap::new(),
             completed: VecDeque::new(),
@@ -167,8 +249,7 @@ impl CheckpointCoordinator {
         if !self.running || self.final_pending.is_some() {
             return Vec::new();
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.take_id();
         self.last_trigger = Some(now);
         self.final_pending = Some(id);
         self.pending.insert(
@@ -184,7 +265,13 @@ impl CheckpointCoordinator {
     }
 
     /// A checkpoint ended without completing: a failed final checkpoint is retried.
-    fn ended(&mut self, id: u64) {
+    fn take_id(&mut self) -> CheckpointId {
+        let id = self.next_id;
+        self.next_id = CheckpointId(id.0 + 1);
+        id
+    }
+
+    fn ended(&mut self, id: CheckpointId) {
         if self.final_pending == Some(id) {
             self.final_pending = None;
         }
@@ -196,17 +283,17 @@ impl CheckpointCoordinator {
     }
 
     /// The id the next checkpoint will get.
-    pub fn next_id(&self) -> u64 {
+    pub fn next_id(&self) -> CheckpointId {
         self.next_id
     }
 
     /// Completed checkpoints this job owns, oldest first.
-    pub fn completed(&self) -> impl Iterator<Item = u64> + '_ {
+    pub fn completed(&self) -> impl Iterator<Item = CheckpointId> + '_ {
         self.completed.iter().copied()
     }
 
     /// The newest completed checkpoint this job owns.
-    pub fn latest_completed(&self) -> Option<u64> {
+    pub fn latest_completed(&self) -> Option<CheckpointId> {
         self.completed.back().copied()
     }
 
@@ -233,21 +320,17 @@ impl CheckpointCoordinator {
     /// (savepoints share the checkpoint id sequence), or `None` when no tasks are running.
     /// Its failure never counts toward the tolerable checkpoint failures, and a completed
     /// savepoint is never discarded by `num-retained`: it belongs to the user. With `stop`
-    /// it is a stop-with-savepoint (see [`SnapshotType::StopWithSavepoint`]).
-    pub fn trigger_savepoint(&mut self, now: Instant, stop: bool) -> Option<u64> {
-        if !self.running {
+    /// `kind` is [`SnapshotType::Savepoint`] or [`SnapshotType::StopWithSavepoint`]; a
+    /// [`SnapshotType::Checkpoint`] is refused (periodic checkpoints are the coordinator's).
+    pub fn trigger_savepoint(&mut self, now: Instant, kind: SnapshotType) -> Option<CheckpointId> {
+        if !self.running || !kind.is_savepoint() {
             return None;
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.take_id();
         self.pending.insert(
             id,
             Pending {
-                kind: if stop {
-                    SnapshotType::StopWithSavepoint
-                } else {
-                    SnapshotType::Savepoint
-                },
+                kind,
                 triggered: now,
                 awaiting: self.tasks.clone(),
                 acks: BTreeMap::new(),
@@ -267,16 +350,16 @@ impl CheckpointCoordinator {
 
     /// The tasks stopped (failover or a terminal state): every pending checkpoint is aborted.
     /// These aborts do not count as checkpoint failures, as in Flink.
-    pub fn stop(&mut self, reason: &str) -> Vec<Action> {
+    pub fn stop(&mut self) -> Vec<Action> {
         self.running = false;
         self.final_requested = false;
         self.final_pending = None;
-        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
         self.pending.clear();
         ids.into_iter()
             .map(|id| Action::Abort {
                 id,
-                reason: reason.to_string(),
+                reason: AbortReason::Failover,
             })
             .collect()
     }
@@ -321,7 +404,7 @@ impl CheckpointCoordinator {
     /// Expires overdue checkpoints and triggers a new one when it is due.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        let expired: Vec<u64> = self
+        let expired: Vec<CheckpointId> = self
             .pending
             .iter()
             .filter(|(_, p)| now >= p.triggered + self.config.timeout)
@@ -332,13 +415,13 @@ impl CheckpointCoordinator {
             self.ended(id);
             actions.push(Action::Abort {
                 id,
-                reason: "Checkpoint expired before completing.".into(),
+                reason: AbortReason::Expired,
             });
             if p.kind == SnapshotType::Checkpoint {
                 self.count_failure(&mut actions);
             }
         }
-        if actions.iter().any(|a| matches!(a, Action::FailJob { .. })) {
+        if actions.contains(&Action::FailJob) {
             return actions; // the job fails over: nothing new starts in this attempt
         }
         if self.final_requested {
@@ -347,8 +430,7 @@ impl CheckpointCoordinator {
             }
         } else if let Some(t) = self.next_trigger_time() {
             if now >= t {
-                let id = self.next_id;
-                self.next_id += 1;
+                let id = self.take_id();
                 self.last_trigger = Some(now);
                 let p = Pending {
                     kind: SnapshotType::Checkpoint,
@@ -366,7 +448,7 @@ impl CheckpointCoordinator {
     /// A task acknowledged checkpoint `id` with its state. Unknown or late acks are ignored.
     pub fn acknowledge(
         &mut self,
-        id: u64,
+        id: CheckpointId,
         task: TaskId,
         handle: StateHandle,
         now: Instant,
@@ -392,15 +474,13 @@ impl CheckpointCoordinator {
     }
 
     /// A task could not take its part of checkpoint `id` (e.g. writing its state failed).
-    pub fn decline(&mut self, id: u64, reason: &str) -> Vec<Action> {
+    /// Also used by the job manager when it cannot prepare a checkpoint's directory.
+    pub fn decline(&mut self, id: CheckpointId, reason: AbortReason) -> Vec<Action> {
         let Some(p) = self.pending.remove(&id) else {
             return Vec::new();
         };
         self.ended(id);
-        let mut actions = vec![Action::Abort {
-            id,
-            reason: reason.to_string(),
-        }];
+        let mut actions = vec![Action::Abort { id, reason }];
         if p.kind == SnapshotType::Checkpoint {
             self.count_failure(&mut actions);
         }
@@ -412,7 +492,7 @@ impl CheckpointCoordinator {
     /// owned by the user: it is never discarded and subsumes nothing; a stop-with-savepoint
     /// also completed the job's checkpoint `id` (its copy in `chk-<id>`), which counts
     /// like any other.
-    pub fn finalized(&mut self, id: u64, now: Instant) -> Vec<Action> {
+    pub fn finalized(&mut self, id: CheckpointId, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         match self.finalizing.remove(&id) {
             Some(k) if k.is_job_restore_point() => {}
@@ -425,7 +505,7 @@ impl CheckpointCoordinator {
             let old = self.completed.pop_front().expect("non-empty");
             actions.push(Action::Discard { id: old });
         }
-        let subsumed: Vec<u64> = self
+        let subsumed: Vec<CheckpointId> = self
             .pending
             .range(..id)
             .filter(|(_, p)| p.kind == SnapshotType::Checkpoint)
@@ -435,21 +515,21 @@ impl CheckpointCoordinator {
             self.pending.remove(&old);
             actions.push(Action::Abort {
                 id: old,
-                reason: "Checkpoint has been subsumed.".into(),
+                reason: AbortReason::Subsumed,
             });
         }
         actions
     }
 
-    /// Writing `_metadata` of checkpoint `id` failed.
-    pub fn finalize_failed(&mut self, id: u64, reason: &str) -> Vec<Action> {
+    /// Writing `_metadata` of checkpoint `id` failed (`error`, with its causes).
+    pub fn finalize_failed(&mut self, id: CheckpointId, error: String) -> Vec<Action> {
         let Some(kind) = self.finalizing.remove(&id) else {
             return Vec::new();
         };
         self.ended(id);
         let mut actions = vec![Action::Abort {
             id,
-            reason: reason.to_string(),
+            reason: AbortReason::FinalizeFailed(error),
         }];
         if kind == SnapshotType::Checkpoint {
             self.count_failure(&mut actions);
@@ -461,9 +541,7 @@ impl CheckpointCoordinator {
         self.consecutive_failures += 1;
         if self.consecutive_failures > self.config.tolerable_failures {
             self.consecutive_failures = 0;
-            actions.push(Action::FailJob {
-                reason: "Exceeded checkpoint tolerable failure threshold.".into(),
-            });
+            actions.push(Action::FailJob);
         }
     }
 }
@@ -487,6 +565,16 @@ mod tests {
     fn h() -> StateHandle {
         StateHandle::Inline { data: vec![] }
     }
+    #[allow(non_snake_case)]
+    fn C(n: u64) -> CheckpointId {
+        CheckpointId(n)
+    }
+    fn declined(reason: &str) -> AbortReason {
+        AbortReason::Declined {
+            task: Some(t("a", 0)),
+            reason: reason.into(),
+        }
+    }
 
     #[test]
     fn triggers_after_interval_and_completes_on_all_acks() {
@@ -497,22 +585,30 @@ mod tests {
         assert!(c.tick(t0 + Duration::from_millis(50)).is_empty());
         assert_eq!(
             c.tick(t0 + Duration::from_millis(100)),
-            vec![Action::Trigger { id: 1 }]
+            vec![Action::Trigger { id: C(1) }]
         );
         // max concurrent 1: no second trigger while 1 is pending
         assert!(c.tick(t0 + Duration::from_millis(250)).is_empty());
-        assert!(c.acknowledge(1, t("src", 0), h(), t0).is_empty());
+        assert!(c.acknowledge(C(1), t("src", 0), h(), t0).is_empty());
         assert!(
-            c.acknowledge(1, t("src", 0), h(), t0).is_empty(),
+            c.acknowledge(C(1), t("src", 0), h(), t0).is_empty(),
             "duplicate ack ignored"
         );
-        let a = c.acknowledge(1, t("sum", 0), h(), t0 + Duration::from_millis(260));
-        assert!(matches!(&a[..], [Action::Finalize { id: 1, .. }]));
-        assert!(c.finalized(1, t0 + Duration::from_millis(270)).is_empty());
-        assert_eq!(c.latest_completed(), Some(1));
+        let a = c.acknowledge(C(1), t("sum", 0), h(), t0 + Duration::from_millis(260));
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                id: CheckpointId(1),
+                ..
+            }]
+        ));
+        assert!(c
+            .finalized(C(1), t0 + Duration::from_millis(270))
+            .is_empty());
+        assert_eq!(c.latest_completed(), Some(C(1)));
         assert_eq!(
             c.tick(t0 + Duration::from_millis(350)),
-            vec![Action::Trigger { id: 2 }]
+            vec![Action::Trigger { id: C(2) }]
         );
     }
 
@@ -523,13 +619,13 @@ mod tests {
         c.start([t("src", 0)], t0);
         assert_eq!(
             c.tick(t0 + Duration::from_millis(100)),
-            vec![Action::Trigger { id: 1 }]
+            vec![Action::Trigger { id: C(1) }]
         );
-        c.acknowledge(1, t("src", 0), h(), t0);
-        c.finalized(1, t0);
+        c.acknowledge(C(1), t("src", 0), h(), t0);
+        c.finalized(C(1), t0);
         // A savepoint while the job runs: finalized, but not the job's restore point and
         // it subsumes nothing.
-        let sp = c.trigger_savepoint(t0, false).unwrap();
+        let sp = c.trigger_savepoint(t0, SnapshotType::Savepoint).unwrap();
         let a = c.acknowledge(sp, t("src", 0), h(), t0);
         assert!(matches!(
             &a[..],
@@ -542,12 +638,14 @@ mod tests {
         assert!(c.finalized(sp, t0).is_empty());
         assert_eq!(
             c.latest_completed(),
-            Some(1),
+            Some(C(1)),
             "failover still restores chk-1"
         );
         // A stop-with-savepoint commits, so it is the job's newest restore point: with one
         // retained, chk-1 is discarded.
-        let stop = c.trigger_savepoint(t0, true).unwrap();
+        let stop = c
+            .trigger_savepoint(t0, SnapshotType::StopWithSavepoint)
+            .unwrap();
         let a = c.acknowledge(stop, t("src", 0), h(), t0);
         assert!(matches!(
             &a[..],
@@ -556,7 +654,7 @@ mod tests {
                 ..
             }]
         ));
-        assert_eq!(c.finalized(stop, t0), vec![Action::Discard { id: 1 }]);
+        assert_eq!(c.finalized(stop, t0), vec![Action::Discard { id: C(1) }]);
         assert_eq!(c.latest_completed(), Some(stop));
     }
 
@@ -573,15 +671,24 @@ mod tests {
         c.start([t("src", 0), t("sink", 0)], t0);
         assert_eq!(
             c.tick(t0 + Duration::from_millis(100)),
-            vec![Action::Trigger { id: 1 }]
+            vec![Action::Trigger { id: C(1) }]
         );
         // The input ends while checkpoint 1 is pending: the final one starts right away.
         let now = t0 + Duration::from_millis(110);
-        assert_eq!(c.end_of_input(now), vec![Action::TriggerFinal { id: 2 }]);
+        assert_eq!(c.end_of_input(now), vec![Action::TriggerFinal { id: C(2) }]);
         assert!(c.end_of_input(now).is_empty(), "requested once");
         // It fails: retried one interval after the last trigger, never periodically.
-        let a = c.decline(2, "disk full");
-        assert!(matches!(&a[..], [Action::Abort { id: 2, .. }]), "{a:?}");
+        let a = c.decline(C(2), declined("disk full"));
+        assert!(
+            matches!(
+                &a[..],
+                [Action::Abort {
+                    id: CheckpointId(2),
+                    ..
+                }]
+            ),
+            "{a:?}"
+        );
         assert!(c.tick(now + Duration::from_millis(50)).is_empty());
         assert_eq!(
             c.next_deadline()
@@ -589,21 +696,24 @@ mod tests {
             Some(true)
         );
         let a = c.tick(now + Duration::from_millis(100));
-        assert!(a.contains(&Action::TriggerFinal { id: 3 }), "{a:?}");
+        assert!(a.contains(&Action::TriggerFinal { id: C(3) }), "{a:?}");
         // A second failure in a row exceeds tolerable=1, as for any checkpoint.
-        let a = c.decline(3, "disk full");
-        assert!(
-            a.iter().any(|a| matches!(a, Action::FailJob { .. })),
-            "{a:?}"
-        );
+        let a = c.decline(C(3), declined("disk full"));
+        assert!(a.iter().any(|a| matches!(a, Action::FailJob)), "{a:?}");
         // After a failover the new attempt reports the end of input again.
-        c.stop("failover");
+        c.stop();
         c.start([t("src", 0), t("sink", 0)], t0);
-        assert_eq!(c.end_of_input(t0), vec![Action::TriggerFinal { id: 4 }]);
-        c.acknowledge(4, t("src", 0), h(), t0);
-        let a = c.acknowledge(4, t("sink", 0), h(), t0);
-        assert!(matches!(&a[..], [Action::Finalize { id: 4, .. }]));
-        assert!(c.finalized(4, t0).is_empty());
+        assert_eq!(c.end_of_input(t0), vec![Action::TriggerFinal { id: C(4) }]);
+        c.acknowledge(C(4), t("src", 0), h(), t0);
+        let a = c.acknowledge(C(4), t("sink", 0), h(), t0);
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                id: CheckpointId(4),
+                ..
+            }]
+        ));
+        assert!(c.finalized(C(4), t0).is_empty());
         assert!(
             c.tick(t0 + Duration::from_secs(10)).is_empty(),
             "nothing after the final one"
@@ -623,7 +733,7 @@ mod tests {
         c.start([t("a", 0)], t0);
         let mut now = t0;
         let mut discarded = vec![];
-        for id in 5..9 {
+        for id in (5..9).map(C) {
             now += Duration::from_millis(100);
             assert_eq!(c.tick(now), vec![Action::Trigger { id }]);
             c.acknowledge(id, t("a", 0), h(), now);
@@ -633,8 +743,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(discarded, vec![5, 6]);
-        assert_eq!(c.completed().collect::<Vec<_>>(), vec![7, 8]);
+        assert_eq!(discarded, vec![C(5), C(6)]);
+        assert_eq!(c.completed().collect::<Vec<_>>(), vec![C(7), C(8)]);
     }
 
     #[test]
@@ -652,16 +762,17 @@ mod tests {
         for round in 0..3 {
             now += Duration::from_millis(100);
             let a = c.tick(now);
-            assert!(a.contains(&Action::Trigger { id: round + 1 }), "{a:?}");
+            assert!(a.contains(&Action::Trigger { id: C(round + 1) }), "{a:?}");
             now += Duration::from_millis(30);
             let a = c.tick(now);
-            assert!(a
-                .iter()
-                .any(|x| matches!(x, Action::Abort { reason, .. } if reason.contains("expired"))));
-            fails += a
-                .iter()
-                .filter(|x| matches!(x, Action::FailJob { .. }))
-                .count();
+            assert!(a.iter().any(|x| matches!(
+                x,
+                Action::Abort {
+                    reason: AbortReason::Expired,
+                    ..
+                }
+            )));
+            fails += a.iter().filter(|x| matches!(x, Action::FailJob)).count();
             if round < 2 {
                 assert_eq!(fails, 0, "failures 1..=2 are tolerated");
             }
@@ -683,22 +794,22 @@ mod tests {
         let n = t0 + Duration::from_millis(100);
         c.tick(n);
         assert_eq!(
-            c.decline(1, "io"),
+            c.decline(C(1), declined("io")),
             vec![Action::Abort {
-                id: 1,
-                reason: "io".into()
+                id: C(1),
+                reason: declined("io")
             }]
         );
         let n = n + Duration::from_millis(100);
         c.tick(n);
-        c.acknowledge(2, t("a", 0), h(), n);
-        c.finalized(2, n);
+        c.acknowledge(C(2), t("a", 0), h(), n);
+        c.finalized(C(2), n);
         let n = n + Duration::from_millis(100);
         c.tick(n);
         assert!(!c
-            .decline(3, "io")
+            .decline(C(3), declined("io"))
             .iter()
-            .any(|a| matches!(a, Action::FailJob { .. })));
+            .any(|a| matches!(a, Action::FailJob)));
     }
 
     #[test]
@@ -714,20 +825,198 @@ mod tests {
         c.start([t("a", 0)], t0);
         let n = t0 + Duration::from_millis(100);
         c.tick(n);
-        c.acknowledge(1, t("a", 0), h(), n);
-        c.finalized(1, n);
+        c.acknowledge(C(1), t("a", 0), h(), n);
+        c.finalized(C(1), n);
         assert!(c.tick(n + Duration::from_millis(200)).is_empty());
         assert_eq!(
             c.tick(n + Duration::from_millis(500)),
-            vec![Action::Trigger { id: 2 }]
+            vec![Action::Trigger { id: C(2) }]
         );
         assert_eq!(
-            c.stop("failover"),
+            c.stop(),
             vec![Action::Abort {
-                id: 2,
-                reason: "failover".into()
+                id: C(2),
+                reason: AbortReason::Failover
             }]
         );
         assert!(c.tick(n + Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn savepoints_never_count_as_checkpoint_failures_nor_get_discarded() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(cfg(), 1);
+        assert_eq!(
+            c.trigger_savepoint(t0, SnapshotType::Savepoint),
+            None,
+            "not running"
+        );
+        c.start([t("a", 0)], t0);
+        assert_eq!(c.trigger_savepoint(t0, SnapshotType::Checkpoint), None);
+        let sp = c.trigger_savepoint(t0, SnapshotType::Savepoint).unwrap();
+        assert_eq!(
+            c.pending_count(),
+            0,
+            "savepoints run next to the periodic ones"
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger { id: C(2) }]
+        );
+        // Declined savepoints are aborted without touching the failure count (tolerable 0).
+        assert_eq!(
+            c.decline(sp, declined("disk full")),
+            vec![Action::Abort {
+                id: sp,
+                reason: declined("disk full")
+            }]
+        );
+        // Expired savepoints too.
+        let sp = c.trigger_savepoint(t0, SnapshotType::Savepoint).unwrap();
+        let a = c.tick(t0 + Duration::from_secs(3600));
+        assert!(a.contains(&Action::Abort {
+            id: sp,
+            reason: AbortReason::Expired
+        }));
+        assert!(
+            a.contains(&Action::FailJob),
+            "the expired checkpoint 2 counts: {a:?}"
+        );
+    }
+
+    #[test]
+    fn a_decline_of_an_unknown_or_finished_checkpoint_is_ignored() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(cfg(), 1);
+        c.start([t("a", 0), t("b", 0)], t0);
+        assert!(c.decline(C(9), declined("late")).is_empty());
+        c.tick(t0 + Duration::from_millis(100));
+        c.acknowledge(C(1), t("a", 0), h(), t0);
+        assert!(
+            c.acknowledge(C(1), t("z", 0), h(), t0).is_empty(),
+            "unknown task"
+        );
+        c.acknowledge(C(1), t("b", 0), h(), t0);
+        assert!(
+            c.decline(C(1), declined("late")).is_empty(),
+            "already finalizing"
+        );
+        assert!(c.finalized(C(1), t0).is_empty());
+    }
+
+    #[test]
+    fn with_max_concurrent_two_a_completed_checkpoint_subsumes_older_pending_ones() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(
+            CheckpointConfig {
+                max_concurrent: 2,
+                num_retained: 3,
+                ..cfg()
+            },
+            1,
+        );
+        c.start([t("a", 0)], t0);
+        let sp = c.trigger_savepoint(t0, SnapshotType::Savepoint).unwrap();
+        assert_eq!(sp, C(1));
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger { id: C(2) }]
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(200)),
+            vec![Action::Trigger { id: C(3) }]
+        );
+        assert_eq!(c.pending_count(), 2);
+        assert!(
+            c.tick(t0 + Duration::from_millis(300)).is_empty(),
+            "at most two"
+        );
+        assert_eq!(
+            c.next_deadline(),
+            Some(t0 + c.config().timeout),
+            "only the savepoint's expiry is due"
+        );
+        // 3 completes before 2: 2 is subsumed, the older savepoint is not (it is the user's).
+        let a = c.acknowledge(C(3), t("a", 0), h(), t0 + Duration::from_millis(250));
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                id: CheckpointId(3),
+                kind: SnapshotType::Checkpoint,
+                ..
+            }]
+        ));
+        assert_eq!(
+            c.finalized(C(3), t0 + Duration::from_millis(260)),
+            vec![Action::Abort {
+                id: C(2),
+                reason: AbortReason::Subsumed
+            }]
+        );
+        assert!(c.acknowledge(C(2), t("a", 0), h(), t0).is_empty(), "gone");
+        let a = c.acknowledge(sp, t("a", 0), h(), t0);
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                kind: SnapshotType::Savepoint,
+                ..
+            }]
+        ));
+        assert_eq!(c.completed().collect::<Vec<_>>(), vec![C(3)]);
+    }
+
+    #[test]
+    fn a_failed_finalize_aborts_and_counts_and_a_stop_with_savepoint_one_does_not() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(
+            CheckpointConfig {
+                tolerable_failures: 1,
+                ..cfg()
+            },
+            1,
+        );
+        c.start([t("a", 0)], t0);
+        let stop = c
+            .trigger_savepoint(t0, SnapshotType::StopWithSavepoint)
+            .unwrap();
+        c.acknowledge(stop, t("a", 0), h(), t0);
+        assert_eq!(
+            c.finalize_failed(stop, "disk full".into()),
+            vec![Action::Abort {
+                id: stop,
+                reason: AbortReason::FinalizeFailed("disk full".into())
+            }]
+        );
+        assert_eq!(
+            AbortReason::FinalizeFailed("disk full".into()).to_string(),
+            "Failure to finalize checkpoint: disk full"
+        );
+        assert!(c.finalize_failed(stop, "again".into()).is_empty(), "once");
+        for (n, id) in [(0, C(2)), (1, C(3))] {
+            let now = t0 + Duration::from_millis(100 * (n + 1));
+            assert_eq!(c.tick(now), vec![Action::Trigger { id }]);
+            c.acknowledge(id, t("a", 0), h(), now);
+            let a = c.finalize_failed(id, "disk full".into());
+            assert_eq!(a.contains(&Action::FailJob), n == 1, "{a:?}");
+        }
+        assert_eq!(c.latest_completed(), None);
+    }
+
+    #[test]
+    fn abort_reasons_read_as_flinks_messages() {
+        assert_eq!(
+            AbortReason::Expired.to_string(),
+            "Checkpoint expired before completing."
+        );
+        assert_eq!(
+            AbortReason::Subsumed.to_string(),
+            "Checkpoint has been subsumed."
+        );
+        assert_eq!(
+            AbortReason::Failover.to_string(),
+            "Checkpoint was aborted due to a job failover or the end of the job."
+        );
+        assert_eq!(declined("io").to_string(), "io");
+        assert_eq!(C(42).to_string(), "42");
     }
 }

@@ -37,6 +37,20 @@ pub struct CheckpointRecord {
     pub failure_message: Option<String>,
 }
 
+/// The snapshot the job's current attempt restored, as Flink's REST API reports it
+/// (`latest.restored` of `/jobs/:id/checkpoints`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoredRecord {
+    /// Checkpoint id of the snapshot.
+    pub id: u64,
+    /// When it was restored, ms since the Unix epoch.
+    pub restore_timestamp: u64,
+    /// True when it is a savepoint.
+    pub is_savepoint: bool,
+    /// Where it is, as a `file:` URI.
+    pub external_path: String,
+}
+
 /// One task failure.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExceptionRecord {
@@ -75,6 +89,8 @@ pub struct JobInfo {
     pub failed: u64,
     /// Restores from a checkpoint or savepoint.
     pub restored: u64,
+    /// The latest restore.
+    pub latest_restored: Option<RestoredRecord>,
     /// Latest completed checkpoint.
     pub latest_completed: Option<CheckpointRecord>,
     /// Latest completed savepoint.
@@ -111,6 +127,7 @@ impl JobInfo {
             completed: 0,
             failed: 0,
             restored: 0,
+            latest_restored: None,
             latest_completed: None,
             latest_savepoint: None,
             latest_failed: None,

@@ -2,37 +2,46 @@
 //! strategy, and talks to the task executor of the current attempt only through
 //! [`ToExecutor`]/[`FromExecutor`] messages. It never runs user code.
 //!
-//! All file-system effects of checkpointing happen here, driven by the coordinator's
-//! [`Action`]s: creating `chk-<n>`, writing `_metadata`, deleting aborted, subsumed and
-//! (per retention) terminal checkpoints.
+//! What lives where: [`lifecycle`] decides (phases, events, effects: pure and unit-tested),
+//! [`checkpoints`] performs the checkpoint coordinator's decisions on disk, [`client`] is
+//! what the outside sends (commands, typed savepoint replies), [`events`] words every
+//! Flink-style log line, and this module's run loop turns executor messages and commands
+//! into lifecycle events and carries out the effects.
 
+pub mod checkpoints;
+pub mod client;
+pub(crate) mod events;
 pub mod info;
+pub mod lifecycle;
 pub mod rest;
 pub mod restart;
 pub mod security;
+#[cfg(test)]
+mod tests;
+
+pub use client::{CancelFlag, JobClient, JobCommand, SavepointError, SavepointReply};
+pub use lifecycle::StopKind;
 
 use crate::checkpoint::config::CheckpointConfig;
-use crate::checkpoint::coordinator::{Action, CheckpointCoordinator, SnapshotType};
 use crate::checkpoint::metadata::{
-    checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorKind,
-    OperatorState, SnapshotKind, StateHandle, SubtaskState, TaskId,
+    LoadedSnapshot, OperatorKind, OperatorState, SnapshotKind, StateHandle, TaskId,
 };
 use crate::job::{JobExecutionResult, JobStatus};
 use crate::runtime::executor::LocalExecutor;
-use crate::runtime::plan::{Plan, StateKind};
+use crate::runtime::plan::Plan;
 use crate::runtime::process::ProcessExecutor;
-use crate::runtime::protocol::{
-    AttemptSpec, FromExecutor, TaskExecutor, ToExecutor, Unrecoverable,
-};
+use crate::runtime::protocol::{AttemptSpec, FromExecutor, TaskExecutor};
 use crate::sync::LockExt;
 use crate::Result;
+use checkpoints::Checkpoints;
 use crossbeam_channel::{Receiver, Sender};
+use lifecycle::{Admission, Effect, Event, Lifecycle, Phase, TaskFailure};
 use restart::RestartStrategy;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tracing::{error, info, warn};
+use tracing::info;
 
 /// Everything needed to run a job.
 pub struct JobSpec {
@@ -53,6 +62,9 @@ pub struct JobSpec {
     pub worker_processes: Option<crate::runtime::process::Heartbeat>,
     /// How many task failures the exception history keeps (`web.exception-history-size`).
     pub exception_history_size: usize,
+    /// Started by `floe run`: print Flink's CLI lines ("Job has been submitted with JobID
+    /// …") on standard output. [`crate::launch`] decides it.
+    pub cli_output: bool,
 }
 
 /// A new job id: 32 lowercase hex characters, as Flink's `JobID`.
@@ -76,7 +88,7 @@ fn first_job_id() -> String {
         Ok(id) => match id.parse::<crate::JobId>() {
             Ok(id) => id.to_string(),
             Err(e) => {
-                warn!("ignoring {JOB_ID_ENV}: {e}");
+                events::ignoring_job_id_env(JOB_ID_ENV, &e);
                 new_job_id()
             }
         },
@@ -84,7 +96,7 @@ fn first_job_id() -> String {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -171,57 +183,6 @@ pub(crate) fn state_names_of(snap: &LoadedSnapshot, os: &OperatorState) -> Strin
     }
 }
 
-/// A completed checkpoint or savepoint this job can restore from.
-#[derive(Clone, Debug)]
-struct Completed {
-    id: u64,
-    dir: PathBuf,
-    timestamp_ms: u64,
-    snapshot: Arc<LoadedSnapshot>,
-}
-
-enum Outcome {
-    Finished,
-    Failed {
-        task: String,
-        error: String,
-    },
-    /// A failure retrying cannot fix (restored state that does not fit the job, output the
-    /// restored checkpoint names that is gone).
-    Unrecoverable {
-        task: String,
-        error: String,
-        why: Unrecoverable,
-    },
-    Canceled,
-}
-
-/// A request to the job manager of a running job.
-pub enum JobCommand {
-    /// Take a savepoint into `target` (or the configured default directory); with `stop`,
-    /// finish the job after it completes.
-    TriggerSavepoint {
-        /// Directory the `savepoint-*` directory is created in.
-        target: Option<PathBuf>,
-        /// Finish the job once the savepoint is complete (`flink stop`).
-        stop: bool,
-        /// The savepoint path, or why it failed.
-        reply: Sender<std::result::Result<PathBuf, String>>,
-    },
-    /// Cancel the job (CANCELED; retention applies).
-    Cancel,
-}
-
-struct SavepointRequest {
-    reply: Sender<std::result::Result<PathBuf, String>>,
-}
-
-/// Whether SIGINT/SIGTERM asked this process to cancel its jobs; the handlers are
-/// installed by [`crate::launch`], the one place that handles signals.
-fn cancel_requested() -> bool {
-    crate::launch::cancel_signalled()
-}
-
 /// Flink's savepoint directory name: `savepoint-<first 6 hex of the job id>-<12 random hex>`.
 pub fn savepoint_dir_name(job_id: &str) -> String {
     format!(
@@ -231,136 +192,39 @@ pub fn savepoint_dir_name(job_id: &str) -> String {
     )
 }
 
-/// A handle on a job started with [`crate::StreamEnv::execute_async`], like Flink's
-/// `JobClient`: its id and status, savepoints, stop and cancel, and its result.
-pub struct JobClient {
-    job_id: String,
-    commands: Sender<JobCommand>,
-    status: Arc<Mutex<JobStatus>>,
-    info: Arc<Mutex<info::JobInfo>>,
-    handle: Option<std::thread::JoinHandle<Result<JobExecutionResult>>>,
-    rest: Option<rest::RestServer>,
-}
-
-impl JobClient {
-    /// The job id (32 lowercase hex characters).
-    pub fn job_id(&self) -> &str {
-        &self.job_id
-    }
-
-    /// A snapshot of what the job manager knows about the job.
-    pub fn info(&self) -> info::JobInfo {
-        self.info.lock_ok().clone()
-    }
-
-    /// Where the job's REST API listens, when `rest.port` is configured.
-    pub fn rest_address(&self) -> Option<std::net::SocketAddr> {
-        self.rest.as_ref().map(|r| r.local_addr())
-    }
-
-    /// The job's current status.
-    pub fn status(&self) -> JobStatus {
-        *self.status.lock_ok()
-    }
-
-    fn savepoint(&self, target: Option<&Path>, stop: bool) -> Result<PathBuf> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let cmd = JobCommand::TriggerSavepoint {
-            target: target.map(Path::to_path_buf),
-            stop,
-            reply: tx,
-        };
-        self.commands
-            .send(cmd)
-            .map_err(|_| crate::anyhow!("job {} is no longer running", self.job_id))?;
-        match rx.recv() {
-            Ok(Ok(p)) => Ok(p),
-            Ok(Err(e)) => Err(crate::anyhow!(
-                "Triggering a savepoint for the job {} failed: {e}",
-                self.job_id
-            )),
-            Err(_) => Err(crate::anyhow!(
-                "job {} ended before the savepoint completed",
-                self.job_id
-            )),
-        }
-    }
-
-    /// Takes a savepoint into `target` (or `execution.checkpointing.savepoint-dir`) and waits
-    /// for it; returns its directory. The job keeps running.
-    pub fn trigger_savepoint(&self, target: Option<&Path>) -> Result<PathBuf> {
-        self.savepoint(target, false)
-    }
-
-    /// Takes a savepoint, after which the sources stop and the job ends FINISHED (`flink
-    /// stop`). No record after the savepoint is processed, so a job restored from it
-    /// continues exactly where this one stopped. If the savepoint fails, the job goes on.
-    pub fn stop_with_savepoint(&self, target: Option<&Path>) -> Result<PathBuf> {
-        self.savepoint(target, true)
-    }
-
-    /// Cancels the job.
-    pub fn cancel(&self) {
-        let _ = self.commands.send(JobCommand::Cancel);
-    }
-
-    /// Waits for the job to end.
-    pub fn wait(mut self) -> Result<JobExecutionResult> {
-        let r = match self.handle.take().expect("waited once").join() {
-            Ok(r) => r,
-            Err(_) => Err(crate::anyhow!(
-                "the job manager of job {} panicked",
-                self.job_id
-            )),
-        };
-        if let Some(rest) = &self.rest {
-            rest.linger(Duration::from_secs(5));
-        }
-        r
-    }
+/// How the tasks of an attempt run.
+enum Workers {
+    /// On threads of this process (tests and embedded use).
+    Threads,
+    /// In a worker process (job binaries), with this heartbeat.
+    Processes(crate::runtime::process::Heartbeat),
+    /// A scripted executor (the job manager's unit tests).
+    #[cfg(test)]
+    Scripted(Box<tests::Deployer>),
 }
 
 /// Runs one job to a terminal state.
 pub struct JobManager {
     spec: JobSpec,
     job_id: String,
-    job_dir: Option<PathBuf>,
-    coordinator: CheckpointCoordinator,
-    /// The job's own completed checkpoints (restore points), by id.
-    completed: BTreeMap<u64, Completed>,
-    /// Savepoints this job took while running; they are the user's, but output they name
-    /// must survive a failover so that they stay restorable.
-    savepoints: Vec<PathBuf>,
-    dirs: BTreeMap<u64, (PathBuf, u64)>,
-    requests: BTreeMap<u64, SavepointRequest>,
-    stopping: Option<u64>,
-    durations: Vec<Duration>,
+    checkpoints: Checkpoints,
+    workers: Workers,
     restore_point: Option<Arc<LoadedSnapshot>>,
     status: Arc<Mutex<JobStatus>>,
     commands: Receiver<JobCommand>,
     commands_tx: Sender<JobCommand>,
+    cancel: CancelFlag,
     info: Arc<Mutex<info::JobInfo>>,
+    /// The tasks of the attempt that reported running, until checkpointing starts.
+    tasks: Vec<TaskId>,
     /// Savepoint requests that arrived while the tasks were still deploying.
-    deferred: Vec<DeferredSavepoint>,
+    deferred: Vec<(Option<PathBuf>, Option<StopKind>, SavepointReply)>,
 }
-
-type DeferredSavepoint = (
-    Option<PathBuf>,
-    bool,
-    Sender<std::result::Result<PathBuf, String>>,
-);
 
 impl JobManager {
     /// Prepares a job manager for `spec` with a fresh job id (the first job of a process
     /// takes the one a session cluster chose, see [`JOB_ID_ENV`]).
     pub fn new(spec: JobSpec) -> Self {
-        let first_id = spec
-            .restore
-            .as_ref()
-            .map(|s| s.metadata.checkpoint_id + 1)
-            .unwrap_or(1);
-        let coordinator = CheckpointCoordinator::new(spec.checkpoint.clone(), first_id);
-        let restore_point = spec.restore.clone();
         let (commands_tx, commands) = crossbeam_channel::unbounded();
         let job_id = first_job_id();
         let info = info::JobInfo::new(
@@ -371,22 +235,31 @@ impl JobManager {
             now_ms(),
         )
         .with_exception_history_size(spec.exception_history_size);
+        let info = Arc::new(Mutex::new(info));
+        let checkpoints = Checkpoints::new(
+            &job_id,
+            Arc::clone(&spec.plan),
+            spec.checkpoint.clone(),
+            spec.savepoint_dir.clone(),
+            spec.restore.clone(),
+            Arc::clone(&info),
+        );
+        let workers = match spec.worker_processes {
+            Some(hb) => Workers::Processes(hb),
+            None => Workers::Threads,
+        };
         JobManager {
+            restore_point: spec.restore.clone(),
             spec,
             job_id,
-            job_dir: None,
-            coordinator,
-            completed: BTreeMap::new(),
-            savepoints: Vec::new(),
-            dirs: BTreeMap::new(),
-            requests: BTreeMap::new(),
-            stopping: None,
-            durations: Vec::new(),
-            restore_point,
+            checkpoints,
+            workers,
             status: Arc::new(Mutex::new(JobStatus::Created)),
             commands,
             commands_tx,
-            info: Arc::new(Mutex::new(info)),
+            cancel: CancelFlag::default(),
+            info,
+            tasks: Vec::new(),
             deferred: Vec::new(),
         }
     }
@@ -400,6 +273,11 @@ impl JobManager {
         &self.job_id
     }
 
+    /// Cancels the job when set: for a signal watcher (one atomic store).
+    pub fn cancel_flag(&self) -> CancelFlag {
+        self.cancel.clone()
+    }
+
     /// Runs the job on a thread of its own and returns a client for it; with `rest`, the
     /// job is also served by a REST API at that address.
     pub fn spawn(
@@ -410,12 +288,13 @@ impl JobManager {
         let commands = self.commands_tx.clone();
         let status = Arc::clone(&self.status);
         let info = Arc::clone(&self.info);
+        let cancel = self.cancel.clone();
         let rest = match rest {
             Some((addr, conf)) => {
                 let registry = rest::Registry::new(conf)?;
                 registry.add(&job_id, Arc::clone(&info), commands.clone());
                 let server = rest::RestServer::start(addr, registry)?;
-                info!("Rest endpoint listening at {}", server.local_addr());
+                events::rest_listening(server.local_addr());
                 Some(server)
             }
             None => None,
@@ -429,6 +308,7 @@ impl JobManager {
             commands,
             status,
             info,
+            cancel,
             handle: Some(handle),
             rest,
         })
@@ -443,14 +323,7 @@ impl JobManager {
     }
 
     fn transition(&mut self, to: JobStatus) {
-        let from = self.current();
-        info!(
-            "Job {} ({}) switched from state {} to {}.",
-            self.name(),
-            self.job_id,
-            from,
-            to
-        );
+        events::job_transition(self.name(), &self.job_id, self.current(), to);
         *self.status.lock_ok() = to;
         self.info().transition(to, now_ms());
     }
@@ -459,20 +332,8 @@ impl JobManager {
     /// failures as the restart strategy allows, and applies retention at the end.
     pub fn run(mut self) -> Result<JobExecutionResult> {
         let started = Instant::now();
-        let plan = Arc::clone(&self.spec.plan);
-        info!("Submitting job {} ({}).", self.name(), self.job_id);
-        // Started by `floe run`: report like Flink's CLI does, on standard output.
-        let cli = *crate::launch::Mode::current() == crate::launch::Mode::CliRun;
-        if cli {
-            // A closed stdout (`floe run job | head`) only loses the line.
-            crate::api::print::stdout_line(&format!(
-                "Job has been submitted with JobID {}",
-                self.job_id
-            ));
-        }
-        if let Ok(id) = self.job_id.parse() {
-            crate::exit::report(crate::exit::Event::Submitted(id));
-        }
+        events::submitting(self.name(), &self.job_id);
+        events::submitted(&self.job_id, self.spec.cli_output);
         if let Some(root) = &self.spec.checkpoint_dir {
             let dir = root.join(&self.job_id);
             std::fs::create_dir_all(&dir).map_err(|e| {
@@ -486,245 +347,201 @@ impl JobManager {
                 )
             })?;
             let _ = std::fs::remove_file(&probe);
-            self.job_dir = Some(dir);
+            self.checkpoints.job_dir = Some(dir);
         }
         if let Some(s) = &self.spec.restore {
-            info!(
-                "Starting job {} from savepoint {} ({})",
-                self.job_id,
-                s.dir.display(),
-                if s.metadata.kind == SnapshotKind::Savepoint {
-                    "savepoint"
-                } else {
-                    "retained checkpoint"
-                }
-            );
-            info!(
-                "Reset the checkpoint ID of job {} to {}.",
-                self.job_id,
-                s.metadata.checkpoint_id + 1
-            );
+            let savepoint = s.metadata.kind == SnapshotKind::Savepoint;
+            let next = s.metadata.checkpoint_id + 1;
+            events::starting_from(&self.job_id, &s.dir, savepoint, next);
         }
-        info!(
-            "Using restart back off time strategy {} for {} ({}).",
-            self.spec.restart,
-            self.name(),
-            self.job_id
-        );
-        let mut backoff = self.spec.restart.backoff();
-        let mut attempt: u32 = 0;
+        events::restart_strategy(&self.spec.restart, self.name(), &self.job_id);
+        let mut life = Lifecycle::new(self.spec.restart.backoff());
         let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
-        self.transition(JobStatus::Running);
-        let final_outcome = loop {
-            if let Some(snap) = &self.restore_point {
-                self.info().restored += 1;
-                info!(
-                    "Restoring job {} from Checkpoint {} @ {} for {} located at {}.",
-                    self.job_id,
-                    snap.metadata.checkpoint_id,
-                    snap.metadata.timestamp_ms,
-                    snap.metadata.job_id,
-                    snap.dir.display()
-                );
-            } else if attempt > 0 {
-                info!("No checkpoint found during restore.");
+        let mut exec: Option<Box<dyn TaskExecutor>> = None;
+        let mut queue: VecDeque<Event> = VecDeque::new();
+        let mut effects: VecDeque<Effect> = life.start().into();
+        loop {
+            while let Some(effect) = effects.pop_front() {
+                self.perform(effect, &mut life, &mut exec, &tx, &mut queue);
             }
-            let spec = AttemptSpec {
-                job_id: self.job_id.clone(),
-                attempt,
-                restore: self.restore_point.clone(),
-                start_epoch: self.coordinator.next_id(),
-                savepoints: self.savepoints.clone(),
-            };
-            let (exec, outcome): (Option<Box<dyn TaskExecutor>>, Option<Outcome>) =
-                match self.spec.worker_processes {
-                    Some(hb) => match ProcessExecutor::start(&spec, hb, tx.clone()) {
-                        Ok(e) => (Some(Box::new(e)), None),
-                        Err(e) => (
-                            None,
-                            Some(Outcome::Failed {
-                                task: "worker process".into(),
-                                error: format!("{e:#}"),
-                            }),
-                        ),
-                    },
-                    None => (
-                        Some(Box::new(LocalExecutor::start(
-                            Arc::clone(&plan),
-                            spec,
-                            tx.clone(),
-                        ))),
-                        None,
-                    ),
-                };
-            let outcome = match (exec, outcome) {
-                (Some(exec), _) => {
-                    let o = self.supervise(exec.as_ref(), &rx, attempt);
-                    exec.shutdown();
-                    o
-                }
-                (None, Some(o)) => o,
-                (None, None) => unreachable!("an executor or an outcome"),
-            };
-            let aborts = self
-                .coordinator
-                .stop("Checkpoint was aborted due to a job failover or the end of the job.");
-            self.perform(aborts, None);
-            self.stopping = None;
-            for (_, _, reply) in std::mem::take(&mut self.deferred) {
-                let _ = reply.send(Err(
-                    "the job's tasks stopped before they were all running".into()
-                ));
+            if life.is_terminal() {
+                break;
             }
-            match outcome {
-                Outcome::Unrecoverable { task, error, why } => {
-                    let error = crate::runtime::protocol::bounded_message(error);
-                    warn!("{task} (attempt #{attempt}) switched from INITIALIZING to FAILED with failure cause: {error}");
-                    self.info().add_exception(now_ms(), &task, &error);
-                    break Outcome::Failed {
-                        task,
-                        error: format!("{error} (not restarted: {why})"),
-                    };
-                }
-                Outcome::Failed { task, error } => {
-                    let error = crate::runtime::protocol::bounded_message(error);
-                    warn!("{task} (attempt #{attempt}) switched from RUNNING to FAILED with failure cause: {error}");
-                    self.info().add_exception(now_ms(), &task, &error);
-                    backoff.notify_failure(Instant::now());
-                    if backoff.can_restart() && !cancel_requested() {
-                        self.transition(JobStatus::Restarting);
-                        let delay = backoff.backoff_time();
-                        if self.sleep_unless_cancelled(delay) {
-                            break Outcome::Canceled;
-                        }
-                        self.restore_point = self.latest_restore_point();
-                        // A disposed savepoint protects no output any more.
-                        self.savepoints.retain(|p| {
-                            p.join(crate::checkpoint::metadata::METADATA_FILE).is_file()
-                        });
-                        attempt += 1;
-                        self.transition(JobStatus::Running);
-                        continue;
-                    }
-                    if cancel_requested() {
-                        break Outcome::Canceled;
-                    }
-                    break Outcome::Failed {
-                        task,
-                        error: format!(
-                            "Recovery is suppressed by {backoff}; last failure: {error}"
-                        ),
-                    };
-                }
-                other => break other,
+            if queue.is_empty() {
+                self.wait(&mut life, exec.as_deref(), &rx, &mut queue);
             }
-        };
-        let restarts = attempt;
-        if cli {
-            let end = match final_outcome {
-                Outcome::Finished => "finished",
-                Outcome::Canceled => "been canceled",
-                Outcome::Failed { .. } | Outcome::Unrecoverable { .. } => "failed",
-            };
-            crate::api::print::stdout_line(&format!("Job with JobID {} has {end}.", self.job_id));
+            if let Some(event) = queue.pop_front() {
+                effects.extend(life.on(event, Instant::now()));
+            }
         }
-        crate::exit::report(crate::exit::Event::Ended(match final_outcome {
-            Outcome::Finished => JobStatus::Finished,
-            Outcome::Canceled => JobStatus::Canceled,
-            Outcome::Failed { .. } | Outcome::Unrecoverable { .. } => JobStatus::Failed,
-        }));
-        match final_outcome {
-            Outcome::Finished => {
-                self.transition(JobStatus::Finished);
-                self.apply_retention(JobStatus::Finished);
-                Ok(self.result(JobStatus::Finished, started, restarts))
-            }
-            Outcome::Canceled => {
-                self.transition(JobStatus::Cancelling);
-                self.transition(JobStatus::Canceled);
-                self.apply_retention(JobStatus::Canceled);
-                Ok(self.result(JobStatus::Canceled, started, restarts))
-            }
-            Outcome::Failed { error: err, .. } | Outcome::Unrecoverable { error: err, .. } => {
-                error!("org.apache.flink.runtime.JobException: {err}");
-                self.transition(JobStatus::Failing);
-                self.transition(JobStatus::Failed);
-                self.apply_retention(JobStatus::Failed);
-                Err(crate::anyhow!(
-                    "Job {} ({}) FAILED: {err}",
-                    self.name(),
-                    self.job_id
-                ))
-            }
+        let restarts = life.attempt();
+        match life.phase().clone() {
+            Phase::Terminal {
+                status: JobStatus::Failed,
+                error,
+            } => Err(crate::anyhow!(
+                "Job {} ({}) FAILED: {}",
+                self.name(),
+                self.job_id,
+                error.unwrap_or_default()
+            )),
+            Phase::Terminal { status, .. } => Ok(self.result(status, started, restarts)),
+            p => unreachable!("the loop ends in a terminal phase, not {p:?}"),
         }
     }
 
-    /// Where a failover restores from: the job's newest completed checkpoint, else the
-    /// snapshot the job started from — never a savepoint taken while it ran. A savepoint is
-    /// the user's (it may be disposed at any time) and commits nothing, so restoring the
-    /// last checkpoint replays exactly what was not committed (Flink 1.15+).
-    fn latest_restore_point(&self) -> Option<Arc<LoadedSnapshot>> {
-        self.completed
-            .values()
-            .next_back()
-            .map(|c| Arc::clone(&c.snapshot))
-            .or(self.spec.restore.clone())
+    /// Carries out one effect of the lifecycle; events it causes go to `queue`.
+    fn perform(
+        &mut self,
+        effect: Effect,
+        life: &mut Lifecycle,
+        exec: &mut Option<Box<dyn TaskExecutor>>,
+        tx: &Sender<FromExecutor>,
+        queue: &mut VecDeque<Event>,
+    ) {
+        match effect {
+            Effect::Transition(to) => self.transition(to),
+            Effect::Deploy { attempt } => match self.deploy(attempt, tx) {
+                Ok(e) => *exec = Some(e),
+                Err(e) => queue.push_back(Event::TaskFailed(TaskFailure {
+                    task: "worker process".into(),
+                    error: format!("{e:#}"),
+                    unrecoverable: None,
+                })),
+            },
+            Effect::StartCheckpointing => {
+                self.log_tasks_running(life.attempt());
+                let tasks = std::mem::take(&mut self.tasks);
+                self.checkpoints.coordinator.start(tasks, Instant::now());
+                // Savepoints requested while the tasks were deploying start now.
+                if let Some(e) = exec.as_deref() {
+                    for (target, stop, reply) in std::mem::take(&mut self.deferred) {
+                        self.savepoint_request(life, target, stop, reply, e);
+                    }
+                }
+            }
+            Effect::TriggerFinalCheckpoint => {
+                events::end_of_input(&self.job_id);
+                let actions = self.checkpoints.coordinator.end_of_input(Instant::now());
+                queue.extend(self.checkpoints.perform(actions, exec.as_deref()));
+            }
+            Effect::StopTasks => {
+                if let Some(e) = exec.take() {
+                    e.shutdown();
+                }
+                let aborts = self.checkpoints.coordinator.stop();
+                queue.extend(self.checkpoints.perform(aborts, None));
+                for (_, _, reply) in std::mem::take(&mut self.deferred) {
+                    let _ = reply.send(Err(SavepointError::TasksStopped));
+                }
+            }
+            Effect::ReportFailure {
+                task,
+                attempt,
+                from,
+                error,
+            } => {
+                events::task_failed(&task, attempt, from, &error);
+                self.info().add_exception(now_ms(), &task, &error);
+            }
+            Effect::Announce(status) => events::ended(&self.job_id, status, self.spec.cli_output),
+            Effect::JobException(error) => events::job_exception(&error),
+            Effect::ApplyRetention(status) => self.checkpoints.apply_retention(status),
+        }
+    }
+
+    /// Starts the tasks of `attempt`, from the `-s` snapshot (attempt 0) or the job's
+    /// latest restore point.
+    fn deploy(&mut self, attempt: u32, tx: &Sender<FromExecutor>) -> Result<Box<dyn TaskExecutor>> {
+        if attempt > 0 {
+            self.restore_point = self.checkpoints.latest_restore_point();
+            // A disposed savepoint protects no output any more.
+            self.checkpoints
+                .savepoints
+                .retain(|p| p.join(crate::checkpoint::metadata::METADATA_FILE).is_file());
+        }
+        if let Some(snap) = &self.restore_point {
+            let m = &snap.metadata;
+            events::restoring(
+                &self.job_id,
+                m.checkpoint_id,
+                m.timestamp_ms,
+                &m.job_id,
+                &snap.dir,
+            );
+            let mut info = self.info.lock_ok();
+            info.restored += 1;
+            info.latest_restored = Some(info::RestoredRecord {
+                id: m.checkpoint_id,
+                restore_timestamp: now_ms(),
+                is_savepoint: m.kind == SnapshotKind::Savepoint,
+                external_path: format!(
+                    "file:{}",
+                    std::path::absolute(&snap.dir)
+                        .unwrap_or_else(|_| snap.dir.clone())
+                        .display()
+                ),
+            });
+        } else if attempt > 0 {
+            events::no_checkpoint_found();
+        }
+        let spec = AttemptSpec {
+            job_id: self.job_id.clone(),
+            attempt,
+            restore: self.restore_point.clone(),
+            start_epoch: self.checkpoints.coordinator.next_id().get(),
+            savepoints: self.checkpoints.savepoints.clone(),
+        };
+        Ok(match &mut self.workers {
+            Workers::Processes(hb) => Box::new(ProcessExecutor::start(&spec, *hb, tx.clone())?),
+            Workers::Threads => Box::new(LocalExecutor::start(
+                Arc::clone(&self.spec.plan),
+                spec,
+                tx.clone(),
+            )),
+            #[cfg(test)]
+            Workers::Scripted(deploy) => deploy(&spec, tx.clone()),
+        })
     }
 
     fn result(&self, status: JobStatus, started: Instant, restarts: u32) -> JobExecutionResult {
+        let durations = &self.checkpoints.durations;
         JobExecutionResult {
             job_id: self.job_id.clone(),
             status,
             net_runtime: started.elapsed(),
             restarts,
-            checkpoints: self.durations.len() as u64,
-            checkpoint_durations: self.durations.clone(),
+            checkpoints: durations.len() as u64,
+            checkpoint_durations: durations.clone(),
         }
     }
 
-    /// Sleeps for the restart delay; true when a cancel arrived meanwhile. Savepoint requests
-    /// arriving now are refused: there are no tasks to take one.
-    fn sleep_unless_cancelled(&self, d: Duration) -> bool {
-        let end = Instant::now() + d;
-        loop {
-            if cancel_requested() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= end {
-                return false;
-            }
-            match self
-                .commands
-                .recv_timeout((end - now).min(Duration::from_millis(50)))
-            {
-                Ok(JobCommand::Cancel) => return true,
-                Ok(JobCommand::TriggerSavepoint { reply, .. }) => {
-                    let _ = reply.send(Err(format!(
-                        "job {} is RESTARTING; no tasks are running",
-                        self.job_id
-                    )));
-                }
-                Err(_) => {}
-            }
-        }
-    }
-
-    fn supervise(
+    /// Waits until something happens and puts it in `queue`: the restart delay ending or
+    /// a cancel while restarting; otherwise checkpoints falling due, executor messages and
+    /// commands. Executor messages of other attempts are dropped (fencing).
+    fn wait(
         &mut self,
-        exec: &dyn TaskExecutor,
+        life: &mut Lifecycle,
+        exec: Option<&dyn TaskExecutor>,
         rx: &Receiver<FromExecutor>,
-        attempt: u32,
-    ) -> Outcome {
-        loop {
-            if cancel_requested() {
-                return Outcome::Canceled;
+        queue: &mut VecDeque<Event>,
+    ) {
+        while queue.is_empty() {
+            if self.cancel.is_cancelled() {
+                queue.push_back(Event::Cancel);
+                return;
             }
-            let actions = self.coordinator.tick(Instant::now());
-            if let Some(o) = self.perform(actions, Some(exec)) {
-                return o;
+            let (Some(exec), true) = (exec, life.is_live()) else {
+                self.wait_restart(life, queue);
+                continue;
+            };
+            let actions = self.checkpoints.coordinator.tick(Instant::now());
+            queue.extend(self.checkpoints.perform(actions, Some(exec)));
+            if !queue.is_empty() {
+                return;
             }
             let wait = self
+                .checkpoints
                 .coordinator
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()))
@@ -734,44 +551,66 @@ impl JobManager {
             // Events first: a command must see every event the executor already sent (a
             // savepoint right after the tasks reported RUNNING).
             crossbeam_channel::select_biased! {
-                recv(rx) -> ev => {
-                    let Ok(ev) = ev else {
-                        return Outcome::Failed { task: "executor".into(), error: "executor channel closed".into() };
-                    };
-                    if let Some(o) = self.on_event(ev, exec, attempt) {
-                        return o;
+                recv(rx) -> ev => match ev {
+                    Ok(ev) if ev.attempt() == life.attempt() => self.on_message(ev, exec, queue),
+                    Ok(_) => {} // fenced: a message from an earlier attempt
+                    Err(_) => queue.push_back(Event::TaskFailed(TaskFailure {
+                        task: "executor".into(),
+                        error: "executor channel closed".into(),
+                        unrecoverable: None,
+                    })),
+                },
+                recv(commands) -> cmd => match cmd {
+                    Ok(JobCommand::Cancel) => queue.push_back(Event::Cancel),
+                    Ok(JobCommand::TriggerSavepoint { target, stop, reply }) => {
+                        self.savepoint_request(life, target, stop, reply, exec)
                     }
-                }
-                recv(commands) -> cmd => {
-                    if let Ok(cmd) = cmd {
-                        if let Some(o) = self.on_command(cmd, exec) {
-                            return o;
-                        }
-                    }
-                }
+                    Err(_) => {}
+                },
                 default(wait) => {}
             }
         }
     }
 
-    fn on_event(
+    /// Between attempts: the delay runs out, or a cancel ends the job. Savepoint requests
+    /// are refused: there are no tasks to take one.
+    fn wait_restart(&mut self, life: &Lifecycle, queue: &mut VecDeque<Event>) {
+        let Phase::Restarting { until } = *life.phase() else {
+            // Deploying failed before an executor existed: its failure is queued already.
+            return;
+        };
+        let now = Instant::now();
+        if now >= until {
+            queue.push_back(Event::RestartDelayElapsed);
+            return;
+        }
+        match self
+            .commands
+            .recv_timeout((until - now).min(Duration::from_millis(50)))
+        {
+            Ok(JobCommand::Cancel) => queue.push_back(Event::Cancel),
+            Ok(JobCommand::TriggerSavepoint { reply, .. }) => {
+                let _ = reply.send(Err(SavepointError::Restarting {
+                    job_id: self.job_id.clone(),
+                }));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// One message of the current attempt's executor.
+    fn on_message(
         &mut self,
         ev: FromExecutor,
         exec: &dyn TaskExecutor,
-        attempt: u32,
-    ) -> Option<Outcome> {
-        if ev.attempt() != attempt {
-            return None; // fenced: a message from an earlier attempt
-        }
+        queue: &mut VecDeque<Event>,
+    ) {
+        let now = Instant::now();
         let actions = match ev {
             FromExecutor::Running { tasks, .. } => {
-                self.log_tasks_running(attempt);
-                self.coordinator.start(tasks, Instant::now());
-                // Savepoints requested while the tasks were deploying start now.
-                for (target, stop, reply) in std::mem::take(&mut self.deferred) {
-                    self.savepoint_command(target, stop, reply, exec);
-                }
-                Vec::new()
+                self.tasks = tasks;
+                queue.push_back(Event::TasksRunning);
+                return;
             }
             FromExecutor::Ack {
                 checkpoint_id,
@@ -779,119 +618,92 @@ impl JobManager {
                 state,
                 ..
             } => self
+                .checkpoints
                 .coordinator
-                .acknowledge(checkpoint_id, task, state, Instant::now()),
+                .acknowledge(checkpoint_id.into(), task, state, now),
             FromExecutor::Decline {
                 checkpoint_id,
                 task,
                 reason,
                 ..
             } => {
-                warn!(
-                    "Decline checkpoint {checkpoint_id} by task {task} of job {}: {reason}",
-                    self.job_id
-                );
-                self.coordinator.decline(checkpoint_id, &reason)
+                events::declined(checkpoint_id, &task, &self.job_id, &reason);
+                let reason = crate::checkpoint::coordinator::AbortReason::Declined {
+                    task: Some(task),
+                    reason,
+                };
+                self.checkpoints
+                    .coordinator
+                    .decline(checkpoint_id.into(), reason)
             }
             FromExecutor::Failed {
                 task,
                 error,
-                unrecoverable: Some(why),
+                unrecoverable,
                 ..
-            } => return Some(Outcome::Unrecoverable { task, error, why }),
-            FromExecutor::Failed { task, error, .. } => {
-                return Some(Outcome::Failed { task, error })
-            }
-            FromExecutor::Finished { .. } => return Some(Outcome::Finished),
-            FromExecutor::EndOfInput { .. } => {
-                info!(
-                    "All sources of job {} reached the end of their input; triggering the final checkpoint.",
-                    self.job_id
-                );
-                self.coordinator.end_of_input(Instant::now())
-            }
-            FromExecutor::Heartbeat { .. } => Vec::new(),
-        };
-        self.perform(actions, Some(exec))
-    }
-
-    fn on_command(&mut self, cmd: JobCommand, exec: &dyn TaskExecutor) -> Option<Outcome> {
-        match cmd {
-            JobCommand::Cancel => Some(Outcome::Canceled),
-            JobCommand::TriggerSavepoint {
-                target,
-                stop,
-                reply,
             } => {
-                if self.coordinator.is_running() {
-                    self.savepoint_command(target, stop, reply, exec);
-                } else {
-                    self.deferred.push((target, stop, reply));
-                }
-                None
+                queue.push_back(Event::TaskFailed(TaskFailure {
+                    task,
+                    error,
+                    unrecoverable,
+                }));
+                return;
             }
-        }
+            FromExecutor::Finished { .. } => {
+                queue.push_back(Event::TasksFinished);
+                return;
+            }
+            FromExecutor::EndOfInput { .. } => {
+                queue.push_back(Event::EndOfInput);
+                return;
+            }
+            FromExecutor::Heartbeat { .. } => return,
+        };
+        queue.extend(self.checkpoints.perform(actions, Some(exec)));
     }
 
-    fn savepoint_command(
+    /// A savepoint request: started now, deferred until the tasks run, or refused.
+    fn savepoint_request(
         &mut self,
+        life: &mut Lifecycle,
         target: Option<PathBuf>,
-        stop: bool,
-        reply: Sender<std::result::Result<PathBuf, String>>,
+        stop: Option<StopKind>,
+        reply: SavepointReply,
         exec: &dyn TaskExecutor,
     ) {
-        match self.start_savepoint(target, stop, exec) {
-            Ok(id) => {
-                self.requests.insert(id, SavepointRequest { reply });
+        let refusal = match life.admit_savepoint() {
+            Admission::Defer => {
+                self.deferred.push((target, stop, reply));
+                return;
             }
-            Err(e) => {
-                let _ = reply.send(Err(e));
+            Admission::StopInProgress => SavepointError::StopInProgress,
+            Admission::Restarting => SavepointError::Restarting {
+                job_id: self.job_id.clone(),
+            },
+            Admission::Ended => SavepointError::NotRunning {
+                job_id: self.job_id.clone(),
+                status: self.current(),
+            },
+            Admission::Start => {
+                let status = self.current();
+                match self.checkpoints.start_savepoint(target, stop, status, exec) {
+                    Ok(id) => {
+                        self.checkpoints.await_savepoint(id, reply);
+                        if let Some(kind) = stop {
+                            let event = Event::StopTriggered {
+                                savepoint: id,
+                                kind,
+                            };
+                            let effects = life.on(event, Instant::now());
+                            debug_assert!(effects.is_empty(), "{effects:?}");
+                        }
+                        return;
+                    }
+                    Err(e) => e,
+                }
             }
-        }
-    }
-
-    fn start_savepoint(
-        &mut self,
-        target: Option<PathBuf>,
-        stop: bool,
-        exec: &dyn TaskExecutor,
-    ) -> std::result::Result<u64, String> {
-        if self.stopping.is_some() {
-            return Err("a stop-with-savepoint is already in progress".into());
-        }
-        let Some(base) = target.or_else(|| self.spec.savepoint_dir.clone()) else {
-            return Err("No savepoint directory configured. You can either specify a directory when triggering the savepoint or configure a cluster-wide default via key 'execution.checkpointing.savepoint-dir'.".into());
         };
-        let Some(id) = self.coordinator.trigger_savepoint(Instant::now(), stop) else {
-            return Err(format!(
-                "job {} is {}; its tasks are not running",
-                self.job_id,
-                self.current()
-            ));
-        };
-        let dir = base.join(savepoint_dir_name(&self.job_id));
-        if let Err(e) = std::fs::create_dir_all(&base).and_then(|_| std::fs::create_dir(&dir)) {
-            self.coordinator
-                .decline(id, "cannot create the savepoint directory");
-            return Err(format!(
-                "cannot create savepoint directory {}: {e}",
-                dir.display()
-            ));
-        }
-        info!(
-            "Triggering {}savepoint {id} for job {} into {}.",
-            if stop { "stop-with-" } else { "" },
-            self.job_id,
-            dir.display()
-        );
-        self.dirs.insert(id, (dir.clone(), now_ms()));
-        self.info().triggered(id, true, now_ms());
-        if stop {
-            self.stopping = Some(id);
-            exec.send(ToExecutor::StopSourcesAfter { id });
-        }
-        exec.send(ToExecutor::TriggerCheckpoint { id, dir });
-        Ok(id)
+        let _ = reply.send(Err(refusal));
     }
 
     /// Flink's task transition lines, one per subtask of every chain (job vertex).
@@ -901,354 +713,9 @@ impl JobManager {
         for (i, o) in plan.operators.iter().enumerate() {
             if seen.insert(o.chain) {
                 for s in 0..o.parallelism {
-                    info!(
-                        "{} ({}/{}) (attempt #{attempt}) switched from INITIALIZING to RUNNING.",
-                        plan.vertex_name(i),
-                        s + 1,
-                        o.parallelism
-                    );
+                    events::task_running(&plan.vertex_name(i), s + 1, o.parallelism, attempt);
                 }
             }
-        }
-    }
-
-    fn chk_dir(&self, id: u64) -> Option<PathBuf> {
-        self.job_dir
-            .as_ref()
-            .map(|d| d.join(checkpoint_dir_name(id)))
-    }
-
-    /// Carries out the coordinator's decisions. Returns an outcome when one ends the attempt.
-    fn perform(
-        &mut self,
-        actions: Vec<Action>,
-        exec: Option<&dyn TaskExecutor>,
-    ) -> Option<Outcome> {
-        let mut queue: std::collections::VecDeque<Action> = actions.into();
-        while let Some(a) = queue.pop_front() {
-            match a {
-                Action::Trigger { id } | Action::TriggerFinal { id } => {
-                    let last = matches!(a, Action::TriggerFinal { .. });
-                    let Some(dir) = self.chk_dir(id) else {
-                        queue.extend(
-                            self.coordinator
-                                .decline(id, "no checkpoint directory configured"),
-                        );
-                        continue;
-                    };
-                    let ts = now_ms();
-                    info!("Triggering checkpoint {id} (type=CheckpointType{{name='Checkpoint', sharingFilesStrategy=FORWARD_BACKWARD}}) @ {ts} for job {}.", self.job_id);
-                    match std::fs::create_dir(&dir) {
-                        Ok(()) => {
-                            self.dirs.insert(id, (dir.clone(), ts));
-                            self.info().triggered(id, false, ts);
-                            if let Some(e) = exec {
-                                if last {
-                                    e.send(ToExecutor::FinalCheckpoint { id });
-                                }
-                                e.send(ToExecutor::TriggerCheckpoint { id, dir });
-                            }
-                        }
-                        Err(err) => {
-                            let reason = format!(
-                                "cannot create checkpoint directory {}: {err}",
-                                dir.display()
-                            );
-                            // Triggered and failed: it counts in the statistics like any
-                            // other failed checkpoint.
-                            self.info().triggered(id, false, ts);
-                            queue.extend(self.coordinator.decline(id, &reason));
-                        }
-                    }
-                }
-                Action::Finalize {
-                    id,
-                    acks,
-                    duration,
-                    kind,
-                } => {
-                    let fin = Instant::now();
-                    match self.finalize(id, acks, kind) {
-                        Ok(done) => {
-                            let ms = duration.as_millis() + fin.elapsed().as_millis();
-                            let size = done.size;
-                            let path = done.dir.display().to_string();
-                            self.info().completed(id, size, &path, now_ms());
-                            if kind.is_savepoint() {
-                                info!(
-                                    "Completed savepoint {id} for job {} ({size} bytes, checkpointDuration={ms} ms) stored in {}.",
-                                    self.job_id,
-                                    done.dir.display()
-                                );
-                                if let Some(r) = self.requests.remove(&id) {
-                                    let _ = r.reply.send(Ok(done.dir.clone()));
-                                }
-                            } else {
-                                info!(
-                                    "Completed checkpoint {id} for job {} ({size} bytes, checkpointDuration={ms} ms, finalizationTime={} ms).",
-                                    self.job_id,
-                                    fin.elapsed().as_millis()
-                                );
-                                self.durations.push(duration + fin.elapsed());
-                            }
-                            if kind == SnapshotType::Savepoint {
-                                self.savepoints.push(done.dir.clone());
-                            }
-                            if let Some(c) = done.checkpoint {
-                                if kind == SnapshotType::StopWithSavepoint {
-                                    info!(
-                                        "Stored stop-with-savepoint {id} of job {} also as its checkpoint {}: its output is committed, so failover and a resume from the job's checkpoint directory restore it.",
-                                        self.job_id,
-                                        c.dir.display()
-                                    );
-                                }
-                                self.completed.insert(id, c);
-                            }
-                            self.dirs.remove(&id);
-                            if let Some(e) = exec {
-                                e.send(if kind.commits_output() {
-                                    ToExecutor::CheckpointComplete { id }
-                                } else {
-                                    ToExecutor::SavepointComplete { id }
-                                });
-                            }
-                            queue.extend(self.coordinator.finalized(id, Instant::now()));
-                        }
-                        Err(err) => {
-                            let reason = format!("Failure to finalize checkpoint: {err:#}");
-                            queue.extend(self.coordinator.finalize_failed(id, &reason));
-                        }
-                    }
-                }
-                Action::Abort { id, reason } => {
-                    let what = if self.requests.contains_key(&id) {
-                        "Savepoint"
-                    } else {
-                        "Checkpoint"
-                    };
-                    if reason.contains("expired") {
-                        warn!(
-                            "{what} {id} of job {} expired before completing.",
-                            self.job_id
-                        );
-                    } else {
-                        warn!("{what} {id} of job {} failed: {reason}", self.job_id);
-                    }
-                    if let Some((dir, _)) = self.dirs.remove(&id) {
-                        let _ = std::fs::remove_dir_all(&dir);
-                    }
-                    self.info().failed(id, &reason, now_ms());
-                    if let Some(r) = self.requests.remove(&id) {
-                        let _ = r.reply.send(Err(reason.clone()));
-                    }
-                    if self.stopping == Some(id) {
-                        self.stopping = None; // the sources resume: the job goes on
-                    }
-                    if let Some(e) = exec {
-                        e.send(ToExecutor::CheckpointAborted { id });
-                    }
-                }
-                Action::Discard { id } => {
-                    if let Some(c) = self.completed.remove(&id) {
-                        remove_checkpoint(&c.dir);
-                    }
-                }
-                Action::FailJob { reason } => {
-                    return Some(Outcome::Failed {
-                        task: "Checkpoint Coordinator".into(),
-                        error: reason,
-                    });
-                }
-            }
-        }
-        None
-    }
-
-    /// Writes `_metadata` of snapshot `id`. A stop-with-savepoint is also stored as the
-    /// job's checkpoint `chk-<id>` (see [`SnapshotType::StopWithSavepoint`]).
-    fn finalize(
-        &self,
-        id: u64,
-        acks: BTreeMap<TaskId, StateHandle>,
-        kind: SnapshotType,
-    ) -> Result<Finalized> {
-        let (dir, ts) = self
-            .dirs
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| crate::anyhow!("no directory for checkpoint {id}"))?;
-        let plan = &self.spec.plan;
-        let mut ops: Vec<OperatorState> = Vec::new();
-        for o in plan
-            .operators
-            .iter()
-            .filter(|o| o.state != StateKind::Stateless)
-        {
-            let subtasks: Vec<SubtaskState> = acks
-                .iter()
-                .filter(|(t, _)| t.uid == o.uid)
-                .map(|(t, h)| SubtaskState {
-                    subtask: t.subtask,
-                    handle: h.clone(),
-                })
-                .collect();
-            ops.push(OperatorState {
-                uid: o.uid.clone(),
-                name: o.name.clone(),
-                kind: o.state.snapshot_kind().unwrap_or(OperatorKind::Keyed),
-                parallelism: o.parallelism,
-                max_parallelism: plan.max_parallelism,
-                subtasks,
-            });
-        }
-        let snapshot_kind = if kind.is_savepoint() {
-            SnapshotKind::Savepoint
-        } else {
-            SnapshotKind::Checkpoint
-        };
-        let meta = CheckpointMetadata::new(
-            &self.job_id,
-            &plan.job_name,
-            id,
-            snapshot_kind,
-            ts,
-            plan.max_parallelism,
-            ops,
-        );
-        let checkpoint = match kind {
-            SnapshotType::Savepoint => None,
-            SnapshotType::Checkpoint => Some(dir.clone()),
-            // Without a checkpoint directory the job has no restore points of its own.
-            SnapshotType::StopWithSavepoint => self.chk_dir(id),
-        };
-        let mut size = meta.state_size();
-        if kind == SnapshotType::StopWithSavepoint {
-            if let Some(chk) = &checkpoint {
-                // First the job's copy: the savepoint only counts once failover can restore
-                // its committed output without it.
-                let mut as_checkpoint = meta.clone();
-                as_checkpoint.kind = SnapshotKind::Checkpoint;
-                if let Err(e) = link_snapshot(&dir, chk, &as_checkpoint) {
-                    let _ = std::fs::remove_dir_all(chk);
-                    return Err(e);
-                }
-            }
-        }
-        match write_metadata(&dir, &meta) {
-            Ok(n) => size += n,
-            Err(e) => {
-                if kind == SnapshotType::StopWithSavepoint {
-                    if let Some(chk) = &checkpoint {
-                        let _ = std::fs::remove_dir_all(chk);
-                    }
-                }
-                return Err(e);
-            }
-        }
-        let checkpoint = checkpoint.map(|chk| {
-            let mut metadata = meta.clone();
-            metadata.kind = SnapshotKind::Checkpoint;
-            Completed {
-                id,
-                dir: chk.clone(),
-                timestamp_ms: ts,
-                snapshot: Arc::new(LoadedSnapshot { dir: chk, metadata }),
-            }
-        });
-        Ok(Finalized {
-            size,
-            dir,
-            checkpoint,
-        })
-    }
-
-    /// Deletes or keeps this job's checkpoints for a terminal state, per retention. Savepoints
-    /// and the snapshot the job was started from are never deleted: they belong to the user.
-    /// A job that FAILED keeps its latest checkpoint whatever the retention says: it is the
-    /// only state left to resume from (`floe run -s <checkpoint-dir>/<job-id>`).
-    fn apply_retention(&mut self, status: JobStatus) {
-        let keep = self.spec.checkpoint.retention.keeps_on(status);
-        if !keep && status == JobStatus::Failed {
-            if let Some((&id, last)) = self.completed.iter().next_back() {
-                let last_dir = last.dir.clone();
-                info!(
-                    "Retaining checkpoint {id} ({}) of job {} (FAILED) although retention is {}: it is the job's last restorable state.",
-                    last_dir.display(),
-                    self.job_id,
-                    self.spec.checkpoint.retention.as_str()
-                );
-                for c in std::mem::take(&mut self.completed).into_values() {
-                    if c.id != id {
-                        remove_checkpoint(&c.dir);
-                    }
-                }
-                return;
-            }
-        }
-        if keep {
-            for c in self.completed.values() {
-                info!(
-                    "Retaining checkpoint {} ({} @ {}) of job {} ({}): {}",
-                    c.id,
-                    c.dir.display(),
-                    c.timestamp_ms,
-                    self.job_id,
-                    status,
-                    self.spec.checkpoint.retention.as_str()
-                );
-            }
-            return;
-        }
-        for c in std::mem::take(&mut self.completed).into_values() {
-            remove_checkpoint(&c.dir);
-        }
-        if let Some(d) = &self.job_dir {
-            // Only an empty job directory is removed: nothing else is ever deleted.
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// What finalizing a snapshot wrote.
-struct Finalized {
-    /// Bytes of state and metadata.
-    size: u64,
-    /// Where `_metadata` was written (the savepoint's directory for savepoints).
-    dir: PathBuf,
-    /// The job's checkpoint it completed (for a stop-with-savepoint, its `chk-<n>` copy).
-    checkpoint: Option<Completed>,
-}
-
-/// Stores the snapshot in `from` (state files written, `_metadata` not yet) also as the
-/// checkpoint `to`: its state files hard-linked (copied across file systems), then its own
-/// `_metadata`. Each directory stays self-contained, so disposing the savepoint leaves the
-/// checkpoint intact and vice versa.
-fn link_snapshot(from: &Path, to: &Path, meta: &CheckpointMetadata) -> Result<()> {
-    std::fs::create_dir(to)
-        .map_err(|e| crate::anyhow!("cannot create checkpoint directory {}: {e}", to.display()))?;
-    for op in &meta.operators {
-        for st in &op.subtasks {
-            if let StateHandle::KeyedFile { file, .. } = &st.handle {
-                let (src, dst) = (from.join(file), to.join(file));
-                if std::fs::hard_link(&src, &dst).is_err() {
-                    std::fs::copy(&src, &dst).map_err(|e| {
-                        crate::anyhow!("cannot copy {} to {}: {e}", src.display(), dst.display())
-                    })?;
-                    std::fs::File::open(&dst)
-                        .and_then(|f| f.sync_all())
-                        .map_err(|e| crate::anyhow!("cannot sync {}: {e}", dst.display()))?;
-                }
-            }
-        }
-    }
-    write_metadata(to, meta)?;
-    Ok(())
-}
-
-fn remove_checkpoint(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            warn!("Could not discard checkpoint {}: {e}", dir.display());
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use super::info::{CheckpointRecord, JobInfo};
 use super::security::RestSecurity;
-use super::JobCommand;
+use super::{JobCommand, StopKind};
 use crate::config::{keys, Configuration};
 use crate::job::JobStatus;
 use crate::sync::LockExt;
@@ -453,7 +453,7 @@ async fn checkpoints(State(r): State<Registry>, Path(id): Path<String>) -> Respo
             "completed": i.latest_completed.as_ref().map(checkpoint_json),
             "savepoint": i.latest_savepoint.as_ref().map(checkpoint_json),
             "failed": i.latest_failed.as_ref().map(checkpoint_json),
-            "restored": null,
+            "restored": i.latest_restored,
         },
         "history": history,
     }))
@@ -495,7 +495,12 @@ async fn checkpoints_config(State(r): State<Registry>, Path(id): Path<String>) -
     .into_response()
 }
 
-fn start_trigger(r: &Registry, id: &str, target: Option<String>, stop: bool) -> Response {
+fn start_trigger(
+    r: &Registry,
+    id: &str,
+    target: Option<String>,
+    stop: Option<StopKind>,
+) -> Response {
     let Some(tx) = r.commands(id) else {
         return not_found(id);
     };
@@ -520,7 +525,7 @@ fn start_trigger(r: &Registry, id: &str, target: Option<String>, stop: bool) -> 
     std::thread::spawn(move || {
         let t = match rx.recv() {
             Ok(Ok(p)) => Trigger::Completed(format!("file:{}", p.display())),
-            Ok(Err(e)) => Trigger::Failed(e),
+            Ok(Err(e)) => Trigger::Failed(e.to_string()),
             Err(_) => Trigger::Failed("the job ended before the savepoint completed".into()),
         };
         triggers.lock_ok().insert(tid, t);
@@ -574,7 +579,7 @@ async fn savepoint(State(r): State<Registry>, Path(id): Path<String>, body: Stri
                 .get("cancel-job")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            start_trigger(&r, &id, target, cancel)
+            start_trigger(&r, &id, target, cancel.then_some(StopKind::Cancel))
         }
         Err(m) => error(StatusCode::BAD_REQUEST, m),
     }
@@ -582,7 +587,7 @@ async fn savepoint(State(r): State<Registry>, Path(id): Path<String>, body: Stri
 
 async fn stop(State(r): State<Registry>, Path(id): Path<String>, body: String) -> Response {
     match savepoint_request(&r, &body, "targetDirectory") {
-        Ok((_, target)) => start_trigger(&r, &id, target, true),
+        Ok((_, target)) => start_trigger(&r, &id, target, Some(StopKind::Stop)),
         Err(m) => error(StatusCode::BAD_REQUEST, m),
     }
 }
