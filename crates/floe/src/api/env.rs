@@ -16,7 +16,8 @@ use crate::connectors::Source;
 pub use crate::job::{JobExecutionResult, JobStatus};
 use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::{JobClient, JobManager, JobSpec};
-use crate::runtime::plan::{OperatorDecl, Plan, StateKind, Terminal};
+use crate::checkpoint::metadata::OperatorKind;
+use crate::runtime::plan::{OperatorDecl, Plan, Terminal};
 use crate::state::keygroup::{DEFAULT_MAX_PARALLELISM, UPPER_BOUND_MAX_PARALLELISM};
 use crate::Result;
 use std::cell::RefCell;
@@ -312,7 +313,7 @@ impl StreamEnv {
     pub fn add_source<T: Data, S: Source<T>>(&self, source: S) -> DataStream<T> {
         let name = format!("Source: {}", source.name());
         let chain = self.new_chain();
-        let op = self.add_operator(&name, StateKind::Source, Some(chain));
+        let op = self.add_operator(&name, Some(OperatorKind::Source), Some(chain));
         let limit = source.max_parallelism();
         self.inner.borrow_mut().operators[op].parallelism = limit.unwrap_or(0);
         let source: Arc<dyn Source<T>> = Arc::new(source);
@@ -354,7 +355,12 @@ impl StreamEnv {
         inner.chains - 1
     }
 
-    pub(crate) fn add_operator(&self, name: &str, state: StateKind, chain: Option<usize>) -> usize {
+    pub(crate) fn add_operator(
+        &self,
+        name: &str,
+        state: Option<OperatorKind>,
+        chain: Option<usize>,
+    ) -> usize {
         let mut inner = self.inner.borrow_mut();
         let id = inner.operators.len();
         let slug: String = name
@@ -487,95 +493,14 @@ impl StreamEnv {
     /// and new operators, and how every state decodes into the job's types. True when it
     /// would restore (with `-n`, skipping state without an operator).
     fn check_snapshot(&self, job_name: &str, path: &std::path::Path) -> Result<bool> {
-        use crate::checkpoint::metadata::OperatorKind;
         let snap = load_snapshot(&crate::storage::resolve(path)?)?;
         let allow_non_restored = self.inner.borrow().allow_non_restored;
         let saved = self.inner.borrow_mut().restore.take();
         let spec = self.job_spec(job_name);
         self.inner.borrow_mut().restore = saved;
-        let plan = spec?.plan;
-        let mut checks = Vec::new();
-        for t in &plan.terminals {
-            t.check(&plan, &snap, &mut checks)?;
-        }
-        let m = &snap.metadata;
-        let kind = if m.kind == crate::checkpoint::metadata::SnapshotKind::Savepoint {
-            "savepoint"
-        } else {
-            "checkpoint"
-        };
-        println!(
-            "Checking {} ({kind} {} of job {} '{}') against job '{}':",
-            snap.dir.display(),
-            m.checkpoint_id,
-            m.job_id,
-            m.job_name,
-            plan.job_name
-        );
-        let mut problems = 0;
-        for os in &m.operators {
-            let Some(decl) = plan.operators.iter().find(|o| o.uid == os.uid) else {
-                let states = crate::jobmanager::state_names_of(&snap, os);
-                if allow_non_restored {
-                    println!("  operator '{}' ({}{states}): not in this job, skipped (--allowNonRestoredState)", os.uid, os.name);
-                } else {
-                    problems += 1;
-                    println!("  operator '{}' ({}{states}): not in this job — restoring needs -n/--allowNonRestoredState", os.uid, os.name);
-                }
-                continue;
-            };
-            let kind_ok = decl.state.snapshot_kind() == Some(os.kind);
-            if !kind_ok {
-                problems += 1;
-                println!("  operator '{}' ({}): INCOMPATIBLE: {:?} state, but '{}' in this job has none of that kind", os.uid, os.name, os.kind, decl.name);
-                continue;
-            }
-            if os.kind == OperatorKind::Keyed && os.max_parallelism != plan.max_parallelism {
-                problems += 1;
-                println!(
-                    "  operator '{}' ({}): INCOMPATIBLE: max parallelism {} in the snapshot, {} in this job",
-                    os.uid, os.name, os.max_parallelism, plan.max_parallelism
-                );
-                continue;
-            }
-            println!(
-                "  operator '{}' ({}): matched, parallelism {} -> {}",
-                os.uid, decl.name, os.parallelism, decl.parallelism
-            );
-            for c in checks.iter().filter(|c| c.uid == os.uid) {
-                match (&c.error, c.registered) {
-                    (Some(e), _) => {
-                        problems += 1;
-                        println!("    state '{}': INCOMPATIBLE ({} entries): {e}", c.state, c.entries);
-                    }
-                    (None, true) => println!("    state '{}': compatible, {} entries", c.state, c.entries),
-                    (None, false) => println!(
-                        "    state '{}': not registered by the job's open(), kept as is ({} entries)",
-                        c.state, c.entries
-                    ),
-                }
-            }
-        }
-        for decl in plan
-            .operators
-            .iter()
-            .filter(|o| o.state != StateKind::Stateless)
-        {
-            if m.operator(&decl.uid).is_none() {
-                println!(
-                    "  operator '{}' ({}): new in this job, starts empty",
-                    decl.uid, decl.name
-                );
-            }
-        }
-        if problems == 0 {
-            println!("Result: the snapshot restores into this job.");
-        } else {
-            println!(
-                "Result: the snapshot does NOT restore into this job ({problems} problem(s))."
-            );
-        }
-        Ok(problems == 0)
+        let report = spec?.plan.check_restore(&snap, allow_non_restored)?;
+        print!("{report}");
+        Ok(report.restores())
     }
 
     /// Validates the graph and configuration and freezes them into a job spec.
@@ -607,7 +532,7 @@ impl StreamEnv {
             } else {
                 o.parallelism.min(parallelism)
             };
-            if !o.explicit_uid && o.state != StateKind::Stateless {
+            if !o.explicit_uid && o.state.is_some() {
                 tracing::warn!(
                     "operator '{}' has no uid; its state is stored under the generated uid '{}', which changes when the job graph changes. Set .uid(\"...\") on stateful operators to keep savepoints compatible.",
                     o.name,
@@ -620,7 +545,7 @@ impl StreamEnv {
         let checkpoint_dir = match conf.get_string("execution.checkpointing.dir")? {
             Some(d) => Some(crate::storage::local_path(&d)?),
             None if checkpoint.interval.is_some() => {
-                Some(std::env::temp_dir().join("floe-checkpoints"))
+                Some(crate::checkpoint::layout::default_checkpoint_dir())
             }
             None => None,
         };
@@ -642,7 +567,7 @@ impl StreamEnv {
                 .get_bool("execution.state-recovery.ignore-unclaimed-state")?
                 .unwrap_or(false);
         let final_checkpoint =
-            checkpoint.interval.is_some() && operators.iter().any(|o| o.state == StateKind::Sink);
+            checkpoint.interval.is_some() && operators.iter().any(|o| o.state == Some(OperatorKind::Sink));
         let plan = Plan {
             job_name: job_name.to_string(),
             parallelism,

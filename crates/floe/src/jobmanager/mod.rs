@@ -14,12 +14,12 @@ pub mod security;
 use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::coordinator::{Action, CheckpointCoordinator, SnapshotType};
 use crate::checkpoint::metadata::{
-    checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorKind,
-    OperatorState, SnapshotKind, StateHandle, SubtaskState, TaskId,
+    checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorState,
+    SnapshotKind, StateHandle, SubtaskState, TaskId,
 };
 use crate::job::{JobExecutionResult, JobStatus};
 use crate::runtime::executor::LocalExecutor;
-use crate::runtime::plan::{Plan, StateKind};
+use crate::runtime::plan::Plan;
 use crate::runtime::process::ProcessExecutor;
 use crate::runtime::protocol::{
     AttemptSpec, FromExecutor, TaskExecutor, ToExecutor, Unrecoverable,
@@ -93,83 +93,15 @@ fn now_ms() -> u64 {
 }
 
 /// Checks that a snapshot can be restored into `plan` before anything runs: same max
-/// parallelism, and no state left without an operator unless `allow_non_restored`.
+/// parallelism, and no state left without an operator unless `allow_non_restored`
+/// (decided by [`crate::checkpoint::restore`]).
 pub fn validate_restore(
     plan: &Plan,
     snap: &LoadedSnapshot,
     allow_non_restored: bool,
 ) -> Result<()> {
-    let m = &snap.metadata;
-    for os in &m.operators {
-        match plan.operators.iter().find(|o| o.uid == os.uid) {
-            None if allow_non_restored => {
-                info!("Skipping state of operator '{}' ({}): it is not in the job (--allowNonRestoredState).", os.uid, os.name)
-            }
-            None => crate::bail!(
-                "Failed to rollback to checkpoint/savepoint {}. Cannot map checkpoint/savepoint state for operator '{}' ({}{}) to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI.",
-                snap.dir.display(),
-                os.uid,
-                os.name,
-                state_names_of(snap, os)
-            ),
-            Some(decl) => {
-                let kind_ok = decl.state.snapshot_kind() == Some(os.kind);
-                if !kind_ok {
-                    crate::bail!(
-                        "cannot restore {}: state of operator '{}' is {:?} state but the operator with that uid in the job is '{}'",
-                        snap.dir.display(),
-                        os.uid,
-                        os.kind,
-                        decl.name
-                    );
-                }
-                if os.kind == OperatorKind::Keyed && os.max_parallelism != plan.max_parallelism {
-                    crate::bail!(
-                        "cannot restore {}: operator '{}' was checkpointed with max parallelism {}, but the job's max parallelism is {}; keyed state cannot change its max parallelism",
-                        snap.dir.display(),
-                        os.uid,
-                        os.max_parallelism,
-                        plan.max_parallelism
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `, states 'a', 'b'` for a keyed operator in a snapshot (read from its state file
-/// headers), `, source positions` for a source.
-pub(crate) fn state_names_of(snap: &LoadedSnapshot, os: &OperatorState) -> String {
-    match os.kind {
-        OperatorKind::Source => return ", source positions".into(),
-        OperatorKind::Sink => return ", pending output".into(),
-        OperatorKind::Keyed => {}
-    }
-    let mut names: Vec<String> = Vec::new();
-    for st in &os.subtasks {
-        if let StateHandle::KeyedFile { file, .. } = &st.handle {
-            if let Ok(r) = crate::state::file::StateFileReader::open(&snap.file_path(file)) {
-                for n in r.header.state_names {
-                    if !names.contains(&n) {
-                        names.push(n);
-                    }
-                }
-            }
-        }
-    }
-    if names.is_empty() {
-        String::new()
-    } else {
-        format!(
-            ", states {}",
-            names
-                .iter()
-                .map(|n| format!("'{n}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
+    crate::checkpoint::restore::compatibility(&plan.shape(), snap, allow_non_restored)
+        .into_result()
 }
 
 /// A completed checkpoint or savepoint this job can restore from.
@@ -231,14 +163,7 @@ fn install_signal_handlers() {
     }
 }
 
-/// Flink's savepoint directory name: `savepoint-<first 6 hex of the job id>-<12 random hex>`.
-pub fn savepoint_dir_name(job_id: &str) -> String {
-    format!(
-        "savepoint-{}-{:012x}",
-        &job_id[..6.min(job_id.len())],
-        rand::random::<u64>() & 0xffff_ffff_ffff
-    )
-}
+pub use crate::checkpoint::layout::savepoint_dir_name;
 
 /// A handle on a job started with [`crate::StreamEnv::execute_async`], like Flink's
 /// `JobClient`: its id and status, savepoints, stop and cancel, and its result.
@@ -1089,10 +1014,10 @@ impl JobManager {
             .ok_or_else(|| crate::anyhow!("no directory for checkpoint {id}"))?;
         let plan = &self.spec.plan;
         let mut ops: Vec<OperatorState> = Vec::new();
-        for o in plan
+        for (o, kind) in plan
             .operators
             .iter()
-            .filter(|o| o.state != StateKind::Stateless)
+            .filter_map(|o| o.state.map(|k| (o, k)))
         {
             let subtasks: Vec<SubtaskState> = acks
                 .iter()
@@ -1105,7 +1030,7 @@ impl JobManager {
             ops.push(OperatorState {
                 uid: o.uid.clone(),
                 name: o.name.clone(),
-                kind: o.state.snapshot_kind().unwrap_or(OperatorKind::Keyed),
+                kind,
                 parallelism: o.parallelism,
                 max_parallelism: plan.max_parallelism,
                 subtasks,
