@@ -141,3 +141,170 @@ fn apply<O: Aligned>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::metadata::{OperatorKind, StateHandle};
+    use crate::checkpoint::restore::OperatorRestore;
+    use crate::runtime::attempt::{
+        Attempt, CheckpointSignals, Committers, Outbox, Registration,
+    };
+    use crate::runtime::operator::SnapshotState;
+    use crate::runtime::plan::{OperatorDecl, Plan};
+    use crate::runtime::protocol::FromExecutor;
+    use crate::runtime::time_of;
+    use crate::sync::LockExt;
+    use std::sync::Mutex;
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::Probe;
+    use timely::dataflow::{InputHandleVec, ProbeHandle};
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Event {
+        Batch(Vec<u64>),
+        Snapshot(u64),
+        End,
+    }
+
+    /// Sums what it sees; its snapshot is the running sum.
+    struct Fake {
+        sum: u64,
+        log: Arc<Mutex<Vec<Event>>>,
+    }
+
+    impl Checkpointed for Fake {
+        const KIND: OperatorKind = OperatorKind::Sink;
+        fn restore(&mut self, _from: Option<OperatorRestore<'_>>) -> Result<()> {
+            Ok(())
+        }
+        fn snapshot(&mut self, first: u64) -> Result<Option<SnapshotState>> {
+            self.log.lock_ok().push(Event::Snapshot(first));
+            Ok(Some(SnapshotState::Inline(self.sum.to_le_bytes().to_vec())))
+        }
+        fn end_of_input(&mut self) -> Result<()> {
+            self.log.lock_ok().push(Event::End);
+            Ok(())
+        }
+    }
+
+    impl Aligned for Fake {
+        type In = u64;
+        type Out = u64;
+        fn process(
+            &mut self,
+            batch: &mut Vec<u64>,
+            out: &mut Collector<u64>,
+            _control: &AttemptControl,
+        ) -> Result<()> {
+            self.sum += batch.iter().sum::<u64>();
+            self.log.lock_ok().push(Event::Batch(batch.clone()));
+            out.buf.append(batch);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_cut_is_taken_after_every_record_of_its_epoch_and_before_any_later_one() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (snap_tx, _snap_rx) = crossbeam_channel::unbounded();
+        let attempt = Arc::new(Attempt {
+            job_id: "job".into(),
+            control: AttemptControl::new(0, 1),
+            signals: CheckpointSignals::new(1),
+            registration: Registration::new(1, false),
+            committers: Committers::default(),
+            outbox: Outbox::new(0, tx, snap_tx),
+        });
+        let plan = Plan {
+            job_name: "t".into(),
+            parallelism: 1,
+            max_parallelism: 128,
+            operators: vec![OperatorDecl {
+                uid: "fake".into(),
+                explicit_uid: true,
+                name: "Fake".into(),
+                state: Some(OperatorKind::Sink),
+                parallelism: 1,
+                chain: 0,
+            }],
+            final_checkpoint: false,
+            terminals: Vec::new(),
+        };
+        let log2 = Arc::clone(&log);
+        let a2 = Arc::clone(&attempt);
+        timely::execute_directly(move |worker| {
+            let probe = ProbeHandle::new();
+            let mut input = InputHandleVec::<Time, u64>::new();
+            let mut drivers = Vec::new();
+            worker.dataflow::<Time, _, _>(|scope| {
+                let cx = BuildCx {
+                    scope,
+                    plan: &plan,
+                    worker: 0,
+                    peers: 1,
+                    attempt_number: 0,
+                    attempt: &a2,
+                    restore: None,
+                    savepoints: &[],
+                    start_epoch: 1,
+                    probe: &probe,
+                    drivers: &mut drivers,
+                };
+                let fake = Fake {
+                    sum: 0,
+                    log: Arc::clone(&log2),
+                };
+                build_aligned(&cx, 0, input.to_stream(scope), Pipeline, fake).probe_with(&probe);
+            });
+            let settle = |worker: &mut timely::worker::Worker, probe: &ProbeHandle<Time>, t| {
+                while probe.less_than(&t) {
+                    worker.step();
+                }
+            };
+            input.send(1);
+            input.send(2);
+            // Checkpoint 1 is triggered: the source side moves to epoch 2.
+            a2.signals.trigger(1, std::path::PathBuf::from("chk-1"));
+            input.advance_to(time_of(2, 0));
+            input.send(10);
+            settle(worker, &probe, time_of(2, 0));
+            // The frontier reached epoch 2: the cut at 1 is taken, after epoch 1's records.
+            assert_eq!(
+                log2.lock_ok()[..2],
+                [Event::Batch(vec![1, 2]), Event::Snapshot(1)]
+            );
+            input.advance_to(time_of(3, 0));
+            settle(worker, &probe, time_of(3, 0));
+            drop(input);
+            while !probe.done() {
+                worker.step();
+            }
+        });
+        assert_eq!(
+            *log.lock_ok(),
+            vec![
+                Event::Batch(vec![1, 2]),
+                Event::Snapshot(1),
+                Event::Batch(vec![10]),
+                Event::End
+            ],
+            "no checkpoint 2 was triggered, so no cut is taken for it"
+        );
+        let acks: Vec<_> = rx.try_iter().collect();
+        assert_eq!(acks.len(), 1, "{acks:?}");
+        match &acks[0] {
+            FromExecutor::Ack {
+                checkpoint_id: 1,
+                state: StateHandle::Inline { data },
+                task,
+                ..
+            } => {
+                assert_eq!(data, &3u64.to_le_bytes().to_vec());
+                assert_eq!(task.uid, "fake");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
