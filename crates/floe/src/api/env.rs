@@ -7,6 +7,7 @@ use crate::checkpoint::config::{
     CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention,
 };
 use crate::checkpoint::metadata::load_snapshot;
+use crate::checkpoint::metadata::OperatorKind;
 use crate::config::Configuration;
 use crate::connectors::collection::CollectionSource;
 use crate::connectors::file::TextFileSource;
@@ -16,7 +17,6 @@ use crate::connectors::Source;
 pub use crate::job::{JobExecutionResult, JobStatus};
 use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::{JobClient, JobManager, JobSpec};
-use crate::checkpoint::metadata::OperatorKind;
 use crate::runtime::plan::{OperatorDecl, Plan, Terminal};
 use crate::state::keygroup::{DEFAULT_MAX_PARALLELISM, UPPER_BOUND_MAX_PARALLELISM};
 use crate::Result;
@@ -566,8 +566,10 @@ impl StreamEnv {
             || conf
                 .get_bool("execution.state-recovery.ignore-unclaimed-state")?
                 .unwrap_or(false);
-        let final_checkpoint =
-            checkpoint.interval.is_some() && operators.iter().any(|o| o.state == Some(OperatorKind::Sink));
+        let final_checkpoint = checkpoint.interval.is_some()
+            && operators
+                .iter()
+                .any(|o| o.state == Some(OperatorKind::Sink));
         let plan = Plan {
             job_name: job_name.to_string(),
             parallelism,

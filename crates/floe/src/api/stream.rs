@@ -6,9 +6,7 @@
 
 use super::data::{Data, Key};
 use super::env::StreamEnv;
-use super::functions::{
-    Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction,
-};
+use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction};
 use super::print::{PrintFormat, PrintSink};
 use super::tuple::Fields;
 use crate::checkpoint::metadata::OperatorKind;
@@ -21,7 +19,9 @@ use crate::runtime::nodes::{
     KeyedNode, SinkTerminal, StatelessNode,
 };
 use crate::runtime::operator::keyed::{KeyedLogic, KeyedRecord};
-use crate::runtime::operators::{BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, UserKeyed};
+use crate::runtime::operators::{
+    BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, UserKeyed,
+};
 use crate::runtime::plan::Node;
 use crate::state::keygroup::KeyEncoder;
 use crate::Result;
@@ -95,9 +95,7 @@ impl<T: Data> DataStream<T> {
         B: BatchFn<T, U>,
         M: Fn() -> B + Send + Sync + 'static,
     {
-        let op = self
-            .env
-            .add_operator(name, None, Some(self.chain));
+        let op = self.env.add_operator(name, None, Some(self.chain));
         let chain = self.chain;
         match &self.source {
             Some(sc) => {
@@ -194,9 +192,7 @@ impl<T: Data> DataStream<T> {
         if self.source.is_some() {
             return self.stateless("Filter", move || FilterBatch(f.clone()));
         }
-        let op = self
-            .env
-            .add_operator("Filter", None, Some(self.chain));
+        let op = self.env.add_operator("Filter", None, Some(self.chain));
         let chain = self.chain;
         let node = Arc::new(FilterNode {
             up: Arc::clone(&self.node),
@@ -294,9 +290,7 @@ impl<T: Data> DataStream<T> {
     }
 
     fn sink_named(self, name: &str, sink: Arc<dyn Sink<T>>) {
-        let op = self
-            .env
-            .add_operator(name, None, Some(self.chain));
+        let op = self.env.add_operator(name, None, Some(self.chain));
         self.env.add_terminal(Arc::new(SinkTerminal {
             up: self.node,
             op,
@@ -308,7 +302,9 @@ impl<T: Data> DataStream<T> {
 impl<K: Key, T: Data> KeyedStream<K, T> {
     fn keyed<U: Data, L: KeyedLogic<K, T, U>>(self, name: &str, logic: L) -> DataStream<U> {
         let chain = self.env.new_chain();
-        let op = self.env.add_operator(name, Some(OperatorKind::Keyed), Some(chain));
+        let op = self
+            .env
+            .add_operator(name, Some(OperatorKind::Keyed), Some(chain));
         let node = Arc::new(KeyedNode {
             up: self.node,
             op,
@@ -422,4 +418,3 @@ impl SinkHandle {
         self
     }
 }
-

@@ -152,7 +152,11 @@ pub struct Report {
 }
 
 /// Compares the job's stateful operators with the snapshot.
-pub fn compatibility(job: &JobShape<'_>, snap: &LoadedSnapshot, allow_non_restored: bool) -> Report {
+pub fn compatibility(
+    job: &JobShape<'_>,
+    snap: &LoadedSnapshot,
+    allow_non_restored: bool,
+) -> Report {
     let m = &snap.metadata;
     let operators = m
         .operators
@@ -338,7 +342,10 @@ impl fmt::Display for Report {
             }
         }
         for (uid, name) in &self.new_operators {
-            writeln!(f, "  operator '{uid}' ({name}): new in this job, starts empty")?;
+            writeln!(
+                f,
+                "  operator '{uid}' ({name}): new in this job, starts empty"
+            )?;
         }
         match self.problems() {
             0 => writeln!(f, "Result: the snapshot restores into this job."),
@@ -514,7 +521,9 @@ impl<'a> OperatorRestore<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::metadata::{load_snapshot, write_metadata, CheckpointMetadata, SubtaskState};
+    use crate::checkpoint::metadata::{
+        load_snapshot, write_metadata, CheckpointMetadata, SubtaskState,
+    };
     use crate::state::file::{write_state_file, StateFileHeader};
 
     fn op(uid: &str, kind: OperatorKind, subtasks: Vec<SubtaskState>) -> OperatorState {
@@ -542,7 +551,10 @@ mod tests {
     fn snapshot(dir: &Path) -> LoadedSnapshot {
         let file = "sum-0.state";
         let v = [Some(b"v".to_vec())];
-        let groups = vec![(3u32, vec![(&b"a"[..], &v[..])]), (100, vec![(&b"b"[..], &v[..])])];
+        let groups = vec![
+            (3u32, vec![(&b"a"[..], &v[..])]),
+            (100, vec![(&b"b"[..], &v[..])]),
+        ];
         let header = StateFileHeader {
             state_names: vec!["total".into()],
             max_parallelism: 128,
@@ -564,7 +576,11 @@ mod tests {
             1,
             128,
             vec![
-                op("src", OperatorKind::Source, vec![inline(1, b"p1"), inline(0, b"p0")]),
+                op(
+                    "src",
+                    OperatorKind::Source,
+                    vec![inline(1, b"p1"), inline(0, b"p0")],
+                ),
                 op("sum", OperatorKind::Keyed, vec![keyed]),
             ],
         );
@@ -604,11 +620,23 @@ mod tests {
         );
         let r = compatibility(&j, &snap, false);
         assert!(r.restores());
-        assert_eq!(r.new_operators, vec![("out".to_string(), "out".to_string())]);
+        assert_eq!(
+            r.new_operators,
+            vec![("out".to_string(), "out".to_string())]
+        );
         let text = r.to_string();
-        assert!(text.contains("operator 'sum' (sum): matched, parallelism 1 -> 2"), "{text}");
-        assert!(text.contains("operator 'out' (out): new in this job, starts empty"), "{text}");
-        assert!(text.ends_with("Result: the snapshot restores into this job.\n"), "{text}");
+        assert!(
+            text.contains("operator 'sum' (sum): matched, parallelism 1 -> 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("operator 'out' (out): new in this job, starts empty"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Result: the snapshot restores into this job.\n"),
+            "{text}"
+        );
         r.into_result().unwrap();
     }
 
@@ -633,11 +661,16 @@ mod tests {
         assert!(e.contains("operator 'sum' was checkpointed with max parallelism 128, but the job's max parallelism is 64"), "{e}");
         // The uid now names a stateless operator.
         let r = compatibility(
-            &job(128, vec![decl("src", None), decl("sum", Some(OperatorKind::Keyed))]),
+            &job(
+                128,
+                vec![decl("src", None), decl("sum", Some(OperatorKind::Keyed))],
+            ),
             &snap,
             false,
         );
-        assert!(r.to_string().contains("INCOMPATIBLE: Source state, but 'src' in this job has none of that kind"));
+        assert!(r
+            .to_string()
+            .contains("INCOMPATIBLE: Source state, but 'src' in this job has none of that kind"));
         let e = r.into_result().unwrap_err().to_string();
         assert!(e.contains("state of operator 'src' is Source state but the operator with that uid in the job is 'src'"), "{e}");
         // A decoding error of a matched state is a problem of the check.
@@ -660,7 +693,9 @@ mod tests {
             error: Some("bad".into()),
         }]);
         assert_eq!(r.problems(), 1);
-        assert!(r.to_string().contains("    state 'total': INCOMPATIBLE (2 entries): bad"));
+        assert!(r
+            .to_string()
+            .contains("    state 'total': INCOMPATIBLE (2 entries): bad"));
     }
 
     #[test]
@@ -674,11 +709,16 @@ mod tests {
             "operator 'sum' (sum op, states 'total'): not in this job — restoring needs -n/--allowNonRestoredState"
         ));
         let e = refused.into_result().unwrap_err().to_string();
-        assert!(e.starts_with("Failed to rollback to checkpoint/savepoint"), "{e}");
+        assert!(
+            e.starts_with("Failed to rollback to checkpoint/savepoint"),
+            "{e}"
+        );
         assert!(e.contains("operator 'sum' (sum op, states 'total')"), "{e}");
         let allowed = compatibility(&j, &snap, true);
         assert!(allowed.restores());
-        assert!(allowed.to_string().contains("not in this job, skipped (--allowNonRestoredState)"));
+        assert!(allowed
+            .to_string()
+            .contains("not in this job, skipped (--allowNonRestoredState)"));
         allowed.into_result().unwrap();
     }
 
@@ -688,10 +728,23 @@ mod tests {
         let snap = snapshot(d.path());
         let view = RestoreView::new(&snap, 128);
         let src = view.operator("src", OperatorKind::Source).unwrap().unwrap();
-        assert_eq!(src.inline().unwrap(), vec![(0, &b"p0"[..]), (1, &b"p1"[..])]);
-        assert!(view.operator("absent", OperatorKind::Keyed).unwrap().is_none());
-        let e = view.operator("src", OperatorKind::Keyed).err().unwrap().to_string();
-        assert!(e.contains("state of operator 'src' in") && e.ends_with("is not keyed state"), "{e}");
+        assert_eq!(
+            src.inline().unwrap(),
+            vec![(0, &b"p0"[..]), (1, &b"p1"[..])]
+        );
+        assert!(view
+            .operator("absent", OperatorKind::Keyed)
+            .unwrap()
+            .is_none());
+        let e = view
+            .operator("src", OperatorKind::Keyed)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("state of operator 'src' in") && e.ends_with("is not keyed state"),
+            "{e}"
+        );
         let sum = view.operator("sum", OperatorKind::Keyed).unwrap().unwrap();
         let groups = |r: KeyGroupRange| -> Vec<u32> {
             sum.keyed_files(r)
@@ -699,16 +752,34 @@ mod tests {
                 .collect()
         };
         assert_eq!(groups(KeyGroupRange { start: 0, end: 63 }), vec![3]);
-        assert_eq!(groups(KeyGroupRange { start: 64, end: 127 }), vec![100]);
+        assert_eq!(
+            groups(KeyGroupRange {
+                start: 64,
+                end: 127
+            }),
+            vec![100]
+        );
         assert_eq!(groups(KeyGroupRange { start: 0, end: 127 }), vec![3, 100]);
         let e = RestoreView::new(&snap, 64)
             .operator("sum", OperatorKind::Keyed)
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("it was checkpointed with max parallelism 128, the job has 64"), "{e}");
+        assert!(
+            e.contains("it was checkpointed with max parallelism 128, the job has 64"),
+            "{e}"
+        );
         assert!(view.operator_if("src", OperatorKind::Keyed).is_none());
-        let e = view.operator("sum", OperatorKind::Keyed).unwrap().unwrap().inline().unwrap_err();
-        assert!(e.to_string().contains("keyed 'sum' subtask 0 has no inline state"), "{e}");
+        let e = view
+            .operator("sum", OperatorKind::Keyed)
+            .unwrap()
+            .unwrap()
+            .inline()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("keyed 'sum' subtask 0 has no inline state"),
+            "{e}"
+        );
     }
 }

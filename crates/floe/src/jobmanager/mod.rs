@@ -100,8 +100,7 @@ pub fn validate_restore(
     snap: &LoadedSnapshot,
     allow_non_restored: bool,
 ) -> Result<()> {
-    crate::checkpoint::restore::compatibility(&plan.shape(), snap, allow_non_restored)
-        .into_result()
+    crate::checkpoint::restore::compatibility(&plan.shape(), snap, allow_non_restored).into_result()
 }
 
 /// A completed checkpoint or savepoint this job can restore from.

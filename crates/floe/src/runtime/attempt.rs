@@ -523,7 +523,11 @@ mod tests {
         s.completed(4);
         assert_eq!(s.source_stop(), SourceStop::AfterSavepoint(5));
         s.aborted(5);
-        assert_eq!(s.source_stop(), SourceStop::None, "an aborted savepoint resumes");
+        assert_eq!(
+            s.source_stop(),
+            SourceStop::None,
+            "an aborted savepoint resumes"
+        );
         s.stop_after(6);
         s.completed(6);
         assert_eq!(s.source_stop(), SourceStop::Finish);
@@ -542,7 +546,11 @@ mod tests {
         assert_eq!(s.source_stop(), SourceStop::None);
         s.aborted(3);
         s.completed(3);
-        assert_eq!(s.source_stop(), SourceStop::None, "an aborted final checkpoint waits");
+        assert_eq!(
+            s.source_stop(),
+            SourceStop::None,
+            "an aborted final checkpoint waits"
+        );
         s.final_checkpoint(7);
         s.completed(8);
         assert_eq!(s.source_stop(), SourceStop::Finish);

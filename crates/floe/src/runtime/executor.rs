@@ -25,7 +25,7 @@ use timely::dataflow::ProbeHandle;
 
 /// A running attempt. Dropping it without [`LocalExecutor::shutdown`] detaches the threads.
 pub struct LocalExecutor {
-    shared: Arc<Attempt>,
+    attempt: Arc<Attempt>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -34,65 +34,64 @@ impl LocalExecutor {
     /// of the first epoch belonging to checkpoint `spec.start_epoch`.
     pub fn start(plan: Arc<Plan>, spec: AttemptSpec, events: Sender<FromExecutor>) -> Self {
         failure::install_panic_hook();
-        let attempt = spec.attempt;
-        let (writer, snap_tx) =
-            SnapshotWriter::spawn(attempt, events.clone(), plan.max_parallelism);
-        let shared = Arc::new(Attempt {
+        let number = spec.attempt;
+        let (writer, snap_tx) = SnapshotWriter::spawn(number, events.clone(), plan.max_parallelism);
+        let attempt = Arc::new(Attempt {
             job_id: spec.job_id.clone(),
-            control: AttemptControl::new(attempt, plan.parallelism),
+            control: AttemptControl::new(number, plan.parallelism),
             signals: CheckpointSignals::new(spec.start_epoch),
             registration: Registration::new(plan.parallelism, plan.final_checkpoint),
             committers: Committers::default(),
-            outbox: Outbox::new(attempt, events, snap_tx),
+            outbox: Outbox::new(number, events, snap_tx),
         });
-        let sh = Arc::clone(&shared);
+        let a = Arc::clone(&attempt);
         let thread = std::thread::Builder::new()
-            .name(format!("floe-executor-{attempt}"))
+            .name(format!("floe-executor-{number}"))
             .spawn(move || {
                 let peers = plan.parallelism as usize;
-                let sh2 = Arc::clone(&sh);
+                let attempt2 = Arc::clone(&a);
                 let config = timely::Config::process(peers);
                 let result = timely::execute(config, move |worker| {
-                    run_worker(worker, &plan, &sh2, &spec);
+                    run_worker(worker, &plan, &attempt2, &spec);
                 });
                 match result {
                     Ok(guards) => {
                         for r in guards.join() {
                             if let Err(e) = r {
-                                sh.control.fail("worker", e, FailureCause::Panic);
+                                a.control.fail("worker", e, FailureCause::Panic);
                             }
                         }
                     }
-                    Err(e) => sh.control.fail(
+                    Err(e) => a.control.fail(
                         "executor",
                         format!("cannot start workers: {e}"),
                         FailureCause::User,
                     ),
                 }
                 // Workers are gone: stop the snapshot writer after it drained its queue.
-                sh.outbox.close_snapshots();
+                a.outbox.close_snapshots();
                 writer.join();
-                let end = match sh.control.take_failure() {
-                    Some(f) => f.into_message(attempt),
-                    None => FromExecutor::Finished { attempt },
+                let end = match a.control.take_failure() {
+                    Some(f) => f.into_message(number),
+                    None => FromExecutor::Finished { attempt: number },
                 };
-                sh.outbox.send(end);
+                a.outbox.send(end);
             })
             .expect("spawn executor thread");
         LocalExecutor {
-            shared,
+            attempt,
             thread: Some(thread),
         }
     }
 
     /// What the attempt's threads share (a worker process reads their progress from it).
     pub(crate) fn attempt(&self) -> Arc<Attempt> {
-        Arc::clone(&self.shared)
+        Arc::clone(&self.attempt)
     }
 
     /// Delivers a job-manager command.
     pub fn send(&self, cmd: ToExecutor) {
-        let a = &self.shared;
+        let a = &self.attempt;
         match cmd {
             ToExecutor::TriggerCheckpoint { id, dir } => {
                 a.signals.trigger(id, dir);
@@ -144,22 +143,22 @@ enum Exit {
 fn run_worker(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
-    shared: &Arc<Attempt>,
+    attempt: &Arc<Attempt>,
     spec: &AttemptSpec,
 ) {
     failure::enter_task_thread();
-    shared.control.register_thread();
+    attempt.control.register_thread();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        worker_loop(worker, plan, shared, spec)
+        worker_loop(worker, plan, attempt, spec)
     }));
     match outcome {
         Ok(Ok(Exit::Finished)) | Ok(Ok(Exit::Aborted)) => {}
-        Ok(Err(e)) => shared
+        Ok(Err(e)) => attempt
             .control
             .fail_with_error(&failure::current_task(), &e),
         Err(_) => {
             let msg = failure::take_panic_message().unwrap_or_else(|| "panicked".to_string());
-            shared
+            attempt
                 .control
                 .fail(&failure::current_task(), msg, FailureCause::Panic);
         }
@@ -179,7 +178,7 @@ const PARK: Duration = Duration::from_millis(200);
 fn worker_loop(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
-    shared: &Arc<Attempt>,
+    attempt: &Arc<Attempt>,
     spec: &AttemptSpec,
 ) -> crate::Result<Exit> {
     let start_epoch = spec.start_epoch;
@@ -193,8 +192,8 @@ fn worker_loop(
             plan,
             worker: index,
             peers,
-            attempt_number: shared.control.attempt,
-            attempt: shared,
+            attempt_number: attempt.control.attempt,
+            attempt,
             restore: spec.restore.as_deref(),
             savepoints: &spec.savepoints,
             start_epoch,
@@ -211,21 +210,21 @@ fn worker_loop(
         .into_iter()
         .filter(|t| t.subtask % peers == index)
         .collect();
-    shared
+    attempt
         .registration
-        .register(tasks, drivers.len(), &shared.outbox);
+        .register(tasks, drivers.len(), &attempt.outbox);
 
     let mut last_trigger = start_epoch.saturating_sub(1);
     loop {
-        if shared.control.aborted() {
+        if attempt.control.aborted() {
             return Ok(Exit::Aborted);
         }
-        shared.control.tick(index);
-        let trig = shared.signals.triggered();
+        attempt.control.tick(index);
+        let trig = attempt.signals.triggered();
         if trig > last_trigger {
             for d in drivers.iter_mut() {
                 failure::set_current_task(d.task_name());
-                d.on_trigger(trig, shared)?;
+                d.on_trigger(trig, attempt)?;
             }
             last_trigger = trig;
         }
@@ -233,7 +232,7 @@ fn worker_loop(
         let mut all_done = true;
         for d in drivers.iter_mut() {
             failure::set_current_task(d.task_name());
-            match d.poll(&probe, shared)? {
+            match d.poll(&probe, attempt)? {
                 Polled::Emitted => {
                     busy = true;
                     all_done = false;
@@ -246,7 +245,7 @@ fn worker_loop(
         if all_done && probe.done() {
             return Ok(Exit::Finished);
         }
-        if shared.control.aborted() {
+        if attempt.control.aborted() {
             return Ok(Exit::Aborted);
         }
         // Blocked sources wait for progress messages, which unpark the worker; the short

@@ -25,7 +25,7 @@ pub(crate) mod operator;
 pub(crate) mod operators;
 pub mod plan;
 pub mod process;
-pub mod protocol;
+pub(crate) mod protocol;
 pub(crate) mod snapshot;
 
 pub(crate) mod failure;

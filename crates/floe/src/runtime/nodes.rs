@@ -11,7 +11,9 @@ use super::Time;
 use crate::api::data::{Data, Key};
 use crate::api::functions::RuntimeContext;
 use crate::checkpoint::metadata::LoadedSnapshot;
-use crate::connectors::{Sink, Source, SourceContext, SourceReader, SourceStatus, TwoPhaseCommitSink};
+use crate::connectors::{
+    Sink, Source, SourceContext, SourceReader, SourceStatus, TwoPhaseCommitSink,
+};
 use crate::state::keygroup::KeyEncoder;
 use crate::Result;
 use std::sync::Arc;

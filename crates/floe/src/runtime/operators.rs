@@ -4,8 +4,8 @@
 //! loop over the batch (no dynamic dispatch per record) and the results are handed
 //! downstream as one container.
 
-use super::failure;
 use super::attempt::{AttemptControl, FailureCause};
+use super::failure;
 use super::operator::keyed::{KeyedLogic, KeyedRecord};
 use super::plan::BuildCx;
 use super::Time;
@@ -166,8 +166,8 @@ pub(crate) fn build_sink<T: Data>(
                     if let Err(e) = writer.write_batch(data) {
                         failed = true;
                         attempt
-                        .control
-                        .fail(&display, format!("{e:#}"), FailureCause::User);
+                            .control
+                            .fail(&display, format!("{e:#}"), FailureCause::User);
                     }
                     data.clear();
                 });

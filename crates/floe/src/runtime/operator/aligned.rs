@@ -12,11 +12,11 @@ use super::align::{frontier_epoch, Aligner};
 use super::{checkpoint, Checkpointed};
 use crate::api::data::Data;
 use crate::api::functions::Collector;
+use crate::checkpoint::metadata::TaskId;
 use crate::runtime::attempt::{AttemptControl, FailureCause};
 use crate::runtime::failure;
 use crate::runtime::plan::BuildCx;
 use crate::runtime::{epoch_of, Time};
-use crate::checkpoint::metadata::TaskId;
 use crate::Result;
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
@@ -147,9 +147,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::metadata::{OperatorKind, StateHandle};
     use crate::checkpoint::restore::OperatorRestore;
-    use crate::runtime::attempt::{
-        Attempt, CheckpointSignals, Committers, Outbox, Registration,
-    };
+    use crate::runtime::attempt::{Attempt, CheckpointSignals, Committers, Outbox, Registration};
     use crate::runtime::operator::SnapshotState;
     use crate::runtime::plan::{OperatorDecl, Plan};
     use crate::runtime::protocol::FromExecutor;

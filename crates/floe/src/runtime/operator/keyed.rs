@@ -114,13 +114,15 @@ impl<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>> Checkpointed for KeyedOpe
             let names = file.reader.header.state_names.clone();
             for e in &file.blocks {
                 for (key, values) in file.reader.read_block(e)? {
-                    self.ctx.restore_entry(&names, &key, &values).map_err(|err| {
-                        crate::state::IncompatibleState(format!(
-                            "cannot restore operator '{}' from {}: {err}",
-                            self.uid,
-                            file.path.display()
-                        ))
-                    })?;
+                    self.ctx
+                        .restore_entry(&names, &key, &values)
+                        .map_err(|err| {
+                            crate::state::IncompatibleState(format!(
+                                "cannot restore operator '{}' from {}: {err}",
+                                self.uid,
+                                file.path.display()
+                            ))
+                        })?;
                 }
             }
         }

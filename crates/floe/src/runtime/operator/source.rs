@@ -114,7 +114,12 @@ impl<T: Data> Checkpointed for SourceRunner<T> {
     /// may have another parallelism than the job now has).
     fn restore(&mut self, from: Option<OperatorRestore<'_>>) -> Result<()> {
         if let Some(from) = from {
-            self.restored = Some(from.inline()?.into_iter().map(|(_, p)| p.to_vec()).collect());
+            self.restored = Some(
+                from.inline()?
+                    .into_iter()
+                    .map(|(_, p)| p.to_vec())
+                    .collect(),
+            );
         }
         Ok(())
     }

@@ -113,7 +113,9 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> TwoPhaseSink<T, S> {
     }
 
     fn writer(&mut self) -> &mut S::Writer {
-        self.writer.as_mut().expect("the writer is created at build")
+        self.writer
+            .as_mut()
+            .expect("the writer is created at build")
     }
 }
 
@@ -138,8 +140,7 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> Checkpointed for TwoPhaseSink<T, S> {
         sink.commit(&mine)
             .context("committing the output of the restored snapshot failed")?;
         if worker == 0 && self.ctx.attempt > 0 {
-            let mut keep: Vec<S::Committable> =
-                restored.into_iter().flat_map(|(_, c)| c).collect();
+            let mut keep: Vec<S::Committable> = restored.into_iter().flat_map(|(_, c)| c).collect();
             keep.extend(self.savepoint_committables());
             self.queue.sink.recover(&self.ctx, &keep)?;
         }
