@@ -7,10 +7,11 @@
 
 use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::metadata::load_snapshot;
+use crate::checkpoint::metadata::OperatorKind;
 use crate::config::{keys, Configuration};
 use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::JobSpec;
-use crate::runtime::plan::{OperatorDecl, Plan, StateKind, Terminal};
+use crate::runtime::plan::{OperatorDecl, Plan, Terminal};
 use crate::state::keygroup::{DEFAULT_MAX_PARALLELISM, UPPER_BOUND_MAX_PARALLELISM};
 use crate::Result;
 use std::path::Path;
@@ -62,7 +63,7 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
         } else {
             o.parallelism.min(parallelism)
         };
-        if !o.explicit_uid && o.state != StateKind::Stateless {
+        if !o.explicit_uid && o.state.is_some() {
             tracing::warn!(
                 "operator '{}' has no uid; its state is stored under the generated uid '{}', which changes when the job graph changes. Set .uid(\"...\") on stateful operators to keep savepoints compatible.",
                 o.name,
@@ -75,7 +76,7 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
     let checkpoint_dir = match conf.get(keys::CHECKPOINTS_DIRECTORY)? {
         Some(d) => Some(crate::storage::local_path(&d)?),
         None if checkpoint.interval.is_some() => {
-            Some(std::env::temp_dir().join("floe-checkpoints"))
+            Some(crate::checkpoint::layout::default_checkpoint_dir())
         }
         None => None,
     };
@@ -91,8 +92,10 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
     };
     let allow_non_restored =
         d.allow_non_restored || conf.get_or(keys::IGNORE_UNCLAIMED_STATE, false)?;
-    let final_checkpoint =
-        checkpoint.interval.is_some() && operators.iter().any(|o| o.state == StateKind::Sink);
+    let final_checkpoint = checkpoint.interval.is_some()
+        && operators
+            .iter()
+            .any(|o| o.state == Some(OperatorKind::Sink));
     let plan = Plan {
         job_name: d.job_name.to_string(),
         parallelism,

@@ -146,96 +146,10 @@ fn check_snapshot(
     allow_non_restored: bool,
     compile: impl FnOnce() -> Result<JobSpec>,
 ) -> Result<bool> {
-    use crate::checkpoint::metadata::{load_snapshot, OperatorKind};
-    use crate::runtime::plan::StateKind;
-    let snap = load_snapshot(&crate::storage::resolve(path)?)?;
-    let spec = compile();
-    let plan = spec?.plan;
-    let mut checks = Vec::new();
-    for t in &plan.terminals {
-        t.check(&plan, &snap, &mut checks)?;
-    }
-    let m = &snap.metadata;
-    let kind = if m.kind == crate::checkpoint::metadata::SnapshotKind::Savepoint {
-        "savepoint"
-    } else {
-        "checkpoint"
-    };
-    println!(
-        "Checking {} ({kind} {} of job {} '{}') against job '{}':",
-        snap.dir.display(),
-        m.checkpoint_id,
-        m.job_id,
-        m.job_name,
-        plan.job_name
-    );
-    let mut problems = 0;
-    for os in &m.operators {
-        let Some(decl) = plan.operators.iter().find(|o| o.uid == os.uid) else {
-            let states = crate::jobmanager::state_names_of(&snap, os);
-            if allow_non_restored {
-                println!("  operator '{}' ({}{states}): not in this job, skipped (--allowNonRestoredState)", os.uid, os.name);
-            } else {
-                problems += 1;
-                println!("  operator '{}' ({}{states}): not in this job — restoring needs -n/--allowNonRestoredState", os.uid, os.name);
-            }
-            continue;
-        };
-        let kind_ok = decl.state.snapshot_kind() == Some(os.kind);
-        if !kind_ok {
-            problems += 1;
-            println!("  operator '{}' ({}): INCOMPATIBLE: {:?} state, but '{}' in this job has none of that kind", os.uid, os.name, os.kind, decl.name);
-            continue;
-        }
-        if os.kind == OperatorKind::Keyed && os.max_parallelism != plan.max_parallelism {
-            problems += 1;
-            println!(
-                "  operator '{}' ({}): INCOMPATIBLE: max parallelism {} in the snapshot, {} in this job",
-                os.uid, os.name, os.max_parallelism, plan.max_parallelism
-            );
-            continue;
-        }
-        println!(
-            "  operator '{}' ({}): matched, parallelism {} -> {}",
-            os.uid, decl.name, os.parallelism, decl.parallelism
-        );
-        for c in checks.iter().filter(|c| c.uid == os.uid) {
-            match (&c.error, c.registered) {
-                (Some(e), _) => {
-                    problems += 1;
-                    println!(
-                        "    state '{}': INCOMPATIBLE ({} entries): {e}",
-                        c.state, c.entries
-                    );
-                }
-                (None, true) => {
-                    println!("    state '{}': compatible, {} entries", c.state, c.entries)
-                }
-                (None, false) => println!(
-                    "    state '{}': not registered by the job's open(), kept as is ({} entries)",
-                    c.state, c.entries
-                ),
-            }
-        }
-    }
-    for decl in plan
-        .operators
-        .iter()
-        .filter(|o| o.state != StateKind::Stateless)
-    {
-        if m.operator(&decl.uid).is_none() {
-            println!(
-                "  operator '{}' ({}): new in this job, starts empty",
-                decl.uid, decl.name
-            );
-        }
-    }
-    if problems == 0 {
-        println!("Result: the snapshot restores into this job.");
-    } else {
-        println!("Result: the snapshot does NOT restore into this job ({problems} problem(s)).");
-    }
-    Ok(problems == 0)
+    let snap = crate::checkpoint::metadata::load_snapshot(&crate::storage::resolve(path)?)?;
+    let report = compile()?.plan.check_restore(&snap, allow_non_restored)?;
+    print!("{report}");
+    Ok(report.restores())
 }
 
 /// `--help`: prints `text` (a closed stdout, as in `job --help | head`, only loses it),

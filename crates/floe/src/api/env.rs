@@ -4,6 +4,7 @@ use super::data::Data;
 use super::params::JobParams;
 use super::stream::{DataStream, SourceNode};
 use crate::checkpoint::config::{CheckpointingMode, ExternalizedCheckpointRetention};
+use crate::checkpoint::metadata::OperatorKind;
 use crate::config::{keys, Configuration, Key, OptionValue};
 use crate::connectors::collection::CollectionSource;
 use crate::connectors::file::TextFileSource;
@@ -14,7 +15,7 @@ pub use crate::job::{JobExecutionResult, JobStatus};
 use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::{JobClient, JobSpec};
 pub use crate::launch::exit_on_error;
-use crate::runtime::plan::{OperatorDecl, StateKind, Terminal};
+use crate::runtime::plan::{OperatorDecl, Terminal};
 use crate::Result;
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -226,7 +227,7 @@ impl StreamEnv {
     pub fn add_source<T: Data, S: Source<T>>(&self, source: S) -> DataStream<T> {
         let name = format!("Source: {}", source.name());
         let chain = self.new_chain();
-        let op = self.add_operator(&name, StateKind::Source, Some(chain));
+        let op = self.add_operator(&name, Some(OperatorKind::Source), Some(chain));
         let limit = source.max_parallelism();
         self.inner.borrow_mut().operators[op].parallelism = limit.unwrap_or(0);
         let source: Arc<dyn Source<T>> = Arc::new(source);
@@ -268,7 +269,12 @@ impl StreamEnv {
         inner.chains - 1
     }
 
-    pub(crate) fn add_operator(&self, name: &str, state: StateKind, chain: Option<usize>) -> usize {
+    pub(crate) fn add_operator(
+        &self,
+        name: &str,
+        state: Option<OperatorKind>,
+        chain: Option<usize>,
+    ) -> usize {
         let mut inner = self.inner.borrow_mut();
         let id = inner.operators.len();
         let slug: String = name

@@ -6,31 +6,26 @@
 
 use super::data::{Data, Key};
 use super::env::StreamEnv;
-use super::functions::{
-    Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext,
-};
+use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction};
 use super::print::{PrintFormat, PrintSink};
 use super::tuple::Fields;
-use crate::checkpoint::metadata::LoadedSnapshot;
-use crate::checkpoint::metadata::TaskId;
+use crate::checkpoint::metadata::OperatorKind;
 use crate::connectors::collect::{CollectHandle, CollectSink};
 use crate::connectors::discard::{CountHandle, DiscardSink};
-use crate::connectors::{
-    Sink, Source, SourceContext, SourceReader, SourceStatus, SourceWaker, TwoPhaseCommitSink,
+use crate::connectors::{Sink, Source, TwoPhaseCommitSink};
+pub(crate) use crate::runtime::nodes::SourceNode;
+use crate::runtime::nodes::{
+    ChainedSource, CommittingSinkTerminal, FilterBatch, FilterNode, KeyByBatch, KeyByNode,
+    KeyedNode, SinkTerminal, StatelessNode,
 };
-use crate::runtime::committing::build_committing_sink;
-use crate::runtime::keyed::{build_keyed, key_records, KeyedLogic, KeyedRecord};
+use crate::runtime::operator::keyed::{KeyedLogic, KeyedRecord};
 use crate::runtime::operators::{
-    build_filter, build_sink, build_stateless, BatchFn, FlatMapBatch, MapBatch, ReduceLogic,
-    SumLogic, UserKeyed,
+    BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, UserKeyed,
 };
-use crate::runtime::plan::{BuildCx, Node, Plan, StateCheck, StateKind, Terminal};
-use crate::runtime::source::{SourceRunner, BATCH};
-use crate::runtime::{time_of, Time};
+use crate::runtime::plan::Node;
 use crate::state::keygroup::KeyEncoder;
 use crate::Result;
 use std::sync::Arc;
-use timely::dataflow::{InputHandleVec, StreamVec};
 
 /// A stream of records of type `T`.
 ///
@@ -100,9 +95,7 @@ impl<T: Data> DataStream<T> {
         B: BatchFn<T, U>,
         M: Fn() -> B + Send + Sync + 'static,
     {
-        let op = self
-            .env
-            .add_operator(name, StateKind::Stateless, Some(self.chain));
+        let op = self.env.add_operator(name, None, Some(self.chain));
         let chain = self.chain;
         match &self.source {
             Some(sc) => {
@@ -199,9 +192,7 @@ impl<T: Data> DataStream<T> {
         if self.source.is_some() {
             return self.stateless("Filter", move || FilterBatch(f.clone()));
         }
-        let op = self
-            .env
-            .add_operator("Filter", StateKind::Stateless, Some(self.chain));
+        let op = self.env.add_operator("Filter", None, Some(self.chain));
         let chain = self.chain;
         let node = Arc::new(FilterNode {
             up: Arc::clone(&self.node),
@@ -289,7 +280,7 @@ impl<T: Data> DataStream<T> {
         let name = format!("Sink: {}", sink.name());
         let op = self
             .env
-            .add_operator(&name, StateKind::Sink, Some(self.chain));
+            .add_operator(&name, Some(OperatorKind::Sink), Some(self.chain));
         self.env.add_terminal(Arc::new(CommittingSinkTerminal {
             up: self.node,
             op,
@@ -299,9 +290,7 @@ impl<T: Data> DataStream<T> {
     }
 
     fn sink_named(self, name: &str, sink: Arc<dyn Sink<T>>) {
-        let op = self
-            .env
-            .add_operator(name, StateKind::Stateless, Some(self.chain));
+        let op = self.env.add_operator(name, None, Some(self.chain));
         self.env.add_terminal(Arc::new(SinkTerminal {
             up: self.node,
             op,
@@ -313,7 +302,9 @@ impl<T: Data> DataStream<T> {
 impl<K: Key, T: Data> KeyedStream<K, T> {
     fn keyed<U: Data, L: KeyedLogic<K, T, U>>(self, name: &str, logic: L) -> DataStream<U> {
         let chain = self.env.new_chain();
-        let op = self.env.add_operator(name, StateKind::Keyed, Some(chain));
+        let op = self
+            .env
+            .add_operator(name, Some(OperatorKind::Keyed), Some(chain));
         let node = Arc::new(KeyedNode {
             up: self.node,
             op,
@@ -413,230 +404,6 @@ impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I + Clone + Send + Sync + '
     }
 }
 
-pub(crate) struct SourceNode<T> {
-    pub op: usize,
-    pub source: Arc<dyn Source<T>>,
-}
-
-impl<T: Data> Node<T> for SourceNode<T> {
-    fn check(
-        &self,
-        _plan: &Plan,
-        _snap: &LoadedSnapshot,
-        _out: &mut Vec<StateCheck>,
-    ) -> Result<()> {
-        Ok(())
-    }
-
-    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, T>> {
-        let decl = &cx.plan.operators[self.op];
-        let mut handle = InputHandleVec::<Time, T>::new();
-        let stream = handle.to_stream(cx.scope);
-        handle.advance_to(time_of(cx.start_epoch, 0));
-        let subtask = cx.worker;
-        let reader = if subtask < decl.parallelism {
-            let ctx = SourceContext {
-                subtask,
-                parallelism: decl.parallelism,
-                attempt: cx.attempt,
-                restored: cx.restored_source_state(self.op)?,
-                waker: SourceWaker(std::thread::current()),
-                task_info: cx.task_info(self.op),
-            };
-            // Failures while the source starts (e.g. connecting) are this task's failures.
-            crate::runtime::failure::set_current_task(&cx.task_display(self.op));
-            Some(self.source.create(ctx)?)
-        } else {
-            None
-        };
-        cx.drivers.push(Box::new(SourceRunner {
-            task: TaskId {
-                uid: decl.uid.clone(),
-                subtask,
-            },
-            name: cx.task_display(self.op),
-            handle: Some(handle),
-            reader,
-            buf: Vec::with_capacity(BATCH),
-            epoch: cx.start_epoch,
-            seq: 0,
-            epoch_started: std::time::Instant::now(),
-            in_flight: Default::default(),
-            batch_size: 64,
-            finished: false,
-            ended: false,
-            final_position: None,
-            acked_upto: cx.start_epoch.saturating_sub(1),
-        }));
-        Ok(stream)
-    }
-}
-
-/// A source whose batches pass through a chained stateless function before they enter
-/// the dataflow: one loop over each batch, no channel between the operators.
-struct ChainedSource<T, M> {
-    inner: Arc<dyn Source<T>>,
-    make: M,
-}
-
-impl<T: Data, U: Data, B, M> Source<U> for ChainedSource<T, M>
-where
-    B: BatchFn<T, U>,
-    M: Fn() -> B + Send + Sync + 'static,
-{
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn max_parallelism(&self) -> Option<u32> {
-        self.inner.max_parallelism()
-    }
-    fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<U>>> {
-        let info = ctx.task_info.clone();
-        let inner = self.inner.create(ctx)?;
-        let mut f = (self.make)();
-        f.open(&mut RuntimeContext {
-            info: &info,
-            registry: None,
-        })?;
-        Ok(Box::new(ChainedReader {
-            inner,
-            f,
-            buf: Vec::new(),
-        }))
-    }
-}
-
-struct ChainedReader<T, B> {
-    inner: Box<dyn SourceReader<T>>,
-    f: B,
-    buf: Vec<T>,
-}
-
-impl<T, U, B: BatchFn<T, U>> SourceReader<U> for ChainedReader<T, B> {
-    fn poll_next(&mut self, out: &mut Vec<U>, max: usize) -> Result<SourceStatus> {
-        let status = self.inner.poll_next(&mut self.buf, max)?;
-        self.f.apply(&mut self.buf, out)?;
-        self.buf.clear();
-        Ok(status)
-    }
-    fn snapshot(&mut self) -> Result<Vec<u8>> {
-        self.inner.snapshot()
-    }
-}
-
-struct FilterBatch<F>(F);
-impl<T: 'static, F: FnMut(&T) -> bool + 'static> BatchFn<T, T> for FilterBatch<F> {
-    fn open(&mut self, _ctx: &mut RuntimeContext<'_>) -> Result<()> {
-        Ok(())
-    }
-    #[inline]
-    fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<T>) -> Result<()> {
-        input.retain(&mut self.0);
-        out.append(input);
-        Ok(())
-    }
-}
-
-/// Computes each record's key and its stable hash before the exchange.
-struct KeyByBatch<F> {
-    f: F,
-    enc: KeyEncoder,
-}
-impl<K: Key, T: 'static, F: Fn(&T) -> K + 'static> BatchFn<T, KeyedRecord<K, T>> for KeyByBatch<F> {
-    fn open(&mut self, _ctx: &mut RuntimeContext<'_>) -> Result<()> {
-        Ok(())
-    }
-    #[inline]
-    fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<KeyedRecord<K, T>>) -> Result<()> {
-        out.reserve(input.len());
-        for value in input.drain(..) {
-            let key = (self.f)(&value);
-            let hash = self.enc.hash(&key);
-            out.push(KeyedRecord { hash, key, value });
-        }
-        Ok(())
-    }
-}
-
-struct StatelessNode<T, M> {
-    up: Arc<dyn Node<T>>,
-    op: usize,
-    make: M,
-}
-
-impl<T: Data, U: Data, B, M> Node<U> for StatelessNode<T, M>
-where
-    B: BatchFn<T, U>,
-    M: Fn() -> B + Send + Sync,
-{
-    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, U>> {
-        let input = self.up.build(cx)?;
-        build_stateless(cx, self.op, input, (self.make)())
-    }
-    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
-        self.up.check(plan, snap, out)
-    }
-}
-
-struct FilterNode<T, F> {
-    up: Arc<dyn Node<T>>,
-    op: usize,
-    f: F,
-}
-
-impl<T: Data, F: FnMut(&T) -> bool + Clone + Send + Sync + 'static> Node<T> for FilterNode<T, F> {
-    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, T>> {
-        let input = self.up.build(cx)?;
-        Ok(build_filter(cx, self.op, input, self.f.clone()))
-    }
-    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
-        self.up.check(plan, snap, out)
-    }
-}
-
-struct KeyByNode<T, F> {
-    up: Arc<dyn Node<T>>,
-    f: F,
-}
-
-impl<K: Key, T: Data, F: Fn(&T) -> K + Clone + Send + Sync + 'static> Node<KeyedRecord<K, T>>
-    for KeyByNode<T, F>
-{
-    fn build<'s>(
-        &self,
-        cx: &mut BuildCx<'s, '_>,
-    ) -> Result<StreamVec<'s, Time, KeyedRecord<K, T>>> {
-        let input = self.up.build(cx)?;
-        Ok(key_records(input, self.f.clone(), "Key By"))
-    }
-    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
-        self.up.check(plan, snap, out)
-    }
-}
-
-struct KeyedNode<K, T, L> {
-    up: Arc<dyn Node<KeyedRecord<K, T>>>,
-    op: usize,
-    logic: L,
-}
-
-impl<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>> Node<U> for KeyedNode<K, T, L> {
-    fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, U>> {
-        let input = self.up.build(cx)?;
-        build_keyed(cx, self.op, input, self.logic.clone())
-    }
-    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
-        self.up.check(plan, snap, out)?;
-        out.extend(crate::runtime::keyed::check_keyed::<K, T, U, L>(
-            plan,
-            self.op,
-            snap,
-            self.logic.clone(),
-        )?);
-        Ok(())
-    }
-}
-
 /// A stateful sink in the job graph: give it a uid so its pending output maps to it when
 /// the job graph changes.
 pub struct SinkHandle {
@@ -649,37 +416,5 @@ impl SinkHandle {
     pub fn uid(self, uid: &str) -> Self {
         self.env.set_uid(self.op, uid);
         self
-    }
-}
-
-struct CommittingSinkTerminal<T, S> {
-    up: Arc<dyn Node<T>>,
-    op: usize,
-    sink: Arc<S>,
-}
-
-impl<T: Data, S: TwoPhaseCommitSink<T>> Terminal for CommittingSinkTerminal<T, S> {
-    fn build(&self, cx: &mut BuildCx<'_, '_>) -> Result<()> {
-        let input = self.up.build(cx)?;
-        build_committing_sink(cx, self.op, input, &self.sink)
-    }
-    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
-        self.up.check(plan, snap, out)
-    }
-}
-
-struct SinkTerminal<T> {
-    up: Arc<dyn Node<T>>,
-    op: usize,
-    sink: Arc<dyn Sink<T>>,
-}
-
-impl<T: Data> Terminal for SinkTerminal<T> {
-    fn build(&self, cx: &mut BuildCx<'_, '_>) -> Result<()> {
-        let input = self.up.build(cx)?;
-        build_sink(cx, self.op, input, &self.sink)
-    }
-    fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()> {
-        self.up.check(plan, snap, out)
     }
 }

@@ -1,9 +1,5 @@
-//! The `_metadata` file of a checkpoint or savepoint and the layout around it.
-//!
-//! ```text
-//! <checkpoint-dir>/<job-id>/chk-<n>/_metadata        written last, atomically: its presence = complete
-//! <checkpoint-dir>/<job-id>/chk-<n>/<uid>-<subtask>.state
-//! ```
+//! The `_metadata` file of a checkpoint or savepoint (the names around it are in
+//! [`super::layout`]): its presence means the snapshot is complete.
 //!
 //! `_metadata` is JSON (human-readable and diffable; it is small because state bytes live in
 //! the state files or, for tiny source positions, inline). File references are relative to
@@ -16,8 +12,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Name of the metadata file, as in Flink.
-pub const METADATA_FILE: &str = "_metadata";
+pub use super::layout::{checkpoint_dir_name, parse_checkpoint_dir_name, METADATA_FILE};
 const FORMAT: &str = "floe-snapshot";
 const VERSION: u32 = 1;
 
@@ -76,6 +71,43 @@ pub enum OperatorKind {
     Keyed,
     /// A two-phase-commit sink's staged output, not yet committed (operator state).
     Sink,
+}
+
+/// What each kind of state is called in messages: the only place a kind is matched on
+/// outside the operator that stores it.
+impl OperatorKind {
+    /// `source`, `keyed` or `sink`, as in "is not keyed state".
+    pub fn noun(self) -> &'static str {
+        match self {
+            OperatorKind::Source => "source",
+            OperatorKind::Keyed => "keyed",
+            OperatorKind::Sink => "sink",
+        }
+    }
+
+    /// What one subtask's inline handle holds: a source's `position`, otherwise `state`.
+    pub fn inline_noun(self) -> &'static str {
+        match self {
+            OperatorKind::Source => "position",
+            OperatorKind::Keyed | OperatorKind::Sink => "state",
+        }
+    }
+
+    /// What a snapshot holds for an operator of this kind, for reports; `None` for keyed
+    /// state, which is described by its state names.
+    pub fn holds(self) -> Option<&'static str> {
+        match self {
+            OperatorKind::Source => Some("source positions"),
+            OperatorKind::Sink => Some("pending output"),
+            OperatorKind::Keyed => None,
+        }
+    }
+
+    /// True when the state is partitioned by key group, so restoring it needs the same
+    /// max parallelism.
+    pub fn is_keyed(self) -> bool {
+        self == OperatorKind::Keyed
+    }
 }
 
 /// One subtask's state.
@@ -199,7 +231,7 @@ pub fn write_metadata(dir: &Path, meta: &CheckpointMetadata) -> Result<u64> {
     let mut meta = meta.clone();
     meta.checksum = Some(meta.content_checksum()?);
     let bytes = serde_json::to_vec_pretty(&meta)?;
-    let tmp = dir.join(format!("{METADATA_FILE}.inprogress"));
+    let tmp = dir.join(super::layout::metadata_temp_file());
     let fin = dir.join(METADATA_FILE);
     let res = (|| -> Result<()> {
         let mut f =
@@ -342,16 +374,6 @@ pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
         }
     }
     Ok(LoadedSnapshot { dir, metadata })
-}
-
-/// `chk-<n>` directory name.
-pub fn checkpoint_dir_name(id: u64) -> String {
-    format!("chk-{id}")
-}
-
-/// Parses `chk-<n>`.
-pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
-    name.strip_prefix("chk-")?.parse().ok()
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@ use crate::checkpoint::coordinator::{
     TOLERABLE_FAILURES_EXCEEDED,
 };
 use crate::checkpoint::metadata::{
-    checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorKind,
-    OperatorState, SnapshotKind, StateHandle, SubtaskState, TaskId,
+    checkpoint_dir_name, write_metadata, CheckpointMetadata, LoadedSnapshot, OperatorState,
+    SnapshotKind, StateHandle, SubtaskState, TaskId,
 };
 use crate::job::JobStatus;
-use crate::runtime::plan::{Plan, StateKind};
+use crate::runtime::plan::Plan;
 use crate::runtime::protocol::{TaskExecutor, ToExecutor};
 use crate::sync::LockExt;
 use crate::Result;
@@ -303,10 +303,10 @@ impl Checkpoints {
         let id = id.get();
         let plan = &self.plan;
         let mut ops: Vec<OperatorState> = Vec::new();
-        for o in plan
+        for (o, kind) in plan
             .operators
             .iter()
-            .filter(|o| o.state != StateKind::Stateless)
+            .filter_map(|o| o.state.map(|k| (o, k)))
         {
             let subtasks: Vec<SubtaskState> = acks
                 .iter()
@@ -319,7 +319,7 @@ impl Checkpoints {
             ops.push(OperatorState {
                 uid: o.uid.clone(),
                 name: o.name.clone(),
-                kind: o.state.snapshot_kind().unwrap_or(OperatorKind::Keyed),
+                kind,
                 parallelism: o.parallelism,
                 max_parallelism: plan.max_parallelism,
                 subtasks,

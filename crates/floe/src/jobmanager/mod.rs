@@ -23,9 +23,7 @@ pub use client::{CancelFlag, JobClient, JobCommand, SavepointError, SavepointRep
 pub use lifecycle::StopKind;
 
 use crate::checkpoint::config::CheckpointConfig;
-use crate::checkpoint::metadata::{
-    LoadedSnapshot, OperatorKind, OperatorState, SnapshotKind, StateHandle, TaskId,
-};
+use crate::checkpoint::metadata::{LoadedSnapshot, SnapshotKind, TaskId};
 use crate::job::{JobExecutionResult, JobStatus};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::plan::Plan;
@@ -41,7 +39,6 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tracing::info;
 
 /// Everything needed to run a job.
 pub struct JobSpec {
@@ -104,93 +101,17 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Checks that a snapshot can be restored into `plan` before anything runs: same max
-/// parallelism, and no state left without an operator unless `allow_non_restored`.
+/// parallelism, and no state left without an operator unless `allow_non_restored`
+/// (decided by [`crate::checkpoint::restore`]).
 pub fn validate_restore(
     plan: &Plan,
     snap: &LoadedSnapshot,
     allow_non_restored: bool,
 ) -> Result<()> {
-    let m = &snap.metadata;
-    for os in &m.operators {
-        match plan.operators.iter().find(|o| o.uid == os.uid) {
-            None if allow_non_restored => {
-                info!("Skipping state of operator '{}' ({}): it is not in the job (--allowNonRestoredState).", os.uid, os.name)
-            }
-            None => crate::bail!(
-                "Failed to rollback to checkpoint/savepoint {}. Cannot map checkpoint/savepoint state for operator '{}' ({}{}) to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI.",
-                snap.dir.display(),
-                os.uid,
-                os.name,
-                state_names_of(snap, os)
-            ),
-            Some(decl) => {
-                let kind_ok = decl.state.snapshot_kind() == Some(os.kind);
-                if !kind_ok {
-                    crate::bail!(
-                        "cannot restore {}: state of operator '{}' is {:?} state but the operator with that uid in the job is '{}'",
-                        snap.dir.display(),
-                        os.uid,
-                        os.kind,
-                        decl.name
-                    );
-                }
-                if os.kind == OperatorKind::Keyed && os.max_parallelism != plan.max_parallelism {
-                    crate::bail!(
-                        "cannot restore {}: operator '{}' was checkpointed with max parallelism {}, but the job's max parallelism is {}; keyed state cannot change its max parallelism",
-                        snap.dir.display(),
-                        os.uid,
-                        os.max_parallelism,
-                        plan.max_parallelism
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
+    crate::checkpoint::restore::compatibility(&plan.shape(), snap, allow_non_restored).into_result()
 }
 
-/// `, states 'a', 'b'` for a keyed operator in a snapshot (read from its state file
-/// headers), `, source positions` for a source.
-pub(crate) fn state_names_of(snap: &LoadedSnapshot, os: &OperatorState) -> String {
-    match os.kind {
-        OperatorKind::Source => return ", source positions".into(),
-        OperatorKind::Sink => return ", pending output".into(),
-        OperatorKind::Keyed => {}
-    }
-    let mut names: Vec<String> = Vec::new();
-    for st in &os.subtasks {
-        if let StateHandle::KeyedFile { file, .. } = &st.handle {
-            if let Ok(r) = crate::state::file::StateFileReader::open(&snap.file_path(file)) {
-                for n in r.header.state_names {
-                    if !names.contains(&n) {
-                        names.push(n);
-                    }
-                }
-            }
-        }
-    }
-    if names.is_empty() {
-        String::new()
-    } else {
-        format!(
-            ", states {}",
-            names
-                .iter()
-                .map(|n| format!("'{n}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-}
-
-/// Flink's savepoint directory name: `savepoint-<first 6 hex of the job id>-<12 random hex>`.
-pub fn savepoint_dir_name(job_id: &str) -> String {
-    format!(
-        "savepoint-{}-{:012x}",
-        &job_id[..6.min(job_id.len())],
-        rand::random::<u64>() & 0xffff_ffff_ffff
-    )
-}
+pub use crate::checkpoint::layout::savepoint_dir_name;
 
 /// How the tasks of an attempt run.
 enum Workers {
@@ -335,11 +256,11 @@ impl JobManager {
         events::submitting(self.name(), &self.job_id);
         events::submitted(&self.job_id, self.spec.cli_output);
         if let Some(root) = &self.spec.checkpoint_dir {
-            let dir = root.join(&self.job_id);
+            let dir = crate::checkpoint::layout::job_checkpoint_dir(root, &self.job_id);
             std::fs::create_dir_all(&dir).map_err(|e| {
                 crate::anyhow!("cannot create checkpoint directory {}: {e}", dir.display())
             })?;
-            let probe = dir.join(".floe-write-test");
+            let probe = dir.join(crate::checkpoint::layout::WRITE_PROBE_FILE);
             std::fs::write(&probe, b"").map_err(|e| {
                 crate::anyhow!(
                     "checkpoint directory {} is not writable: {e}",

@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::checkpoint::config::ExternalizedCheckpointRetention;
-use crate::runtime::plan::{OperatorDecl, StateKind};
+use crate::checkpoint::metadata::{OperatorKind, StateHandle};
+use crate::runtime::plan::OperatorDecl;
 use crate::runtime::protocol::ToExecutor;
 
 /// Starts the executor of one attempt.
@@ -86,7 +87,7 @@ fn harness_with(
             uid: "src".into(),
             explicit_uid: true,
             name: "Source: Fake".into(),
-            state: StateKind::Source,
+            state: Some(OperatorKind::Source),
             parallelism: 1,
             chain: 0,
         }],

@@ -9,218 +9,23 @@
 //! before returning, so `timely::execute`'s trailing loop ends and no thread is left
 //! spinning or parked.
 
-use super::committing::CommitOnComplete;
+use super::attempt::{
+    Attempt, AttemptControl, CheckpointSignals, Committers, FailureCause, Outbox, Registration,
+};
 use super::failure;
 use super::plan::{BuildCx, Plan, Polled};
-use super::protocol::{AttemptSpec, FromExecutor, ToExecutor, Unrecoverable};
-use super::snapshot::{SnapshotJob, SnapshotWriter};
+use super::protocol::{AttemptSpec, FromExecutor, ToExecutor};
+use super::snapshot::SnapshotWriter;
 use crate::checkpoint::metadata::TaskId;
-use crate::sync::LockExt;
 use crossbeam_channel::Sender;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{JoinHandle, Thread};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 use timely::dataflow::ProbeHandle;
 
-/// What the workers of an attempt have reported about themselves.
-#[derive(Default)]
-struct Registration {
-    workers: u32,
-    tasks: Vec<TaskId>,
-    /// Source drivers over all workers, and how many of them reached the end of input.
-    sources: u32,
-    sources_ended: u32,
-    end_reported: bool,
-}
-
-/// State shared by the executor and all its worker threads for one attempt.
-pub struct ExecShared {
-    pub(crate) attempt: u32,
-    abort: AtomicBool,
-    failure: Mutex<Option<(String, String, Option<Unrecoverable>)>>,
-    trigger: AtomicU64,
-    pending: Mutex<BTreeMap<u64, PathBuf>>,
-    pub(crate) events: Sender<FromExecutor>,
-    threads: Mutex<Vec<Thread>>,
-    registered: Mutex<Registration>,
-    peers: u32,
-    job_id: String,
-    final_checkpoint: bool,
-    committers: Mutex<Vec<Arc<dyn CommitOnComplete>>>,
-    pub(crate) snapshots: Mutex<Option<Sender<SnapshotJob>>>,
-    stop_at: AtomicU64,
-    /// The final checkpoint (0: none): sources finish once it, or a later one, completes.
-    final_at: AtomicU64,
-    finish_sources: AtomicBool,
-    progress: Vec<AtomicU64>,
-}
-
-impl ExecShared {
-    /// True once any task failed or the attempt was cancelled.
-    #[inline]
-    pub fn aborted(&self) -> bool {
-        self.abort.load(Ordering::Relaxed)
-    }
-
-    /// Records the first failure and stops every worker.
-    pub fn fail(&self, task: &str, error: String) {
-        self.fail_with(task, error, None);
-    }
-
-    /// Records a failure that retrying cannot fix (see [`FromExecutor::Failed`]).
-    pub fn fail_unrecoverable(&self, task: &str, error: String, why: Unrecoverable) {
-        self.fail_with(task, error, Some(why));
-    }
-
-    fn fail_with(&self, task: &str, error: String, unrecoverable: Option<Unrecoverable>) {
-        {
-            let mut f = self.failure.lock_ok();
-            if f.is_none() {
-                *f = Some((task.to_string(), error, unrecoverable));
-            }
-        }
-        self.cancel();
-    }
-
-    fn cancel(&self) {
-        self.abort.store(true, Ordering::SeqCst);
-        self.wake_all();
-    }
-
-    pub(crate) fn wake_all(&self) {
-        for t in self.threads.lock_ok().iter() {
-            t.unpark();
-        }
-    }
-
-    /// The stop-with-savepoint id sources pause after (0: none).
-    #[inline]
-    pub(crate) fn stop_at(&self) -> u64 {
-        self.stop_at.load(Ordering::Acquire)
-    }
-
-    /// True once a stop-with-savepoint completed: sources finish.
-    #[inline]
-    pub(crate) fn finish_sources(&self) -> bool {
-        self.finish_sources.load(Ordering::Acquire)
-    }
-
-    /// Loop iterations of every worker thread: a counter that stops moving is a thread
-    /// stuck in user code.
-    pub fn progress(&self) -> Vec<u64> {
-        self.progress
-            .iter()
-            .map(|p| p.load(Ordering::Relaxed))
-            .collect()
-    }
-
-    /// Highest checkpoint id triggered in this attempt.
-    #[inline]
-    pub fn triggered(&self) -> u64 {
-        self.trigger.load(Ordering::Acquire)
-    }
-
-    /// Triggered checkpoints in `lo..=hi` that are still pending, with their directories.
-    pub(crate) fn pending_in(&self, lo: u64, hi: u64) -> Vec<(u64, PathBuf)> {
-        if lo > hi {
-            return Vec::new();
-        }
-        self.pending
-            .lock_ok()
-            .range(lo..=hi)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect()
-    }
-
-    pub(crate) fn send(&self, ev: FromExecutor) {
-        let _ = self.events.send(ev);
-    }
-
-    pub(crate) fn snapshot(&self, job: SnapshotJob) {
-        if let Some(tx) = self.snapshots.lock_ok().as_ref() {
-            let _ = tx.send(job);
-        }
-    }
-
-    fn register(&self, tasks: Vec<TaskId>, sources: usize) {
-        let mut r = self.registered.lock_ok();
-        r.workers += 1;
-        r.tasks.extend(tasks);
-        r.sources += sources as u32;
-        if r.workers == self.peers {
-            let mut all = std::mem::take(&mut r.tasks);
-            all.sort();
-            all.dedup();
-            self.send(FromExecutor::Running {
-                attempt: self.attempt,
-                tasks: all,
-            });
-            self.report_end_of_input(&mut r);
-        }
-    }
-
-    /// A source instance read all of its input. With a final checkpoint, it keeps its place
-    /// in the dataflow until that checkpoint completes.
-    pub(crate) fn source_ended(&self) {
-        let mut r = self.registered.lock_ok();
-        r.sources_ended += 1;
-        self.report_end_of_input(&mut r);
-    }
-
-    fn report_end_of_input(&self, r: &mut Registration) {
-        if self.final_checkpoint
-            && !r.end_reported
-            && r.workers == self.peers
-            && r.sources_ended >= r.sources
-        {
-            r.end_reported = true;
-            self.send(FromExecutor::EndOfInput {
-                attempt: self.attempt,
-            });
-        }
-    }
-
-    /// True when sources wait for a final checkpoint after their input ends, so that
-    /// two-phase-commit sinks commit everything before the job finishes.
-    #[inline]
-    pub(crate) fn final_checkpoint(&self) -> bool {
-        self.final_checkpoint
-    }
-
-    /// The job's id: what the attempt writes is named after it (with the attempt number).
-    pub(crate) fn job_id(&self) -> &str {
-        &self.job_id
-    }
-
-    pub(crate) fn add_committer(&self, c: Arc<dyn CommitOnComplete>) {
-        self.committers.lock_ok().push(c);
-    }
-
-    /// Checkpoint `id` completed: every two-phase-commit sink commits what it holds for it.
-    fn commit_upto(&self, id: u64) {
-        let committers = self.committers.lock_ok().clone();
-        for c in committers {
-            // A sink's commit is user code: a panic fails its task, not the caller (in
-            // per-job mode without worker processes, the job manager's thread).
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.commit_upto(id)));
-            let err = match r {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => format!("{e:#}"),
-                Err(_) => failure::take_panic_message()
-                    .unwrap_or_else(|| "panicked while committing".to_string()),
-            };
-            self.fail(c.task(), err);
-            return;
-        }
-    }
-}
-
 /// A running attempt. Dropping it without [`LocalExecutor::shutdown`] detaches the threads.
 pub struct LocalExecutor {
-    shared: Arc<ExecShared>,
+    attempt: Arc<Attempt>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -229,128 +34,95 @@ impl LocalExecutor {
     /// of the first epoch belonging to checkpoint `spec.start_epoch`.
     pub fn start(plan: Arc<Plan>, spec: AttemptSpec, events: Sender<FromExecutor>) -> Self {
         failure::install_panic_hook();
-        let attempt = spec.attempt;
-        let (writer, snap_tx) =
-            SnapshotWriter::spawn(attempt, events.clone(), plan.max_parallelism);
-        let shared = Arc::new(ExecShared {
-            attempt,
-            abort: AtomicBool::new(false),
-            failure: Mutex::new(None),
-            trigger: AtomicU64::new(spec.start_epoch.saturating_sub(1)),
-            pending: Mutex::new(BTreeMap::new()),
-            events,
-            threads: Mutex::new(Vec::new()),
-            registered: Mutex::new(Registration::default()),
-            peers: plan.parallelism,
+        let number = spec.attempt;
+        let (writer, snap_tx) = SnapshotWriter::spawn(number, events.clone(), plan.max_parallelism);
+        let attempt = Arc::new(Attempt {
             job_id: spec.job_id.clone(),
-            final_checkpoint: plan.final_checkpoint,
-            committers: Mutex::new(Vec::new()),
-            snapshots: Mutex::new(Some(snap_tx)),
-            stop_at: AtomicU64::new(0),
-            final_at: AtomicU64::new(0),
-            finish_sources: AtomicBool::new(false),
-            progress: (0..plan.parallelism).map(|_| AtomicU64::new(0)).collect(),
+            control: AttemptControl::new(number, plan.parallelism),
+            signals: CheckpointSignals::new(spec.start_epoch),
+            registration: Registration::new(plan.parallelism, plan.final_checkpoint),
+            committers: Committers::default(),
+            outbox: Outbox::new(number, events, snap_tx),
         });
-        let sh = Arc::clone(&shared);
+        let a = Arc::clone(&attempt);
         let thread = std::thread::Builder::new()
-            .name(format!("floe-executor-{attempt}"))
+            .name(format!("floe-executor-{number}"))
             .spawn(move || {
                 let peers = plan.parallelism as usize;
-                let sh2 = Arc::clone(&sh);
+                let attempt2 = Arc::clone(&a);
                 let config = timely::Config::process(peers);
                 let result = timely::execute(config, move |worker| {
-                    run_worker(worker, &plan, &sh2, &spec);
+                    run_worker(worker, &plan, &attempt2, &spec);
                 });
                 match result {
                     Ok(guards) => {
                         for r in guards.join() {
                             if let Err(e) = r {
-                                sh.fail("worker", e);
+                                a.control.fail("worker", e, FailureCause::Panic);
                             }
                         }
                     }
-                    Err(e) => sh.fail("executor", format!("cannot start workers: {e}")),
+                    Err(e) => a.control.fail(
+                        "executor",
+                        format!("cannot start workers: {e}"),
+                        FailureCause::User,
+                    ),
                 }
                 // Workers are gone: stop the snapshot writer after it drained its queue.
-                sh.snapshots.lock_ok().take();
+                a.outbox.close_snapshots();
                 writer.join();
-                let failure = sh.failure.lock_ok().take();
-                match failure {
-                    // A cancelled attempt also ends with Failed, so a worker process knows
-                    // it is done; the job manager has stopped listening to it by then.
-                    Some((task, error, unrecoverable)) => {
-                        let error = if task == "cancel" {
-                            "cancelled".to_string()
-                        } else {
-                            error
-                        };
-                        sh.send(FromExecutor::Failed {
-                            attempt: sh.attempt,
-                            task,
-                            error,
-                            unrecoverable,
-                        })
-                    }
-                    None => sh.send(FromExecutor::Finished {
-                        attempt: sh.attempt,
-                    }),
-                }
+                let end = match a.control.take_failure() {
+                    Some(f) => f.into_message(number),
+                    None => FromExecutor::Finished { attempt: number },
+                };
+                a.outbox.send(end);
             })
             .expect("spawn executor thread");
         LocalExecutor {
-            shared,
+            attempt,
             thread: Some(thread),
         }
     }
 
-    /// The state shared with the worker threads.
-    pub fn shared(&self) -> &Arc<ExecShared> {
-        &self.shared
+    /// What the attempt's threads share (a worker process reads their progress from it).
+    pub(crate) fn attempt(&self) -> Arc<Attempt> {
+        Arc::clone(&self.attempt)
     }
 
     /// Delivers a job-manager command.
     pub fn send(&self, cmd: ToExecutor) {
+        let a = &self.attempt;
         match cmd {
             ToExecutor::TriggerCheckpoint { id, dir } => {
-                self.shared.pending.lock_ok().insert(id, dir);
-                self.shared.trigger.fetch_max(id, Ordering::AcqRel);
-                self.shared.wake_all();
+                a.signals.trigger(id, dir);
+                a.control.wake_all();
             }
             ToExecutor::CheckpointComplete { id } => {
-                self.shared.pending.lock_ok().remove(&id);
+                a.signals.settled(id);
                 // Before sources may finish: the job must not end with output uncommitted.
-                self.shared.commit_upto(id);
-                let final_at = self.shared.final_at.load(Ordering::Acquire);
-                if self.shared.stop_at() == id || (final_at != 0 && id >= final_at) {
-                    self.shared.finish_sources.store(true, Ordering::Release);
-                    self.shared.wake_all();
+                a.committers.commit_upto(id, &a.control);
+                if a.signals.update_stop(|s| s.completed(id)) {
+                    a.control.wake_all();
                 }
             }
             ToExecutor::SavepointComplete { id } => {
                 // Nothing is committed: the committables stay queued and the next
                 // checkpoint names and commits them.
-                self.shared.pending.lock_ok().remove(&id);
+                a.signals.settled(id);
             }
             ToExecutor::CheckpointAborted { id } => {
-                self.shared.pending.lock_ok().remove(&id);
-                if self.shared.stop_at() == id {
-                    self.shared.stop_at.store(0, Ordering::Release);
-                    self.shared.wake_all();
+                a.signals.settled(id);
+                if a.signals.update_stop(|s| s.aborted(id)) {
+                    a.control.wake_all();
                 }
-                let _ = self.shared.final_at.compare_exchange(
-                    id,
-                    0,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
             }
             ToExecutor::FinalCheckpoint { id } => {
-                self.shared.final_at.store(id, Ordering::Release);
+                a.signals.update_stop(|s| s.final_checkpoint(id));
             }
             ToExecutor::StopSourcesAfter { id } => {
-                self.shared.stop_at.store(id, Ordering::Release);
+                a.signals.update_stop(|s| s.stop_after(id));
             }
-            ToExecutor::Cancel => self.shared.fail("cancel", String::new()),
+            ToExecutor::Cancel => a.control.cancel(),
         }
     }
 
@@ -371,36 +143,24 @@ enum Exit {
 fn run_worker(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
-    shared: &Arc<ExecShared>,
+    attempt: &Arc<Attempt>,
     spec: &AttemptSpec,
 ) {
     failure::enter_task_thread();
-    shared.threads.lock_ok().push(std::thread::current());
+    attempt.control.register_thread();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        worker_loop(worker, plan, shared, spec)
+        worker_loop(worker, plan, attempt, spec)
     }));
     match outcome {
         Ok(Ok(Exit::Finished)) | Ok(Ok(Exit::Aborted)) => {}
-        Ok(Err(e)) if e.chain().any(|c| c.is::<crate::state::IncompatibleState>()) => shared
-            .fail_unrecoverable(
-                &failure::current_task(),
-                format!("{e:#}"),
-                Unrecoverable::IncompatibleState,
-            ),
-        Ok(Err(e))
-            if e.chain()
-                .any(|c| c.is::<crate::connectors::CommittableLost>()) =>
-        {
-            shared.fail_unrecoverable(
-                &failure::current_task(),
-                format!("{e:#}"),
-                Unrecoverable::OutputLost,
-            )
-        }
-        Ok(Err(e)) => shared.fail(&failure::current_task(), format!("{e:#}")),
+        Ok(Err(e)) => attempt
+            .control
+            .fail_with_error(&failure::current_task(), &e),
         Err(_) => {
             let msg = failure::take_panic_message().unwrap_or_else(|| "panicked".to_string());
-            shared.fail(&failure::current_task(), msg);
+            attempt
+                .control
+                .fail(&failure::current_task(), msg, FailureCause::Panic);
         }
     }
     // Drop every dataflow so timely's trailing `step_or_park(None)` loop ends; a panic while
@@ -418,7 +178,7 @@ const PARK: Duration = Duration::from_millis(200);
 fn worker_loop(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
-    shared: &Arc<ExecShared>,
+    attempt: &Arc<Attempt>,
     spec: &AttemptSpec,
 ) -> crate::Result<Exit> {
     let start_epoch = spec.start_epoch;
@@ -432,8 +192,8 @@ fn worker_loop(
             plan,
             worker: index,
             peers,
-            attempt: shared.attempt,
-            shared,
+            attempt_number: attempt.control.attempt,
+            attempt,
             restore: spec.restore.as_deref(),
             savepoints: &spec.savepoints,
             start_epoch,
@@ -450,21 +210,21 @@ fn worker_loop(
         .into_iter()
         .filter(|t| t.subtask % peers == index)
         .collect();
-    shared.register(tasks, drivers.len());
+    attempt
+        .registration
+        .register(tasks, drivers.len(), &attempt.outbox);
 
     let mut last_trigger = start_epoch.saturating_sub(1);
     loop {
-        if shared.aborted() {
+        if attempt.control.aborted() {
             return Ok(Exit::Aborted);
         }
-        if let Some(p) = shared.progress.get(index as usize) {
-            p.fetch_add(1, Ordering::Relaxed);
-        }
-        let trig = shared.triggered();
+        attempt.control.tick(index);
+        let trig = attempt.signals.triggered();
         if trig > last_trigger {
             for d in drivers.iter_mut() {
                 failure::set_current_task(d.task_name());
-                d.on_trigger(trig, shared)?;
+                d.on_trigger(trig, attempt)?;
             }
             last_trigger = trig;
         }
@@ -472,7 +232,7 @@ fn worker_loop(
         let mut all_done = true;
         for d in drivers.iter_mut() {
             failure::set_current_task(d.task_name());
-            match d.poll(&probe, shared)? {
+            match d.poll(&probe, attempt)? {
                 Polled::Emitted => {
                     busy = true;
                     all_done = false;
@@ -485,7 +245,7 @@ fn worker_loop(
         if all_done && probe.done() {
             return Ok(Exit::Finished);
         }
-        if shared.aborted() {
+        if attempt.control.aborted() {
             return Ok(Exit::Aborted);
         }
         // Blocked sources wait for progress messages, which unpark the worker; the short

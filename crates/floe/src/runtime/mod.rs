@@ -1,13 +1,16 @@
 //! Runs a job's dataflow on timely-dataflow worker threads.
 //!
 //! - [`protocol`]: the messages between the job manager and a task executor.
-//! - [`executor`]: one execution attempt: timely workers, failure capture, teardown.
-//! - [`source`]: drives a source on a worker: batches, backpressure, checkpoint positions.
-//! - [`keyed`]: the keyed operator: exchange by key group, epoch alignment, snapshots.
-//! - [`operators`]: stateless operators and sinks.
-//! - [`committing`]: the two-phase-commit sink operator (exactly-once output).
+//! - [`executor`]: one execution attempt: spawns the timely workers and joins them.
+//! - [`attempt`]: what an attempt's executor and workers share, in named parts (control
+//!   and failure causes, checkpoint signals, registration, committers, outbox).
+//! - [`operator`]: stateful operators — the [`operator::Checkpointed`] contract, the one
+//!   aligned driver, and the source, keyed and two-phase-commit-sink operators.
+//! - [`operators`]: stateless operators, plain sinks and the built-in keyed aggregations.
+//! - [`nodes`]: the job graph's nodes, as the API records them and workers build them.
 //! - [`snapshot`]: the snapshot writer thread that turns state deltas into checkpoint files.
 //! - [`plan`]: the job graph as built by the API, instantiated once per worker and attempt.
+//! - [`process`]: running an attempt in a worker process.
 //!
 //! Timestamps are `epoch << 32 | seq`. The epoch of a record is the id of the first
 //! checkpoint that includes it: sources move to epoch `n + 1` when checkpoint `n` is
@@ -15,16 +18,15 @@
 //! checkpoint `n`. `seq` advances once per source batch so the probe can bound the data in
 //! flight (backpressure) without making checkpoint epochs fine-grained.
 
-pub(crate) mod align;
-pub mod committing;
-pub mod executor;
-pub mod keyed;
-pub mod operators;
+pub(crate) mod attempt;
+pub(crate) mod executor;
+pub(crate) mod nodes;
+pub(crate) mod operator;
+pub(crate) mod operators;
 pub mod plan;
 pub mod process;
-pub mod protocol;
-pub mod snapshot;
-pub mod source;
+pub(crate) mod protocol;
+pub(crate) mod snapshot;
 
 pub(crate) mod failure;
 

@@ -4,8 +4,9 @@
 //! loop over the batch (no dynamic dispatch per record) and the results are handed
 //! downstream as one container.
 
+use super::attempt::{AttemptControl, FailureCause};
 use super::failure;
-use super::keyed::{KeyedLogic, KeyedRecord};
+use super::operator::keyed::{KeyedLogic, KeyedRecord};
 use super::plan::BuildCx;
 use super::Time;
 use crate::api::data::{Data, Key};
@@ -79,7 +80,7 @@ pub(crate) fn build_stateless<'s, T: Data, U: Data, B: BatchFn<T, U>>(
         registry: None,
     })
     .map_err(|e| e.context(format!("open() of {display} failed")))?;
-    let shared = Arc::clone(cx.shared);
+    let attempt = Arc::clone(cx.attempt);
     let name = cx.plan.operators[op].name.clone();
     Ok(input.unary(Pipeline, &name, move |_, _| {
         let mut failed = false;
@@ -99,7 +100,9 @@ pub(crate) fn build_stateless<'s, T: Data, U: Data, B: BatchFn<T, U>>(
                     failed = true;
                     data.clear();
                     out.clear();
-                    shared.fail(&display, format!("{e:#}"));
+                    attempt
+                        .control
+                        .fail(&display, format!("{e:#}"), FailureCause::User);
                     return;
                 }
                 if !out.is_empty() {
@@ -147,7 +150,7 @@ pub(crate) fn build_sink<T: Data>(
     let info = cx.task_info(op);
     failure::set_current_task(&display);
     let mut writer = sink.create(&info)?;
-    let shared = Arc::clone(cx.shared);
+    let attempt = Arc::clone(cx.attempt);
     let name = cx.plan.operators[op].name.clone();
     let probe = cx.probe.clone();
     input
@@ -162,7 +165,9 @@ pub(crate) fn build_sink<T: Data>(
                     }
                     if let Err(e) = writer.write_batch(data) {
                         failed = true;
-                        shared.fail(&display, format!("{e:#}"));
+                        attempt
+                            .control
+                            .fail(&display, format!("{e:#}"), FailureCause::User);
                     }
                     data.clear();
                 });
@@ -188,7 +193,7 @@ impl<K: Key, T: Data + Fields> KeyedLogic<K, T, T> for SumLogic<T> {
         batch: &mut Vec<KeyedRecord<K, T>>,
         ctx: &mut KeyedContext<K>,
         out: &mut Collector<T>,
-        _aborted: &dyn Fn() -> bool,
+        _control: &AttemptControl,
     ) -> Result<()> {
         let field = self.field;
         out.buf.reserve(batch.len());
@@ -258,7 +263,7 @@ where
         batch: &mut Vec<KeyedRecord<K, T>>,
         ctx: &mut KeyedContext<K>,
         out: &mut Collector<T>,
-        _aborted: &dyn Fn() -> bool,
+        _control: &AttemptControl,
     ) -> Result<()> {
         let f = &mut self.f;
         out.buf.reserve(batch.len());

@@ -1,38 +1,15 @@
 //! The job graph built by the API and how it is instantiated on a timely worker.
 
-use super::executor::ExecShared;
+use super::attempt::Attempt;
 use super::Time;
 use crate::api::data::Data;
 use crate::api::functions::TaskInfo;
-use crate::checkpoint::metadata::{LoadedSnapshot, OperatorKind, StateHandle, TaskId};
+use crate::checkpoint::metadata::{LoadedSnapshot, OperatorKind, TaskId};
+pub use crate::checkpoint::restore::StateCheck;
+use crate::checkpoint::restore::{compatibility, DeclaredOperator, JobShape, Report, RestoreView};
 use crate::Result;
 use std::sync::Arc;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
-
-/// What kind of state an operator has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StateKind {
-    /// No state.
-    Stateless,
-    /// Source positions.
-    Source,
-    /// Keyed state.
-    Keyed,
-    /// Output staged by a two-phase-commit sink, not yet committed.
-    Sink,
-}
-
-impl StateKind {
-    /// How this operator's state is stored in a snapshot (`None`: it has none).
-    pub fn snapshot_kind(self) -> Option<OperatorKind> {
-        match self {
-            StateKind::Stateless => None,
-            StateKind::Source => Some(OperatorKind::Source),
-            StateKind::Keyed => Some(OperatorKind::Keyed),
-            StateKind::Sink => Some(OperatorKind::Sink),
-        }
-    }
-}
 
 /// One operator of the job graph.
 #[derive(Clone, Debug)]
@@ -43,8 +20,10 @@ pub struct OperatorDecl {
     pub explicit_uid: bool,
     /// Display name, e.g. `Map`, `Keyed Aggregation`, `Source: Socket Stream`.
     pub name: String,
-    /// State kind.
-    pub state: StateKind,
+    /// The kind of state it stores in snapshots (`None`: stateless). Everything that
+    /// depends on an operator's state (acknowledged tasks, `_metadata`, restore
+    /// validation, `floe savepoint check`) reads it from here.
+    pub state: Option<OperatorKind>,
     /// Parallelism of this operator (sources may be limited to 1).
     pub parallelism: u32,
     /// Index of the chain (Flink's job vertex) this operator belongs to.
@@ -85,7 +64,7 @@ impl Plan {
     pub fn checkpointed_tasks(&self) -> Vec<TaskId> {
         let mut v = Vec::new();
         for o in &self.operators {
-            if o.state != StateKind::Stateless {
+            if o.state.is_some() {
                 for s in 0..o.parallelism {
                     v.push(TaskId {
                         uid: o.uid.clone(),
@@ -95,6 +74,38 @@ impl Plan {
             }
         }
         v
+    }
+
+    /// The job as restore sees it.
+    pub fn shape(&self) -> JobShape<'_> {
+        JobShape {
+            name: &self.job_name,
+            max_parallelism: self.max_parallelism,
+            operators: self
+                .operators
+                .iter()
+                .map(|o| DeclaredOperator {
+                    uid: &o.uid,
+                    name: &o.name,
+                    state: o.state,
+                    parallelism: o.parallelism,
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `snap` restores into this job, with how every state decodes into the job's
+    /// state types: what `floe savepoint check` prints.
+    pub(crate) fn check_restore(
+        &self,
+        snap: &LoadedSnapshot,
+        allow_non_restored: bool,
+    ) -> Result<Report> {
+        let mut checks = Vec::new();
+        for t in &self.terminals {
+            t.check(self, snap, &mut checks)?;
+        }
+        Ok(compatibility(&self.shape(), snap, allow_non_restored).with_state_checks(checks))
     }
 }
 
@@ -112,27 +123,12 @@ pub(crate) trait Terminal: Send + Sync {
     fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()>;
 }
 
-/// How one state of a snapshot fits the job (`floe savepoint check`).
-#[derive(Clone, Debug)]
-pub struct StateCheck {
-    /// Operator uid.
-    pub uid: String,
-    /// State name.
-    pub state: String,
-    /// Entries in the snapshot.
-    pub entries: u64,
-    /// False when the job's `open()` does not register this state (it would be kept as is).
-    pub registered: bool,
-    /// The first entry that does not decode into the job's type, if any.
-    pub error: Option<String>,
-}
-
 /// What a worker's source loop drives, once per source operator.
 pub(crate) trait SourceDriver {
     /// Emits at most one batch. Never blocks.
-    fn poll(&mut self, probe: &ProbeHandle<Time>, shared: &ExecShared) -> Result<Polled>;
+    fn poll(&mut self, probe: &ProbeHandle<Time>, attempt: &Attempt) -> Result<Polled>;
     /// Checkpoints up to `upto` were triggered: record the position and move to the next epoch.
-    fn on_trigger(&mut self, upto: u64, shared: &ExecShared) -> Result<()>;
+    fn on_trigger(&mut self, upto: u64, attempt: &Attempt) -> Result<()>;
     /// The source's task name.
     fn task_name(&self) -> &str;
     /// True while the source waits for its batches in flight to clear.
@@ -158,8 +154,10 @@ pub(crate) struct BuildCx<'s, 'a> {
     pub plan: &'a Plan,
     pub worker: u32,
     pub peers: u32,
-    pub attempt: u32,
-    pub shared: &'a Arc<ExecShared>,
+    /// The attempt number.
+    pub attempt_number: u32,
+    /// What the attempt's workers share.
+    pub attempt: &'a Arc<Attempt>,
     pub restore: Option<&'a LoadedSnapshot>,
     /// Savepoints this job took (see [`super::protocol::AttemptSpec::savepoints`]).
     pub savepoints: &'a [std::path::PathBuf],
@@ -168,14 +166,14 @@ pub(crate) struct BuildCx<'s, 'a> {
     pub drivers: &'a mut Vec<Box<dyn SourceDriver>>,
 }
 
-impl BuildCx<'_, '_> {
+impl<'a> BuildCx<'_, 'a> {
     /// Task information for operator `op` on this worker.
     pub fn task_info(&self, op: usize) -> TaskInfo {
         TaskInfo {
             task_name: self.plan.operators[op].name.clone(),
             subtask_index: self.worker,
             parallelism: self.plan.operators[op].parallelism,
-            attempt_number: self.attempt,
+            attempt_number: self.attempt_number,
             max_parallelism: self.plan.max_parallelism,
         }
     }
@@ -190,37 +188,9 @@ impl BuildCx<'_, '_> {
         )
     }
 
-    /// The restored positions of every subtask of source operator `op`, in subtask order
-    /// (the snapshot may have another parallelism than the job now has).
-    pub fn restored_source_state(&self, op: usize) -> Result<Option<Vec<Vec<u8>>>> {
-        let Some(snap) = self.restore else {
-            return Ok(None);
-        };
-        let decl = &self.plan.operators[op];
-        let Some(os) = snap.metadata.operator(&decl.uid) else {
-            return Ok(None);
-        };
-        if os.kind != OperatorKind::Source {
-            crate::bail!(
-                "state of operator '{}' in {} is not source state",
-                decl.uid,
-                snap.dir.display()
-            );
-        }
-        let mut subtasks: Vec<_> = os.subtasks.iter().collect();
-        subtasks.sort_by_key(|s| s.subtask);
-        let mut out = Vec::with_capacity(subtasks.len());
-        for st in subtasks {
-            match &st.handle {
-                StateHandle::Inline { data } => out.push(data.clone()),
-                _ => crate::bail!(
-                    "corrupt snapshot {}: source '{}' subtask {} has no inline position",
-                    snap.dir.display(),
-                    decl.uid,
-                    st.subtask
-                ),
-            }
-        }
-        Ok(Some(out))
+    /// The snapshot the attempt restores from, as operators read it.
+    pub fn restore_view(&self) -> Option<RestoreView<'a>> {
+        self.restore
+            .map(|snap| RestoreView::new(snap, self.plan.max_parallelism))
     }
 }

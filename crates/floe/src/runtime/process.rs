@@ -385,7 +385,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
     };
     let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
     let exec = Arc::new(Mutex::new(Some(LocalExecutor::start(plan, spec, tx))));
-    let shared = Arc::clone(exec.lock_ok().as_ref().expect("started").shared());
+    let shared = exec.lock_ok().as_ref().expect("started").attempt();
 
     // Commands from the job manager; a lost job manager ends the worker.
     {
@@ -413,7 +413,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
         std::thread::spawn(move || loop {
             let hb = FromExecutor::Heartbeat {
                 attempt,
-                progress: shared.progress(),
+                progress: shared.control.progress(),
             };
             if write_frame(&mut *writer.lock_ok(), &hb).is_err() {
                 return;

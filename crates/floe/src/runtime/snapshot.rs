@@ -8,6 +8,7 @@
 //! independently. Writing, syncing and acknowledging happen here, never on a worker.
 
 use super::protocol::FromExecutor;
+use crate::checkpoint::layout::state_file_name;
 use crate::checkpoint::metadata::{StateHandle, TaskId};
 use crate::state::backend::DeltaEntry;
 use crate::state::file::{write_state_file, StateFileHeader};
@@ -79,25 +80,6 @@ impl Image {
         }
         out
     }
-}
-
-/// File name of a keyed state file: readable, and unique per operator and subtask even
-/// when two uids sanitize to the same text.
-pub fn state_file_name(task: &TaskId) -> String {
-    let clean: String = task
-        .uid
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(48)
-        .collect();
-    let h = xxhash_rust::xxh3::xxh3_64(task.uid.as_bytes()) as u32;
-    format!("{clean}-{h:08x}-{}.state", task.subtask)
 }
 
 pub(crate) struct SnapshotWriter {

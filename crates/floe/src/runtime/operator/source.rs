@@ -1,15 +1,23 @@
 //! Drives one source instance on a worker: batching, backpressure, and the source's part
-//! of every checkpoint.
+//! of every checkpoint (its position, as [`Checkpointed`] state).
+//!
+//! Sources are not aligned: the worker's source loop calls [`SourceDriver::on_trigger`]
+//! when checkpoints are triggered, which is the source's cut, and moves its input to the
+//! next epoch, so that downstream operators see the barrier as the frontier passing it.
 
-use super::executor::ExecShared;
-use super::plan::{Polled, SourceDriver};
-use super::{time_of, Time};
-use crate::checkpoint::metadata::{StateHandle, TaskId};
-use crate::connectors::{SourceReader, SourceStatus};
-use crate::runtime::protocol::FromExecutor;
+use super::{checkpoint, Checkpointed, SnapshotState};
+use crate::api::data::Data;
+use crate::checkpoint::metadata::{OperatorKind, TaskId};
+use crate::checkpoint::restore::OperatorRestore;
+use crate::connectors::{Source, SourceContext, SourceReader, SourceStatus, SourceWaker};
+use crate::runtime::attempt::{Attempt, SourceStop};
+use crate::runtime::failure;
+use crate::runtime::plan::{BuildCx, Polled, SourceDriver};
+use crate::runtime::{time_of, Time};
 use crate::Result;
 use std::collections::VecDeque;
-use timely::dataflow::{InputHandleVec, ProbeHandle};
+use std::sync::Arc;
+use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 
 /// Most records per batch handed to the dataflow.
 pub(crate) const BATCH: usize = 4096;
@@ -26,26 +34,110 @@ pub(crate) const MAX_IN_FLIGHT: usize = 4;
 /// epoch longer than 49 days (checkpointing off) stays there too, without backpressure.
 const MAX_TICK: u64 = u32::MAX as u64;
 
-pub(crate) struct SourceRunner<T: crate::api::data::Data> {
-    pub task: TaskId,
-    pub name: String,
-    pub handle: Option<InputHandleVec<Time, T>>,
-    pub reader: Option<Box<dyn SourceReader<T>>>,
-    pub buf: Vec<T>,
-    pub epoch: u64,
+pub(crate) struct SourceRunner<T: Data> {
+    task: TaskId,
+    name: String,
+    handle: Option<InputHandleVec<Time, T>>,
+    reader: Option<Box<dyn SourceReader<T>>>,
+    /// Every subtask's restored position, in subtask order, until the reader is created.
+    restored: Option<Vec<Vec<u8>>>,
+    buf: Vec<T>,
+    epoch: u64,
     /// Milliseconds since this epoch began on this worker: the low half of the timestamp.
-    pub seq: u64,
-    pub epoch_started: std::time::Instant,
-    pub in_flight: VecDeque<(Time, std::time::Instant)>,
-    pub batch_size: usize,
-    pub finished: bool,
+    seq: u64,
+    epoch_started: std::time::Instant,
+    in_flight: VecDeque<(Time, std::time::Instant)>,
+    batch_size: usize,
+    finished: bool,
     /// The input ended; the source waits for the final checkpoint before it finishes.
-    pub ended: bool,
-    pub final_position: Option<Vec<u8>>,
-    pub acked_upto: u64,
+    ended: bool,
+    final_position: Option<Vec<u8>>,
+    acked_upto: u64,
 }
 
-impl<T: crate::api::data::Data> SourceRunner<T> {
+/// Instantiates source operator `op` on this worker: its subtask (when this worker runs
+/// one, see the source's parallelism limit) restores its position and joins the worker's
+/// source loop.
+pub(crate) fn build_source<'s, T: Data>(
+    cx: &mut BuildCx<'s, '_>,
+    op: usize,
+    source: &Arc<dyn Source<T>>,
+) -> Result<StreamVec<'s, Time, T>> {
+    let decl = &cx.plan.operators[op];
+    let mut handle = InputHandleVec::<Time, T>::new();
+    let stream = handle.to_stream(cx.scope);
+    handle.advance_to(time_of(cx.start_epoch, 0));
+    let subtask = cx.worker;
+    let mut runner = SourceRunner {
+        task: TaskId {
+            uid: decl.uid.clone(),
+            subtask,
+        },
+        name: cx.task_display(op),
+        handle: Some(handle),
+        reader: None,
+        restored: None,
+        buf: Vec::with_capacity(BATCH),
+        epoch: cx.start_epoch,
+        seq: 0,
+        epoch_started: std::time::Instant::now(),
+        in_flight: Default::default(),
+        batch_size: 64,
+        finished: false,
+        ended: false,
+        final_position: None,
+        acked_upto: cx.start_epoch.saturating_sub(1),
+    };
+    if subtask < decl.parallelism {
+        super::restore(cx, op, &mut runner)?;
+        let ctx = SourceContext {
+            subtask,
+            parallelism: decl.parallelism,
+            attempt: cx.attempt_number,
+            restored: runner.restored.take(),
+            waker: SourceWaker(std::thread::current()),
+            task_info: cx.task_info(op),
+        };
+        // Failures while the source starts (e.g. connecting) are this task's failures.
+        failure::set_current_task(&runner.name);
+        runner.reader = Some(source.create(ctx)?);
+    }
+    runner.epoch_started = std::time::Instant::now();
+    cx.drivers.push(Box::new(runner));
+    Ok(stream)
+}
+
+impl<T: Data> Checkpointed for SourceRunner<T> {
+    const KIND: OperatorKind = OperatorKind::Source;
+
+    /// The positions of every subtask, for the reader to pick its own from (the snapshot
+    /// may have another parallelism than the job now has).
+    fn restore(&mut self, from: Option<OperatorRestore<'_>>) -> Result<()> {
+        if let Some(from) = from {
+            self.restored = Some(
+                from.inline()?
+                    .into_iter()
+                    .map(|(_, p)| p.to_vec())
+                    .collect(),
+            );
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _first: u64) -> Result<Option<SnapshotState>> {
+        let position = match (&mut self.reader, &self.final_position) {
+            (_, Some(p)) => Some(p.clone()),
+            (Some(r), None) => Some(r.snapshot()?),
+            // No reader: this worker runs no instance of the source (parallelism limit). It
+            // acknowledges nothing, but its input still moves on (while it is open, waiting
+            // for a final checkpoint, it would otherwise hold back every cut).
+            (None, None) => None,
+        };
+        Ok(position.map(SnapshotState::Inline))
+    }
+}
+
+impl<T: Data> SourceRunner<T> {
     fn finish(&mut self) -> Result<()> {
         if let Some(r) = self.reader.as_mut() {
             self.final_position = Some(r.snapshot()?);
@@ -58,8 +150,8 @@ impl<T: crate::api::data::Data> SourceRunner<T> {
     /// The input ended. Without a final checkpoint the source finishes now; with one it
     /// keeps its input open at the end of each epoch until that checkpoint completes, so
     /// the checkpoint still has a cut everywhere downstream.
-    fn end_of_input(&mut self, shared: &ExecShared) -> Result<Polled> {
-        if !shared.final_checkpoint() {
+    fn input_ended(&mut self, attempt: &Attempt) -> Result<Polled> {
+        if !attempt.registration.final_checkpoint() {
             self.finish()?;
             return Ok(Polled::Finished);
         }
@@ -67,7 +159,7 @@ impl<T: crate::api::data::Data> SourceRunner<T> {
             self.final_position = Some(r.snapshot()?);
         }
         self.ended = true;
-        shared.source_ended();
+        attempt.registration.source_ended(&attempt.outbox);
         self.wait_at_epoch_end();
         Ok(Polled::Idle)
     }
@@ -84,12 +176,13 @@ impl<T: crate::api::data::Data> SourceRunner<T> {
     }
 }
 
-impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
-    fn poll(&mut self, probe: &ProbeHandle<Time>, shared: &ExecShared) -> Result<Polled> {
+impl<T: Data> SourceDriver for SourceRunner<T> {
+    fn poll(&mut self, probe: &ProbeHandle<Time>, attempt: &Attempt) -> Result<Polled> {
         if self.finished {
             return Ok(Polled::Finished);
         }
-        if shared.finish_sources() {
+        let stop = attempt.signals.source_stop();
+        if stop == SourceStop::Finish {
             self.finish()?;
             return Ok(Polled::Finished);
         }
@@ -98,9 +191,10 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             return Ok(Polled::Idle);
         }
         // Stop-with-savepoint: nothing after the savepoint's barrier is emitted.
-        let stop = shared.stop_at();
-        if stop != 0 && self.epoch > stop {
-            return Ok(Polled::Idle);
+        if let SourceStop::AfterSavepoint(id) = stop {
+            if self.epoch > id {
+                return Ok(Polled::Idle);
+            }
         }
         while let Some((t, sent)) = self.in_flight.front() {
             if probe.less_equal(t) {
@@ -118,7 +212,7 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             return Ok(Polled::Blocked);
         }
         let Some(reader) = self.reader.as_mut() else {
-            return self.end_of_input(shared);
+            return self.input_ended(attempt);
         };
         let status = reader.poll_next(&mut self.buf, self.batch_size)?;
         let emitted = !self.buf.is_empty();
@@ -139,7 +233,7 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
             }
         }
         match status {
-            SourceStatus::Finished => self.end_of_input(shared),
+            SourceStatus::Finished => self.input_ended(attempt),
             SourceStatus::Ready => Ok(Polled::Emitted),
             SourceStatus::Idle if emitted => Ok(Polled::Emitted),
             SourceStatus::Idle => {
@@ -152,33 +246,13 @@ impl<T: crate::api::data::Data> SourceDriver for SourceRunner<T> {
         }
     }
 
-    fn on_trigger(&mut self, upto: u64, shared: &ExecShared) -> Result<()> {
+    fn on_trigger(&mut self, upto: u64, attempt: &Attempt) -> Result<()> {
         let lo = self.epoch.max(self.acked_upto + 1);
         if upto < lo {
             return Ok(());
         }
-        let targets = shared.pending_in(lo, upto);
-        let position = match (&mut self.reader, &self.final_position) {
-            _ if targets.is_empty() => None,
-            (_, Some(p)) => Some(p.clone()),
-            (Some(r), None) => Some(r.snapshot()?),
-            // No reader: this worker runs no instance of the source (parallelism limit). It
-            // acknowledges nothing, but its input still moves on (while it is open, waiting
-            // for a final checkpoint, it would otherwise hold back every cut).
-            (None, None) => None,
-        };
-        if let Some(position) = position {
-            for (id, _) in targets {
-                shared.send(FromExecutor::Ack {
-                    attempt: shared.attempt,
-                    checkpoint_id: id,
-                    task: self.task.clone(),
-                    state: StateHandle::Inline {
-                        data: position.clone(),
-                    },
-                });
-            }
-        }
+        let task = self.task.clone();
+        checkpoint(self, attempt, &task, lo, upto)?;
         self.acked_upto = upto;
         if !self.finished {
             self.epoch = upto + 1;

@@ -5,7 +5,7 @@
 //! epochs are held back. When the frontier passes epoch `n`, everything up to `n` was
 //! applied and nothing after it: that is checkpoint `n`'s cut.
 
-use super::{epoch_of, Time};
+use crate::runtime::{epoch_of, Time};
 use std::collections::BTreeMap;
 
 /// The epoch the input frontier has reached: `u64::MAX` once the input is exhausted.
