@@ -578,7 +578,8 @@ impl JobManager {
                 queue.push_back(Event::EndOfInput);
                 return;
             }
-            FromExecutor::Heartbeat { .. } => return,
+            // The job manager cancelled the attempt itself: nothing follows from it.
+            FromExecutor::Heartbeat { .. } | FromExecutor::Cancelled { .. } => return,
         };
         queue.extend(self.checkpoints.perform(actions, Some(exec)));
     }

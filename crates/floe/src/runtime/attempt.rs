@@ -74,18 +74,16 @@ pub(crate) struct TaskFailure {
 }
 
 impl TaskFailure {
-    /// The message the executor sends when the attempt ends with this failure. A cancelled
-    /// attempt also ends with `Failed`, so a worker process knows it is done; the job
-    /// manager has stopped listening to it by then.
+    /// The message the executor sends when the attempt ends with this failure; a cancelled
+    /// attempt ends with `Cancelled`.
     pub(crate) fn into_message(self, attempt: u32) -> FromExecutor {
-        let (task, error) = match self.cause {
-            FailureCause::Cancelled => ("cancel".to_string(), "cancelled".to_string()),
-            _ => (self.task, self.error),
-        };
+        if self.cause == FailureCause::Cancelled {
+            return FromExecutor::Cancelled { attempt };
+        }
         FromExecutor::Failed {
             attempt,
-            task,
-            error,
+            task: self.task,
+            error: self.error,
             unrecoverable: self.cause.unrecoverable(),
         }
     }
@@ -579,7 +577,7 @@ mod tests {
         let f = c.take_failure().unwrap();
         assert_eq!(f.cause, FailureCause::Cancelled);
         match f.into_message(0) {
-            FromExecutor::Failed { error, .. } => assert_eq!(error, "cancelled"),
+            FromExecutor::Cancelled { attempt } => assert_eq!(attempt, 0),
             other => panic!("{other:?}"),
         }
         let e = anyhow::Error::new(crate::state::IncompatibleState("x".into())).context("open");

@@ -187,7 +187,9 @@ impl ProcessExecutor {
                         Ok(ev) => {
                             terminal |= matches!(
                                 ev,
-                                FromExecutor::Finished { .. } | FromExecutor::Failed { .. }
+                                FromExecutor::Finished { .. }
+                                    | FromExecutor::Failed { .. }
+                                    | FromExecutor::Cancelled { .. }
                             );
                             if events.send(ev).is_err() {
                                 break;
@@ -425,7 +427,9 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
     for ev in rx {
         let terminal = matches!(
             ev,
-            FromExecutor::Finished { .. } | FromExecutor::Failed { .. }
+            FromExecutor::Finished { .. }
+                | FromExecutor::Failed { .. }
+                | FromExecutor::Cancelled { .. }
         );
         if terminal {
             // Print sinks write to stdout: flush before the job manager sees the end.

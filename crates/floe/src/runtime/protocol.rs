@@ -134,6 +134,12 @@ pub enum FromExecutor {
         #[serde(default)]
         unrecoverable: Option<Unrecoverable>,
     },
+    /// The attempt ended because the job manager cancelled it. Sent so a worker process
+    /// knows it is done; the job manager decided it and needs nothing from it.
+    Cancelled {
+        /// Attempt number.
+        attempt: u32,
+    },
     /// Every source read all of its input and waits for a final checkpoint (only when the
     /// job has a two-phase-commit sink and checkpointing): the job manager triggers it with
     /// [`ToExecutor::FinalCheckpoint`], so the job finishes once it completes.
@@ -165,6 +171,7 @@ impl FromExecutor {
             | FromExecutor::Decline { attempt, .. }
             | FromExecutor::Failed { attempt, .. }
             | FromExecutor::Finished { attempt }
+            | FromExecutor::Cancelled { attempt }
             | FromExecutor::EndOfInput { attempt }
             | FromExecutor::Heartbeat { attempt, .. } => *attempt,
         }
