@@ -256,6 +256,27 @@ impl CheckpointCoordinator {
         Some(id)
     }
 
+    /// Starts a checkpoint now, whatever the interval (`flink checkpoint`). It is a checkpoint
+    /// like a periodic one (retention, subsumption, tolerable failures). Returns its id, or
+    /// `None` when no tasks are running or the final checkpoint is under way.
+    pub fn trigger_checkpoint(&mut self, now: Instant) -> Option<u64> {
+        if !self.running || self.final_requested {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.last_trigger = Some(now);
+        let awaiting = self.tasks.clone();
+        let p = Pending {
+            kind: SnapshotType::Checkpoint,
+            triggered: now,
+            awaiting,
+            acks: BTreeMap::new(),
+        };
+        self.pending.insert(id, p);
+        Some(id)
+    }
+
     /// All tasks are running: checkpoints may be triggered. `tasks` is every task that must
     /// acknowledge a checkpoint. The first trigger comes one interval later.
     pub fn start(&mut self, tasks: impl IntoIterator<Item = TaskId>, now: Instant) {

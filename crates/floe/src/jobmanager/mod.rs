@@ -6,6 +6,7 @@
 //! [`Action`]s: creating `chk-<n>`, writing `_metadata`, deleting aborted, subsumed and
 //! (per retention) terminal checkpoints.
 
+pub mod announce;
 pub mod info;
 pub mod rest;
 pub mod restart;
@@ -208,6 +209,11 @@ pub enum JobCommand {
         stop: bool,
         /// The savepoint path, or why it failed.
         reply: Sender<std::result::Result<PathBuf, String>>,
+    },
+    /// Take a checkpoint now (`flink checkpoint`); replies with its id once triggered.
+    TriggerCheckpoint {
+        /// The checkpoint id, or why none was triggered.
+        reply: Sender<std::result::Result<u64, String>>,
     },
     /// Cancel the job (CANCELED; retention applies).
     Cancel,
@@ -429,6 +435,7 @@ impl JobManager {
             }
             None => None,
         };
+        announce::attach(&info, rest.as_ref().map(|r| r.local_addr()));
         let handle = std::thread::Builder::new()
             .name("floe-jobmanager".into())
             .spawn(move || self.run())
@@ -527,7 +534,9 @@ impl JobManager {
         self.transition(JobStatus::Running);
         let final_outcome = loop {
             if let Some(snap) = &self.restore_point {
-                self.info().restored += 1;
+                let savepoint = snap.metadata.kind == SnapshotKind::Savepoint;
+                let (id, dir) = (snap.metadata.checkpoint_id, &snap.dir);
+                self.info().restored_from(id, dir, savepoint, now_ms());
                 info!(
                     "Restoring job {} from Checkpoint {} @ {} for {} located at {}.",
                     self.job_id,
@@ -715,6 +724,9 @@ impl JobManager {
                         self.job_id
                     )));
                 }
+                Ok(JobCommand::TriggerCheckpoint { reply }) => {
+                    let _ = reply.send(Err(format!("job {} is RESTARTING", self.job_id)));
+                }
                 Err(_) => {}
             }
         }
@@ -840,7 +852,32 @@ impl JobManager {
                 }
                 None
             }
+            JobCommand::TriggerCheckpoint { reply } => self.manual_checkpoint(reply, exec),
         }
+    }
+
+    /// Triggers a checkpoint now, as the coordinator would at its interval.
+    fn manual_checkpoint(
+        &mut self,
+        reply: Sender<std::result::Result<u64, String>>,
+        exec: &dyn TaskExecutor,
+    ) -> Option<Outcome> {
+        let id = match (
+            &self.job_dir,
+            self.coordinator.trigger_checkpoint(Instant::now()),
+        ) {
+            (None, _) => {
+                Err("no checkpoint directory is configured (execution.checkpointing.dir)".into())
+            }
+            (Some(_), None) => Err(format!(
+                "job {} is {}; its tasks are not running",
+                self.job_id,
+                self.current()
+            )),
+            (Some(_), Some(id)) => Ok(id),
+        };
+        let _ = reply.send(id.clone());
+        self.perform(vec![Action::Trigger { id: id.ok()? }], Some(exec))
     }
 
     fn savepoint_command(
