@@ -980,6 +980,12 @@ async fn forward(
         }
         Some(Target::Endpoint(rest)) => rest,
     };
+    if !matches!(method, Method::GET | Method::POST | Method::PATCH) {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method not allowed: {method} {plain}"),
+        );
+    }
     let m = method.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<(u16, Vec<u8>)> {
         let method = m;
