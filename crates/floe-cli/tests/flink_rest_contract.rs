@@ -193,6 +193,24 @@ fn manual_checkpoints_and_refused_options() {
         "{op}"
     );
     c.wait_for_state(&id, "FINISHED");
+
+    // A job started from that savepoint says so in `latest.restored`.
+    let resumed = c.submit(source(b"1 2\n"), ck.path(), &["-s", location]);
+    let mut cks = Value::Null;
+    wait_until("the resumed job reports what it restored", || {
+        cks = http(
+            &c.addr,
+            "GET",
+            &format!("/jobs/{resumed}/checkpoints"),
+            None,
+        )
+        .1;
+        cks["latest"]["restored"].is_object()
+    });
+    let restored = &cks["latest"]["restored"];
+    assert_eq!(restored["external_path"].as_str(), Some(location), "{cks}");
+    assert_eq!(restored["is_savepoint"], true, "{cks}");
+    assert_eq!(cks["counts"]["restored"], 1, "{cks}");
 }
 
 #[test]
