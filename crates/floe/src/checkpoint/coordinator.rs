@@ -538,6 +538,32 @@ mod tests {
     }
 
     #[test]
+    fn a_manual_checkpoint_starts_at_once_and_is_a_restore_point() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(cfg(), 1);
+        assert_eq!(c.trigger_checkpoint(t0), None, "not running yet");
+        c.start([t("src", 0)], t0);
+        assert_eq!(c.trigger_checkpoint(t0), Some(1));
+        let a = c.acknowledge(1, t("src", 0), h(), t0);
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                id: 1,
+                kind: SnapshotType::Checkpoint,
+                ..
+            }]
+        ));
+        c.finalized(1, t0);
+        assert_eq!(c.latest_completed(), Some(1));
+        // The next periodic one counts from the manual one.
+        assert!(c.tick(t0 + Duration::from_millis(50)).is_empty());
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger { id: 2 }]
+        );
+    }
+
+    #[test]
     fn only_restore_points_commit_a_savepoint_is_not_one_a_stop_with_savepoint_is() {
         let t0 = Instant::now();
         let mut c = CheckpointCoordinator::new(cfg(), 1);
