@@ -862,19 +862,14 @@ impl JobManager {
         reply: Sender<std::result::Result<u64, String>>,
         exec: &dyn TaskExecutor,
     ) -> Option<Outcome> {
-        let id = match (
-            &self.job_dir,
-            self.coordinator.trigger_checkpoint(Instant::now()),
-        ) {
-            (None, _) => {
-                Err("no checkpoint directory is configured (execution.checkpointing.dir)".into())
-            }
-            (Some(_), None) => Err(format!(
-                "job {} is {}; its tasks are not running",
-                self.job_id,
-                self.current()
-            )),
-            (Some(_), Some(id)) => Ok(id),
+        // No directory, no checkpoint: checked first, so none is left pending to expire.
+        let id = if self.job_dir.is_none() {
+            Err("no checkpoint directory is configured (execution.checkpointing.dir)".into())
+        } else {
+            let state = self.current();
+            self.coordinator
+                .trigger_checkpoint(Instant::now())
+                .ok_or_else(|| format!("job {} is {state}; its tasks are not running", self.job_id))
         };
         let _ = reply.send(id.clone());
         self.perform(vec![Action::Trigger { id: id.ok()? }], Some(exec))
