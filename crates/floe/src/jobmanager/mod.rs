@@ -865,6 +865,8 @@ impl JobManager {
         // No directory, no checkpoint: checked first, so none is left pending to expire.
         let id = if self.job_dir.is_none() {
             Err("no checkpoint directory is configured (execution.checkpointing.dir)".into())
+        } else if self.stopping.is_some() {
+            Err("a stop-with-savepoint is in progress".into())
         } else {
             let state = self.current();
             self.coordinator
