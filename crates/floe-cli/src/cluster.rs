@@ -4,15 +4,19 @@
 //! Each submitted job binary runs as its own per-job job manager process (which runs the
 //! job's user code in worker processes) with a REST endpoint on a free loopback port. The
 //! daemon chooses the job id (passed on in [`floe::jobmanager::JOB_ID_ENV`]), names the job's
-//! stdout and log `<dir>/jobs/<jobid>.out|.log` after it, learns the job's endpoint from its
-//! log, answers `/overview`, `/jobs` and `/jobs/overview` for all jobs, and forwards
-//! `/jobs/:jobid/...` to the job's own endpoint.
+//! stdout, log and status file `<dir>/jobs/<jobid>.out|.log|.status.json` after it, learns
+//! the job's endpoint, name and state from the status file the job manager writes
+//! ([`floe::jobmanager::announce`]; no log line is read), answers `/overview`, `/jobs`,
+//! `/jobs/overview` and `/savepoint-disposal` itself, and forwards `/jobs/:jobid/...` to the
+//! job's own endpoint.
 //!
 //! The registry of jobs lives on disk, one [`JobRecord`] per job in `<dir>/jobs/<jobid>.json`,
 //! so a daemon that was killed and started again takes back the jobs that still run (same
-//! pid and process start time) and knows how the others ended. A job manager process that
-//! ends without a terminal state in its log was lost (`kill -9`, OOM kill): its job is
-//! recorded FAILED with that cause, and the daemon answers for it from its record.
+//! pid and process start time) and knows how the others ended. An ended job's record keeps
+//! its final REST answers (details, exceptions, checkpoints), so it can be inspected as in
+//! Flink, after a daemon restart too. A job manager process that ends without announcing a
+//! terminal state was lost (`kill -9`, OOM kill): its job is recorded FAILED with that cause
+//! and its last announced details.
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use axum::body::Bytes;
@@ -21,10 +25,16 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use floe::jobmanager::announce::{JobAnnouncement, JobSnapshot, STATUS_FILE_ENV};
+use floe::jobmanager::rest::model::{
+    ClusterOverview, Empty, ExceptionEntry, JobExceptions, JobIdWithStatus, JobIdsWithStatus,
+    JobOverview, JobsOverview, TaskCounts,
+};
+use floe::jobmanager::rest::{error, with_flink_fallbacks, Disposals};
 use floe::sync::LockExt;
+use floe::JobStatus;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -49,21 +59,25 @@ enum TerminalState {
 }
 
 impl TerminalState {
-    fn as_str(self) -> &'static str {
+    fn status(self) -> JobStatus {
         match self {
-            TerminalState::Finished => "FINISHED",
-            TerminalState::Canceled => "CANCELED",
-            TerminalState::Failed => "FAILED",
+            TerminalState::Finished => JobStatus::Finished,
+            TerminalState::Canceled => JobStatus::Canceled,
+            TerminalState::Failed => JobStatus::Failed,
         }
     }
 
-    fn parse(s: &str) -> Option<TerminalState> {
+    fn of(s: JobStatus) -> Option<TerminalState> {
         match s {
-            "FINISHED" => Some(TerminalState::Finished),
-            "CANCELED" => Some(TerminalState::Canceled),
-            "FAILED" => Some(TerminalState::Failed),
+            JobStatus::Finished => Some(TerminalState::Finished),
+            JobStatus::Canceled => Some(TerminalState::Canceled),
+            JobStatus::Failed => Some(TerminalState::Failed),
             _ => None,
         }
+    }
+
+    fn as_str(self) -> &'static str {
+        self.status().as_str()
     }
 }
 
@@ -99,6 +113,58 @@ struct JobRecord {
     name: Option<String>,
     /// How it ended; `None` while it runs.
     end: Option<JobEnd>,
+    /// The status file its job manager writes (`None` in records of daemons before it).
+    #[serde(default)]
+    status_file: Option<PathBuf>,
+    /// Once it ended: its final REST answers, which the daemon serves from then on.
+    #[serde(default)]
+    last: Option<Box<JobSnapshot>>,
+}
+
+/// `POST /floe/jobs`: run a job binary on the cluster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SubmitRequest {
+    /// The job binary, an absolute path.
+    pub binary: PathBuf,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Snapshot to start from (`-s`), an absolute path.
+    #[serde(default)]
+    pub savepoint: Option<PathBuf>,
+    /// `-n`.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
+    /// `-p`.
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// `-D` settings.
+    #[serde(default)]
+    pub dynamic: Vec<String>,
+}
+
+/// The answer of `POST /floe/jobs`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Submitted {
+    /// The job's id.
+    pub jobid: String,
+}
+
+/// `GET /floe/jobs/:jobid/logs`: where a job's output and log are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct JobFiles {
+    /// Its stdout.
+    pub out: PathBuf,
+    /// Its job manager's log.
+    pub log: PathBuf,
+}
+
+/// `GET /floe/cluster`: this is a Floe session cluster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ClusterInfo {
+    #[serde(rename = "floe-cluster")]
+    floe_cluster: bool,
+    dir: PathBuf,
 }
 
 /// A job the daemon keeps track of.
@@ -107,8 +173,6 @@ struct Tracked {
     /// The job manager process when this daemon started it (and reaps it); `None` for a job
     /// taken back after a restart, which is not our child and is watched by pid.
     child: Option<Child>,
-    /// The last overview entry its job manager served.
-    last: Option<Value>,
 }
 
 /// Whether a job manager process still runs.
@@ -173,18 +237,15 @@ impl Tracked {
         }
         match self.process() {
             Process::Ended(status) => {
-                self.record.end = Some(job_end(&self.record, status));
+                self.record.end_with(status);
                 if let Err(e) = c.save(&self.record) {
                     eprintln!("warning: {e:#}");
                 }
             }
             // A job taken back while its job manager was still starting: its endpoint
-            // shows up in its log.
+            // shows up in its status file.
             Process::Running if self.record.rest.is_none() => {
-                let (_, name, rest) = log_facts(&self.record.log);
-                if rest.is_some() {
-                    self.record.rest = rest;
-                    self.record.name = self.record.name.take().or(name);
+                if self.record.take_endpoint() {
                     if let Err(e) = c.save(&self.record) {
                         eprintln!("warning: {e:#}");
                     }
@@ -208,12 +269,108 @@ impl Tracked {
     }
 }
 
-/// How the job of an ended job manager process ended: the last state in its log when that is
-/// terminal, else FAILED because its job manager was lost.
-fn job_end(r: &JobRecord, status: Option<ExitStatus>) -> JobEnd {
-    let logged = final_state(&r.log)
-        .as_deref()
-        .and_then(TerminalState::parse);
+impl JobRecord {
+    /// What its job manager announced last, if anything.
+    fn announcement(&self) -> Option<JobAnnouncement> {
+        let path = self.status_file.as_ref()?;
+        match JobAnnouncement::read(path) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot read job status file {}: {e}",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Takes the job's endpoint and name from its status file; true when it has an endpoint.
+    fn take_endpoint(&mut self) -> bool {
+        match self.announcement() {
+            Some(a) if a.rest.is_some() => {
+                self.rest = a.rest;
+                self.name = Some(a.name);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records that its job manager process ended (with `status` when it was our child):
+    /// how the job ended and its final details.
+    fn end_with(&mut self, status: Option<ExitStatus>) {
+        let announced = self.announcement();
+        let end = job_end(self, announced.as_ref().map(|a| a.status), status);
+        self.last = Some(Box::new(final_snapshot(
+            self,
+            announced.map(|a| a.snapshot),
+            &end,
+        )));
+        self.end = Some(end);
+    }
+
+    /// Its final REST answers (a record of a daemon before they were kept has none).
+    fn final_details(&self, end: &JobEnd) -> JobSnapshot {
+        self.last
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| final_snapshot(self, None, end))
+    }
+}
+
+/// An ended job's REST answers: its job manager's last ones when it announced its terminal
+/// state itself; else (its job manager was lost) the last ones it announced, or what the
+/// record knows, with the end and its cause recorded as Flink reports a job: every task in
+/// the final state, `end-time` set, the cause first in the exception history.
+fn final_snapshot(r: &JobRecord, last: Option<JobSnapshot>, end: &JobEnd) -> JobSnapshot {
+    let state = end.state.status();
+    if let Some(s) = last.as_ref().filter(|s| s.overview.state == state) {
+        return s.clone();
+    }
+    let mut s = last.unwrap_or_else(|| {
+        let info = floe::jobmanager::info::JobInfo::new(
+            &r.id.to_string(),
+            r.name.as_deref().unwrap_or_default(),
+            0,
+            Default::default(),
+            r.submitted,
+        );
+        JobSnapshot::of(&info, end.time)
+    });
+    let end_time = end.time as i64;
+    let o = &mut s.overview;
+    o.state = state;
+    o.end_time = end_time;
+    o.duration = end_time.saturating_sub(o.start_time).max(0);
+    o.last_modification = end_time;
+    o.tasks = TaskCounts::all_in(state, o.tasks.total);
+    let d = &mut s.details;
+    d.state = state;
+    d.end_time = end_time;
+    d.duration = end_time.saturating_sub(d.start_time).max(0);
+    d.now = end_time;
+    d.timestamps.insert(state.as_str().to_string(), end.time);
+    if let Some(cause) = &end.cause {
+        let mut entries = std::mem::take(&mut s.exceptions.exception_history.entries);
+        entries.insert(
+            0,
+            ExceptionEntry::new(
+                "org.apache.flink.util.FlinkException",
+                cause,
+                end.time,
+                None,
+            ),
+        );
+        s.exceptions = JobExceptions::of(entries);
+    }
+    s
+}
+
+/// How the job of an ended job manager process ended: the state it announced last when
+/// that is terminal, else FAILED because its job manager was lost.
+fn job_end(r: &JobRecord, announced: Option<JobStatus>, status: Option<ExitStatus>) -> JobEnd {
+    let logged = announced.and_then(TerminalState::of);
     let cause = match logged {
         Some(_) => None,
         None => {
@@ -320,16 +477,17 @@ impl Cluster {
         for mut record in records {
             if record.end.is_none() {
                 if same_process(record.pid, record.start_time) {
-                    let (_, name, rest) = log_facts(&record.log);
-                    record.rest = record.rest.or(rest);
-                    record.name = record.name.or(name);
+                    if record.rest.is_none() {
+                        record.take_endpoint();
+                    }
                     c.save(&record)?;
                     eprintln!(
                         "Took back job {} (job manager process {}) from the registry.",
                         record.id, record.pid
                     );
                 } else {
-                    let end = job_end(&record, None);
+                    record.end_with(None);
+                    let end = record.end.clone().expect("just recorded");
                     eprintln!(
                         "Job {} ended while no cluster watched it: {}{}",
                         record.id,
@@ -339,14 +497,12 @@ impl Cluster {
                             .map(|c| format!(" ({c})"))
                             .unwrap_or_default()
                     );
-                    record.end = Some(end);
                     c.save(&record)?;
                 }
             }
             c.lock().push(Tracked {
                 record,
                 child: None,
-                last: None,
             });
         }
         Ok(c)
@@ -472,7 +628,7 @@ pub fn stop(addr: &str) -> Result<()> {
     if !rest.is_cluster() {
         bail!("no Floe cluster is running at {addr}");
     }
-    rest.post("/floe/shutdown", json!({}))?;
+    rest.post::<_, Empty>("/floe/shutdown", &Empty {})?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while rest.is_cluster() {
         if Instant::now() > deadline {
@@ -516,20 +672,23 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
         eprintln!("Floe cluster REST endpoint listening at {addr}");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let tx = Arc::new(Mutex::new(Some(tx)));
-        let api = routes();
+        let disposals = Disposals::new(security.clone());
+        let api = routes().merge(disposals.routes());
         let app = security
-            .protect(Router::new().nest("/v1", routes()).merge(api).route(
-                "/floe/shutdown",
-                post(move |State(c): State<Shared>| {
-                    let tx = Arc::clone(&tx);
-                    async move {
-                        let _ = tokio::task::spawn_blocking(move || cancel_all(&c)).await;
-                        if let Some(tx) = tx.lock_ok().take() {
-                            let _ = tx.send(());
+            .protect(with_flink_fallbacks(
+                Router::new().nest("/v1", api.clone()).merge(api).route(
+                    "/floe/shutdown",
+                    post(move |State(c): State<Shared>| {
+                        let tx = Arc::clone(&tx);
+                        async move {
+                            let _ = tokio::task::spawn_blocking(move || cancel_all(&c)).await;
+                            if let Some(tx) = tx.lock_ok().take() {
+                                let _ = tx.send(());
+                            }
+                            Json(Empty {})
                         }
-                        Json(json!({}))
-                    }
-                }),
+                    }),
+                ),
             ))
             .with_state(Arc::clone(&cluster));
         axum::serve(listener, app)
@@ -565,7 +724,15 @@ fn lock_dir(dir: &FsPath) -> Result<std::fs::File> {
 
 fn routes() -> Router<Shared> {
     Router::new()
-        .route("/floe/cluster", get(|State(c): State<Shared>| async move { Json(json!({ "floe-cluster": true, "dir": c.dir })) }))
+        .route(
+            "/floe/cluster",
+            get(|State(c): State<Shared>| async move {
+                Json(ClusterInfo {
+                    floe_cluster: true,
+                    dir: c.dir.clone(),
+                })
+            }),
+        )
         .route("/floe/jobs", post(submit))
         .route("/floe/jobs/{jobid}/logs", get(logs))
         .route("/overview", get(overview))
@@ -573,11 +740,10 @@ fn routes() -> Router<Shared> {
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{jobid}", any(forward))
         .route("/jobs/{jobid}/{*rest}", any(forward))
-        .route("/config", get(|| async { Json(json!({ "flink-version": concat!("floe-", env!("CARGO_PKG_VERSION")), "features": {} })) }))
-}
-
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(json!({ "errors": [msg.into()] }))).into_response()
+        .route(
+            "/config",
+            get(|| async { Json(floe::jobmanager::rest::dashboard_config(Vec::new())) }),
+        )
 }
 
 /// Cancels every running job and waits until their job managers have ended.
@@ -596,21 +762,7 @@ fn cancel_all(c: &Cluster) {
     }
 }
 
-/// The last job-status transition in a job manager log (`... switched from state X to Y.`).
-fn final_state(log: &FsPath) -> Option<String> {
-    let f = std::fs::File::open(log).ok()?;
-    let mut state = None;
-    for line in BufReader::new(f).lines().map_while(std::result::Result::ok) {
-        if let Some(rest) = line.split(") switched from state ").nth(1) {
-            if let Some(to) = rest.split(" to ").nth(1) {
-                state = Some(to.trim_end_matches('.').to_string());
-            }
-        }
-    }
-    state
-}
-
-fn http_get(addr: &str, path: &str) -> Option<Value> {
+fn http_get<T: serde::de::DeserializeOwned>(addr: &str, path: &str) -> Option<T> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
@@ -624,26 +776,25 @@ fn http_get(addr: &str, path: &str) -> Option<Value> {
         .ok()
 }
 
-/// The overview entry of an ended job: the last one its job manager served, or one from its
-/// record, with the final state.
-fn ended_entry(r: &JobRecord, end: &JobEnd, last: Option<&Value>) -> Value {
-    let mut v = last.cloned().unwrap_or_else(|| {
-        json!({
-            "jid": r.id, "name": r.name.clone().unwrap_or_default(), "start-time": r.submitted,
-            "job-type": "STREAMING", "tasks": {},
-        })
-    });
-    let start = v["start-time"].as_u64().unwrap_or(r.submitted);
-    v["state"] = json!(end.state.as_str());
-    v["end-time"] = json!(end.time);
-    v["duration"] = json!(end.time.saturating_sub(start));
-    v["last-modification"] = json!(end.time);
-    v
+/// The overview entry of a running job whose endpoint did not answer: what its job manager
+/// announced last, else what the record knows.
+fn running_entry(r: &JobRecord) -> JobOverview {
+    if let Some(a) = r.announcement() {
+        return a.snapshot.overview;
+    }
+    let info = floe::jobmanager::info::JobInfo::new(
+        &r.id.to_string(),
+        r.name.as_deref().unwrap_or_default(),
+        0,
+        Default::default(),
+        r.submitted,
+    );
+    info.overview(now_ms())
 }
 
 /// Every job's overview entry: running ones from their job manager, ended ones from their
 /// record.
-fn overviews(c: &Cluster) -> Vec<Value> {
+fn overviews(c: &Cluster) -> Vec<JobOverview> {
     let snapshot: Vec<(JobId, Option<String>)> = {
         let mut jobs = c.lock();
         jobs.iter_mut()
@@ -656,8 +807,7 @@ fn overviews(c: &Cluster) -> Vec<Value> {
     let mut out = Vec::new();
     for (id, rest) in snapshot {
         let live = rest.as_deref().and_then(|rest| {
-            http_get(rest, "/jobs/overview")
-                .and_then(|v| v["jobs"].as_array().and_then(|a| a.first().cloned()))
+            http_get::<JobsOverview>(rest, "/jobs/overview").and_then(|v| v.jobs.into_iter().next())
         });
         let mut jobs = c.lock();
         let Some(t) = jobs.iter_mut().find(|t| t.record.id == id) else {
@@ -666,77 +816,64 @@ fn overviews(c: &Cluster) -> Vec<Value> {
         // A job manager that did not answer may just have ended.
         t.refresh(c);
         if let Some(end) = t.ended() {
-            out.push(ended_entry(&t.record, end, t.last.as_ref()));
+            out.push(t.record.final_details(end).overview);
             continue;
         }
         let entry = match live {
             Some(v) => {
-                let name = v["name"].as_str().map(str::to_string);
-                if name.is_some() && name != t.record.name {
-                    t.record.name = name;
+                if Some(&v.name) != t.record.name.as_ref() {
+                    t.record.name = Some(v.name.clone());
                     if let Err(e) = c.save(&t.record) {
                         eprintln!("warning: {e:#}");
                     }
                 }
-                t.last = Some(v.clone());
                 v
             }
             // Running, but its endpoint did not answer this time.
-            None => t.last.clone().unwrap_or_else(|| {
-                json!({
-                    "jid": id, "name": t.record.name.clone().unwrap_or_default(),
-                    "state": "RUNNING", "start-time": t.record.submitted, "end-time": -1,
-                    "job-type": "STREAMING", "tasks": {},
-                })
-            }),
+            None => running_entry(&t.record),
         };
         out.push(entry);
     }
     out
 }
 
-async fn overview(State(c): State<Shared>) -> Json<Value> {
+async fn overview(State(c): State<Shared>) -> Json<ClusterOverview> {
     let all = tokio::task::spawn_blocking(move || overviews(&c))
         .await
         .unwrap_or_default();
-    let count = |s: &str| all.iter().filter(|j| j["state"] == s).count();
-    let running = all
-        .iter()
-        .filter(|j| {
-            !matches!(
-                j["state"].as_str(),
-                Some("FINISHED" | "CANCELED" | "FAILED")
-            )
-        })
-        .count();
-    Json(json!({
-        "taskmanagers": running, "slots-total": running, "slots-available": 0,
-        "jobs-running": running, "jobs-finished": count("FINISHED"),
-        "jobs-cancelled": count("CANCELED"), "jobs-failed": count("FAILED"),
-        "flink-version": concat!("floe-", env!("CARGO_PKG_VERSION")), "flink-commit": "",
-    }))
+    Json(ClusterOverview::of(&all))
 }
 
-async fn jobs(State(c): State<Shared>) -> Json<Value> {
+async fn jobs(State(c): State<Shared>) -> Json<JobIdsWithStatus> {
     let all = tokio::task::spawn_blocking(move || overviews(&c))
         .await
         .unwrap_or_default();
-    Json(
-        json!({ "jobs": all.iter().map(|j| json!({ "id": j["jid"], "status": j["state"] })).collect::<Vec<_>>() }),
-    )
+    Json(JobIdsWithStatus {
+        jobs: all
+            .into_iter()
+            .map(|j| JobIdWithStatus {
+                id: j.jid,
+                status: j.state,
+            })
+            .collect(),
+    })
 }
 
-async fn jobs_overview(State(c): State<Shared>) -> Json<Value> {
+async fn jobs_overview(State(c): State<Shared>) -> Json<JobsOverview> {
     let all = tokio::task::spawn_blocking(move || overviews(&c))
         .await
         .unwrap_or_default();
-    Json(json!({ "jobs": all }))
+    Json(JobsOverview { jobs: all })
 }
 
 async fn logs(State(c): State<Shared>, Path(id): Path<String>) -> Response {
     let jobs = c.lock();
     match jobs.iter().find(|t| t.record.id.to_string() == id) {
-        Some(t) => Json(json!({ "out": t.record.out, "log": t.record.log })).into_response(),
+        Some(t) => Json(JobFiles {
+            out: t.record.out.clone(),
+            log: t.record.log.clone(),
+        })
+        .into_response(),
         None => error(StatusCode::NOT_FOUND, format!("Job {id} not found")),
     }
 }
@@ -748,8 +885,8 @@ enum Target {
     /// Running, but its endpoint is not known (a job manager still starting when a daemon
     /// was killed): only cancelling is possible, by signal.
     NoEndpoint,
-    /// The job ended: answer from its record (its end, the last overview entry served).
-    Ended(Box<(JobRecord, JobEnd, Option<Value>)>),
+    /// The job ended: answer from its record (its end, its final details).
+    Ended(Box<(JobRecord, JobEnd)>),
 }
 
 fn target(c: &Cluster, id: &str) -> Option<Target> {
@@ -757,56 +894,37 @@ fn target(c: &Cluster, id: &str) -> Option<Target> {
     let t = jobs.iter_mut().find(|t| t.record.id.to_string() == id)?;
     t.refresh(c);
     Some(match (t.ended(), &t.record.rest) {
-        (Some(end), _) => Target::Ended(Box::new((t.record.clone(), end.clone(), t.last.clone()))),
+        (Some(end), _) => Target::Ended(Box::new((t.record.clone(), end.clone()))),
         (None, Some(rest)) => Target::Endpoint(rest.clone()),
         (None, None) => Target::NoEndpoint,
     })
 }
 
-/// The answer for an ended job, from its record: `GET /jobs/:jobid` and
-/// `/jobs/:jobid/exceptions` as Flink shapes them, a conflict for anything else.
-fn answer_ended(
-    method: &Method,
-    sub: &str,
-    r: &JobRecord,
-    end: &JobEnd,
-    last: Option<&Value>,
-) -> Response {
+/// The answer for an ended job, from its record: its details, exceptions, checkpoint
+/// statistics and settings as its job manager last served them (Flink's archived execution
+/// graph); a conflict for anything that needs a running job.
+fn answer_ended(method: &Method, sub: &str, r: &JobRecord, end: &JobEnd) -> Response {
     let state = end.state.as_str();
+    let conflict = || {
+        error(
+            StatusCode::CONFLICT,
+            format!(
+                "Job {} is not running: it has reached the terminal state {state}.",
+                r.id
+            ),
+        )
+    };
     match (method.as_str(), sub) {
-        ("GET", "") => {
-            let mut v = ended_entry(r, end, last);
-            let summary = v.as_object_mut().expect("an overview entry is an object");
-            summary.remove("tasks");
-            summary.remove("last-modification");
-            summary.insert("isStoppable".into(), json!(false));
-            summary.insert("maxParallelism".into(), json!(-1));
-            summary.insert("now".into(), json!(now_ms()));
-            summary.insert("timestamps".into(), json!({ state: end.time }));
-            summary.insert("vertices".into(), json!([]));
-            summary.insert("status-counts".into(), json!({}));
-            Json(v).into_response()
-        }
-        ("GET", "/exceptions") => {
-            let entries: Vec<Value> = end
-                .cause
-                .iter()
-                .map(|cause| {
-                    json!({
-                        "exceptionName": "org.apache.flink.util.FlinkException",
-                        "stacktrace": cause, "timestamp": end.time, "taskName": null,
-                        "endpoint": null, "taskManagerId": null, "failureLabels": {},
-                        "concurrentExceptions": [],
-                    })
-                })
-                .collect();
-            Json(json!({
-                "root-exception": end.cause, "timestamp": end.cause.as_ref().map(|_| end.time),
-                "all-exceptions": [], "truncated": false,
-                "exceptionHistory": { "entries": entries, "truncated": false },
-            }))
-            .into_response()
-        }
+        ("GET", "") => Json(r.final_details(end).details).into_response(),
+        ("GET", "/exceptions") => Json(r.final_details(end).exceptions).into_response(),
+        ("GET", "/checkpoints") => Json(r.final_details(end).checkpoints).into_response(),
+        ("GET", "/checkpoints/config") => match r.final_details(end).checkpoint_config {
+            Some(c) => Json(c).into_response(),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "Checkpointing is not enabled for this job",
+            ),
+        },
         ("PATCH", "") => error(
             StatusCode::CONFLICT,
             format!(
@@ -814,10 +932,7 @@ fn answer_ended(
                 r.id
             ),
         ),
-        _ => error(
-            StatusCode::CONFLICT,
-            format!("Job {} is not running: it has reached the terminal state {state}.", r.id),
-        ),
+        _ => conflict(),
     }
 }
 
@@ -848,17 +963,15 @@ async fn forward(
     let rest = match target(&c, &id) {
         None => return not_found(),
         Some(Target::Ended(ended)) => {
-            return {
-                let (r, end, last) = *ended;
-                answer_ended(&method, &sub, &r, &end, last.as_ref())
-            }
+            let (r, end) = *ended;
+            return answer_ended(&method, &sub, &r, &end);
         }
         Some(Target::NoEndpoint) => {
             if method == Method::PATCH && sub.is_empty() {
                 if let Some(t) = c.lock().iter_mut().find(|t| t.record.id.to_string() == id) {
                     t.terminate();
                 }
-                return (StatusCode::ACCEPTED, Json(json!({}))).into_response();
+                return (StatusCode::ACCEPTED, Json(Empty {})).into_response();
             }
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -867,6 +980,12 @@ async fn forward(
         }
         Some(Target::Endpoint(rest)) => rest,
     };
+    if !matches!(method, Method::GET | Method::POST | Method::PATCH) {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method not allowed: {method} {plain}"),
+        );
+    }
     let m = method.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<(u16, Vec<u8>)> {
         let method = m;
@@ -906,10 +1025,8 @@ async fn forward(
             let deadline = Instant::now() + Duration::from_secs(1);
             loop {
                 if let Some(Target::Ended(ended)) = target(&c, &id) {
-                    return {
-                        let (r, end, last) = *ended;
-                        answer_ended(&method, &sub, &r, &end, last.as_ref())
-                    };
+                    let (r, end) = *ended;
+                    return answer_ended(&method, &sub, &r, &end);
                 }
                 if Instant::now() > deadline {
                     return error(StatusCode::BAD_GATEWAY, format!("job {id}: {e}"));
@@ -922,9 +1039,9 @@ async fn forward(
 }
 
 /// `POST /floe/jobs`: starts a job binary; answers with its job id once it runs.
-async fn submit(State(c): State<Shared>, Json(req): Json<Value>) -> Response {
+async fn submit(State(c): State<Shared>, Json(req): Json<SubmitRequest>) -> Response {
     match tokio::task::spawn_blocking(move || start_job(&c, &req)).await {
-        Ok(Ok(id)) => (StatusCode::ACCEPTED, Json(json!({ "jobid": id }))).into_response(),
+        Ok(Ok(jobid)) => (StatusCode::ACCEPTED, Json(Submitted { jobid })).into_response(),
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -939,43 +1056,31 @@ fn create_new(path: &FsPath) -> Result<std::fs::File> {
         .with_context(|| format!("cannot create {}", path.display()))
 }
 
-fn start_job(c: &Cluster, req: &Value) -> Result<String> {
-    let binary = req["binary"]
-        .as_str()
-        .ok_or_else(|| anyhow!("'binary' is required"))?;
+fn start_job(c: &Cluster, req: &SubmitRequest) -> Result<String> {
+    let binary = req.binary.display().to_string();
     let mut id = JobId::random();
     let out = c.jobs_dir().join(format!("{id}.out"));
     let log = c.jobs_dir().join(format!("{id}.log"));
-    let mut cmd = Command::new(binary);
-    if let Some(s) = req["savepoint"].as_str() {
+    let status_file = c.jobs_dir().join(format!("{id}.status.json"));
+    let mut cmd = Command::new(&req.binary);
+    if let Some(s) = &req.savepoint {
         cmd.arg("-s").arg(s);
     }
-    if req["allow_non_restored_state"].as_bool() == Some(true) {
+    if req.allow_non_restored_state {
         cmd.arg("-n");
     }
-    if let Some(p) = req["parallelism"].as_u64() {
+    if let Some(p) = req.parallelism {
         cmd.arg("-p").arg(p.to_string());
     }
-    for d in req["dynamic"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for d in &req.dynamic {
         cmd.arg("-D").arg(d);
     }
     // The job's own endpoint: a free loopback port the cluster forwards to.
     cmd.args(["-D", "rest.port=0", "-D", "rest.bind-address=127.0.0.1"]);
-    for a in req["args"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        cmd.arg(a);
-    }
+    cmd.args(&req.args);
     let mut child = cmd
         .env(floe::jobmanager::JOB_ID_ENV, id.to_string())
+        .env(STATUS_FILE_ENV, &status_file)
         .stdin(Stdio::null())
         .stdout(create_new(&out)?)
         .stderr(create_new(&log)?)
@@ -991,6 +1096,8 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
         submitted: now_ms(),
         name: None,
         end: None,
+        status_file: Some(status_file),
+        last: None,
     };
     // On disk before anything else: a daemon killed from here on finds the job again.
     if let Err(e) = c.save(&record) {
@@ -998,14 +1105,16 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
         let _ = child.wait();
         return Err(e);
     }
-    let (reported, rest) = match wait_until_running(&mut child, binary, &record.log, true) {
-        Ok(running) => running,
-        Err(e) => {
-            // It never ran: no job to keep a record of (its output and log stay).
-            let _ = std::fs::remove_file(c.jobs_dir().join(format!("{id}.json")));
-            return Err(e);
-        }
-    };
+    let status_file = record.status_file.clone().expect("set above");
+    let (reported, rest) =
+        match wait_until_running(&mut child, &binary, &record.log, &status_file, true) {
+            Ok(running) => running,
+            Err(e) => {
+                // It never ran: no job to keep a record of (its output and log stay).
+                let _ = std::fs::remove_file(c.jobs_dir().join(format!("{id}.json")));
+                return Err(e);
+            }
+        };
     // A job binary built before the cluster chose ids picks its own: the record follows it.
     if let Some(reported) = parse_id(&reported).filter(|r| *r != id) {
         let _ = std::fs::remove_file(c.jobs_dir().join(format!("{id}.json")));
@@ -1013,56 +1122,36 @@ fn start_job(c: &Cluster, req: &Value) -> Result<String> {
         record.id = id;
     }
     record.rest = rest;
-    record.name = log_facts(&record.log).1;
+    record.name = record.announcement().map(|a| a.name);
     c.save(&record)?;
     c.lock().push(Tracked {
         record,
         child: Some(child),
-        last: None,
     });
     Ok(id.to_string())
 }
 
-/// The job id, job name and REST endpoint a job manager's log names, as far as it does.
-fn log_facts(log: &FsPath) -> (Option<String>, Option<String>, Option<String>) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    // "Submitting job <name> (<id>)."
-    let submitted = text.lines().find_map(|l| {
-        let r = l
-            .split("Submitting job ")
-            .nth(1)?
-            .trim()
-            .strip_suffix(").")?;
-        let (name, id) = r.rsplit_once(" (")?;
-        Some((name.to_string(), id.to_string()))
-    });
-    let (name, id) = submitted.unzip();
-    let rest = text
-        .lines()
-        .find_map(|l| l.split("Rest endpoint listening at ").nth(1))
-        .map(|s| s.trim().to_string());
-    (id, name, rest)
-}
-
-/// Waits until the job binary `child` (its log at `log`) has submitted its job — and, with
-/// `need_rest`, opened its REST endpoint — and returns the job id and the endpoint. A
-/// binary that exits first, or is not running within 60 s (then it is killed), is an error
-/// naming it, with its last `error:` line.
+/// Waits until the job binary `child` (its log at `log`) has announced its job in
+/// `status_file` — and, with `need_rest`, its REST endpoint — and returns the job id and the
+/// endpoint. A binary that exits first, or is not running within 60 s (then it is killed),
+/// is an error naming it, with its last `error:` line.
 pub(crate) fn wait_until_running(
     child: &mut Child,
     binary: &str,
     log: &FsPath,
+    status_file: &FsPath,
     need_rest: bool,
 ) -> Result<(String, Option<String>)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (id, _, rest) = log_facts(log);
-        if let Some(id) = id {
-            if rest.is_some() || !need_rest {
-                return Ok((id, rest));
+        // A status file being replaced is read again on the next round.
+        if let Ok(Some(a)) = JobAnnouncement::read(status_file) {
+            if a.rest.is_some() || !need_rest {
+                return Ok((a.job_id, a.rest));
             }
         }
         if let Some(st) = child.try_wait()? {
+            // For the user: the binary's own error message, as it printed it.
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let last = text
                 .lines()
@@ -1093,7 +1182,7 @@ mod tests {
         assert_eq!(parse_id(&id.to_string()), Some(id));
         assert_eq!(parse_id("../../etc/passwd"), None);
         assert_eq!(parse_id(&"A".repeat(32)), None);
-        assert!(serde_json::from_value::<JobId>(json!("job-1")).is_err());
+        assert!(serde_json::from_str::<JobId>("\"job-1\"").is_err());
     }
 
     #[test]
@@ -1104,23 +1193,77 @@ mod tests {
         assert!(!same_process(std::process::id(), start + 1));
     }
 
+    fn record(name: Option<&str>) -> JobRecord {
+        JobRecord {
+            id: JobId::random(),
+            pid: 1,
+            start_time: 0,
+            rest: None,
+            out: "o".into(),
+            log: "l".into(),
+            submitted: 1_000,
+            name: name.map(str::to_string),
+            end: None,
+            status_file: None,
+            last: None,
+        }
+    }
+
     #[test]
-    fn a_log_names_the_job_and_its_endpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("j.log");
-        std::fs::write(
-            &log,
-            "2026-12-01T22:00:00Z INFO floe::jobmanager: Submitting job my job (x) (0123456789abcdef0123456789abcdef).\n\
-             2026-12-01T22:00:00Z INFO floe::jobmanager: Rest endpoint listening at 127.0.0.1:4711\n",
-        )
-        .unwrap();
+    fn a_lost_job_manager_leaves_a_complete_failed_entry() {
+        let r = record(Some("wc"));
+        let end = JobEnd {
+            state: TerminalState::Failed,
+            cause: Some("The job manager was lost".into()),
+            time: 5_000,
+        };
+        let s = final_snapshot(&r, None, &end);
+        assert_eq!(s.overview.state, JobStatus::Failed);
         assert_eq!(
-            log_facts(&log),
-            (
-                Some("0123456789abcdef0123456789abcdef".into()),
-                Some("my job (x)".into()),
-                Some("127.0.0.1:4711".into())
-            )
+            (s.overview.name.as_str(), s.overview.end_time),
+            ("wc", 5_000)
         );
+        assert_eq!((s.overview.start_time, s.overview.duration), (1_000, 4_000));
+        assert_eq!(s.details.end_time, 5_000);
+        assert_eq!(
+            s.exceptions.root_exception.as_deref(),
+            Some("The job manager was lost")
+        );
+        // A last announcement while it ran: its tasks end FAILED with it.
+        let mut info = floe::jobmanager::info::JobInfo::new(
+            &r.id.to_string(),
+            "wc",
+            2,
+            Default::default(),
+            1_000,
+        );
+        info.transition(JobStatus::Running, 1_100);
+        let running = JobSnapshot::of(&info, 2_000);
+        let s = final_snapshot(&r, Some(running), &end);
+        assert_eq!((s.overview.tasks.failed, s.overview.tasks.running), (2, 0));
+        assert_eq!(s.overview.end_time, 5_000);
+    }
+
+    #[test]
+    fn a_job_manager_that_announced_its_end_is_taken_at_its_word() {
+        let r = record(None);
+        let mut info = floe::jobmanager::info::JobInfo::new(
+            &r.id.to_string(),
+            "wc",
+            1,
+            Default::default(),
+            1_000,
+        );
+        info.transition(JobStatus::Canceled, 3_000);
+        let own = JobSnapshot::of(&info, 3_000);
+        let end = job_end(&r, Some(JobStatus::Canceled), None);
+        assert_eq!(
+            (end.state, end.cause.as_deref()),
+            (TerminalState::Canceled, None)
+        );
+        assert_eq!(final_snapshot(&r, Some(own.clone()), &end), own);
+        let lost = job_end(&r, Some(JobStatus::Running), None);
+        assert_eq!(lost.state, TerminalState::Failed);
+        assert!(lost.cause.unwrap().contains("was lost"));
     }
 }

@@ -1,7 +1,7 @@
 //! `floe`: operate Floe jobs with Flink's verbs and wording.
 //!
-//! `run` starts a job binary with Floe's options; `list`, `savepoint`, `stop`, `cancel` and
-//! `checkpoints` talk to a job manager's REST API (`-m host:port`, else `rest.address` /
+//! `run` starts a job binary with Floe's options; `list`, `savepoint`, `checkpoint`, `stop`,
+//! `cancel` and `checkpoints` talk to a job manager's REST API (`-m host:port`, else `rest.address` /
 //! `rest.port` from `$FLOE_CONF_DIR/floe.yaml`, else 127.0.0.1:8081).
 
 mod cluster;
@@ -9,10 +9,12 @@ mod inspect;
 mod rest;
 
 use clap::{Args, Parser, Subcommand};
-use floe::checkpoint::metadata::{load_snapshot, SnapshotKind};
+use floe::jobmanager::rest::model::{
+    CheckpointStatistics, CheckpointingStatistics, ClusterOverview, JobDetails, JobExceptions,
+    JobOverview, JobsOverview, SavepointTriggerRequest, StopWithSavepointRequest,
+};
 use floe::JobId;
 use rest::Rest;
-use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -123,7 +125,7 @@ enum Cmd {
             value_name = "savepointPath"
         )]
         savepoint_path: Option<String>,
-        /// Flush everything pending as at end of input before the savepoint.
+        /// Send MAX_WATERMARK before the savepoint (refused: Floe has no event time yet).
         #[arg(short = 'd', long = "drain")]
         drain: bool,
         /// The job id.
@@ -133,6 +135,16 @@ enum Cmd {
     Cancel {
         #[command(flatten)]
         target: Target,
+        /// The job id.
+        job_id: String,
+    },
+    /// Triggers a checkpoint of a job now and waits for it.
+    Checkpoint {
+        #[command(flatten)]
+        target: Target,
+        /// A full checkpoint (Floe's checkpoints are always full).
+        #[arg(long = "full")]
+        full: bool,
         /// The job id.
         job_id: String,
     },
@@ -255,10 +267,6 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<String
     out
 }
 
-fn is_terminal(state: &str) -> bool {
-    matches!(state, "FINISHED" | "CANCELED" | "FAILED")
-}
-
 /// Prints the job's output from `offset` on; returns the new offset.
 fn print_from(path: &std::path::Path, offset: u64) -> u64 {
     use std::io::{Read, Seek, SeekFrom, Write};
@@ -283,20 +291,16 @@ fn print_from(path: &std::path::Path, offset: u64) -> u64 {
 }
 
 /// Follows a cluster job's output until it ends; returns its final state.
-fn follow(rest: &Rest, job_id: &str) -> anyhow::Result<String> {
-    let logs = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
-    let out = PathBuf::from(logs["out"].as_str().unwrap_or_default());
+fn follow(rest: &Rest, job_id: &str) -> anyhow::Result<floe::JobStatus> {
+    let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
     let mut offset = 0;
     loop {
-        offset = print_from(&out, offset);
-        let state = rest.get(&format!("/jobs/{job_id}"))?["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if is_terminal(&state) {
+        offset = print_from(&logs.out, offset);
+        let job: JobDetails = rest.get(&format!("/jobs/{job_id}"))?;
+        if job.state.is_terminal() {
             std::thread::sleep(std::time::Duration::from_millis(50));
-            print_from(&out, offset);
-            return Ok(state);
+            print_from(&logs.out, offset);
+            return Ok(job.state);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -340,11 +344,13 @@ fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let (out, log) = (
+    let (out, log, status) = (
         dir.join(format!("detached-{stamp}.out")),
         dir.join(format!("detached-{stamp}.log")),
+        dir.join(format!("detached-{stamp}.status.json")),
     );
-    cmd.stdin(std::process::Stdio::null())
+    cmd.env(floe::jobmanager::announce::STATUS_FILE_ENV, &status)
+        .stdin(std::process::Stdio::null())
         .stdout(std::fs::File::create(&out)?)
         .stderr(std::fs::File::create(&log)?);
     #[cfg(unix)]
@@ -361,7 +367,7 @@ fn run_detached(mut cmd: Command) -> anyhow::Result<ExitCode> {
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start job binary '{job}': {e}"))?;
-    let (id, rest) = cluster::wait_until_running(&mut child, &job, &log, true)?;
+    let (id, rest) = cluster::wait_until_running(&mut child, &job, &log, &status, true)?;
     let rest = rest.unwrap_or_default();
     println!("Job has been submitted with JobID {id}");
     println!(
@@ -530,29 +536,36 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 let from_savepoint = from_savepoint
                     .map(|s| floe::storage::absolute_path(&s))
                     .transpose()?;
-                let req = serde_json::json!({
-                    "binary": binary, "args": args, "savepoint": from_savepoint,
-                    "allow_non_restored_state": allow_non_restored_state, "parallelism": parallelism, "dynamic": dynamic,
-                });
-                let v = rest.post("/floe/jobs", req)?;
-                let id = v["jobid"].as_str().unwrap_or_default().to_string();
+                let req = cluster::SubmitRequest {
+                    binary,
+                    args,
+                    savepoint: from_savepoint,
+                    allow_non_restored_state,
+                    parallelism,
+                    dynamic,
+                };
+                let submitted: cluster::Submitted = rest.post("/floe/jobs", &req)?;
+                let id = submitted.jobid;
                 println!("Job has been submitted with JobID {id}");
                 if detached {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let state = follow(&rest, &id)?;
-                println!("Job with JobID {id} has {}.", state.to_ascii_lowercase());
-                if state == "FAILED" {
-                    if let Ok(ex) = rest.get(&format!("/jobs/{id}/exceptions")) {
-                        if let Some(cause) = ex["root-exception"].as_str() {
+                println!(
+                    "Job with JobID {id} has {}.",
+                    state.as_str().to_ascii_lowercase()
+                );
+                if state == floe::JobStatus::Failed {
+                    if let Ok(ex) = rest.get::<JobExceptions>(&format!("/jobs/{id}/exceptions")) {
+                        if let Some(cause) = ex.root_exception {
                             eprintln!("Cause: {}", cause.replace('\n', " "));
                         }
                     }
                 }
                 // The exit code tells how the job ended.
-                return Ok(match state.as_str() {
-                    "FINISHED" => ExitCode::SUCCESS,
-                    "CANCELED" => ExitCode::from(2),
+                return Ok(match state {
+                    floe::JobStatus::Finished => ExitCode::SUCCESS,
+                    floe::JobStatus::Canceled => ExitCode::from(2),
                     _ => ExitCode::from(1),
                 });
             }
@@ -620,10 +633,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     println!("No Floe cluster is running at {addr}.");
                     return Ok(ExitCode::from(1));
                 }
-                let v = rest.get("/overview")?;
+                let v: ClusterOverview = rest.get("/overview")?;
                 println!(
                     "Floe cluster at {addr}: {} running, {} finished, {} cancelled, {} failed jobs",
-                    v["jobs-running"], v["jobs-finished"], v["jobs-cancelled"], v["jobs-failed"]
+                    v.jobs_running, v.jobs_finished, v.jobs_cancelled, v.jobs_failed
                 );
                 Ok(ExitCode::SUCCESS)
             }
@@ -647,35 +660,27 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             if f {
                 follow(&rest, &job_id)?;
             } else {
-                let logs = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
-                print_from(
-                    std::path::Path::new(logs["out"].as_str().unwrap_or_default()),
-                    0,
-                );
+                let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
+                print_from(&logs.out, 0);
             }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::List { target, all } => {
             let rest = Rest::new(Some(&address(&target)?))?;
             println!("Waiting for response...");
-            let v = rest.get("/jobs/overview")?;
-            let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
-            let line = |j: &Value| {
+            let v: JobsOverview = rest.get("/jobs/overview")?;
+            let jobs = v.jobs;
+            let line = |j: &JobOverview| {
                 format!(
                     "{} : {} : {} ({})",
-                    rest::format_time(j["start-time"].as_u64().unwrap_or(0)),
-                    j["jid"].as_str().unwrap_or(""),
-                    j["name"].as_str().unwrap_or(""),
-                    j["state"].as_str().unwrap_or("")
+                    rest::format_time(j.start_time.max(0) as u64),
+                    j.jid,
+                    j.name,
+                    j.state
                 )
             };
-            let terminal = |j: &Value| {
-                matches!(
-                    j["state"].as_str(),
-                    Some("FINISHED" | "CANCELED" | "FAILED")
-                )
-            };
-            let running: Vec<&Value> = jobs.iter().filter(|j| !terminal(j)).collect();
+            let terminal = |j: &JobOverview| j.state.is_terminal();
+            let running: Vec<&JobOverview> = jobs.iter().filter(|j| !terminal(j)).collect();
             if running.is_empty() {
                 println!("No running jobs.");
             } else {
@@ -687,7 +692,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             println!("No scheduled jobs.");
             if all {
-                let done: Vec<&Value> = jobs.iter().filter(|j| terminal(j)).collect();
+                let done: Vec<&JobOverview> = jobs.iter().filter(|j| terminal(j)).collect();
                 if done.is_empty() {
                     println!("No terminated jobs.");
                 } else {
@@ -758,17 +763,8 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let _ = target;
-            let snap = load_snapshot(&floe::storage::resolve(&path)?)?;
-            if snap.metadata.kind != SnapshotKind::Savepoint {
-                anyhow::bail!(
-                    "'{}' is a checkpoint, not a savepoint: checkpoints are owned by their job; refusing to dispose it",
-                    path.display()
-                );
-            }
             println!("Disposing savepoint '{}'.", path.display());
-            std::fs::remove_dir_all(&snap.dir).map_err(|e| {
-                anyhow::anyhow!("cannot dispose savepoint {}: {e}", snap.dir.display())
-            })?;
+            floe::jobmanager::rest::dispose_savepoint(&path)?;
             println!("Savepoint '{}' disposed.", path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -789,10 +785,12 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             println!("Triggering savepoint for job {job_id}.");
             println!("Waiting for response...");
-            let body =
-                serde_json::json!({ "target-directory": target_directory, "cancel-job": false });
+            let body = SavepointTriggerRequest {
+                target_directory: target_directory.map(|d| d.display().to_string()),
+                ..SavepointTriggerRequest::default()
+            };
             let path = rest
-                .savepoint(&format!("/jobs/{job_id}/savepoints"), &job_id, body)
+                .savepoint(&format!("/jobs/{job_id}/savepoints"), &job_id, &body)
                 .map_err(|e| {
                     let hint = if e.to_string().contains("savepoint-dir") {
                         " To fix it, give a target directory (floe savepoint <jobId> <targetDirectory>) or set execution.checkpointing.savepoint-dir (alias state.savepoints.dir) in floe.yaml or with -D."
@@ -817,9 +815,13 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 .map(|d| floe::storage::absolute_path(&d))
                 .transpose()?;
             println!("Suspending job \"{job_id}\" with a savepoint.");
-            let body = serde_json::json!({ "targetDirectory": savepoint_path, "drain": drain });
+            let body = StopWithSavepointRequest {
+                target_directory: savepoint_path.map(|d| d.display().to_string()),
+                drain,
+                ..StopWithSavepointRequest::default()
+            };
             let path = rest
-                .savepoint(&format!("/jobs/{job_id}/stop"), &job_id, body)
+                .savepoint(&format!("/jobs/{job_id}/stop"), &job_id, &body)
                 .map_err(|e| {
                     anyhow::anyhow!("Could not stop with a savepoint job \"{job_id}\": {e}")
                 })?;
@@ -830,18 +832,37 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             println!("Cancelling job {job_id}.");
-            rest.patch(&format!("/jobs/{job_id}?mode=cancel"))?;
+            rest.patch::<floe::jobmanager::rest::model::Empty>(&format!(
+                "/jobs/{job_id}?mode=cancel"
+            ))?;
             println!("Cancelled job {job_id}.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Checkpoint {
+            target,
+            full,
+            job_id,
+        } => {
+            let job_id = job_id.parse::<JobId>()?.to_string();
+            let rest = Rest::new(Some(&address(&target)?))?;
+            println!("Triggering checkpoint for job {job_id}.");
+            println!("Waiting for response...");
+            let id = rest.checkpoint(&job_id, full).map_err(|e| {
+                anyhow::anyhow!("Failed to trigger a checkpoint for the job {job_id}: {e}")
+            })?;
+            let kind = if full { "(FULL)" } else { "" };
+            println!("Checkpoint{kind} {id} for job {job_id} completed.");
+            println!("You can resume your program from this checkpoint with the run command.");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Checkpoints { target, job_id } => {
             let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
-            let v = rest.get(&format!("/jobs/{job_id}/checkpoints"))?;
-            let c = &v["counts"];
+            let v: CheckpointingStatistics = rest.get(&format!("/jobs/{job_id}/checkpoints"))?;
+            let c = &v.counts;
             println!(
                 "Checkpoints of job {job_id}: {} completed, {} failed, {} in progress, {} restored",
-                c["completed"], c["failed"], c["in_progress"], c["restored"]
+                c.completed, c.failed, c.in_progress, c.restored
             );
             let header = [
                 "id",
@@ -852,28 +873,26 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 "bytes",
                 "path",
             ];
-            let rows: Vec<[String; 7]> = v["history"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|h| {
-                    let kind = if h["is_savepoint"].as_bool() == Some(true) {
+            let rows: Vec<[String; 7]> = v
+                .history
+                .iter()
+                .map(|h: &CheckpointStatistics| {
+                    let kind = if h.is_savepoint {
                         "savepoint"
                     } else {
                         "checkpoint"
                     };
-                    let path = h["external_path"]
-                        .as_str()
+                    let path = Some(h.external_path.as_str())
                         .filter(|p| !p.is_empty())
-                        .or(h["failure_message"].as_str())
+                        .or(h.failure_message.as_deref())
                         .unwrap_or("");
                     [
-                        h["id"].to_string(),
+                        h.id.to_string(),
                         kind.to_string(),
-                        h["status"].as_str().unwrap_or("").to_string(),
-                        rest::format_time(h["trigger_timestamp"].as_u64().unwrap_or(0)),
-                        format!("{}ms", h["end_to_end_duration"]),
-                        h["state_size"].to_string(),
+                        h.status.as_str().to_string(),
+                        rest::format_time(h.trigger_timestamp),
+                        format!("{}ms", h.end_to_end_duration),
+                        h.state_size.to_string(),
                         path.to_string(),
                     ]
                 })

@@ -1,9 +1,15 @@
 //! A small client of the job manager's REST API.
 
 use anyhow::{anyhow, bail, Result};
-use serde_json::Value;
+use floe::jobmanager::rest::model::{
+    AsyncOperation, CheckpointInfo, CheckpointTriggerRequest, CheckpointType, ErrorResponse,
+    QueueStatus, SavepointInfo, TriggerResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::time::{Duration, Instant};
 
+/// A job manager's (or the session cluster's) REST endpoint.
 pub struct Rest {
     base: String,
     agent: ureq::Agent,
@@ -49,29 +55,29 @@ impl Rest {
         })
     }
 
-    fn check(
+    /// The answer of `resp` as a `T`, or the job manager's error message.
+    fn check<T: DeserializeOwned>(
         &self,
         path: &str,
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value> {
+    ) -> Result<T> {
         let mut resp =
             resp.map_err(|e| anyhow!("cannot reach the job manager at {}: {e}", self.base))?;
         let status = resp.status().as_u16();
-        let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+        let bytes = resp
+            .body_mut()
+            .read_to_vec()
+            .map_err(|e| anyhow!("cannot read the answer of {path} from {}: {e}", self.base))?;
         if status >= 400 {
-            let msg = v["errors"]
-                .as_array()
-                .map(|e| {
-                    e.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
+            let msg = serde_json::from_slice::<ErrorResponse>(&bytes)
+                .ok()
+                .map(|e| e.errors.join("; "))
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| format!("HTTP {status} from {path}"));
             bail!("{msg}");
         }
-        Ok(v)
+        serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow!("unexpected answer of {path} from {}: {e}", self.base))
     }
 
     /// True when a Floe session cluster answers at this address. An endpoint refusing our
@@ -86,7 +92,8 @@ impl Rest {
         matches!(resp, Ok(r) if r.status().is_success() || r.status().as_u16() == 401)
     }
 
-    pub fn get(&self, path: &str) -> Result<Value> {
+    /// `GET path` as a `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.check(
             path,
             self.agent
@@ -96,7 +103,8 @@ impl Rest {
         )
     }
 
-    pub fn patch(&self, path: &str) -> Result<Value> {
+    /// `PATCH path` as a `T`.
+    pub fn patch<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.check(
             path,
             self.agent
@@ -106,7 +114,8 @@ impl Rest {
         )
     }
 
-    pub fn post(&self, path: &str, body: Value) -> Result<Value> {
+    /// `POST body` to `path`, the answer as a `T`.
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.check(
             path,
             self.agent
@@ -116,29 +125,56 @@ impl Rest {
         )
     }
 
-    /// Triggers a savepoint (or a stop) and polls it to the end; returns its location.
-    pub fn savepoint(&self, path: &str, job_id: &str, body: Value) -> Result<String> {
-        let v = self.post(path, body)?;
-        let trigger = v["request-id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no request-id in the response"))?
-            .to_string();
+    /// Polls `status_path` until the operation it names completes; returns the operation.
+    fn poll<T: DeserializeOwned>(&self, status_path: &str, what: &str) -> Result<T> {
         let deadline = Instant::now() + Duration::from_secs(3600);
         loop {
-            let s = self.get(&format!("/jobs/{job_id}/savepoints/{trigger}"))?;
-            if s["status"]["id"] == "COMPLETED" {
-                if let Some(loc) = s["operation"]["location"].as_str() {
-                    return Ok(loc.to_string());
-                }
-                let cause = s["operation"]["failure-cause"]["stack-trace"]
-                    .as_str()
-                    .unwrap_or("unknown failure");
-                bail!("{cause}");
+            let s: AsyncOperation<T> = self.get(status_path)?;
+            if s.status.id == QueueStatus::Completed {
+                return s
+                    .operation
+                    .ok_or_else(|| anyhow!("the {what} completed without a result"));
             }
             if Instant::now() > deadline {
-                bail!("the savepoint did not complete within an hour");
+                bail!("the {what} did not complete within an hour");
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Triggers a savepoint (or a stop) and polls it to the end; returns its location.
+    pub fn savepoint<B: Serialize>(&self, path: &str, job_id: &str, body: &B) -> Result<String> {
+        let t: TriggerResponse = self.post(path, body)?;
+        let info: SavepointInfo = self.poll(
+            &format!("/jobs/{job_id}/savepoints/{}", t.request_id),
+            "savepoint",
+        )?;
+        match (info.location, info.failure_cause) {
+            (Some(loc), _) => Ok(loc),
+            (None, Some(cause)) => bail!("{}", cause.stack_trace),
+            (None, None) => bail!("unknown failure"),
+        }
+    }
+
+    /// Triggers a checkpoint of `job_id` and polls it to the end; returns its id.
+    pub fn checkpoint(&self, job_id: &str, full: bool) -> Result<u64> {
+        let body = CheckpointTriggerRequest {
+            checkpoint_type: if full {
+                CheckpointType::Full
+            } else {
+                CheckpointType::Configured
+            },
+            trigger_id: None,
+        };
+        let t: TriggerResponse = self.post(&format!("/jobs/{job_id}/checkpoints"), &body)?;
+        let info: CheckpointInfo = self.poll(
+            &format!("/jobs/{job_id}/checkpoints/{}", t.request_id),
+            "checkpoint",
+        )?;
+        match (info.checkpoint_id, info.failure_cause) {
+            (Some(id), _) => Ok(id),
+            (None, Some(cause)) => bail!("{}", cause.stack_trace),
+            (None, None) => bail!("unknown failure"),
         }
     }
 }

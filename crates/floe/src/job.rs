@@ -7,7 +7,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// Terminal and non-terminal states of a job, with Flink's names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum JobStatus {
     /// Being set up.
     Created,

@@ -339,6 +339,26 @@ impl CheckpointCoordinator {
         Some(id)
     }
 
+    /// Starts a checkpoint now, whatever the interval (`flink checkpoint`). It is a checkpoint
+    /// like a periodic one (retention, subsumption, tolerable failures). Returns its id, or
+    /// `None` when no tasks are running or the final checkpoint is under way.
+    pub fn trigger_checkpoint(&mut self, now: Instant) -> Option<CheckpointId> {
+        if !self.running || self.final_requested {
+            return None;
+        }
+        let id = self.take_id();
+        self.last_trigger = Some(now);
+        let awaiting = self.tasks.clone();
+        let p = Pending {
+            kind: SnapshotType::Checkpoint,
+            triggered: now,
+            awaiting,
+            acks: BTreeMap::new(),
+        };
+        self.pending.insert(id, p);
+        Some(id)
+    }
+
     /// All tasks are running: checkpoints may be triggered. `tasks` is every task that must
     /// acknowledge a checkpoint. The first trigger comes one interval later.
     pub fn start(&mut self, tasks: impl IntoIterator<Item = TaskId>, now: Instant) {
@@ -609,6 +629,34 @@ mod tests {
         assert_eq!(
             c.tick(t0 + Duration::from_millis(350)),
             vec![Action::Trigger { id: C(2) }]
+        );
+    }
+
+    #[test]
+    fn a_manual_checkpoint_starts_at_once_and_is_a_restore_point() {
+        let t0 = Instant::now();
+        let mut c = CheckpointCoordinator::new(cfg(), 1);
+        assert_eq!(c.trigger_checkpoint(t0), None, "not running yet");
+        c.start([t("src", 0)], t0);
+        assert_eq!(c.trigger_checkpoint(t0), Some(CheckpointId(1)));
+        let a = c.acknowledge(CheckpointId(1), t("src", 0), h(), t0);
+        assert!(matches!(
+            &a[..],
+            [Action::Finalize {
+                id: CheckpointId(1),
+                kind: SnapshotType::Checkpoint,
+                ..
+            }]
+        ));
+        c.finalized(CheckpointId(1), t0);
+        assert_eq!(c.latest_completed(), Some(CheckpointId(1)));
+        // The next periodic one counts from the manual one.
+        assert!(c.tick(t0 + Duration::from_millis(50)).is_empty());
+        assert_eq!(
+            c.tick(t0 + Duration::from_millis(100)),
+            vec![Action::Trigger {
+                id: CheckpointId(2)
+            }]
         );
     }
 

@@ -69,9 +69,37 @@ pub enum JobCommand {
         /// The savepoint path, or why it failed.
         reply: SavepointReply,
     },
+    /// Take a checkpoint now (`flink checkpoint`); replies with its id once triggered.
+    TriggerCheckpoint {
+        /// The checkpoint id, or why none was triggered.
+        reply: CheckpointReply,
+    },
     /// Cancel the job (CANCELED; retention applies).
     Cancel,
 }
+
+/// Why a manual checkpoint (`flink checkpoint`) was not triggered. `Display` is the message
+/// the REST API shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The job has no checkpoint directory, so a checkpoint has nowhere to go.
+    #[error("no checkpoint directory is configured (execution.checkpointing.dir)")]
+    NoDirectory,
+    /// A stop- or cancel-with-savepoint is under way: nothing may follow it.
+    #[error("a stop-with-savepoint is in progress")]
+    StopInProgress,
+    /// The job's tasks are not running (between attempts, deploying, or ended).
+    #[error("job {job_id} is {status}; its tasks are not running")]
+    NotRunning {
+        /// The job.
+        job_id: String,
+        /// Its status.
+        status: JobStatus,
+    },
+}
+
+/// The reply to a manual checkpoint request: the id of the triggered checkpoint.
+pub type CheckpointReply = Sender<std::result::Result<u64, CheckpointError>>;
 
 /// Asks a job manager to cancel its job from anywhere, also from a thread that watches for
 /// signals: setting it is one atomic store. The job manager polls it with its loop.

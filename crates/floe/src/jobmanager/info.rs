@@ -1,11 +1,15 @@
 //! What the job manager knows about a job, kept current for the REST API and the CLI:
 //! status with the time of every transition, checkpoint statistics and history, and the
-//! exceptions that failed tasks.
+//! exceptions that failed tasks — and the same in the REST contract's shape
+//! ([`super::rest::model`]), which the REST API serves and the job's status file keeps.
 
+use super::rest::model;
 use crate::checkpoint::config::CheckpointConfig;
 use crate::job::JobStatus;
+pub use model::CheckpointStatus;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
 
 /// How many checkpoints the history keeps (Flink's `web.checkpoints.history` default).
 pub const HISTORY: usize = 10;
@@ -19,8 +23,8 @@ pub const EXCEPTION_HISTORY: usize = 16;
 pub struct CheckpointRecord {
     /// Checkpoint id.
     pub id: u64,
-    /// `IN_PROGRESS`, `COMPLETED` or `FAILED`.
-    pub status: &'static str,
+    /// In progress, completed or failed.
+    pub status: CheckpointStatus,
     /// True for savepoints.
     pub is_savepoint: bool,
     /// Trigger time, ms since the Unix epoch.
@@ -35,20 +39,6 @@ pub struct CheckpointRecord {
     pub external_path: String,
     /// Why it failed (failed only).
     pub failure_message: Option<String>,
-}
-
-/// The snapshot the job's current attempt restored, as Flink's REST API reports it
-/// (`latest.restored` of `/jobs/:id/checkpoints`).
-#[derive(Clone, Debug, Serialize)]
-pub struct RestoredRecord {
-    /// Checkpoint id of the snapshot.
-    pub id: u64,
-    /// When it was restored, ms since the Unix epoch.
-    pub restore_timestamp: u64,
-    /// True when it is a savepoint.
-    pub is_savepoint: bool,
-    /// Where it is, as a `file:` URI.
-    pub external_path: String,
 }
 
 /// One task failure.
@@ -89,8 +79,8 @@ pub struct JobInfo {
     pub failed: u64,
     /// Restores from a checkpoint or savepoint.
     pub restored: u64,
-    /// The latest restore.
-    pub latest_restored: Option<RestoredRecord>,
+    /// What the latest (re)start restored.
+    pub latest_restored: Option<model::RestoredCheckpoint>,
     /// Latest completed checkpoint.
     pub latest_completed: Option<CheckpointRecord>,
     /// Latest completed savepoint.
@@ -101,6 +91,8 @@ pub struct JobInfo {
     pub exceptions: Vec<ExceptionRecord>,
     /// How many task failures [`JobInfo::exceptions`] keeps.
     pub exception_history_size: usize,
+    /// Where the job announces its status changes, if a supervisor asked for it.
+    pub announcer: Option<super::announce::Announcer>,
 }
 
 impl JobInfo {
@@ -133,6 +125,7 @@ impl JobInfo {
             latest_failed: None,
             exceptions: Vec::new(),
             exception_history_size: EXCEPTION_HISTORY,
+            announcer: None,
         }
     }
 
@@ -167,13 +160,20 @@ impl JobInfo {
         ) {
             self.end_time = Some(now_ms);
         }
+        self.announce();
+    }
+
+    fn announce(&self) {
+        if let Some(a) = &self.announcer {
+            a.announce(self);
+        }
     }
 
     /// Number of checkpoints in progress.
     pub fn in_progress(&self) -> u64 {
         self.history
             .iter()
-            .filter(|c| c.status == "IN_PROGRESS")
+            .filter(|c| c.status == CheckpointStatus::InProgress)
             .count() as u64
     }
 
@@ -181,7 +181,7 @@ impl JobInfo {
     pub fn triggered(&mut self, id: u64, is_savepoint: bool, now_ms: u64) {
         self.history.push_back(CheckpointRecord {
             id,
-            status: "IN_PROGRESS",
+            status: CheckpointStatus::InProgress,
             is_savepoint,
             trigger_timestamp: now_ms,
             latest_ack_timestamp: 0,
@@ -202,7 +202,7 @@ impl JobInfo {
     /// A checkpoint or savepoint completed.
     pub fn completed(&mut self, id: u64, size: u64, path: &str, now_ms: u64) {
         let Some(c) = self.record(id) else { return };
-        c.status = "COMPLETED";
+        c.status = CheckpointStatus::Completed;
         c.latest_ack_timestamp = now_ms;
         c.end_to_end_duration = now_ms.saturating_sub(c.trigger_timestamp);
         c.state_size = size;
@@ -214,21 +214,237 @@ impl JobInfo {
         } else {
             self.latest_completed = Some(c);
         }
+        // The retained checkpoints are what a user resumes from after a lost job manager.
+        self.announce();
     }
 
     /// A checkpoint or savepoint failed or was aborted.
     pub fn failed(&mut self, id: u64, reason: &str, now_ms: u64) {
         let Some(c) = self.record(id) else { return };
-        if c.status != "IN_PROGRESS" {
+        if c.status != CheckpointStatus::InProgress {
             return;
         }
-        c.status = "FAILED";
+        c.status = CheckpointStatus::Failed;
         c.latest_ack_timestamp = now_ms;
         c.end_to_end_duration = now_ms.saturating_sub(c.trigger_timestamp);
         c.failure_message = Some(reason.into());
         let c = c.clone();
         self.failed += 1;
         self.latest_failed = Some(c);
+    }
+
+    /// An attempt (re)starts from snapshot `id` at `dir`.
+    pub fn restored_from(&mut self, id: u64, dir: &Path, is_savepoint: bool, now_ms: u64) {
+        self.restored += 1;
+        self.latest_restored = Some(model::RestoredCheckpoint {
+            id,
+            restore_timestamp: now_ms,
+            is_savepoint,
+            external_path: model::file_url(dir),
+        });
+    }
+
+    /// How a checkpoint or savepoint `id` of the recent history went, if the history still
+    /// has it.
+    pub fn checkpoint_status(&self, id: u64) -> Option<&CheckpointRecord> {
+        self.history
+            .iter()
+            .chain(&self.latest_completed)
+            .chain(&self.latest_savepoint)
+            .chain(&self.latest_failed)
+            .find(|c| c.id == id)
+    }
+
+    fn duration(&self, now_ms: u64) -> i64 {
+        self.end_time
+            .unwrap_or(now_ms)
+            .saturating_sub(self.start_time) as i64
+    }
+
+    fn end_time_or_running(&self) -> i64 {
+        self.end_time.map(|t| t as i64).unwrap_or(-1)
+    }
+
+    /// The job's entry of `GET /jobs/overview`.
+    pub fn overview(&self, now_ms: u64) -> model::JobOverview {
+        model::JobOverview {
+            jid: self.job_id.clone(),
+            name: self.name.clone(),
+            state: self.status,
+            start_time: self.start_time as i64,
+            end_time: self.end_time_or_running(),
+            duration: self.duration(now_ms),
+            last_modification: self
+                .timestamps
+                .values()
+                .max()
+                .copied()
+                .unwrap_or(self.start_time) as i64,
+            job_type: "STREAMING".into(),
+            pending_operators: 0,
+            tasks: model::TaskCounts::all_in(self.status, self.parallelism),
+        }
+    }
+
+    /// `GET /jobs/:jobid`.
+    pub fn details(&self, now_ms: u64) -> model::JobDetails {
+        model::JobDetails {
+            jid: self.job_id.clone(),
+            name: self.name.clone(),
+            is_stoppable: false,
+            state: self.status,
+            job_type: "STREAMING".into(),
+            start_time: self.start_time as i64,
+            end_time: self.end_time_or_running(),
+            duration: self.duration(now_ms),
+            max_parallelism: -1,
+            now: now_ms as i64,
+            timestamps: self
+                .timestamps
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            vertices: Vec::new(),
+            status_counts: BTreeMap::new(),
+            plan: model::JobPlan {
+                jid: self.job_id.clone(),
+                name: self.name.clone(),
+                kind: "STREAMING".into(),
+                nodes: Vec::new(),
+            },
+        }
+    }
+
+    /// `GET /jobs/:jobid/exceptions`: the history, newest first.
+    pub fn exceptions_info(&self) -> model::JobExceptions {
+        model::JobExceptions::of(
+            self.exceptions
+                .iter()
+                .rev()
+                .map(|e| {
+                    model::ExceptionEntry::new(
+                        "org.apache.flink.runtime.JobException",
+                        &e.message,
+                        e.timestamp,
+                        Some(e.task.clone()),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// `GET /jobs/:jobid/checkpoints/config`; `None` when checkpointing is disabled.
+    pub fn checkpoint_config_info(&self) -> Option<model::CheckpointConfigInfo> {
+        use crate::checkpoint::config::ExternalizedCheckpointRetention as R;
+        let c = &self.checkpoint_config;
+        let interval = c.interval?;
+        Some(model::CheckpointConfigInfo {
+            mode: c.mode.as_str().to_ascii_lowercase(),
+            interval: interval.as_millis() as u64,
+            timeout: c.timeout.as_millis() as u64,
+            min_pause: c.min_pause.as_millis() as u64,
+            max_concurrent: c.max_concurrent,
+            externalization: model::Externalization {
+                enabled: c.retention != R::NoExternalizedCheckpoints,
+                delete_on_cancellation: c.retention != R::RetainOnCancellation,
+            },
+            state_backend: "HashMapStateBackend".into(),
+            checkpoint_storage: "FileSystemCheckpointStorage".into(),
+            unaligned_checkpoints: false,
+            tolerable_failed_checkpoints: c.tolerable_failures,
+            aligned_checkpoint_timeout: 0,
+            checkpoints_after_tasks_finish: true,
+            state_changelog_enabled: false,
+            changelog_periodic_materialization_interval: 0,
+            changelog_storage: String::new(),
+        })
+    }
+
+    /// `GET /jobs/:jobid/checkpoints`.
+    pub fn checkpoint_statistics(&self) -> model::CheckpointingStatistics {
+        let done = || {
+            self.history
+                .iter()
+                .filter(|c| c.status == CheckpointStatus::Completed)
+        };
+        model::CheckpointingStatistics {
+            counts: model::CheckpointCounts {
+                restored: self.restored,
+                total: self.completed + self.failed + self.in_progress(),
+                in_progress: self.in_progress(),
+                completed: self.completed,
+                failed: self.failed,
+            },
+            summary: model::CheckpointSummary {
+                checkpointed_size: model::MinMaxAvg::of(done().map(|c| c.state_size)),
+                state_size: model::MinMaxAvg::of(done().map(|c| c.state_size)),
+                end_to_end_duration: model::MinMaxAvg::of(done().map(|c| c.end_to_end_duration)),
+            },
+            latest: model::LatestCheckpoints {
+                completed: self
+                    .latest_completed
+                    .as_ref()
+                    .map(CheckpointRecord::statistics),
+                savepoint: self
+                    .latest_savepoint
+                    .as_ref()
+                    .map(CheckpointRecord::statistics),
+                failed: self
+                    .latest_failed
+                    .as_ref()
+                    .map(CheckpointRecord::statistics),
+                restored: self.latest_restored.clone(),
+            },
+            history: self
+                .history
+                .iter()
+                .rev()
+                .map(CheckpointRecord::statistics)
+                .collect(),
+        }
+    }
+}
+
+impl CheckpointRecord {
+    /// As Flink's REST API reports it.
+    pub fn statistics(&self) -> model::CheckpointStatistics {
+        model::CheckpointStatistics {
+            class_name: match self.status {
+                CheckpointStatus::Completed => ".CompletedCheckpointStatistics",
+                CheckpointStatus::Failed => ".FailedCheckpointStatistics",
+                CheckpointStatus::InProgress => ".PendingCheckpointStatistics",
+            }
+            .into(),
+            id: self.id,
+            status: self.status,
+            is_savepoint: self.is_savepoint,
+            savepoint_format: self
+                .is_savepoint
+                .then_some(model::SavepointFormat::Canonical),
+            trigger_timestamp: self.trigger_timestamp,
+            latest_ack_timestamp: self.latest_ack_timestamp,
+            checkpointed_size: self.state_size,
+            state_size: self.state_size,
+            end_to_end_duration: self.end_to_end_duration,
+            alignment_buffered: 0,
+            processed_data: 0,
+            persisted_data: 0,
+            num_subtasks: 0,
+            num_acknowledged_subtasks: 0,
+            checkpoint_type: if self.is_savepoint {
+                "SAVEPOINT"
+            } else {
+                "CHECKPOINT"
+            }
+            .into(),
+            external_path: if self.external_path.is_empty() {
+                String::new()
+            } else {
+                model::file_url(Path::new(&self.external_path))
+            },
+            discarded: false,
+            failure_message: self.failure_message.clone(),
+        }
     }
 }
 

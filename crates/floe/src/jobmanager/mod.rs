@@ -8,6 +8,7 @@
 //! Flink-style log line, and this module's run loop turns executor messages and commands
 //! into lifecycle events and carries out the effects.
 
+pub mod announce;
 pub mod checkpoints;
 pub mod client;
 pub(crate) mod events;
@@ -19,7 +20,10 @@ pub mod security;
 #[cfg(test)]
 mod tests;
 
-pub use client::{CancelFlag, JobClient, JobCommand, SavepointError, SavepointReply};
+pub use client::{
+    CancelFlag, CheckpointError, CheckpointReply, JobClient, JobCommand, SavepointError,
+    SavepointReply,
+};
 pub use lifecycle::StopKind;
 
 use crate::checkpoint::config::CheckpointConfig;
@@ -220,6 +224,7 @@ impl JobManager {
             }
             None => None,
         };
+        announce::attach(&info, rest.as_ref().map(|r| r.local_addr()));
         let handle = std::thread::Builder::new()
             .name("floe-jobmanager".into())
             .spawn(move || self.run())
@@ -390,19 +395,10 @@ impl JobManager {
                 &m.job_id,
                 &snap.dir,
             );
-            let mut info = self.info.lock_ok();
-            info.restored += 1;
-            info.latest_restored = Some(info::RestoredRecord {
-                id: m.checkpoint_id,
-                restore_timestamp: now_ms(),
-                is_savepoint: m.kind == SnapshotKind::Savepoint,
-                external_path: format!(
-                    "file:{}",
-                    std::path::absolute(&snap.dir)
-                        .unwrap_or_else(|_| snap.dir.clone())
-                        .display()
-                ),
-            });
+            let savepoint = m.kind == SnapshotKind::Savepoint;
+            self.info
+                .lock_ok()
+                .restored_from(m.checkpoint_id, &snap.dir, savepoint, now_ms());
         } else if attempt > 0 {
             events::no_checkpoint_found();
         }
@@ -486,6 +482,9 @@ impl JobManager {
                     Ok(JobCommand::TriggerSavepoint { target, stop, reply }) => {
                         self.savepoint_request(life, target, stop, reply, exec)
                     }
+                    Ok(JobCommand::TriggerCheckpoint { reply }) => {
+                        self.manual_checkpoint(life, reply, exec, queue)
+                    }
                     Err(_) => {}
                 },
                 default(wait) => {}
@@ -513,6 +512,12 @@ impl JobManager {
             Ok(JobCommand::TriggerSavepoint { reply, .. }) => {
                 let _ = reply.send(Err(SavepointError::Restarting {
                     job_id: self.job_id.clone(),
+                }));
+            }
+            Ok(JobCommand::TriggerCheckpoint { reply }) => {
+                let _ = reply.send(Err(CheckpointError::NotRunning {
+                    job_id: self.job_id.clone(),
+                    status: JobStatus::Restarting,
                 }));
             }
             Err(_) => {}
@@ -582,6 +587,36 @@ impl JobManager {
             FromExecutor::Heartbeat { .. } | FromExecutor::Cancelled { .. } => return,
         };
         queue.extend(self.checkpoints.perform(actions, Some(exec)));
+    }
+
+    /// A manual checkpoint (`flink checkpoint`): triggered now, as the coordinator would at
+    /// its interval, or refused.
+    fn manual_checkpoint(
+        &mut self,
+        life: &Lifecycle,
+        reply: CheckpointReply,
+        exec: &dyn TaskExecutor,
+        queue: &mut VecDeque<Event>,
+    ) {
+        // No directory, no checkpoint: checked first, so none is left pending to expire.
+        let id = if self.checkpoints.job_dir.is_none() {
+            Err(CheckpointError::NoDirectory)
+        } else if life.admit_savepoint() == Admission::StopInProgress {
+            Err(CheckpointError::StopInProgress)
+        } else {
+            self.checkpoints
+                .coordinator
+                .trigger_checkpoint(Instant::now())
+                .ok_or_else(|| CheckpointError::NotRunning {
+                    job_id: self.job_id.clone(),
+                    status: self.current(),
+                })
+        };
+        let _ = reply.send(id.clone().map(|id| id.get()));
+        if let Ok(id) = id {
+            let actions = vec![crate::checkpoint::coordinator::Action::Trigger { id }];
+            queue.extend(self.checkpoints.perform(actions, Some(exec)));
+        }
     }
 
     /// A savepoint request: started now, deferred until the tasks run, or refused.
