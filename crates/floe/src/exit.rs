@@ -94,14 +94,11 @@ impl Event {
     }
 }
 
-/// Appends `event` to the report, when this process was started by the CLI (a worker
-/// process never reports: its job manager does).
+/// Appends `event` to the report, when this process was started by the CLI. Called by the
+/// job manager and by [`crate::launch`], which leaves it out in a worker process.
 pub(crate) fn report(event: Event) {
     if let Event::Ended(s) = event {
         LAST_JOB.store(code(s), Ordering::SeqCst);
-    }
-    if crate::runtime::process::is_worker() {
-        return;
     }
     let Some(path) = std::env::var_os(REPORT_ENV) else {
         return;
@@ -127,6 +124,17 @@ pub fn read_report(path: &Path) -> Vec<Event> {
         .lines()
         .filter_map(Event::parse)
         .collect()
+}
+
+/// Writes `line` and a line break to standard output and flushes, never panicking: a
+/// closed stdout (`floe run job | head`) must not bring the job manager down, so a
+/// failed write is reported as `false` and otherwise ignored.
+pub(crate) fn stdout_line(line: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes())
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush())
+        .is_ok()
 }
 
 #[cfg(test)]

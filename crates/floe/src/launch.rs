@@ -17,7 +17,7 @@
 //! cancel` would; [`exit_on_error`] turns `main`'s result into [`crate::exit`]'s exit codes.
 
 use crate::config::{keys, Configuration};
-use crate::exit::{report, Event};
+use crate::exit::Event;
 use crate::jobmanager::{CancelFlag, JobClient, JobManager, JobSpec};
 use crate::sync::LockExt;
 use crate::Result;
@@ -80,7 +80,7 @@ pub(crate) fn execute(
         Mode::CheckSnapshot(path) => check_and_exit(path, allow_non_restored, || compile(false)),
         Mode::Worker => {
             let spec = compile(true)?;
-            exit(crate::runtime::process::run_worker(spec.plan))
+            exit(crate::runtime::process::run_worker(spec.plan, exit))
         }
         Mode::Direct | Mode::CliRun => {
             let rest = rest_endpoint(conf)?;
@@ -155,7 +155,7 @@ fn check_snapshot(
 /// `--help`: prints `text` (a closed stdout, as in `job --help | head`, only loses it),
 /// tells the CLI, exits 0.
 pub(crate) fn exit_with_help(text: &str) -> ! {
-    crate::api::print::stdout_line(text);
+    crate::exit::stdout_line(text);
     report(Event::Usage);
     exit(0)
 }
@@ -208,6 +208,14 @@ fn cancel_on_signal(flag: CancelFlag) {
                 std::thread::sleep(Duration::from_millis(20));
             });
     });
+}
+
+/// Appends `event` to the CLI's report; a worker process never reports (its job manager
+/// does).
+fn report(event: Event) {
+    if *Mode::current() != Mode::Worker {
+        crate::exit::report(event);
+    }
 }
 
 /// Turns a job binary's result into its exit code by [`crate::exit`]'s contract, printing

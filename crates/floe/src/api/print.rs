@@ -106,17 +106,6 @@ print_tuple!(0 A, 1 B, 2 C);
 print_tuple!(0 A, 1 B, 2 C, 3 D);
 print_tuple!(0 A, 1 B, 2 C, 3 D, 4 E);
 
-/// Writes `line` and a line break to standard output and flushes, never panicking: a
-/// closed stdout (`floe run job | head`) must not bring the job manager down, so a
-/// failed write is reported as `false` and otherwise ignored.
-pub(crate) fn stdout_line(line: &str) -> bool {
-    let mut out = std::io::stdout().lock();
-    out.write_all(line.as_bytes())
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush())
-        .is_ok()
-}
-
 /// Flink's print sink: one line per record on standard output.
 ///
 /// When standard output is closed (the reader of a pipe went away, as with `| head`), the

@@ -1,55 +1,10 @@
 //! Checkpoint configuration, with Flink's names and defaults.
 
+pub use crate::config::keys::{CheckpointingMode, ExternalizedCheckpointRetention};
 use crate::config::{keys, ConfigError, Configuration, Key, OptionValue};
 use std::time::Duration;
 
-/// Consistency guarantee of checkpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum CheckpointingMode {
-    /// Every record affects state exactly once (aligned checkpoints). The default.
-    ExactlyOnce,
-    /// Records may be applied more than once after a restore.
-    AtLeastOnce,
-}
-
-impl CheckpointingMode {
-    /// Flink's spelling: `EXACTLY_ONCE` / `AT_LEAST_ONCE`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE",
-            CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
-        }
-    }
-}
-
-/// What happens to retained checkpoints when the job reaches a terminal state
-/// (Flink's `ExternalizedCheckpointRetention`).
-///
-/// | | FINISHED | CANCELED | FAILED |
-/// |---|---|---|---|
-/// | `NoExternalizedCheckpoints` | deleted | deleted | deleted |
-/// | `DeleteOnCancellation` | deleted | deleted | kept |
-/// | `RetainOnCancellation` | deleted | kept | kept |
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ExternalizedCheckpointRetention {
-    /// Checkpoints are deleted on every terminal state. The default.
-    NoExternalizedCheckpoints,
-    /// Checkpoints are kept only when the job FAILED.
-    DeleteOnCancellation,
-    /// Checkpoints are kept when the job FAILED or was CANCELED.
-    RetainOnCancellation,
-}
-
 impl ExternalizedCheckpointRetention {
-    /// Flink's spelling.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::NoExternalizedCheckpoints => "NO_EXTERNALIZED_CHECKPOINTS",
-            Self::DeleteOnCancellation => "DELETE_ON_CANCELLATION",
-            Self::RetainOnCancellation => "RETAIN_ON_CANCELLATION",
-        }
-    }
-
     /// Whether checkpoints survive the job ending in `status`.
     pub fn keeps_on(&self, status: crate::job::JobStatus) -> bool {
         use crate::job::JobStatus::*;

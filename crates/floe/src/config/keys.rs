@@ -18,7 +18,6 @@
 //! check that both agree), and read it with `conf.get(keys::NEW_KEY)`.
 
 use super::{ConfigError, Configuration, ValueKind};
-use crate::checkpoint::config::{CheckpointingMode, ExternalizedCheckpointRetention};
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -170,6 +169,57 @@ fn read_enum<T: Copy>(
                     .join(", ")
             ),
         }),
+    }
+}
+
+// The checkpoint settings' values are declared here, with their keys, so `config` stays
+// below `checkpoint`; what they mean for retention is in `checkpoint::config`.
+
+/// Consistency guarantee of checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CheckpointingMode {
+    /// Every record affects state exactly once (aligned checkpoints). The default.
+    ExactlyOnce,
+    /// Records may be applied more than once after a restore.
+    AtLeastOnce,
+}
+
+impl CheckpointingMode {
+    /// Flink's spelling: `EXACTLY_ONCE` / `AT_LEAST_ONCE`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE",
+            CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE",
+        }
+    }
+}
+
+/// What happens to retained checkpoints when the job reaches a terminal state
+/// (Flink's `ExternalizedCheckpointRetention`).
+///
+/// | | FINISHED | CANCELED | FAILED |
+/// |---|---|---|---|
+/// | `NoExternalizedCheckpoints` | deleted | deleted | deleted |
+/// | `DeleteOnCancellation` | deleted | deleted | kept |
+/// | `RetainOnCancellation` | deleted | kept | kept |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExternalizedCheckpointRetention {
+    /// Checkpoints are deleted on every terminal state. The default.
+    NoExternalizedCheckpoints,
+    /// Checkpoints are kept only when the job FAILED.
+    DeleteOnCancellation,
+    /// Checkpoints are kept when the job FAILED or was CANCELED.
+    RetainOnCancellation,
+}
+
+impl ExternalizedCheckpointRetention {
+    /// Flink's spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::NoExternalizedCheckpoints => "NO_EXTERNALIZED_CHECKPOINTS",
+            Self::DeleteOnCancellation => "DELETE_ON_CANCELLATION",
+            Self::RetainOnCancellation => "RETAIN_ON_CANCELLATION",
+        }
     }
 }
 

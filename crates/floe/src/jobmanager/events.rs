@@ -186,7 +186,7 @@ pub(crate) fn ignoring_job_id_env(var: &str, e: &dyn std::fmt::Display) {
 pub(crate) fn submitted(job_id: &str, cli_output: bool) {
     if cli_output {
         // A closed stdout (`floe run job | head`) only loses the line.
-        crate::api::print::stdout_line(&format!("Job has been submitted with JobID {job_id}"));
+        crate::exit::stdout_line(&format!("Job has been submitted with JobID {job_id}"));
     }
     if let Ok(id) = job_id.parse() {
         crate::exit::report(crate::exit::Event::Submitted(id));
@@ -201,7 +201,7 @@ pub(crate) fn ended(job_id: &str, status: JobStatus, cli_output: bool) {
             JobStatus::Canceled => "been canceled",
             _ => "failed",
         };
-        crate::api::print::stdout_line(&format!("Job with JobID {job_id} has {end}."));
+        crate::exit::stdout_line(&format!("Job with JobID {job_id} has {end}."));
     }
     crate::exit::report(crate::exit::Event::Ended(status));
 }

@@ -325,8 +325,8 @@ pub fn is_worker() -> bool {
 /// The worker side: runs the attempt the job manager asked for and relays messages until
 /// the attempt ends; returns the process's exit code (`crate::launch` exits with it). A job
 /// manager that goes away ends the process at once.
-pub fn run_worker(plan: Arc<Plan>) -> i32 {
-    match worker_main(plan) {
+pub fn run_worker(plan: Arc<Plan>, exit: fn(i32) -> !) -> i32 {
+    match worker_main(plan, exit) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: worker: {e:#}");
@@ -342,7 +342,7 @@ fn env_u64(name: &str) -> Result<u64> {
         .ok_or_else(|| crate::anyhow!("worker environment variable {name} is missing or invalid"))
 }
 
-fn worker_main(plan: Arc<Plan>) -> Result<()> {
+fn worker_main(plan: Arc<Plan>, exit: fn(i32) -> !) -> Result<()> {
     let addr = std::env::var(WORKER_ENV)?;
     let attempt = env_u64(ATTEMPT_ENV)? as u32;
     let start_epoch = env_u64(EPOCH_ENV)?;
@@ -403,7 +403,7 @@ fn worker_main(plan: Arc<Plan>) -> Result<()> {
                     }
                     Err(_) => {
                         // The job manager is gone: no one can use this attempt's results.
-                        crate::launch::exit(2);
+                        exit(2);
                     }
                 }
             }
