@@ -135,6 +135,11 @@ enum Cmd {
     Cancel {
         #[command(flatten)]
         target: Target,
+        /// Take a savepoint first, into this directory (or the configured
+        /// execution.checkpointing.savepoint-dir); the job then ends CANCELED (Flink's
+        /// deprecated `cancel -s`; `stop` ends it FINISHED).
+        #[arg(short = 's', long = "withSavepoint", value_name = "targetDirectory", num_args = 0..=1)]
+        with_savepoint: Option<Option<String>>,
         /// The job id.
         job_id: String,
     },
@@ -785,6 +790,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             println!("Triggering savepoint for job {job_id}.");
             println!("Waiting for response...");
+            let without_target = target_directory.is_none();
             let body = SavepointTriggerRequest {
                 target_directory: target_directory.map(|d| d.display().to_string()),
                 ..SavepointTriggerRequest::default()
@@ -792,7 +798,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let path = rest
                 .savepoint(&format!("/jobs/{job_id}/savepoints"), &job_id, &body)
                 .map_err(|e| {
-                    let hint = if e.to_string().contains("savepoint-dir") {
+                    // Refused as given (400) without a target: no default directory either.
+                    let no_directory = without_target
+                        && e.downcast_ref::<rest::Refused>().map(|r| r.status) == Some(400);
+                    let hint = if no_directory {
                         " To fix it, give a target directory (floe savepoint <jobId> <targetDirectory>) or set execution.checkpointing.savepoint-dir (alias state.savepoints.dir) in floe.yaml or with -D."
                     } else {
                         ""
@@ -828,7 +837,38 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             println!("Savepoint completed. Path: {path}");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Cancel { target, job_id } => {
+        Cmd::Cancel {
+            target,
+            with_savepoint: Some(dir),
+            job_id,
+        } => {
+            let job_id = job_id.parse::<JobId>()?.to_string();
+            let rest = Rest::new(Some(&address(&target)?))?;
+            // The job manager's working directory is not ours: send an absolute path.
+            let dir = dir.map(|d| floe::storage::absolute_path(&d)).transpose()?;
+            match &dir {
+                Some(d) => println!(
+                    "Cancelling job {job_id} with CANONICAL savepoint to {}.",
+                    d.display()
+                ),
+                None => println!("Cancelling job {job_id} with CANONICAL savepoint to default savepoint directory."),
+            }
+            let body = SavepointTriggerRequest {
+                target_directory: dir.map(|d| d.display().to_string()),
+                cancel_job: true,
+                ..SavepointTriggerRequest::default()
+            };
+            let path = rest
+                .savepoint(&format!("/jobs/{job_id}/savepoints"), &job_id, &body)
+                .map_err(|e| anyhow::anyhow!("Cancelling the job {job_id} failed: {e}"))?;
+            println!("Cancelled job {job_id}. Savepoint stored in {path}.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Cancel {
+            target,
+            with_savepoint: None,
+            job_id,
+        } => {
             let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             println!("Cancelling job {job_id}.");

@@ -9,6 +9,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
+/// A request the job manager answered with an error status: its HTTP status and the
+/// message of Flink's `{"errors": [...]}` body. Callers decide on the status, never on the
+/// message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    /// The HTTP status, e.g. 400 for a request the job manager cannot carry out as given.
+    pub status: u16,
+    /// What the job manager said.
+    pub message: String,
+}
+
 /// A job manager's (or the session cluster's) REST endpoint.
 pub struct Rest {
     base: String,
@@ -69,12 +81,12 @@ impl Rest {
             .read_to_vec()
             .map_err(|e| anyhow!("cannot read the answer of {path} from {}: {e}", self.base))?;
         if status >= 400 {
-            let msg = serde_json::from_slice::<ErrorResponse>(&bytes)
+            let message = serde_json::from_slice::<ErrorResponse>(&bytes)
                 .ok()
                 .map(|e| e.errors.join("; "))
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| format!("HTTP {status} from {path}"));
-            bail!("{msg}");
+            return Err(Refused { status, message }.into());
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| anyhow!("unexpected answer of {path} from {}: {e}", self.base))

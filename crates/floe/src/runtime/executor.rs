@@ -4,8 +4,8 @@
 //! anything about checkpoints or restarts; it runs tasks, forwards triggers to them and
 //! reports acknowledgements, failures and the end of input as [`FromExecutor`] messages.
 //!
-//! Teardown follows the trap measured in `timely-design.md`: a worker that fails sets a
-//! shared abort flag and unparks its peers; every worker then drops all of its dataflows
+//! Teardown avoids a trap of timely (docs/architecture.md, "Failures and restarts"): a
+//! worker that fails sets a shared abort flag and unparks its peers; every worker then drops all of its dataflows
 //! before returning, so `timely::execute`'s trailing loop ends and no thread is left
 //! spinning or parked.
 
