@@ -4,26 +4,10 @@
 //! exceptions, checkpoints — also after the daemon is killed and started again.
 
 use serde_json::Value;
-use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 
 mod common;
-use common::{cli, http, wait_until, SessionCluster};
-
-/// A socket source on a free port: every connection gets `payload` and stays open.
-fn source(payload: &'static [u8]) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut open = Vec::new();
-        for mut c in l.incoming().map_while(Result::ok) {
-            let _ = c.write_all(payload);
-            open.push(c);
-        }
-    });
-    port
-}
+use common::{cli, http, source, wait_until, SessionCluster};
 
 /// True once the daemon's registry on disk records the job as ended.
 fn recorded_ended(c: &SessionCluster, id: &str) -> bool {

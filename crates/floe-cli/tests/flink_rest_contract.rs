@@ -6,28 +6,12 @@
 //! with a reason, and snapshot paths as absolute `file:` URLs.
 
 use serde_json::{json, Value};
-use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{cli, http, job_binary, wait_until, SessionCluster};
-
-/// A socket source on a free port: every connection gets `payload` and stays open.
-fn source(payload: &'static [u8]) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut open = Vec::new();
-        for mut c in l.incoming().map_while(Result::ok) {
-            let _ = c.write_all(payload);
-            open.push(c);
-        }
-    });
-    port
-}
+use common::{cli, http, job_binary, source, wait_until, SessionCluster};
 
 /// Polls `path` at `addr` until its operation completed; returns the operation.
 fn poll(addr: &str, path: &str) -> Value {

@@ -3,48 +3,13 @@
 //! CANCELED's retention applies; `flink stop` still ends it FINISHED. A job started from a
 //! savepoint reports it as `latest.restored`.
 
+mod common;
+
+use common::http;
 use floe::prelude::*;
 use floe::JobClient;
-use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let code: u16 = resp.split(' ').nth(1).unwrap().parse().unwrap();
-    let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
-    let payload = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut r = rest;
-        loop {
-            let (len, tail) = r.split_once("\r\n").unwrap();
-            let n = usize::from_str_radix(len.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            r = &tail[n + 2..];
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    (code, serde_json::from_str(&payload).unwrap_or(Value::Null))
-}
 
 /// A job that runs for a while (a few seconds), with checkpoints every 30 ms.
 fn start(ck: &Path, retention: &str, restore: Option<&str>) -> JobClient {

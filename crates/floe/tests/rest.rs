@@ -1,46 +1,10 @@
 //! The job manager's REST API over real HTTP on 127.0.0.1, with Flink's paths and fields.
 
-use floe::prelude::*;
-use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+mod common;
 
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let code: u16 = resp.split(' ').nth(1).unwrap().parse().unwrap();
-    let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
-    let payload = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        // Decode chunked framing.
-        let mut out = String::new();
-        let mut r = rest;
-        loop {
-            let (len, tail) = r.split_once("\r\n").unwrap();
-            let n = usize::from_str_radix(len.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            r = &tail[n + 2..];
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    (code, serde_json::from_str(&payload).unwrap_or(Value::Null))
-}
+use common::http;
+use floe::prelude::*;
+use std::time::{Duration, Instant};
 
 fn slow_job(env: &StreamEnv) -> CollectHandle<(u64, u64)> {
     env.enable_checkpointing(Duration::from_millis(30));

@@ -225,3 +225,17 @@ impl Drop for SessionCluster {
         }
     }
 }
+
+/// A socket source on a free port: every connection gets `payload` and stays open.
+pub fn source(payload: &'static [u8]) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for mut c in l.incoming().map_while(Result::ok) {
+            let _ = std::io::Write::write_all(&mut c, payload);
+            open.push(c);
+        }
+    });
+    port
+}

@@ -1,9 +1,13 @@
 //! Helpers shared by the engine's integration tests: reading Flink's checkpoint layout
-//! (`<root>/<job-id>/chk-<n>/_metadata`) and waiting for a condition with a deadline.
+//! (`<root>/<job-id>/chk-<n>/_metadata`), waiting for a condition with a deadline, and plain
+//! HTTP requests to a job manager's REST API.
 //!
 //! Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -62,4 +66,42 @@ pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool)
         assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// One HTTP/1.1 request over a fresh connection: the status and the JSON body (`Null` when
+/// the body is not JSON), with chunked framing decoded.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code: u16 = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
+    let payload = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // Decode chunked framing.
+        let mut out = String::new();
+        let mut r = rest;
+        loop {
+            let (len, tail) = r.split_once("\r\n").unwrap();
+            let n = usize::from_str_radix(len.trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            r = &tail[n + 2..];
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    (code, serde_json::from_str(&payload).unwrap_or(Value::Null))
 }
