@@ -25,6 +25,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use floe::config::keys;
 use floe::jobmanager::announce::{JobAnnouncement, JobSnapshot, STATUS_FILE_ENV};
 use floe::jobmanager::rest::model::{
     ClusterOverview, Empty, ExceptionEntry, JobExceptions, JobIdWithStatus, JobIdsWithStatus,
@@ -528,9 +529,9 @@ pub fn default_dir() -> PathBuf {
 pub fn configured_address(dynamic: &[String]) -> Result<String> {
     let conf = configuration(dynamic)?;
     let host = conf
-        .get_string("rest.address")?
+        .get(keys::REST_ADDRESS)?
         .unwrap_or_else(|| "127.0.0.1".into());
-    let port = conf.get_u32("rest.port")?.unwrap_or(8081);
+    let port = conf.get(keys::REST_PORT)?.unwrap_or(8081);
     Ok(format!("{host}:{port}"))
 }
 

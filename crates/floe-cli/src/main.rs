@@ -596,7 +596,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 return run_detached(cmd);
             }
             // The job's embedded job manager then prints Flink's submission and result lines.
-            cmd.env("FLOE_CLI_RUN", "1");
+            cmd.env(floe::launch::CLI_RUN_ENV, "1");
             // The job binary embeds its job manager (per-job mode); its report says that it
             // is a Floe job and how the job ended, which decides the exit code.
             let (status, events) = run_reporting(cmd, &job)?;
@@ -724,7 +724,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             if allow_non_restored_state {
                 cmd.arg("-n");
             }
-            cmd.args(args).env("FLOE_CHECK_SNAPSHOT", &path);
+            cmd.args(args).env(floe::launch::CHECK_SNAPSHOT_ENV, &path);
             if std::env::var_os("FLOE_LOG").is_none() {
                 cmd.env("FLOE_LOG", "warn");
             }

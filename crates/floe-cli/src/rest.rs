@@ -1,6 +1,7 @@
 //! A small client of the job manager's REST API.
 
 use anyhow::{anyhow, bail, Result};
+use floe::config::keys;
 use floe::jobmanager::rest::model::{
     AsyncOperation, CheckpointInfo, CheckpointTriggerRequest, CheckpointType, ErrorResponse,
     QueueStatus, SavepointInfo, TriggerResponse,
@@ -35,7 +36,7 @@ impl Rest {
     pub fn new(jobmanager: Option<&str>) -> Result<Self> {
         let conf = floe::config::file::load_from_env()?;
         let auth = conf
-            .get_string("rest.auth.token")?
+            .get(keys::REST_AUTH_TOKEN)?
             .filter(|t| !t.is_empty())
             .map(|t| format!("Bearer {t}"))
             .unwrap_or_default();
@@ -46,9 +47,9 @@ impl Rest {
                 .to_string(),
             None => {
                 let host = conf
-                    .get_string("rest.address")?
+                    .get(keys::REST_ADDRESS)?
                     .unwrap_or_else(|| "127.0.0.1".into());
-                let port = conf.get_u32("rest.port")?.unwrap_or(8081);
+                let port = conf.get(keys::REST_PORT)?.unwrap_or(8081);
                 format!("{host}:{port}")
             }
         };
