@@ -115,7 +115,7 @@ fn ignored_warning(conf: &Configuration, source: &str) -> Option<String> {
         return None;
     }
     Some(format!(
-        "Ignoring {} Flink configuration key(s) from {source} that configure Flink's JVM processes (JVM options, memory, RPC, task slots, BLOB server, class loading) and mean nothing to Floe: {}",
+        "Ignoring {} Flink configuration key(s) from {source} that configure Flink's JVM processes (JVM options, memory, actor system, BLOB server settings, class loading) and mean nothing to Floe: {}",
         keys.len(),
         keys.join(", ")
     ))
@@ -257,14 +257,8 @@ mod flink_config_tests {
             c.ignored_keys().collect::<Vec<_>>(),
             [
                 "env.java.opts.all",
-                "jobmanager.bind-host",
                 "jobmanager.memory.process.size",
-                "jobmanager.rpc.address",
-                "jobmanager.rpc.port",
-                "taskmanager.bind-host",
-                "taskmanager.host",
                 "taskmanager.memory.process.size",
-                "taskmanager.numberOfTaskSlots",
             ]
         );
         // What Floe honours takes effect.
@@ -282,9 +276,8 @@ mod flink_config_tests {
         let warning = ignored_warning(&c, "conf/floe.yaml").unwrap();
         assert!(!warning.contains('\n'), "{warning}");
         assert!(
-            warning.starts_with("Ignoring 9 Flink configuration key(s) from conf/floe.yaml")
-                && warning
-                    .ends_with("taskmanager.memory.process.size, taskmanager.numberOfTaskSlots"),
+            warning.starts_with("Ignoring 3 Flink configuration key(s) from conf/floe.yaml")
+                && warning.ends_with("taskmanager.memory.process.size"),
             "{warning}"
         );
         assert_eq!(ignored_warning(&Configuration::new(), "x"), None);

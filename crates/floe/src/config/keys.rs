@@ -344,6 +344,36 @@ keys! {
     HEARTBEAT_INTERVAL: Duration = "heartbeat.interval";
     /// Silence after which a worker process fails its attempt.
     HEARTBEAT_TIMEOUT: Duration = "heartbeat.timeout";
+    // --- cluster: job manager, task managers, slots ---------------------------------------
+    /// Host the job manager (the cluster daemon) is reached at by task managers and workers.
+    JOBMANAGER_RPC_ADDRESS: String = "jobmanager.rpc.address";
+    /// Port of the job manager's RPC endpoint, where task managers register.
+    JOBMANAGER_RPC_PORT: u32 = "jobmanager.rpc.port";
+    /// Address the job manager's RPC endpoint binds to (default: `jobmanager.rpc.address`).
+    JOBMANAGER_BIND_HOST: String = "jobmanager.bind-host";
+    /// Address a task manager advertises: where the job manager and the other hosts'
+    /// workers reach it and its worker processes.
+    TASKMANAGER_HOST: String = "taskmanager.host";
+    /// Address a task manager and its workers bind to (default: `taskmanager.host`).
+    TASKMANAGER_BIND_HOST: String = "taskmanager.bind-host";
+    /// Port of a task manager's RPC endpoint (0: any free port, advertised at registration).
+    TASKMANAGER_RPC_PORT: u32 = "taskmanager.rpc.port";
+    /// Task slots a task manager offers; one slot runs one subtask of every operator.
+    TASKMANAGER_NUM_TASK_SLOTS: u32 = "taskmanager.numberOfTaskSlots";
+    /// A task manager's id (default: `<host>:<rpc port>-<random>`).
+    TASKMANAGER_RESOURCE_ID: String = "taskmanager.resource-id";
+    /// Silence on a connection between hosts after which the peer counts as lost
+    /// (`TCP_USER_TIMEOUT` and keepalive on every socket between processes of an attempt).
+    TASKMANAGER_NETWORK_TIMEOUT: Duration = "taskmanager.network.tcp-user-timeout";
+    /// How long a job waits for enough free slots before it fails.
+    SLOT_REQUEST_TIMEOUT: Duration = "slot.request.timeout";
+    /// Where a task manager caches job binaries it received from the job manager.
+    BLOB_STORAGE_DIRECTORY: String = "blob.storage.directory";
+    /// Where the job manager records submitted jobs and their latest checkpoints, so a
+    /// restarted job manager takes them back (a path, `file://` or `s3://` URL).
+    HIGH_AVAILABILITY_STORAGE_DIR: String = "high-availability.storageDir";
+    /// Namespace of this cluster's records in the high-availability storage directory.
+    HIGH_AVAILABILITY_CLUSTER_ID: String = "high-availability.cluster-id";
     // --- web and REST --------------------------------------------------------------------
     /// Task failures kept for the REST API's exception history.
     EXCEPTION_HISTORY_SIZE: u32 = "web.exception-history-size";

@@ -8,7 +8,7 @@
 //!   `execution.checkpointing.incremental: true`) is refused with the reason, see
 //!   [`UNHONOURED_VALUES`];
 //! - keys that configure what a native engine does not have (the JVM, its memory model,
-//!   Flink's RPC system, task slots, the BLOB server, class loading) are accepted whatever
+//!   Flink's actor system, the BLOB server's settings, class loading) are accepted whatever
 //!   their value and reported in one warning, see [`IGNORED_FLINK_KEYS`];
 //! - every other key is refused as unknown, with the closest known key as a suggestion, so
 //!   a misspelling never passes silently.
@@ -307,6 +307,98 @@ pub static OPTIONS: &[ConfigOption] = &[
         default: Some("10 s"),
         description: "A worker process silent this long, or a worker thread without progress this long, fails the attempt (at least heartbeat.interval).",
     },
+    // --- Cluster -------------------------------------------------------------------------
+    ConfigOption {
+        key: keys::JOBMANAGER_RPC_ADDRESS.name(),
+        aliases: &[],
+        kind: ValueKind::String,
+        default: Some("localhost"),
+        description: "Host task managers and worker processes reach the job manager (the cluster daemon) at.",
+    },
+    ConfigOption {
+        key: keys::JOBMANAGER_RPC_PORT.name(),
+        aliases: &[],
+        kind: ValueKind::U32,
+        default: Some("6123"),
+        description: "Port of the job manager's RPC endpoint, where task managers register and heartbeat.",
+    },
+    ConfigOption {
+        key: keys::JOBMANAGER_BIND_HOST.name(),
+        aliases: &[],
+        kind: ValueKind::String,
+        default: None,
+        description: "Address the job manager's RPC endpoint binds to (default: jobmanager.rpc.address).",
+    },
+    ConfigOption {
+        key: keys::TASKMANAGER_HOST.name(),
+        aliases: &[],
+        kind: ValueKind::String,
+        default: None,
+        description: "Address a task manager advertises to the job manager and to other hosts' workers (default: the local address it reaches the job manager from).",
+    },
+    ConfigOption {
+        key: keys::TASKMANAGER_BIND_HOST.name(),
+        aliases: &[],
+        kind: ValueKind::String,
+        default: None,
+        description: "Address a task manager and its worker processes bind to (default: taskmanager.host).",
+    },
+    ConfigOption {
+        key: keys::TASKMANAGER_RPC_PORT.name(),
+        aliases: &[],
+        kind: ValueKind::U32,
+        default: Some("0"),
+        description: "Port of a task manager's RPC endpoint; 0 picks a free port, which it advertises when it registers.",
+    },
+    ConfigOption {
+        key: keys::TASKMANAGER_NUM_TASK_SLOTS.name(),
+        aliases: &[],
+        kind: ValueKind::U32,
+        default: Some("1"),
+        description: "Task slots a task manager offers; one slot runs one subtask of every operator of a job (slot sharing).",
+    },
+    ConfigOption {
+        key: keys::TASKMANAGER_RESOURCE_ID.name(),
+        aliases: &[],
+        kind: ValueKind::String,
+        default: None,
+        description: "A task manager's id, shown by floe cluster status and /taskmanagers (default: host:port and a random suffix).",
+    },
+    ConfigOption {
+        key: keys::TASKMANAGER_NETWORK_TIMEOUT.name(),
+        aliases: &[],
+        kind: ValueKind::Duration,
+        default: Some("5 s"),
+        description: "Silence after which a connection between hosts counts as lost (TCP_USER_TIMEOUT and keepalive on every socket between the processes of an attempt): bounds how long an unreachable host stalls a job.",
+    },
+    ConfigOption {
+        key: keys::SLOT_REQUEST_TIMEOUT.name(),
+        aliases: &[],
+        kind: ValueKind::Duration,
+        default: Some("5 min"),
+        description: "How long a job waits for enough free task slots before it fails (NoResourceAvailableException).",
+    },
+    ConfigOption {
+        key: keys::BLOB_STORAGE_DIRECTORY.name(),
+        aliases: &[],
+        kind: ValueKind::String,
+        default: None,
+        description: "Where a task manager caches the job binaries it received from the job manager (default: blobs/ in its working directory).",
+    },
+    ConfigOption {
+        key: keys::HIGH_AVAILABILITY_STORAGE_DIR.name(),
+        aliases: &[],
+        kind: ValueKind::String,
+        default: None,
+        description: "Where the job manager records every submitted job and its latest completed checkpoint (a path, file:// or s3:// URL): a restarted job manager takes its jobs back from there.",
+    },
+    ConfigOption {
+        key: keys::HIGH_AVAILABILITY_CLUSTER_ID.name(),
+        aliases: &[],
+        kind: ValueKind::String,
+        default: Some("/default"),
+        description: "Namespace of this cluster's records under high-availability.storageDir.",
+    },
     // --- Web -----------------------------------------------------------------------------
     ConfigOption {
         key: keys::EXCEPTION_HISTORY_SIZE.name(),
@@ -408,19 +500,14 @@ pub static IGNORED_FLINK_KEYS: &[&str] = &[
     // The JVM memory model of Flink's processes.
     "jobmanager.memory.",
     "taskmanager.memory.",
-    // Flink's RPC system and the addresses of its endpoints; Floe's job manager reaches its
-    // worker processes over a loopback socket it picks itself.
-    "jobmanager.rpc.",
-    "taskmanager.rpc.",
-    "jobmanager.bind-host",
-    "taskmanager.bind-host",
-    "taskmanager.host",
+    // Flink's actor system (Floe's RPC is its own framed TCP protocol).
     "pekko.",
     "akka.",
-    // Task slots: every subtask of a Floe job runs on a worker thread; there is no slot pool.
-    "taskmanager.numberOfTaskSlots",
-    // The BLOB server that ships jars: a Floe job is one binary.
-    "blob.",
+    // The BLOB server's own settings (Floe ships the job binary over the REST endpoint).
+    "blob.server.",
+    "blob.fetch.",
+    "blob.service.",
+    "blob.client.",
     // Java class loading.
     "classloader.",
 ];
@@ -573,10 +660,6 @@ mod tests {
             "env.java.opts.taskmanager",
             "jobmanager.memory.process.size",
             "taskmanager.memory.network.fraction",
-            "jobmanager.rpc.address",
-            "jobmanager.bind-host",
-            "taskmanager.host",
-            "taskmanager.numberOfTaskSlots",
             "pekko.ask.timeout",
             "blob.server.port",
             "classloader.resolve-order",
@@ -584,7 +667,7 @@ mod tests {
             c.set(k, "anything at all")
                 .unwrap_or_else(|e| panic!("{k}: {e}"));
         }
-        assert_eq!(c.ignored_keys().count(), 11);
+        assert_eq!(c.ignored_keys().count(), 7);
         // Ignored keys hold no value anyone could read.
         assert!(c.iter().next().is_none());
         for k in [
@@ -608,6 +691,6 @@ mod tests {
         // Merging keeps what was ignored, so the loader can report it.
         let mut m = Configuration::new();
         m.merge(&c);
-        assert_eq!(m.ignored_keys().count(), 11);
+        assert_eq!(m.ignored_keys().count(), 7);
     }
 }
