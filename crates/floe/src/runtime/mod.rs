@@ -11,6 +11,7 @@
 //! - [`snapshot`]: the snapshot writer thread that turns state deltas into checkpoint files.
 //! - [`plan`]: the job graph as built by the API, instantiated once per worker and attempt.
 //! - [`process`]: running an attempt in a worker process.
+//! - [`workers`]: where an attempt's worker processes run (this host or task managers).
 //!
 //! Timestamps are `epoch << 32 | seq`. The epoch of a record is the id of the first
 //! checkpoint that includes it: sources move to epoch `n + 1` when checkpoint `n` is
@@ -27,6 +28,7 @@ pub mod plan;
 pub mod process;
 pub(crate) mod protocol;
 pub(crate) mod snapshot;
+pub mod workers;
 
 pub(crate) mod failure;
 
