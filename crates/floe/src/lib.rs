@@ -52,6 +52,7 @@ pub mod runtime;
 pub mod state;
 pub mod storage;
 pub mod sync;
+pub mod wire;
 
 pub use anyhow::{anyhow, bail, Context as _, Error};
 pub use api::env::StreamEnv;

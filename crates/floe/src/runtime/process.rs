@@ -17,10 +17,10 @@ use super::plan::Plan;
 use super::protocol::{AttemptSpec, FromExecutor, TaskExecutor, ToExecutor};
 use crate::checkpoint::metadata::load_snapshot;
 use crate::sync::LockExt;
+use crate::wire::{read_frame, write_frame};
 use crate::Result;
 use crossbeam_channel::Sender;
-use serde::{de::DeserializeOwned, Serialize};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,40 +36,6 @@ const JOB_ID_ENV: &str = "FLOE_WORKER_JOB_ID";
 /// The job's savepoints, as a JSON array of paths.
 const SAVEPOINTS_ENV: &str = "FLOE_WORKER_SAVEPOINTS";
 const HEARTBEAT_ENV: &str = "FLOE_WORKER_HEARTBEAT_MS";
-
-/// Largest frame accepted; a longer length prefix means a corrupt stream.
-const MAX_FRAME: u32 = 64 << 20;
-
-fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
-    // Refused here, not by the reader: a frame it cannot read would end the connection.
-    if bytes.len() > MAX_FRAME as usize {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "a control message of {} bytes exceeds the frame limit of {MAX_FRAME} bytes",
-                bytes.len()
-            ),
-        ));
-    }
-    w.write_all(&(bytes.len() as u32).to_le_bytes())?;
-    w.write_all(&bytes)?;
-    w.flush()
-}
-
-fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> std::io::Result<T> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len);
-    if len > MAX_FRAME {
-        return Err(std::io::Error::other(format!(
-            "frame of {len} bytes exceeds the limit"
-        )));
-    }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf)?;
-    serde_json::from_slice(&buf).map_err(std::io::Error::other)
-}
 
 /// Heartbeat timing of worker processes.
 #[derive(Clone, Copy, Debug)]
