@@ -1,16 +1,16 @@
 //! Several "hosts" on one machine: network namespaces on a bridge.
 //!
 //! [`Hosts::create`] builds `n` network namespaces ("hosts") and one "switch" namespace holding
-//! a bridge, with one veth pair per host (the host end `eth0`, the switch end `sw-h<i>`), exactly
+//! a bridge, with one veth pair per host (the host end `eth0`, the switch end `sw-h<n>`), exactly
 //! the layout of the scale-out research (§A.5). The root namespace gets no veth, so nothing a
 //! test starts on a host can reach the machine's real network, and the root namespace cannot
 //! reach the hosts either: a test talks to them through processes it starts on a host
 //! ([`Host::command`], [`Host::spawn`]) or through sockets it opens on a host ([`Host::run`]).
 //!
-//! Names and addresses: instance `s` of process `pid` names its namespaces
-//! `floe-<pid>-<s>-h<i>` (host `i`, 0-based) and `floe-<pid>-<s>-sw`, and gives host `i` the
-//! address `198.18.0.0/15` + `s * 256 + i + 1` (a /24 of its own: `.0` is the network, so host 0
-//! is `.1`). `s` is claimed machine-wide with a create-only lock file under
+//! Names and addresses: hosts are indexed from 0 in this API, and host `i` is "host `n = i + 1`"
+//! on the network, as `scripts/netns-cluster.sh` and `docs/deployment.md` number them: instance
+//! `s` of process `pid` names its namespaces `floe-<pid>-<s>-h<n>` and `floe-<pid>-<s>-sw` and
+//! gives host `n` the address `198.18.0.0/15` + `s * 256 + n` (a /24 of its own). `s` is claimed machine-wide with a create-only lock file under
 //! `/run/floe-testkit/subnets/`, so concurrent test binaries never share a subnet. Namespaces
 //! and locks of processes that died without cleaning up (a crashed or SIGKILLed test run) are
 //! removed by [`sweep_stale`], which every [`Hosts::create`] runs first.
@@ -55,7 +55,7 @@ pub struct Hosts {
     subnet: u32,
     /// `floe-<pid>-<subnet>`, the prefix of every namespace name.
     prefix: String,
-    /// Namespace holding the bridge `br0` and the switch ends `sw-h<i>`.
+    /// Namespace holding the bridge `br0` and the switch ends `sw-h<n>`.
     switch: String,
     hosts: Vec<Host>,
     /// Namespaces created so far (also when `create` failed half-way), deleted on drop.
@@ -108,7 +108,7 @@ impl Hosts {
         ip(&["-n", &sw, "link", "set", "br0", "up"])?;
         ip(&["-n", &sw, "link", "set", "lo", "up"])?;
         for i in 0..n {
-            let name = format!("{}-h{i}", self.prefix);
+            let name = format!("{}-h{}", self.prefix, i + 1);
             ip(&["netns", "add", &name])?;
             self.created.push(name.clone());
             let port = switch_port(i);
@@ -152,7 +152,8 @@ impl Hosts {
         self.hosts.is_empty()
     }
 
-    /// Host `i` (0-based; its address ends in `i + 1`). Panics when `i >= len()`, like indexing.
+    /// Host `i` (0-based; its name ends in `h<i + 1>` and its address in `.<i + 1>`). Panics
+    /// when `i >= len()`, like indexing.
     pub fn host(&self, i: usize) -> &Host {
         &self.hosts[i]
     }
@@ -167,7 +168,7 @@ impl Hosts {
         Ipv4Addr::from(RANGE_BASE + self.subnet * 256)
     }
 
-    /// Name of the switch namespace (holding `br0` and the `sw-h<i>` ports).
+    /// Name of the switch namespace (holding `br0` and the `sw-h<n>` ports).
     pub fn switch_namespace(&self) -> &str {
         &self.switch
     }
@@ -312,9 +313,10 @@ impl Host {
     }
 }
 
-/// The switch-side interface of host `i` (interface names are limited to 15 bytes).
+/// The switch-side interface of host `i` (0-based), `sw-h<i + 1>` (interface names are limited
+/// to 15 bytes).
 fn switch_port(i: usize) -> String {
-    format!("sw-h{i}")
+    format!("sw-h{}", i + 1)
 }
 
 /// Checks the prerequisites: root (namespaces need CAP_SYS_ADMIN) and an `ip` that runs.
@@ -441,7 +443,7 @@ fn claim_subnet(pid: u32) -> Result<(u32, PathBuf)> {
     )
 }
 
-/// The pid in a namespace name `floe-<pid>-<s>-(h<i>|sw)`, or None for other names (such as
+/// The pid in a namespace name `floe-<pid>-<s>-(h<n>|sw)`, or None for other names (such as
 /// `scripts/netns-cluster.sh`'s `floe-cluster-*`, which are never swept).
 fn owner_pid(name: &str) -> Option<i32> {
     let rest = name.strip_prefix("floe-")?;

@@ -58,6 +58,12 @@ fn two_hosts_talk_over_tcp_and_the_root_namespace_cannot_reach_them() -> Result<
     assert_eq!(h0.ip().octets()[..3], h1.ip().octets()[..3], "one /24");
     assert_eq!(h0.ip().octets()[3], 1);
     assert_eq!(h1.ip().octets()[3], 2);
+    assert!(
+        h0.name().ends_with("-h1") && h1.name().ends_with("-h2"),
+        "{} {}",
+        h0.name(),
+        h1.name()
+    );
     let (_server, addr) = echo_server(h1)?;
     assert_eq!(addr.ip(), h1.ip());
 
