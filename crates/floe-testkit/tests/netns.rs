@@ -138,6 +138,13 @@ fn an_unplugged_host_times_out_floe_sockets_and_plugging_it_back_heals() -> Resu
         "took {took:?} for a {timeout:?} user timeout"
     );
 
+    // A new connection cannot be made either while the link is down.
+    let connect = hosts
+        .host(0)
+        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(1)))?;
+    let err = connect.expect_err("connected through an unplugged link");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+
     hosts.link_up(1)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let reply = loop {
