@@ -16,6 +16,7 @@
 # Names: namespaces floe-cluster-h<n> and floe-cluster-sw (bridge br0, switch ports sw-h<n>),
 # host n at 198.18.0.<n>/24 — the same scheme as floe-testkit::netns, whose test namespaces
 # (floe-<pid>-<subnet>-h<n>, subnets 198.18.1.0/24 and up) never collide with these.
+# FLOE_NETNS_PREFIX and FLOE_NETNS_NET (e.g. 198.18.7) change the prefix and the /24.
 # State (pids, per-host floe.yaml, logs, the S3 data) lives in DIR, default
 # ${FLOE_NETNS_DIR:-/tmp/floe-netns-cluster}; `down` keeps it (logs and checkpoints are data).
 # Binaries: floe from $FLOE_BIN, else `floe` on PATH, else target/{release,debug}/floe of this
@@ -23,9 +24,12 @@
 set -Eeuo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-prefix=floe-cluster
+# Overridable so that tests can run the script on a subnet they claimed (floe_testkit::netns::Subnet).
+prefix="${FLOE_NETNS_PREFIX:-floe-cluster}"
+net="${FLOE_NETNS_NET:-198.18.0}"
+[[ "$prefix" =~ ^[a-z0-9-]{1,40}$ ]] || { echo "netns-cluster: FLOE_NETNS_PREFIX=$prefix: use a-z, 0-9 and -" >&2; exit 1; }
+[[ "$net" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || { echo "netns-cluster: FLOE_NETNS_NET=$net: give the first three octets of a /24, e.g. 198.18.0" >&2; exit 1; }
 switch="$prefix-sw"
-net=198.18.0
 s3_port=8014
 rest_port=8081
 rpc_port=6123

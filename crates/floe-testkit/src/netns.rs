@@ -49,10 +49,49 @@ const MAX_HOSTS: usize = 254;
 /// Instances created by this process, to spread the first subnet each tries.
 static CREATED: AtomicU32 = AtomicU32::new(0);
 
+/// A /24 of 198.18.0.0/15 claimed machine-wide for this process, with the namespace name
+/// prefix [`sweep_stale`] knows (`floe-<pid>-<s>`); released when dropped. [`Hosts`] claims
+/// one itself; claim one directly to build namespaces by other means (such as
+/// `scripts/netns-cluster.sh` with `FLOE_NETNS_PREFIX` / `FLOE_NETNS_NET`) that a crashed run
+/// still gets swept.
+pub struct Subnet {
+    /// Index of the /24 within 198.18.0.0/15 (1..512; 0 is `scripts/netns-cluster.sh`'s).
+    index: u32,
+    lock: PathBuf,
+}
+
+impl Subnet {
+    /// Claims a free /24 (a create-only lock file under `/run/floe-testkit/subnets/`).
+    pub fn claim() -> Result<Subnet> {
+        let (index, lock) = claim_subnet(std::process::id())?;
+        Ok(Subnet { index, lock })
+    }
+
+    /// Its network address, e.g. `198.18.7.0`.
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(RANGE_BASE + self.index * 256)
+    }
+
+    /// Its address ending in `.n` (host `n`, 1-based).
+    pub fn address(&self, n: u8) -> Ipv4Addr {
+        Ipv4Addr::from(RANGE_BASE + self.index * 256 + u32::from(n))
+    }
+
+    /// `floe-<pid>-<s>`: namespaces named `<prefix>-h<n>` or `<prefix>-sw` are this claim's,
+    /// and [`sweep_stale`] removes them once this process is gone.
+    pub fn prefix(&self) -> String {
+        format!("floe-{}-{}", std::process::id(), self.index)
+    }
+}
+
+impl Drop for Subnet {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.lock);
+    }
+}
+
 /// Network-namespace hosts on one bridge; dropped, it kills their processes and deletes them.
 pub struct Hosts {
-    /// This instance's /24 index within 198.18.0.0/15.
-    subnet: u32,
     /// `floe-<pid>-<subnet>`, the prefix of every namespace name.
     prefix: String,
     /// Namespace holding the bridge `br0` and the switch ends `sw-h<n>`.
@@ -60,7 +99,8 @@ pub struct Hosts {
     hosts: Vec<Host>,
     /// Namespaces created so far (also when `create` failed half-way), deleted on drop.
     created: Vec<String>,
-    lock: Option<PathBuf>,
+    /// Released (as a field, after `Drop::drop` deleted the namespaces) last.
+    subnet: Subnet,
 }
 
 /// One host: a network namespace with an address on the bridge and `lo` up.
@@ -84,16 +124,14 @@ impl Hosts {
         let euid = unsafe { libc::geteuid() };
         preflight(euid, "ip")?;
         sweep_stale()?;
-        let pid = std::process::id();
-        let (subnet, lock) = claim_subnet(pid)?;
-        let prefix = format!("floe-{pid}-{subnet}");
+        let subnet = Subnet::claim()?;
+        let prefix = subnet.prefix();
         let mut hosts = Hosts {
-            subnet,
             switch: format!("{prefix}-sw"),
             prefix,
             hosts: Vec::new(),
             created: Vec::new(),
-            lock: Some(lock),
+            subnet,
         };
         // On an error below, dropping `hosts` removes what was built so far.
         hosts.build(n)?;
@@ -120,7 +158,8 @@ impl Hosts {
             ])?;
             ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
             ip(&["-n", &sw, "link", "set", &port, "up"])?;
-            let ip_addr = Ipv4Addr::from(RANGE_BASE + self.subnet * 256 + i as u32 + 1);
+            // `n` ≤ MAX_HOSTS = 254, checked in `create`.
+            let ip_addr = self.subnet.address((i + 1) as u8);
             ip(&[
                 "-n",
                 &name,
@@ -165,7 +204,7 @@ impl Hosts {
 
     /// The network address of this instance's /24 (e.g. `198.18.7.0`).
     pub fn subnet(&self) -> Ipv4Addr {
-        Ipv4Addr::from(RANGE_BASE + self.subnet * 256)
+        self.subnet.network()
     }
 
     /// Name of the switch namespace (holding `br0` and the `sw-h<n>` ports).
@@ -226,9 +265,6 @@ impl Drop for Hosts {
             if let Err(e) = ip(&["netns", "del", name]) {
                 eprintln!("floe-testkit netns: deleting {name}: {e:#}");
             }
-        }
-        if let Some(lock) = self.lock.take() {
-            let _ = fs::remove_file(lock);
         }
     }
 }

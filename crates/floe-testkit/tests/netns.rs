@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use floe_testkit::netns::{sweep_stale, Host, Hosts};
+use floe_testkit::netns::{sweep_stale, Host, Hosts, Subnet};
 
 const ECHO: &str = env!("CARGO_BIN_EXE_floe-testkit-echo");
 
@@ -354,5 +354,177 @@ fn namespaces_of_dead_test_runs_are_swept() -> Result<()> {
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
     );
+    Ok(())
+}
+
+/// `scripts/netns-cluster.sh` on a subnet of its own, so it never meets a cluster a user
+/// brought up with the defaults; its namespaces carry this process's prefix, so a crashed run
+/// is swept.
+struct Script {
+    subnet: Subnet,
+    dir: tempfile::TempDir,
+}
+
+impl Script {
+    fn run(&self, args: &[&str]) -> Result<std::process::Output> {
+        let net = self.subnet.network().to_string();
+        let net = net.rsplit_once('.').context("dotted address")?.0;
+        Ok(Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/netns-cluster.sh"
+        ))
+        .args(args)
+        .env("FLOE_NETNS_PREFIX", self.subnet.prefix())
+        .env("FLOE_NETNS_NET", net)
+        .env("FLOE_NETNS_DIR", self.dir.path())
+        .stdin(Stdio::null())
+        .output()?)
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_cluster_script_builds_the_three_host_layout_with_s3_and_removes_it() -> Result<()> {
+    let script = Script {
+        subnet: Subnet::claim()?,
+        dir: tempfile::tempdir()?,
+    };
+    let prefix = script.subnet.prefix();
+    let (h1, h2, h3) = (
+        script.subnet.address(1),
+        script.subnet.address(2),
+        script.subnet.address(3),
+    );
+
+    let out = script.run(&["up", "--hosts", "1"])?;
+    assert!(
+        !out.status.success(),
+        "up with one host and floe: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("--hosts must be at least 2"),
+        "{}",
+        text(&out)
+    );
+
+    let out = script.run(&["up", "--no-floe"])?;
+    assert!(out.status.success(), "up --no-floe failed: {}", text(&out));
+    let printed = text(&out);
+    for (n, ip) in [(1, h1), (2, h2), (3, h3)] {
+        assert!(
+            printed.contains(&format!("host {n}: {prefix}-h{n}  {ip}")),
+            "{printed}"
+        );
+    }
+    assert!(
+        printed.contains(&format!("S3: http://{h1}:8014 bucket floe")),
+        "{printed}"
+    );
+    let listed = namespaces()?;
+    for ns in ["h1", "h2", "h3", "sw"].map(|s| format!("{prefix}-{s}")) {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(&ns)),
+            "{ns} not in {listed}"
+        );
+    }
+    let s3_pid: i32 = std::fs::read_to_string(script.dir.path().join("pids/s3s-fs.pid"))?
+        .trim()
+        .parse()?;
+    assert_eq!(
+        process_state(s3_pid).map(|s| s != 'Z'),
+        Some(true),
+        "s3s-fs not running"
+    );
+
+    // `status` lists S3 answering a signed request from the last host.
+    let out = script.run(&["status"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("S3 http://{h1}:8014: answers")),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains(&std::fs::read_to_string(
+        script.dir.path().join("s3.secret-key")
+    )?));
+
+    // `exec N` runs on host N with that host's floe.yaml.
+    let out = script.run(&[
+        "exec",
+        "2",
+        "sh",
+        "-c",
+        "cat \"$FLOE_CONF_DIR/floe.yaml\"; ip -br addr show eth0",
+    ])?;
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains(&format!("taskmanager.host: {h2}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("jobmanager.rpc.address: {h1}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("s3.endpoint: http://{h1}:8014")),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("{h2}/24")), "{shown}");
+
+    // Unplugged, host 3 no longer reaches S3; plugged back, it does.
+    assert!(script.run(&["link-down", "3"])?.status.success());
+    let out = script.run(&["status"])?;
+    assert!(
+        text(&out).contains("does not answer from host 3"),
+        "{}",
+        text(&out)
+    );
+    assert!(script.run(&["link-up", "3"])?.status.success());
+    wait_for("S3 to answer host 3 again", || {
+        script
+            .run(&["status"])
+            .is_ok_and(|o| text(&o).contains("answers (bucket"))
+    })?;
+
+    let out = script.run(&["up", "--no-floe"])?;
+    assert!(
+        !out.status.success() && text(&out).contains("already up"),
+        "{}",
+        text(&out)
+    );
+
+    let out = script.run(&["down"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = namespaces()?;
+    assert!(
+        !listed.contains(&format!("{prefix}-")),
+        "left behind: {listed}"
+    );
+    // Dead: gone, or a zombie until the machine's init (its parent once the script exited) reaps it.
+    assert!(
+        matches!(process_state(s3_pid), None | Some('Z')),
+        "s3s-fs outlived down"
+    );
+    // The data stays.
+    assert!(script.dir.path().join("s3/floe").is_dir());
+    let out = script.run(&["status"])?;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     Ok(())
 }
