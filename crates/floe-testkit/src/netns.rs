@@ -108,8 +108,9 @@ pub struct Host {
     index: usize,
     name: String,
     ip: Ipv4Addr,
-    /// PIDs started through [`Host::spawn`], for [`Host::spawned`].
-    spawned: Mutex<Vec<u32>>,
+    /// Processes started through [`Host::spawn`]: pid and start time (so that a pid reused by
+    /// another process after the child was reaped is never killed).
+    spawned: Mutex<Vec<(u32, Option<u64>)>>,
 }
 
 impl Hosts {
@@ -258,6 +259,9 @@ impl Drop for Hosts {
     fn drop(&mut self) {
         // Kill first: `ip netns del` only removes the name, and a namespace with processes
         // left in it would live on unseen.
+        for host in &self.hosts {
+            host.kill_spawned();
+        }
         for name in self.created.iter().rev() {
             if let Err(e) = kill_namespace(name) {
                 eprintln!("floe-testkit netns: killing the processes of {name}: {e:#}");
@@ -299,25 +303,59 @@ impl Host {
         cmd
     }
 
-    /// Spawns a command made by [`Host::command`] and records its PID. The caller owns the
-    /// child (and should wait for it); dropping the [`Hosts`] kills it if it still runs.
+    /// Spawns a command made by [`Host::command`], records its PID and returns once the
+    /// process is inside the namespace (or has already exited), so that [`Hosts::kill_all`],
+    /// [`Hosts::freeze`] and [`Host::pids`] right after see it. The caller owns the child (and
+    /// should wait for it); dropping the [`Hosts`] kills it if it still runs.
     pub fn spawn(&self, cmd: &mut Command) -> Result<Child> {
-        let child = cmd
+        let ns = Path::new(NETNS_DIR).join(&self.name);
+        let target = fs::metadata(&ns).with_context(|| format!("reading {}", ns.display()))?;
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("spawning {cmd:?} on {}", self.name))?;
+        let pid = child.id() as i32;
         self.spawned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(child.id());
-        Ok(child)
+            .push((child.id(), proc_stat(pid).map(|(_, start)| start)));
+        // `ip netns exec` enters the namespace, then execs the program: until then the child
+        // still runs in this process's namespace.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if same_namespace(pid, &target) || matches!(proc_stat(pid), None | Some(('Z', _))) {
+                return Ok(child);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{cmd:?} did not enter namespace {} within 10 s (was it made by Host::command?)",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// PIDs started through [`Host::spawn`] (running or not).
     pub fn spawned(&self) -> Vec<u32> {
-        self.spawned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
+        spawned.iter().map(|&(pid, _)| pid).collect()
+    }
+
+    /// SIGKILLs the processes started through [`Host::spawn`] that still run (same pid and
+    /// start time), wherever they are.
+    fn kill_spawned(&self) {
+        let spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
+        for &(pid, start) in spawned.iter() {
+            let pid = pid as i32;
+            if let (Some(start), Some((state, now))) = (start, proc_stat(pid)) {
+                if now == start && state != 'Z' {
+                    // SAFETY: kill has no memory preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
     }
 
     /// PIDs of every live process in this host's namespace (`ip netns pids`; zombies, which
@@ -444,6 +482,24 @@ fn kill_namespace(name: &str) -> Result<usize> {
         // SIGKILL is asynchronous; give the kernel a moment to tear the processes down.
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// State and start time of process `pid` (`/proc/<pid>/stat` fields 3 and 22), None when
+/// there is no such process.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) S ...`: comm may hold spaces and parentheses, so split after the last ')'.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether process `pid` runs in the network namespace whose file has metadata `target`.
+fn same_namespace(pid: i32, target: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/{pid}/ns/net"))
+        .is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
 }
 
 /// Whether process `pid` exists.

@@ -259,6 +259,9 @@ fn dropping_the_hosts_kills_their_processes_and_deletes_the_namespaces() -> Resu
     let host = hosts.host(2);
     let mut sleeper = host.spawn(host.command("sleep").arg("1000"))?;
     let pid = sleeper.id() as i32;
+    // A frozen process is killed too (SIGKILL needs no SIGCONT).
+    assert_eq!(hosts.freeze(2)?, 1);
+    wait_for("the sleeper to stop", || process_state(pid) == Some('T'))?;
 
     drop(hosts);
     let status = sleeper.wait()?;
