@@ -10,10 +10,11 @@
 //! Names and addresses: hosts are indexed from 0 in this API, and host `i` is "host `n = i + 1`"
 //! on the network, as `scripts/netns-cluster.sh` and `docs/deployment.md` number them: instance
 //! `s` of process `pid` names its namespaces `floe-<pid>-<s>-h<n>` and `floe-<pid>-<s>-sw` and
-//! gives host `n` the address `198.18.0.0/15` + `s * 256 + n` (a /24 of its own). `s` is claimed machine-wide with a create-only lock file under
-//! `/run/floe-testkit/subnets/`, so concurrent test binaries never share a subnet. Namespaces
-//! and locks of processes that died without cleaning up (a crashed or SIGKILLed test run) are
-//! removed by [`sweep_stale`], which every [`Hosts::create`] runs first.
+//! gives host `n` the address `198.18.0.0/15` + `s * 256 + n` (a /24 of its own). `s` is
+//! claimed machine-wide ([`Subnet`], a create-only lock file under `/run/floe-testkit/subnets/`),
+//! so concurrent test binaries never share a subnet. Namespaces and claims of processes that
+//! died without cleaning up (a crashed or SIGKILLed test run) are removed by [`sweep_stale`],
+//! which every [`Hosts::create`] runs first.
 //!
 //! Faults: [`Hosts::link_down`] takes the switch end of a host's veth down (power loss or a
 //! partition: packets vanish, no RST), [`Hosts::kill_all`] SIGKILLs every process on a host (a
