@@ -959,9 +959,29 @@ fn start_local_task_managers(c: &Cluster, dynamic: &[String], n: u32) {
         let mut args: Vec<String> = dynamic.to_vec();
         args.push(format!("jobmanager.rpc.address={host}"));
         args.push(format!("jobmanager.rpc.port={port}"));
-        match crate::taskmanager::start(&dir, &args) {
-            Ok(()) => c.local_task_managers.lock_ok().push(dir),
-            Err(e) => eprintln!("warning: cannot start local task manager {i}: {e:#}"),
+        // Through `floe taskmanager start`, which returns once it runs: the task manager is
+        // then no child of this daemon (job managers are), and outlives it as a daemon should.
+        let mut cmd = match std::env::current_exe() {
+            Ok(exe) => Command::new(exe),
+            Err(e) => {
+                eprintln!("warning: cannot start local task manager {i}: {e}");
+                continue;
+            }
+        };
+        cmd.args(["taskmanager", "start", "--dir"]).arg(&dir);
+        for a in &args {
+            cmd.arg("-D").arg(a);
+        }
+        match cmd.stdin(Stdio::null()).output() {
+            Ok(o) if o.status.success() => {
+                eprint!("{}", String::from_utf8_lossy(&o.stdout));
+                c.local_task_managers.lock_ok().push(dir)
+            }
+            Ok(o) => eprintln!(
+                "warning: cannot start local task manager {i}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("warning: cannot start local task manager {i}: {e}"),
         }
     }
 }
