@@ -14,7 +14,7 @@ use floe::jobmanager::rest::model::{
     CheckpointStatistics, CheckpointingStatistics, ClusterOverview, JobDetails, JobExceptions,
     JobOverview, JobsOverview, SavepointTriggerRequest, StopWithSavepointRequest,
 };
-use floe::jobmanager::rest::taskmanagers::TaskManagersInfo;
+use floe::jobmanager::rest::taskmanagers::{self, TaskManagerDetailsInfo, TaskManagersInfo};
 use floe::JobId;
 use rest::Rest;
 use std::path::PathBuf;
@@ -269,6 +269,18 @@ enum TaskManagerCmd {
         #[arg(short = 'D', value_name = "property=value")]
         dynamic: Vec<String>,
     },
+}
+
+/// Every task manager's details, when `rest` is a session cluster with task managers
+/// (none otherwise: a per-job job manager has no `/taskmanagers`).
+fn task_manager_details(rest: &Rest) -> Vec<TaskManagerDetailsInfo> {
+    let Ok(list) = rest.get::<TaskManagersInfo>("/taskmanagers") else {
+        return Vec::new();
+    };
+    list.taskmanagers
+        .iter()
+        .filter_map(|t| rest.get(&format!("/taskmanagers/{}", t.id)).ok())
+        .collect()
 }
 
 fn address(target: &Target) -> anyhow::Result<String> {
@@ -781,12 +793,18 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             };
             let terminal = |j: &JobOverview| j.state.is_terminal();
             let running: Vec<&JobOverview> = jobs.iter().filter(|j| !terminal(j)).collect();
+            // A session cluster's task managers tell where each job's subtasks run.
+            let workers = task_manager_details(&rest);
             if running.is_empty() {
                 println!("No running jobs.");
             } else {
                 println!("------------------ Running/Restarting Jobs -------------------");
                 for j in running {
                     println!("{}", line(j));
+                    let at = taskmanagers::job_locations(&workers, &j.jid);
+                    if !at.is_empty() {
+                        println!("    subtasks {}", taskmanagers::placement_summary(&at));
+                    }
                 }
                 println!("--------------------------------------------------------------");
             }

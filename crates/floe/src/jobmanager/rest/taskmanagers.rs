@@ -245,6 +245,33 @@ pub fn subtask_locations(placement: &Placement) -> Vec<SubtaskLocation> {
     out
 }
 
+/// Where the subtasks of `job`'s latest attempt run, from the workers the task managers
+/// report (as of their last heartbeat): what `floe list` shows for a job of a session
+/// cluster.
+pub fn job_locations(task_managers: &[TaskManagerDetailsInfo], job: &str) -> Vec<SubtaskLocation> {
+    let workers = || {
+        task_managers
+            .iter()
+            .flat_map(|t| t.workers.iter().map(move |w| (t, w)))
+            .filter(|(_, w)| w.job_id == job)
+    };
+    let Some(latest) = workers().map(|(_, w)| w.attempt).max() else {
+        return Vec::new();
+    };
+    let mut out: Vec<SubtaskLocation> = workers()
+        .filter(|(_, w)| w.attempt == latest)
+        .flat_map(|(t, w)| {
+            (0..w.slots).map(move |i| SubtaskLocation {
+                subtask: w.index * w.slots + i,
+                host: t.info.host.clone(),
+                taskmanager_id: t.info.id.clone(),
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| s.subtask);
+    out
+}
+
 /// One line for `floe list`: the hosts of subtasks 0, 1, … (`0,1@tm-a 2@tm-b`).
 pub fn placement_summary(locations: &[SubtaskLocation]) -> String {
     let mut groups: Vec<(String, String, Vec<u32>)> = Vec::new();
@@ -332,6 +359,15 @@ mod tests {
         assert_eq!(d["slotsNumber"], 4);
         let back: TaskManagerDetailsInfo = serde_json::from_value(d).unwrap();
         assert_eq!(back.info.host, "10.0.0.2");
+        // Its worker runs subtasks 0 and 1 of attempt 1; an older attempt is not shown.
+        let mut details = TaskManagerDetailsInfo::of(&t);
+        let mut older = details.workers[0].clone();
+        older.attempt = 0;
+        older.index = 5;
+        details.workers.push(older);
+        let l = job_locations(&[details], &job.to_string());
+        assert_eq!(placement_summary(&l), "0,1 on tm-1 (10.0.0.2)");
+        assert!(job_locations(&[], &job.to_string()).is_empty());
     }
 
     #[test]
