@@ -17,6 +17,19 @@
 //! Flink, after a daemon restart too. A job manager process that ends without announcing a
 //! terminal state was lost (`kill -9`, OOM kill): its job is recorded FAILED with that cause
 //! and its last announced details.
+//!
+//! The daemon is also the cluster's resource manager and blob server
+//! ([`floe::cluster::resource_manager`]): an RPC endpoint bound to `jobmanager.bind-host`
+//! (else `jobmanager.rpc.address`) on `jobmanager.rpc.port` (default 6123; 0 takes a free
+//! port), reached at `jobmanager.rpc.address` and the port actually bound — written to
+//! `<dir>/jobmanager.rpc` and shown by `/floe/cluster` (`rpc`), so port 0 works for a
+//! daemon's own task managers and for tests. Task managers register there; each submitted
+//! binary is stored in `<dir>/blobs/<sha256>` and its job manager gets
+//! `FLOE_CLUSTER_RPC` and `FLOE_JOB_BLOB`, so it can ask for slots and have task managers
+//! fetch the binary. `floe cluster start` starts `--taskmanagers N` (default 1) task
+//! managers on this host in `<dir>/taskmanager-<i>` (Flink's `start-cluster.sh`), and
+//! `floe cluster stop` stops them. A task manager on another host is started with `floe
+//! taskmanager start -D jobmanager.rpc.address=<this host>` and a fixed RPC port.
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use axum::body::Bytes;
@@ -634,8 +647,9 @@ pub fn start(dir: &FsPath, dynamic: &[String], task_managers: u32) -> Result<()>
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::write(dir.join("jobmanager.pid"), child.id().to_string())?;
+    let rpc = std::fs::read_to_string(dir.join("jobmanager.rpc")).unwrap_or_default();
     println!(
-        "Cluster started: REST endpoint http://{addr}, directory {}",
+        "Cluster started: REST endpoint http://{addr}, RPC endpoint {rpc}, {task_managers} local task manager(s), directory {}",
         dir.display()
     );
     Ok(())

@@ -556,3 +556,38 @@ fn floe_list_shows_where_a_jobs_subtasks_run() {
     }
     drop(listener);
 }
+
+#[test]
+fn a_task_manager_registers_again_with_the_workers_it_still_runs() {
+    let mut s = Setup::start(&[]);
+    s.task_manager("tm-a", 2);
+    wait_until("registered", || s.registered().len() == 1);
+    let blob = s.blob("#!/bin/sh\nexec sleep 60\n");
+    let launcher = s.launcher(blob, "5s");
+    let placement = launcher.place(1, 1, &AtomicBool::new(false)).unwrap();
+    let h = launcher
+        .spawn(1, &placement.processes[0], &WorkerCommand::default())
+        .unwrap();
+    // The job manager daemon is killed and started again: the worker runs on (its job
+    // manager's connection to the task manager is intact) and the task manager brings it
+    // along when it registers again, its slot still in use.
+    let jm = s.daemon_pid();
+    unsafe {
+        libc::kill(jm as i32, libc::SIGKILL);
+    }
+    wait_until("the daemon is gone", || !alive(jm));
+    s.start_daemon(&[]);
+    wait_until("tm-a registered again with its worker", || {
+        s.registered() == [("tm-a".into(), 2, 1)]
+    });
+    let (_, d) = http(&s.rest, "GET", "/taskmanagers/tm-a", None);
+    assert_eq!(d["workers"][0]["pid"].as_u64(), Some(u64::from(h.pid())));
+    assert_eq!(d["workers"][0]["attempt"], 1);
+    assert!(alive(h.pid()));
+    assert_eq!(h.exit_status(), None);
+    h.kill();
+    assert_eq!(wait_exit(h.as_ref()), "killed by signal 9");
+    wait_until("its slot is free once the worker ended", || {
+        s.registered() == [("tm-a".into(), 2, 2)]
+    });
+}
