@@ -706,7 +706,10 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     "Floe cluster at {addr}: {} running, {} finished, {} cancelled, {} failed jobs",
                     v.jobs_running, v.jobs_finished, v.jobs_cancelled, v.jobs_failed
                 );
-                let tms: TaskManagersInfo = rest.get("/taskmanagers")?;
+                // A daemon of before task managers has none to show.
+                let tms: TaskManagersInfo = rest.get("/taskmanagers").unwrap_or(TaskManagersInfo {
+                    taskmanagers: Vec::new(),
+                });
                 println!(
                     "Task managers: {} with {} slot(s), {} free",
                     tms.taskmanagers.len(),
