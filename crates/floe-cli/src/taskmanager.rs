@@ -620,6 +620,13 @@ impl TaskManager {
             .spawn()
             .map_err(|e| StartFailure::Spawn(format!("{}: {e}", binary.display())))?;
         let pid = child.id();
+        eprintln!(
+            "Started worker process {} of attempt {} of job {} as pid {pid}; its output goes to {}.out and .log.",
+            req.index,
+            req.attempt,
+            req.job,
+            logs.join(&name).display()
+        );
         self.workers.lock_ok().push(Worker {
             info: RunningWorker {
                 job: req.job,
