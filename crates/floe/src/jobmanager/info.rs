@@ -93,6 +93,20 @@ pub struct JobInfo {
     pub exception_history_size: usize,
     /// Where the job announces its status changes, if a supervisor asked for it.
     pub announcer: Option<super::announce::Announcer>,
+    /// Where the subtasks of the current attempt run, once its worker processes started
+    /// (`None` while deploying, and for attempts on threads of this process).
+    pub placement: Option<crate::runtime::workers::Placement>,
+}
+
+/// Where one subtask runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubtaskLocation {
+    /// The worker process's index in the attempt.
+    pub process: u32,
+    /// The host it runs on.
+    pub host: String,
+    /// The task manager it runs on (`None`: a child of the job manager's process).
+    pub task_manager: Option<String>,
 }
 
 impl JobInfo {
@@ -126,7 +140,26 @@ impl JobInfo {
             exceptions: Vec::new(),
             exception_history_size: EXCEPTION_HISTORY,
             announcer: None,
+            placement: None,
         }
+    }
+
+    /// The current attempt's worker processes started where `placement` says.
+    pub fn deployed(&mut self, placement: &crate::runtime::workers::Placement) {
+        self.placement = Some(placement.clone());
+    }
+
+    /// Where subtask `subtask` (0-based) of every operator runs in the current attempt:
+    /// worker thread `subtask` lives in process `subtask / threads`.
+    pub fn subtask_location(&self, subtask: u32) -> Option<SubtaskLocation> {
+        let p = self.placement.as_ref()?;
+        let threads = p.processes.first()?.threads.max(1);
+        let slot = p.processes.iter().find(|s| s.index == subtask / threads)?;
+        Some(SubtaskLocation {
+            process: slot.index,
+            host: slot.host.clone(),
+            task_manager: slot.task_manager.clone(),
+        })
     }
 
     /// Keeps the latest `n` task failures instead of [`EXCEPTION_HISTORY`].
