@@ -92,6 +92,7 @@ impl LocalExecutor {
                 let work = move |worker: &mut timely::worker::Worker| {
                     run_worker(worker, &plan, &attempt2, &spec, local);
                 };
+                let clustered = matches!(comm, Comm::Cluster { .. });
                 let result = match comm {
                     Comm::Process => timely::execute(timely::Config::process(local as usize), work),
                     Comm::Cluster {
@@ -107,7 +108,16 @@ impl LocalExecutor {
                         )
                     }),
                 };
+                // The guards of a cluster process also join its network threads, which
+                // end only once the other processes closed their sockets: the attempt's
+                // end is reported as soon as this process's worker threads are done, so
+                // a failure here reaches the job manager, which stops the others.
+                let mut late = None;
                 match result {
+                    Ok(guards) if clustered => {
+                        a.control.wait_workers_ended(local);
+                        late = Some(guards);
+                    }
                     Ok(guards) => {
                         for r in guards.join() {
                             if let Err(e) = r {
@@ -129,6 +139,9 @@ impl LocalExecutor {
                     None => FromExecutor::Finished { attempt: number },
                 };
                 a.outbox.send(end);
+                if let Some(guards) = late {
+                    let _ = guards.join();
+                }
             })
             .expect("spawn executor thread");
         LocalExecutor {
@@ -250,6 +263,7 @@ fn run_worker(
             worker.drop_dataflow(id);
         }
     }));
+    attempt.control.worker_ended();
 }
 
 /// How long an idle worker parks before re-checking for triggers it might have missed.

@@ -315,9 +315,9 @@ impl Shared {
                 Err(SpawnError::Failed(e)) => return Err(StartError::Other(e)),
             };
             tracing::info!(
-                "Started worker process {} (pid {}, host {}) for attempt #{attempt}.",
-                slot.index,
+                "Started worker process {} for attempt #{attempt} (process {} of {n} on {}).",
                 handle.pid(),
+                slot.index,
                 slot.host
             );
             self.procs.lock_ok().push(Proc {
@@ -528,6 +528,11 @@ impl Shared {
                 if self.events.send(ev).is_err() {
                     return;
                 }
+            }
+            if terminal {
+                // What a finished process says while its peers wind down (a broken
+                // socket to one that exited first) is no failure of the attempt.
+                return;
             }
         }
         if terminal || self.done.load(Ordering::SeqCst) {
