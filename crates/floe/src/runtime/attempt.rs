@@ -167,10 +167,7 @@ impl AttemptControl {
     pub(crate) fn wait_workers_ended(&self, workers: u32) {
         let mut ended = self.ended.lock_ok();
         while *ended < workers {
-            ended = self
-                .ended_cv
-                .wait(ended)
-                .unwrap_or_else(|e| e.into_inner());
+            ended = self.ended_cv.wait(ended).unwrap_or_else(|e| e.into_inner());
         }
     }
 

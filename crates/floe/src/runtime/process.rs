@@ -1047,3 +1047,239 @@ fn worker_main(plan: Arc<Plan>, exit: fn(i32) -> !) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::workers::Placement;
+    use std::sync::atomic::AtomicU32;
+
+    /// A launcher whose "worker processes" are threads of the test speaking the control
+    /// protocol, so the job manager's side (placement retries, hellos, merging) runs for
+    /// real over loopback sockets.
+    #[derive(Default)]
+    struct Threads {
+        places: AtomicU32,
+        releases: AtomicU32,
+        /// Wait in `place` until cancelled.
+        block: bool,
+        /// `spawn` errors of the first placements, then success.
+        unreachable_first: u32,
+        /// Every spawn fails with this (after the unreachable ones).
+        fail: Option<&'static str>,
+        nonces: Mutex<Vec<u64>>,
+    }
+
+    struct ThreadWorker(Arc<AtomicBool>);
+
+    impl WorkerHandle for ThreadWorker {
+        fn pid(&self) -> u32 {
+            1
+        }
+        fn kill(&self) {}
+        fn exit_status(&self) -> Option<String> {
+            self.0
+                .load(Ordering::SeqCst)
+                .then(|| "exit status: 0".to_string())
+        }
+    }
+
+    impl WorkerLauncher for Arc<Threads> {
+        fn control_bind(&self) -> String {
+            "127.0.0.1".into()
+        }
+        fn place(
+            &self,
+            _attempt: u32,
+            parallelism: u32,
+            cancel: &AtomicBool,
+        ) -> std::result::Result<Placement, PlacementError> {
+            self.places.fetch_add(1, Ordering::SeqCst);
+            if self.block {
+                while !cancel.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                return Err(PlacementError::Cancelled);
+            }
+            super::super::workers::LocalLauncher::with_processes(2).place(0, parallelism, cancel)
+        }
+        fn spawn(
+            &self,
+            attempt: u32,
+            slot: &ProcessSlot,
+            command: &WorkerCommand,
+        ) -> std::result::Result<Box<dyn WorkerHandle>, SpawnError> {
+            if self.places.load(Ordering::SeqCst) <= self.unreachable_first {
+                return Err(SpawnError::Unreachable {
+                    task_manager: "tm-1".into(),
+                    reason: "connection refused".into(),
+                });
+            }
+            if let Some(e) = self.fail {
+                return Err(SpawnError::Failed(crate::anyhow!("{e}")));
+            }
+            let env: BTreeMap<String, String> = command.env.iter().cloned().collect();
+            let addr = env[WORKER_ENV].clone();
+            let index = slot.index;
+            let exited = Arc::new(AtomicBool::new(false));
+            let done = Arc::clone(&exited);
+            let me = Arc::clone(self);
+            std::thread::spawn(move || {
+                // A stale worker of another attempt is refused first.
+                let mut stale = TcpStream::connect(&addr).unwrap();
+                let hello = Hello {
+                    attempt: attempt + 7,
+                    process: index,
+                    data: "stale".into(),
+                };
+                write_frame(&mut stale, &hello).unwrap();
+                let s = TcpStream::connect(&addr).unwrap();
+                let mut w = BufWriter::new(s.try_clone().unwrap());
+                let hello = Hello {
+                    attempt,
+                    process: index,
+                    data: format!("data-{index}"),
+                };
+                write_frame(&mut w, &hello).unwrap();
+                let mut r = BufReader::new(s);
+                let start: MeshStart = read_frame(&mut r).unwrap();
+                assert_eq!(start.peers, vec!["data-0", "data-1"]);
+                me.nonces.lock_ok().push(start.nonce);
+                let task = TaskId {
+                    uid: "counts".into(),
+                    subtask: index,
+                };
+                for ev in [
+                    FromExecutor::Running {
+                        attempt,
+                        tasks: vec![task],
+                    },
+                    FromExecutor::Finished { attempt },
+                ] {
+                    write_frame(&mut w, &ev).unwrap();
+                }
+                // Stale connections never got a peer list.
+                let mut b = [0u8; 1];
+                assert_eq!(std::io::Read::read(&mut stale, &mut b).unwrap_or(0), 0);
+                done.store(true, Ordering::SeqCst);
+            });
+            Ok(Box::new(ThreadWorker(exited)))
+        }
+        fn release(&self, _attempt: u32) {
+            self.releases.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn settings(l: &Arc<Threads>, slot_timeout: Duration) -> WorkerSettings {
+        WorkerSettings {
+            heartbeat: Heartbeat {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_secs(10),
+            },
+            launcher: Arc::new(Arc::clone(l)),
+            config: Configuration::new(),
+            network_timeout: Duration::from_secs(1),
+            slot_request_timeout: slot_timeout,
+        }
+    }
+
+    fn spec() -> AttemptSpec {
+        AttemptSpec {
+            job_id: "0123456789abcdef0123456789abcdef".into(),
+            attempt: 3,
+            restore: None,
+            start_epoch: 1,
+            savepoints: Vec::new(),
+        }
+    }
+
+    fn next(rx: &crossbeam_channel::Receiver<FromExecutor>) -> FromExecutor {
+        rx.recv_timeout(Duration::from_secs(20)).expect("an event")
+    }
+
+    #[test]
+    fn processes_say_hello_get_peers_and_one_nonce_and_their_events_are_merged() {
+        let l = Arc::new(Threads {
+            unreachable_first: 1,
+            ..Default::default()
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let exec =
+            ProcessExecutor::start(&spec(), 4, settings(&l, Duration::from_secs(30)), tx).unwrap();
+        match next(&rx) {
+            FromExecutor::Deployed { attempt, placement } => {
+                assert_eq!(attempt, 3);
+                assert_eq!(placement.processes.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        match next(&rx) {
+            FromExecutor::Running { attempt, tasks } => {
+                assert_eq!(attempt, 3);
+                let subtasks: Vec<u32> = tasks.iter().map(|t| t.subtask).collect();
+                assert_eq!(subtasks, vec![0, 1], "the union of both processes' tasks");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(next(&rx), FromExecutor::Finished { attempt: 3 }));
+        Box::new(exec).shutdown();
+        // The unreachable task manager: released and placed again.
+        assert_eq!(l.places.load(Ordering::SeqCst), 2);
+        assert!(l.releases.load(Ordering::SeqCst) >= 2);
+        let nonces = l.nonces.lock_ok().clone();
+        assert_eq!(nonces.len(), 2);
+        assert_eq!(nonces[0], nonces[1], "one nonce for the whole attempt");
+        assert!(rx.try_recv().is_err(), "Finished once, nothing after it");
+    }
+
+    #[test]
+    fn a_cancel_while_waiting_for_slots_ends_at_once_without_a_failure() {
+        let l = Arc::new(Threads {
+            block: true,
+            ..Default::default()
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let exec =
+            ProcessExecutor::start(&spec(), 4, settings(&l, Duration::from_secs(30)), tx).unwrap();
+        while l.places.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let t = Instant::now();
+        Box::new(exec).shutdown();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(rx.try_recv().is_err(), "no failure for a cancel");
+    }
+
+    #[test]
+    fn unreachable_task_managers_past_the_slot_request_timeout_and_spawn_errors_fail() {
+        let l = Arc::new(Threads {
+            unreachable_first: u32::MAX,
+            ..Default::default()
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let exec = ProcessExecutor::start(&spec(), 4, settings(&l, Duration::ZERO), tx).unwrap();
+        match next(&rx) {
+            FromExecutor::Failed { error, .. } => assert!(
+                error.starts_with(
+                    "task manager tm-1 is unreachable: connection refused (gave up after"
+                ),
+                "{error}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        Box::new(exec).shutdown();
+        let l = Arc::new(Threads {
+            fail: Some("no such binary"),
+            ..Default::default()
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let exec =
+            ProcessExecutor::start(&spec(), 4, settings(&l, Duration::from_secs(30)), tx).unwrap();
+        match next(&rx) {
+            FromExecutor::Failed { error, .. } => assert_eq!(error, "no such binary"),
+            other => panic!("{other:?}"),
+        }
+        Box::new(exec).shutdown();
+        assert_eq!(l.places.load(Ordering::SeqCst), 1, "not placed again");
+    }
+}
