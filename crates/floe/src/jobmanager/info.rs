@@ -486,6 +486,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_placement_tells_where_each_subtask_runs() {
+        use crate::runtime::workers::{Placement, ProcessSlot};
+        let mut i = JobInfo::new("j", "n", 4, CheckpointConfig::default(), 0);
+        assert_eq!(i.subtask_location(0), None, "nothing deployed yet");
+        let slot = |index: u32, host: &str, tm: &str| ProcessSlot {
+            index,
+            threads: 2,
+            host: host.into(),
+            bind: host.into(),
+            task_manager: Some(tm.into()),
+        };
+        i.deployed(&Placement {
+            processes: vec![slot(0, "h1", "tm-1"), slot(1, "h2", "tm-2")],
+        });
+        let at = |s| {
+            i.subtask_location(s)
+                .map(|l| (l.process, l.host, l.task_manager))
+        };
+        assert_eq!(at(1), Some((0, "h1".into(), Some("tm-1".into()))));
+        assert_eq!(at(2), Some((1, "h2".into(), Some("tm-2".into()))));
+        assert_eq!(at(4), None, "no such subtask");
+    }
+
+    #[test]
     fn the_exception_history_keeps_the_latest_failures_with_cut_messages() {
         let mut i = JobInfo::new("j", "n", 1, CheckpointConfig::default(), 0)
             .with_exception_history_size(3);

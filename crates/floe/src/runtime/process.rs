@@ -267,7 +267,6 @@ impl Shared {
         let listener = TcpListener::bind((bind.as_str(), 0))
             .map_err(|e| crate::anyhow!("cannot bind the control listener on {bind}: {e}"))?;
         let control = launcher.control_address(listener.local_addr()?);
-        let config: BTreeMap<&str, &str> = self.settings.config.iter().collect();
         let mut env = vec![
             (WORKER_ENV.to_string(), control),
             (ATTEMPT_ENV.to_string(), attempt.to_string()),
@@ -287,7 +286,7 @@ impl Shared {
             ),
             (
                 CONFIG_ENV.to_string(),
-                serde_json::to_string(&config).map_err(anyhow::Error::from)?,
+                config_to_json(&self.settings.config)?,
             ),
         ];
         if let Some(s) = &spec.restore {
@@ -744,17 +743,27 @@ pub fn is_worker() -> bool {
 
 /// The configuration the job manager handed this worker process ([`CONFIG_ENV`]), if any.
 pub fn worker_config() -> Result<Option<Configuration>> {
-    let Ok(json) = std::env::var(CONFIG_ENV) else {
-        return Ok(None);
-    };
-    let map: BTreeMap<String, String> = serde_json::from_str(&json)
+    match std::env::var(CONFIG_ENV) {
+        Ok(json) => config_from_json(&json).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A configuration as [`CONFIG_ENV`] carries it: a JSON object of key → value.
+fn config_to_json(conf: &Configuration) -> Result<String> {
+    let map: BTreeMap<&str, &str> = conf.iter().collect();
+    Ok(serde_json::to_string(&map)?)
+}
+
+fn config_from_json(json: &str) -> Result<Configuration> {
+    let map: BTreeMap<String, String> = serde_json::from_str(json)
         .map_err(|e| crate::anyhow!("worker environment variable {CONFIG_ENV} is invalid: {e}"))?;
     let mut conf = Configuration::new();
     for (k, v) in &map {
         conf.set(k, v)
             .map_err(|e| crate::anyhow!("worker environment variable {CONFIG_ENV}: {e}"))?;
     }
-    Ok(Some(conf))
+    Ok(conf)
 }
 
 /// The worker side: runs the attempt the job manager asked for and relays messages until
@@ -1195,6 +1204,25 @@ mod tests {
 
     fn next(rx: &crossbeam_channel::Receiver<FromExecutor>) -> FromExecutor {
         rx.recv_timeout(Duration::from_secs(20)).expect("an event")
+    }
+
+    #[test]
+    fn the_job_managers_configuration_reaches_the_worker_whole() {
+        let mut conf = Configuration::new();
+        conf.set("execution.checkpointing.interval", "250 ms")
+            .unwrap();
+        conf.set("taskmanager.network.tcp-user-timeout", "2 s")
+            .unwrap();
+        conf.set("pipeline.name", "a \"quoted\" name").unwrap();
+        let back = config_from_json(&config_to_json(&conf).unwrap()).unwrap();
+        assert_eq!(back, conf);
+        let err = config_from_json(r#"{"no.such.key": "1"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("worker environment variable FLOE_WORKER_CONFIG: "),
+            "{err}"
+        );
     }
 
     #[test]
