@@ -81,7 +81,7 @@ impl ProcessExecutor {
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
         match &spec.restore {
-            Some(s) => cmd.env(RESTORE_ENV, &s.dir),
+            Some(s) => cmd.env(RESTORE_ENV, s.dir.to_string()),
             None => cmd.env_remove(RESTORE_ENV),
         };
         let child = cmd
@@ -315,7 +315,7 @@ fn worker_main(plan: Arc<Plan>, exit: fn(i32) -> !) -> Result<()> {
     let beat = Duration::from_millis(env_u64(HEARTBEAT_ENV).unwrap_or(1000).max(10));
     let job_id = std::env::var(JOB_ID_ENV)
         .map_err(|_| crate::anyhow!("worker environment variable {JOB_ID_ENV} is missing"))?;
-    let savepoints: Vec<std::path::PathBuf> = match std::env::var(SAVEPOINTS_ENV) {
+    let savepoints: Vec<crate::storage::Location> = match std::env::var(SAVEPOINTS_ENV) {
         Ok(v) => serde_json::from_str(&v).map_err(|e| {
             crate::anyhow!("worker environment variable {SAVEPOINTS_ENV} is invalid: {e}")
         })?,
@@ -328,7 +328,9 @@ fn worker_main(plan: Arc<Plan>, exit: fn(i32) -> !) -> Result<()> {
     // Connected first, so that a snapshot that cannot be read is the attempt's failure
     // cause at the job manager, not a line in this process's stderr.
     let restore = match std::env::var_os(RESTORE_ENV) {
-        Some(p) => match load_snapshot(std::path::Path::new(&p)) {
+        Some(p) => match crate::storage::Location::from_path(std::path::Path::new(&p))
+            .and_then(load_snapshot)
+        {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 let failed = FromExecutor::Failed {
