@@ -349,3 +349,28 @@ pub fn copy(from: &Location, to: &Location) -> Result<()> {
     block_on(async { s.copy(&fp, &tp).await.map_err(|e| failed("copy", to, e)) })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "hdfs"))]
+    #[test]
+    fn hdfs_without_the_feature_is_one_line_saying_how_to_build_it() {
+        let l = Location::parse("hdfs://nn:8020/ck").unwrap();
+        let e = format!("{:#}", read(&l).unwrap_err());
+        assert!(
+            e.contains("hdfs://nn:8020/ck") && e.contains("--features hdfs"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
+    fn a_local_path_is_not_an_object_location() {
+        let e = read(&Location::Local("/tmp/x".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/tmp/x is not an object-store location"), "{e}");
+    }
+}
