@@ -286,17 +286,37 @@ mod tests {
             .check_target("/tmp/anything")
             .is_ok());
         assert!(RestSecurity::default().check_target("/tmp/../etc").is_err());
-        // The form a savepoint path is printed in; relative targets and other schemes are refused.
+        // The form a savepoint path is printed in and object-store URLs; relative targets and
+        // unknown schemes are refused.
         assert_eq!(
             RestSecurity::default().check_target("file:/tmp/sp"),
             Ok(PathBuf::from("/tmp/sp"))
         );
         let e = RestSecurity::default().check_target("sp").unwrap_err();
         assert!(e.contains("'sp' is a relative path"), "{e}");
+        assert_eq!(
+            RestSecurity::default().check_target("s3://b/sp/"),
+            Ok(PathBuf::from("s3://b/sp"))
+        );
         let e = RestSecurity::default()
-            .check_target("s3://b/sp")
+            .check_target("gs://b/sp")
             .unwrap_err();
-        assert!(e.contains("not supported yet"), "{e}");
+        assert!(e.contains("not supported"), "{e}");
+        // Object-store roots: only targets under them, and no local path then.
+        let s3 = sec("s3://b/sp");
+        assert_eq!(
+            s3.check_target("s3://b/sp/x"),
+            Ok(PathBuf::from("s3://b/sp/x"))
+        );
+        assert!(s3
+            .check_target("s3://b/spx")
+            .unwrap_err()
+            .contains("outside"));
+        assert!(s3
+            .check_target("s3://c/sp")
+            .unwrap_err()
+            .contains("outside"));
+        assert!(s3.check_target("/tmp/sp").unwrap_err().contains("outside"));
         // Bad roots are configuration errors.
         let bad = conf_of("rest.savepoint.allowed-roots", "rel");
         assert!(RestSecurity::from_config(&bad).is_err());
