@@ -341,3 +341,27 @@ fn a_wrong_secret_key_fails_the_job_in_one_line_naming_the_location() {
     assert!(err.contains("is not writable"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn an_object_above_the_multipart_threshold_is_uploaded_in_parts_and_reads_back_whole() {
+    let _one = serial();
+    let s3 = S3Server::start().unwrap();
+    let mut conf = floe::config::Configuration::new();
+    for kv in s3.settings() {
+        conf.set_dynamic(&kv).unwrap();
+    }
+    floe::storage::configure(&conf).unwrap();
+    let loc = Location::parse(&s3.url("big/x.state")).unwrap();
+    let bytes: Vec<u8> = (0..floe::storage::MULTIPART_THRESHOLD as u32 + 3_000_000)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    floe::storage::write(&loc, bytes.clone()).unwrap();
+    assert_eq!(floe::storage::size(&loc).unwrap(), Some(bytes.len() as u64));
+    assert_eq!(std::fs::read(s3.object_path("big/x.state")).unwrap(), bytes);
+    assert_eq!(floe::storage::read(&loc).unwrap(), bytes);
+    assert_eq!(
+        floe::storage::delete_all(&Location::parse(&s3.url("big")).unwrap()).unwrap(),
+        1
+    );
+    assert_eq!(floe::storage::size(&loc).unwrap(), None);
+}

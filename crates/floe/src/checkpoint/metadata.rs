@@ -345,7 +345,7 @@ fn resolve_object_snapshot_dir(loc: Location) -> Result<Location> {
     if let Some(latest) = latest_complete_checkpoint(&loc) {
         return Ok(latest);
     }
-    let any = !crate::storage::list_dirs(&loc)?.is_empty() || crate::storage::size(&loc)?.is_some();
+    let any = crate::storage::any_under(&loc)?;
     if !any {
         crate::bail!("restore path {loc} does not exist");
     }

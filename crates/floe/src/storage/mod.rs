@@ -14,6 +14,6 @@ mod store;
 pub use location::{Location, ObjectLocation, Scheme};
 pub(crate) use store::spawn;
 pub use store::{
-    configure, copy, delete_all, list_dirs, read, size, write, write_async, write_new,
+    any_under, configure, copy, delete_all, list_dirs, read, size, write, write_async, write_new,
     StorageError, MULTIPART_THRESHOLD,
 };

@@ -119,6 +119,8 @@ fn build(o: &ObjectLocation) -> Result<Arc<dyn ObjectStore>> {
 #[cfg(feature = "hdfs")]
 fn build_hdfs(o: &ObjectLocation) -> Result<Arc<dyn ObjectStore>> {
     let url = format!("hdfs://{}", o.authority);
+    // The HDFS client spawns its I/O tasks on the current runtime: ours.
+    let _rt = runtime().enter();
     let store = hdfs_native_object_store::HdfsObjectStoreBuilder::new()
         .with_url(&url)
         .build()
@@ -314,6 +316,18 @@ pub fn list_dirs(loc: &Location) -> Result<Vec<String>> {
     })
 }
 
+/// Whether any object lies under the prefix `loc`.
+pub fn any_under(loc: &Location) -> Result<bool> {
+    let (_, s, p) = object(loc)?;
+    block_on(async {
+        match s.list(Some(&p)).next().await {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(failed("list", loc, e).into()),
+        }
+    })
+}
+
 /// Deletes every object under `loc` (the "directory" and everything in it). Returns how
 /// many were deleted; none is not an error.
 pub fn delete_all(loc: &Location) -> Result<usize> {
@@ -326,7 +340,9 @@ pub fn delete_all(loc: &Location) -> Result<usize> {
             paths.push(m.map_err(|e| failed("list", loc, e))?.location);
         }
         // The key itself too: `loc` may be one object rather than a prefix.
-        paths.push(p.clone());
+        if size_of(&*s, &p).await.is_some() {
+            paths.push(p.clone());
+        }
         for path in paths {
             match s.delete(&path).await {
                 Ok(()) => n += 1,
@@ -336,6 +352,11 @@ pub fn delete_all(loc: &Location) -> Result<usize> {
         }
         Ok(n)
     })
+}
+
+/// The size of the object at `p`, if there is one (errors count as none).
+async fn size_of(s: &dyn ObjectStore, p: &ObjectPath) -> Option<u64> {
+    s.head(p).await.ok().map(|m| m.size)
 }
 
 /// Copies the object `from` to `to` inside one store (server-side).
