@@ -96,6 +96,8 @@ pub struct JobInfo {
     /// Where the subtasks of the current attempt run, once its worker processes started
     /// (`None` while deploying, and for attempts on threads of this process).
     pub placement: Option<crate::runtime::workers::Placement>,
+    /// The job's vertices, `(name, parallelism)`, in graph order.
+    pub vertices: Vec<(String, u32)>,
 }
 
 /// Where one subtask runs.
@@ -107,6 +109,14 @@ pub struct SubtaskLocation {
     pub host: String,
     /// The task manager it runs on (`None`: a child of the job manager's process).
     pub task_manager: Option<String>,
+}
+
+/// A vertex's id: 32 hex digits, as Flink's `JobVertexID`, stable for the job's graph.
+fn vertex_id(job_id: &str, index: usize) -> String {
+    format!(
+        "{:032x}",
+        xxhash_rust::xxh3::xxh3_128(format!("{job_id}/{index}").as_bytes())
+    )
 }
 
 impl JobInfo {
@@ -141,7 +151,14 @@ impl JobInfo {
             exception_history_size: EXCEPTION_HISTORY,
             announcer: None,
             placement: None,
+            vertices: Vec::new(),
         }
+    }
+
+    /// The job's vertices, `(name, parallelism)`, as `/jobs/:jobid` lists them.
+    pub fn with_vertices(mut self, vertices: Vec<(String, u32)>) -> Self {
+        self.vertices = vertices;
+        self
     }
 
     /// The current attempt's worker processes started where `placement` says.
@@ -343,7 +360,29 @@ impl JobInfo {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
-            vertices: Vec::new(),
+            vertices: self
+                .vertices
+                .iter()
+                .enumerate()
+                .map(|(i, (name, parallelism))| model::JobVertex {
+                    id: vertex_id(&self.job_id, i),
+                    name: name.clone(),
+                    parallelism: *parallelism,
+                    status: self.status.as_str().to_string(),
+                    subtasks: (0..*parallelism)
+                        .filter_map(|s| {
+                            let l = self.subtask_location(s)?;
+                            Some(model::SubtaskHost {
+                                subtask: s,
+                                host: l.host,
+                                taskmanager_id: l
+                                    .task_manager
+                                    .unwrap_or_else(|| "localhost".into()),
+                            })
+                        })
+                        .collect(),
+                })
+                .collect(),
             status_counts: BTreeMap::new(),
             plan: model::JobPlan {
                 jid: self.job_id.clone(),
@@ -513,6 +552,29 @@ mod tests {
         assert_eq!(at(1), Some((0, "h1".into(), Some("tm-1".into()))));
         assert_eq!(at(2), Some((1, "h2".into(), Some("tm-2".into()))));
         assert_eq!(at(4), None, "no such subtask");
+        // /jobs/:jobid lists each vertex with the host of each of its subtasks.
+        let i = i.with_vertices(vec![
+            ("Source: Socket Stream".into(), 1),
+            ("Sink".into(), 4),
+        ]);
+        let d = i.details(0);
+        assert_eq!(d.vertices.len(), 2);
+        assert_eq!(d.vertices[0].id.len(), 32);
+        assert_ne!(d.vertices[0].id, d.vertices[1].id);
+        let hosts = |v: &model::JobVertex| -> Vec<(u32, String, String)> {
+            v.subtasks
+                .iter()
+                .map(|s| (s.subtask, s.host.clone(), s.taskmanager_id.clone()))
+                .collect()
+        };
+        assert_eq!(hosts(&d.vertices[0]), [(0, "h1".into(), "tm-1".into())]);
+        assert_eq!(
+            hosts(&d.vertices[1])
+                .iter()
+                .map(|h| h.1.as_str())
+                .collect::<Vec<_>>(),
+            ["h1", "h1", "h2", "h2"]
+        );
     }
 
     #[test]

@@ -157,7 +157,8 @@ impl JobManager {
             spec.checkpoint.clone(),
             now_ms(),
         )
-        .with_exception_history_size(spec.exception_history_size);
+        .with_exception_history_size(spec.exception_history_size)
+        .with_vertices(spec.plan.vertices());
         let info = Arc::new(Mutex::new(info));
         let checkpoints = Checkpoints::new(
             &job_id,

@@ -60,6 +60,27 @@ impl Plan {
             .join(" -> ")
     }
 
+    /// The job's vertices (Flink's job vertices: chains of operators), in graph order:
+    /// `(name, parallelism)`.
+    pub fn vertices(&self) -> Vec<(String, u32)> {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for (i, o) in self.operators.iter().enumerate() {
+            if !seen.contains(&o.chain) {
+                seen.push(o.chain);
+                let parallelism = self
+                    .operators
+                    .iter()
+                    .filter(|x| x.chain == o.chain)
+                    .map(|x| x.parallelism)
+                    .max()
+                    .unwrap_or(o.parallelism);
+                out.push((self.vertex_name(i), parallelism));
+            }
+        }
+        out
+    }
+
     /// Every `(uid, subtask)` that acknowledges checkpoints.
     pub fn checkpointed_tasks(&self) -> Vec<TaskId> {
         let mut v = Vec::new();

@@ -229,7 +229,7 @@ pub struct JobDetails {
     pub now: i64,
     /// The latest transition into every state reached, ms since the epoch.
     pub timestamps: BTreeMap<String, u64>,
-    /// Job vertices (Floe does not report them yet).
+    /// Job vertices, with where their subtasks run.
     pub vertices: Vec<JobVertex>,
     /// Tasks per execution state.
     #[serde(rename = "status-counts")]
@@ -246,6 +246,22 @@ pub struct JobVertex {
     pub name: String,
     pub parallelism: u32,
     pub status: String,
+    /// Where each subtask of the current attempt runs (a Floe extension: Flink lists hosts
+    /// per subtask under `/jobs/:jobid/vertices/:vertexid`); empty while deploying.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtasks: Vec<SubtaskHost>,
+}
+
+/// Where one subtask of a vertex runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskHost {
+    /// The subtask index.
+    pub subtask: u32,
+    /// The host it runs on.
+    pub host: String,
+    /// Its task manager (`localhost` for a job binary run directly).
+    #[serde(rename = "taskmanager-id")]
+    pub taskmanager_id: String,
 }
 
 /// The job graph of [`JobDetails`].
