@@ -152,6 +152,10 @@ impl<'de> serde::Deserialize<'de> for JobId {
     }
 }
 
+/// Environment variable with the job id a session cluster chose for the job it starts, so
+/// it can name the job's files and its registry record before the process runs.
+pub const JOB_ID_ENV: &str = "FLOE_JOB_ID";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +182,3 @@ mod tests {
         assert!(long.len() < 200, "{long}");
     }
 }
-
-/// Environment variable with the job id a session cluster chose for the job it starts, so
-/// it can name the job's files and its registry record before the process runs.
-pub const JOB_ID_ENV: &str = "FLOE_JOB_ID";
