@@ -103,6 +103,11 @@ const PACE: &str = "10000";
 const FILES: usize = 8;
 const WORDS_PER_FILE: usize = 30_000;
 
+/// The URL of `name` (a directory) in the S3 bucket.
+fn store(name: &str) -> String {
+    format!("s3://{BUCKET}/{name}")
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -323,6 +328,30 @@ impl Cluster {
 
     fn path(&self, name: &str) -> PathBuf {
         self.root.path().join(name)
+    }
+
+    /// Where the S3 server keeps `name` of [`store`] on disk (s3s-fs: one file per object).
+    fn stored(&self, name: &str) -> PathBuf {
+        self.path("s3").join(BUCKET).join(name)
+    }
+
+    /// Waits until a completed checkpoint of the job is on S3 (its `_metadata` object).
+    fn wait_checkpoint_on_s3(&self, id: &str) {
+        let dir = self.stored("ck").join(id);
+        wait_for(
+            &format!("a chk-<n>/_metadata of job {id} is in {}", dir.display()),
+            Duration::from_secs(30),
+            || {
+                std::fs::read_dir(&dir)
+                    .ok()?
+                    .flatten()
+                    .find(|e| {
+                        e.file_name().to_string_lossy().starts_with("chk-")
+                            && e.path().join("_metadata").is_file()
+                    })
+                    .map(|_| ())
+            },
+        );
     }
 
     fn conf_dir(&self, host: usize) -> PathBuf {
@@ -546,7 +575,7 @@ impl Cluster {
         let input = self.path("in");
         let output = self.path("out");
         let p = parallelism.to_string();
-        let ck = format!("execution.checkpointing.dir=s3://{BUCKET}/ck");
+        let ck = format!("execution.checkpointing.dir={}", store("ck"));
         let mut args = vec!["run", "-d", "-p", &p];
         if let Some(from) = from {
             args.extend(["-s", from]);
@@ -915,6 +944,7 @@ fn a_crashed_task_manager_host_is_replaced_and_the_job_finishes_exactly_once() -
     let exact = write_input(&c.path("in"), 1);
     let id = c.submit(4, None, &[]);
     let (_, on_h3) = c.wait_running_on_both(&id);
+    c.wait_checkpoint_on_s3(&id);
     let old_attempts: BTreeSet<u32> = on_h3.iter().map(|w| w.attempt).collect();
 
     // Host 2 crashes: its task manager and worker process die at once.
@@ -1025,7 +1055,7 @@ fn a_host_cut_off_the_network_is_failed_over_within_the_bound_and_cleans_up_by_i
 
 #[test]
 fn a_killed_job_manager_host_comes_back_with_the_same_job_from_s3() -> Result<()> {
-    let ha = format!("high-availability.storageDir=s3://{BUCKET}/ha");
+    let ha = format!("high-availability.storageDir={}", store("ha"));
     let mut c = Cluster::start(&[&ha])?;
     two_task_managers(&mut c)?;
     let exact = write_input(&c.path("in"), 3);
@@ -1069,13 +1099,20 @@ fn a_killed_job_manager_host_comes_back_with_the_same_job_from_s3() -> Result<()
         || (c.task_managers().len() == 2).then_some(()),
     );
     c.wait_state(&id, "FINISHED", Duration::from_secs(120));
+    // Resubmitted once, under its id: no second job.
+    let (_, jobs) = c.get("/jobs/overview");
+    let ids: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|j| j["jid"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [id.as_str()], "{jobs}");
     let ck = c.checkpoints(&id);
     let restored = ck["latest"]["restored"]["external_path"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     assert!(
-        restored.starts_with(&format!("s3://{BUCKET}/ck/{id}/chk-")),
+        restored.starts_with(&format!("{}/{id}/chk-", store("ck"))),
         "the job resumed from its latest checkpoint on S3: {ck}"
     );
     c.assert_exactly_once(&exact);
@@ -1090,7 +1127,7 @@ fn a_savepoint_on_s3_of_a_two_host_job_restores_at_parallelism_2_on_one_host() -
     let id = c.submit(4, None, &[]);
     c.wait_running_on_both(&id);
 
-    let sp_dir = format!("s3://{BUCKET}/sp");
+    let sp_dir = store("sp");
     let (code, out, err) = c.floe_on(0, &["stop", "-p", &sp_dir, &id]);
     assert_eq!(code, 0, "floe stop -p {sp_dir}: {out}{err}");
     let savepoint = out
@@ -1102,6 +1139,12 @@ fn a_savepoint_on_s3_of_a_two_host_job_restores_at_parallelism_2_on_one_host() -
     assert!(
         savepoint.starts_with(&format!("{sp_dir}/savepoint-")),
         "{savepoint}"
+    );
+    let name = savepoint.rsplit('/').next().unwrap_or_default();
+    assert!(
+        c.stored("sp").join(name).join("_metadata").is_file(),
+        "the savepoint is on S3: {}",
+        c.stored("sp").join(name).display()
     );
     c.wait_state(&id, "FINISHED", Duration::from_secs(60));
     // The stopped job did not read everything: the restored one has work left.
