@@ -447,9 +447,10 @@ fn workers_run_from_the_blob_cache_and_end_as_reported() {
         text.contains("cannot fetch the job binary") && text.contains("no blob"),
         "{text}"
     );
-    assert!(e
-        .downcast_ref::<floe::cluster::TaskManagerUnreachable>()
-        .is_none());
+    assert!(
+        matches!(e, floe::runtime::workers::SpawnError::Failed(_)),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -490,10 +491,12 @@ fn a_lost_task_manager_ends_its_workers_and_an_unreachable_one_is_typed() {
         .spawn(1, &placement.processes[0], &WorkerCommand::default())
         .err()
         .unwrap();
-    let u = e
-        .downcast_ref::<floe::cluster::TaskManagerUnreachable>()
-        .unwrap_or_else(|| panic!("not typed: {e:#}"));
-    assert_eq!(u.task_manager.0, "tm-a");
+    match e {
+        floe::runtime::workers::SpawnError::Unreachable { task_manager, .. } => {
+            assert_eq!(task_manager, "tm-a")
+        }
+        other => panic!("not typed: {other:#}"),
+    }
 }
 
 #[test]

@@ -106,7 +106,6 @@ fn worker_output(tm: &Path, job: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs RemoteLauncher wired into compile.rs (issue 11, after the executor merge)"]
 fn a_job_runs_in_the_slots_of_two_task_managers() {
     let mut s = Setup::start();
     let a = s.task_manager("tm-a", 2);
@@ -164,7 +163,6 @@ fn a_job_runs_in_the_slots_of_two_task_managers() {
 }
 
 #[test]
-#[ignore = "needs RemoteLauncher wired into compile.rs (issue 11, after the executor merge)"]
 fn a_job_waits_for_slots_then_fails_naming_them() {
     let mut s = Setup::start();
     s.task_manager("tm-a", 1);

@@ -156,9 +156,14 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
     })
 }
 
-/// Where the job's worker processes run: on this host, as children of the job manager
-/// (Flink's mini cluster, `minicluster.number-of-taskmanagers` processes).
+/// Where the job's worker processes run: in task slots of the cluster's task managers when
+/// a session cluster started this job manager (it sets `FLOE_CLUSTER_RPC`), otherwise on
+/// this host, as children of the job manager (Flink's mini cluster,
+/// `minicluster.number-of-taskmanagers` processes).
 fn launcher(conf: &Configuration) -> Result<Arc<dyn crate::runtime::workers::WorkerLauncher>> {
+    if let Some(remote) = crate::cluster::RemoteLauncher::from_env(conf)? {
+        return Ok(Arc::new(remote));
+    }
     let processes = conf.get_or(keys::MINICLUSTER_TASK_MANAGERS, 1)?;
     if processes == 0 {
         crate::bail!("{} must be at least 1", keys::MINICLUSTER_TASK_MANAGERS);

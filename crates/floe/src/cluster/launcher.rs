@@ -11,7 +11,7 @@
 use super::protocol::*;
 use crate::config::{keys, Configuration};
 use crate::runtime::workers::{
-    Placement, PlacementError, ProcessSlot, WorkerCommand, WorkerHandle, WorkerLauncher,
+    Placement, PlacementError, ProcessSlot, SpawnError, WorkerCommand, WorkerHandle, WorkerLauncher,
 };
 use crate::sync::LockExt;
 use crate::{JobId, Result};
@@ -28,8 +28,8 @@ pub const RPC_ENV: &str = "FLOE_CLUSTER_RPC";
 pub const BLOB_ENV: &str = "FLOE_JOB_BLOB";
 
 /// A task manager could not be reached, or was lost, while a worker was being started on
-/// it: not a failure of the job, the executor places the attempt again (find it with
-/// `error.downcast_ref::<TaskManagerUnreachable>()`).
+/// it: not a failure of the job — [`WorkerLauncher::spawn`] turns it into
+/// [`SpawnError::Unreachable`], and the executor places the attempt again.
 #[derive(Debug, thiserror::Error)]
 #[error("task manager {task_manager} ({address}) is unreachable: {cause}")]
 pub struct TaskManagerUnreachable {
@@ -266,7 +266,11 @@ impl RemoteLauncher {
 impl WorkerLauncher for RemoteLauncher {
     fn control_bind(&self) -> String {
         // Task managers reach this host at the address they reach the daemon at.
-        super::join_host_port(super::host_of(&self.rpc), 0)
+        super::host_of(&self.rpc).to_string()
+    }
+
+    fn control_address(&self, bound: std::net::SocketAddr) -> String {
+        super::join_host_port(super::host_of(&self.rpc), u32::from(bound.port()))
     }
 
     fn place(
@@ -336,6 +340,31 @@ impl WorkerLauncher for RemoteLauncher {
         attempt: u32,
         slot: &ProcessSlot,
         command: &WorkerCommand,
+    ) -> std::result::Result<Box<dyn WorkerHandle>, SpawnError> {
+        self.start_worker(attempt, slot, command).map_err(|e| {
+            match e.downcast::<TaskManagerUnreachable>() {
+                Ok(u) => SpawnError::Unreachable {
+                    task_manager: u.task_manager.0,
+                    reason: format!("{} ({})", u.cause, u.address),
+                },
+                Err(e) => SpawnError::Failed(e),
+            }
+        })
+    }
+
+    fn release(&self, attempt: u32) {
+        self.release_attempt(attempt)
+    }
+}
+
+impl RemoteLauncher {
+    /// Starts a worker on the slot's task manager; a task manager that cannot be reached
+    /// is a [`TaskManagerUnreachable`] error.
+    fn start_worker(
+        &self,
+        attempt: u32,
+        slot: &ProcessSlot,
+        command: &WorkerCommand,
     ) -> Result<Box<dyn WorkerHandle>> {
         let conn = self.connection(attempt, slot)?;
         let args = command
@@ -391,7 +420,7 @@ impl WorkerLauncher for RemoteLauncher {
         }))
     }
 
-    fn release(&self, attempt: u32) {
+    fn release_attempt(&self, attempt: u32) {
         let conns: Vec<Arc<TmConnection>> = {
             let mut c = self.connections.lock_ok();
             let keys: Vec<_> = c.keys().filter(|(a, _)| *a == attempt).cloned().collect();
