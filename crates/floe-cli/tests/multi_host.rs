@@ -915,6 +915,16 @@ fn status_and_rest_show_both_task_managers_and_where_subtasks_run() -> Result<()
     assert_eq!(code, 0, "{out3}{err}");
     assert!(out3.contains("Task managers: 2 with 4 slot(s)"), "{out3}");
 
+    // `floe list` tells where the subtasks run (packed in registration order).
+    let (code, out, err) = c.floe_on(0, &["list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "    subtasks 0,1 on tm-h2 ({h2}), 2,3 on tm-h3 ({h3})"
+        )),
+        "{out}"
+    );
+    // REST `/jobs/:id` (and its vertices) shows the subtasks' hosts too.
     assert_eq!(
         subtask_hosts(&c, &id),
         BTreeSet::from([h2.clone(), h3.clone()]),
