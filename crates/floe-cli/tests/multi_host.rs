@@ -23,6 +23,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use floe_testkit::netns::Hosts;
+use floe_testkit::s3::{ACCESS_KEY, BUCKET, SECRET_KEY};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read as _, Write as _};
@@ -58,31 +59,11 @@ fn job_binary() -> PathBuf {
     floe().with_file_name("exactly_once_word_count")
 }
 
-/// `s3s-fs`, installed by `scripts/test-tools.sh`.
-fn s3s_fs() -> PathBuf {
-    let tools = std::env::var_os("FLOE_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/floe-tools")
-        });
-    let bin = tools.join("bin/s3s-fs");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run scripts/test-tools.sh",
-        bin.display()
-    );
-    bin
-}
-
 // Ports: every test has hosts of its own, so the documented defaults never collide.
 const REST_PORT: u16 = 8081;
 const RPC_PORT: u16 = 6123;
 const S3_PORT: u16 = 8014;
-const BUCKET: &str = "floe";
 const TOKEN: &str = "multi-host-test-token-4f1c9a";
-const S3_KEY: &str = "floe-test";
-const S3_SECRET: &str = "floe-test-secret-9b2e";
 
 /// Failure detection of these tests: a connection to an unplugged host fails after
 /// [`TCP_USER_TIMEOUT`], a silent task manager is dropped after `heartbeat.timeout`.
@@ -377,8 +358,8 @@ impl Cluster {
             yaml.push_str(&format!(
                 "rest.bind-address: {h1}\n\
                  s3.endpoint: http://{h1}:{S3_PORT}\n\
-                 s3.access-key: {S3_KEY}\n\
-                 s3.secret-key: {S3_SECRET}\n\
+                 s3.access-key: {ACCESS_KEY}\n\
+                 s3.secret-key: {SECRET_KEY}\n\
                  s3.path.style.access: true\n\
                  s3.endpoint.region: us-east-1\n"
             ));
@@ -409,22 +390,17 @@ impl Cluster {
         )
     }
 
+    /// Starts `s3s-fs` on host 1 (`floe_testkit::s3`'s binary, arguments and keys) and
+    /// waits until it listens, checked from host 1 (the test's own namespace has no route
+    /// to the hosts, so `S3Server::start_with` cannot see it come up).
     fn start_s3(&mut self) -> Result<()> {
         let log = std::fs::File::create(self.path("s3.log"))?;
-        let h1 = self.ip(0);
-        let port = S3_PORT.to_string();
-        let mut cmd = self.hosts.host(0).command(s3s_fs());
-        cmd.args([
-            "--host",
-            &h1,
-            "--port",
-            &port,
-            "--access-key",
-            S3_KEY,
-            "--secret-key",
-            S3_SECRET,
-        ])
-        .arg(self.path("s3"))
+        let mut cmd = self.hosts.host(0).command(floe_testkit::s3::binary()?);
+        cmd.args(floe_testkit::s3::args(
+            self.hosts.host(0).ip().into(),
+            S3_PORT,
+            &self.path("s3"),
+        ))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
