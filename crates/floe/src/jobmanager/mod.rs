@@ -12,6 +12,7 @@ pub mod announce;
 pub mod checkpoints;
 pub mod client;
 pub(crate) mod events;
+pub mod ha;
 pub mod info;
 pub mod lifecycle;
 pub mod rest;
@@ -275,13 +276,16 @@ impl JobManager {
             let _ = std::fs::remove_file(&probe);
             self.checkpoints.job_dir = Some(dir);
         }
+        let first_attempt = self
+            .checkpoints
+            .take_over(ha::JobHa::from_env(&self.job_id)?);
         if let Some(s) = &self.spec.restore {
             let savepoint = s.metadata.kind == SnapshotKind::Savepoint;
             let next = s.metadata.checkpoint_id + 1;
             events::starting_from(&self.job_id, &s.dir, savepoint, next);
         }
         events::restart_strategy(&self.spec.restart, self.name(), &self.job_id);
-        let mut life = Lifecycle::new(self.spec.restart.backoff());
+        let mut life = Lifecycle::new(self.spec.restart.backoff()).starting_at(first_attempt);
         let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
         let mut exec: Option<Box<dyn TaskExecutor>> = None;
         let mut queue: VecDeque<Event> = VecDeque::new();
@@ -300,7 +304,7 @@ impl JobManager {
                 effects.extend(life.on(event, Instant::now()));
             }
         }
-        let restarts = life.attempt();
+        let restarts = life.attempt() - first_attempt;
         match life.phase().clone() {
             Phase::Terminal {
                 status: JobStatus::Failed,
@@ -402,6 +406,9 @@ impl JobManager {
         } else if attempt > 0 {
             events::no_checkpoint_found();
         }
+        // Recorded before anything of the attempt runs: a job manager taking the job back
+        // deploys later attempt numbers, so nothing named after an attempt collides.
+        self.checkpoints.ha_deployed(attempt)?;
         let spec = AttemptSpec {
             job_id: self.job_id.clone(),
             attempt,
