@@ -141,11 +141,29 @@ impl Host {
             self.dir.path().to_str().unwrap(),
             "-D",
             &format!("rest.port={port}"),
+            // Any free RPC port (tests run side by side), slots for a -p 2 job.
+            "-D",
+            "jobmanager.rpc.port=0",
+            "-D",
+            "taskmanager.numberOfTaskSlots=2",
             "-D",
             &format!("high-availability.storageDir=file://{}", self.ha.display()),
         ]);
         assert_eq!(code, 0, "{out}{err}");
-        self.seen.borrow_mut().push(self.daemon_pid());
+        let mut seen = self.seen.borrow_mut();
+        seen.push(self.daemon_pid());
+        seen.extend(self.task_managers());
+    }
+
+    /// The pids of the local task managers the daemon started.
+    fn task_managers(&self) -> Vec<u32> {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("taskmanager-"))
+            .filter_map(|e| std::fs::read_to_string(e.path().join("taskmanager.pid")).ok())
+            .filter_map(|p| p.trim().parse().ok())
+            .collect()
     }
 
     fn daemon_pid(&self) -> u32 {
@@ -184,12 +202,17 @@ impl Host {
         http(&self.addr, "GET", &format!("/jobs/{id}/checkpoints"), None).1
     }
 
-    /// The whole job manager host dies: its daemon, then the job's job manager process;
-    /// the job's worker processes exit by themselves.
+    /// The job manager host dies: its daemon, then the job's job manager process; the
+    /// job's worker processes (run by the task manager, which lives on) are killed by it.
     fn die(&self, id: &str) {
         let daemon = self.daemon_pid();
         let jm = self.job_manager(id);
-        let workers = children_of(jm);
+        let workers: Vec<u32> = self
+            .task_managers()
+            .into_iter()
+            .flat_map(children_of)
+            .collect();
+        assert!(!workers.is_empty(), "the job runs in worker processes");
         self.seen.borrow_mut().extend(&workers);
         kill9(daemon);
         kill9(jm);
