@@ -118,15 +118,21 @@ fn kill9(pid: u32) {
 struct Host {
     dir: tempfile::TempDir,
     addr: String,
+    /// The job manager's RPC port: the one address task managers know it by.
+    rpc_port: u16,
+    /// How many local task managers its daemon starts.
+    task_managers: u32,
     ha: PathBuf,
     seen: std::cell::RefCell<Vec<u32>>,
 }
 
 impl Host {
-    fn new(ha: &Path) -> Host {
+    fn new(ha: &Path, rpc_port: u16, task_managers: u32) -> Host {
         Host {
             dir: tempfile::tempdir().unwrap(),
             addr: format!("127.0.0.1:{}", free_port()),
+            rpc_port,
+            task_managers,
             ha: ha.to_path_buf(),
             seen: Default::default(),
         }
@@ -139,11 +145,12 @@ impl Host {
             "start",
             "--dir",
             self.dir.path().to_str().unwrap(),
+            "--taskmanagers",
+            &self.task_managers.to_string(),
             "-D",
             &format!("rest.port={port}"),
-            // Any free RPC port (tests run side by side), slots for a -p 2 job.
             "-D",
-            "jobmanager.rpc.port=0",
+            &format!("jobmanager.rpc.port={}", self.rpc_port),
             "-D",
             "taskmanager.numberOfTaskSlots=2",
             "-D",
@@ -302,10 +309,9 @@ fn completed_checkpoints(h: &Host, id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the job on `first` until it completed checkpoints, kills that host, takes the job
-/// back on `second` and checks the outcome; returns the job id.
+/// Runs the job on `first` (started) until it completed checkpoints, kills that host, takes
+/// the job back on `second` and checks the outcome; returns the job id.
 fn fail_over(first: &Host, second: &Host, d: &Dirs, exact: &HashMap<String, u64>) -> String {
-    first.start();
     let id = submit(first, d);
     first.wait_for_state(&id, "RUNNING");
     wait_until("two checkpoints completed", || {
@@ -413,12 +419,24 @@ fn fail_over(first: &Host, second: &Host, d: &Dirs, exact: &HashMap<String, u64>
     id
 }
 
+/// Starts `h` and returns the pid of its one local task manager.
+fn host_task_manager(h: &Host) -> u32 {
+    h.start();
+    let tms = h.task_managers();
+    assert_eq!(tms.len(), 1, "{tms:?}");
+    tms[0]
+}
+
 #[test]
 fn a_restarted_job_manager_takes_its_job_back_exactly_once() {
     let d = dirs();
     let exact = write_input(&d.input, 24_000);
-    let host = Host::new(&d.ha);
+    let host = Host::new(&d.ha, free_port(), 1);
+    let tm = host_task_manager(&host);
     let id = fail_over(&host, &host, &d, &exact);
+    // Its task manager lived on and re-registered with the restarted job manager.
+    assert_eq!(host.task_managers(), vec![tm]);
+    assert!(alive(tm));
     // The job's files of both job managers are kept.
     let outs = std::fs::read_dir(host.dir.path().join("jobs"))
         .unwrap()
@@ -452,8 +470,13 @@ fn a_restarted_job_manager_takes_its_job_back_exactly_once() {
 fn another_host_takes_the_job_back_and_a_corrupt_record_does_not_stop_it() {
     let d = dirs();
     let exact = write_input(&d.input, 24_000);
-    let first = Host::new(&d.ha);
-    let second = Host::new(&d.ha);
+    // The new job manager host has the address task managers know (a moved DNS name or
+    // virtual IP); it starts no task manager: the job runs again on the first host's task
+    // manager once that re-registered.
+    let rpc = free_port();
+    let first = Host::new(&d.ha, rpc, 1);
+    let second = Host::new(&d.ha, rpc, 0);
+    let tm = host_task_manager(&first);
     // A record that cannot be read, of some other job.
     let other = "0123456789abcdef0123456789abcdef";
     let bad =
@@ -463,6 +486,11 @@ fn another_host_takes_the_job_back_and_a_corrupt_record_does_not_stop_it() {
     std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
     std::fs::write(&bad, b"{ not json").unwrap();
     let id = fail_over(&first, &second, &d, &exact);
+    assert!(second.task_managers().is_empty());
+    assert!(
+        alive(tm),
+        "the first host's task manager ran the job taken back"
+    );
     let log = second.log();
     let errors: Vec<&str> = log
         .lines()
@@ -471,7 +499,7 @@ fn another_host_takes_the_job_back_and_a_corrupt_record_does_not_stop_it() {
     assert_eq!(errors.len(), 1, "{log}");
     assert!(bad.is_file(), "a record that cannot be read is kept");
     // A third host takes nothing back: the job finished.
-    let third = Host::new(&d.ha);
+    let third = Host::new(&d.ha, free_port(), 0);
     third.start();
     let (code, _) = http(&third.addr, "GET", &format!("/jobs/{id}"), None);
     assert_eq!(code, 404);
