@@ -101,13 +101,14 @@ pub(crate) struct JobHa {
 }
 
 impl JobHa {
-    /// The HA state of job `job_id` when a session cluster with HA started this process
-    /// ([`HA_DIR_ENV`]): the state a dead job manager of the job left, or a new one.
-    pub(crate) fn from_env(job_id: &str) -> Result<Option<JobHa>> {
-        let Some(dir) = std::env::var_os(HA_DIR_ENV) else {
+    /// The HA state of job `job_id` in its HA directory `dir` (from [`HA_DIR_ENV`], set when
+    /// a session cluster with HA started this process): the state a dead job manager of the
+    /// job left, or a new one.
+    pub(crate) fn open(dir: Option<PathBuf>, job_id: &str) -> Result<Option<JobHa>> {
+        let Some(dir) = dir else {
             return Ok(None);
         };
-        let file = PathBuf::from(dir).join(STATE_FILE);
+        let file = dir.join(STATE_FILE);
         let state = match JobHaState::read(&file)? {
             Some(s) if s.job_id != job_id => crate::bail!(
                 "HA state {} is of job {}, not of this job {job_id}",

@@ -145,6 +145,8 @@ pub struct JobManager {
     tasks: Vec<TaskId>,
     /// Savepoint requests that arrived while the tasks were still deploying.
     deferred: Vec<(Option<PathBuf>, Option<StopKind>, SavepointReply)>,
+    /// The job's high-availability directory ([`ha::HA_DIR_ENV`]).
+    ha_dir: Option<PathBuf>,
 }
 
 impl JobManager {
@@ -187,6 +189,7 @@ impl JobManager {
             info,
             tasks: Vec::new(),
             deferred: Vec::new(),
+            ha_dir: std::env::var_os(ha::HA_DIR_ENV).map(PathBuf::from),
         }
     }
 
@@ -278,7 +281,7 @@ impl JobManager {
         }
         let first_attempt = self
             .checkpoints
-            .take_over(ha::JobHa::from_env(&self.job_id)?);
+            .take_over(ha::JobHa::open(self.ha_dir.clone(), &self.job_id)?);
         if let Some(s) = &self.spec.restore {
             let savepoint = s.metadata.kind == SnapshotKind::Savepoint;
             let next = s.metadata.checkpoint_id + 1;
