@@ -353,14 +353,23 @@ fn print_from(path: &std::path::Path, offset: u64) -> u64 {
 
 /// Follows a cluster job's output until it ends; returns its final state.
 fn follow(rest: &Rest, job_id: &str) -> anyhow::Result<floe::JobStatus> {
-    let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
-    let mut offset = 0;
+    // Offsets per file: the job manager's stdout and every worker process's, which appear
+    // as attempts start on the task managers.
+    let mut offsets: std::collections::HashMap<std::path::PathBuf, u64> = Default::default();
+    let mut print_all = |logs: &cluster::JobFiles| {
+        for f in std::iter::once(&logs.out).chain(&logs.workers) {
+            let at = offsets.entry(f.clone()).or_default();
+            *at = print_from(f, *at);
+        }
+    };
     loop {
-        offset = print_from(&logs.out, offset);
+        let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
+        print_all(&logs);
         let job: JobDetails = rest.get(&format!("/jobs/{job_id}"))?;
         if job.state.is_terminal() {
             std::thread::sleep(std::time::Duration::from_millis(50));
-            print_from(&logs.out, offset);
+            let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
+            print_all(&logs);
             return Ok(job.state);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -777,7 +786,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 follow(&rest, &job_id)?;
             } else {
                 let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
-                print_from(&logs.out, 0);
+                for f in std::iter::once(&logs.out).chain(&logs.workers) {
+                    print_from(f, 0);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
