@@ -74,9 +74,7 @@ pub fn new_job_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Environment variable with the job id a session cluster chose for the job it starts, so
-/// it can name the job's files and its registry record before the process runs.
-pub const JOB_ID_ENV: &str = "FLOE_JOB_ID";
+pub use crate::job::JOB_ID_ENV;
 
 /// The id of this process's first job: [`JOB_ID_ENV`] when it holds a valid job id, else a
 /// new one. Later jobs of the same process always get new ids, so
