@@ -116,6 +116,10 @@ enum Cmd {
         /// Dispose (delete) the savepoint at this path instead.
         #[arg(short = 'd', long = "dispose", value_name = "savepointPath")]
         dispose: Option<PathBuf>,
+        /// Configuration settings for reaching the savepoint's storage with --dispose, e.g.
+        /// -D s3.endpoint=http://host:9000 (also read from the configuration file).
+        #[arg(short = 'D', value_name = "key=value")]
+        dynamic: Vec<String>,
         /// The job id.
         #[arg(required_unless_present = "dispose")]
         job_id: Option<String>,
@@ -178,11 +182,15 @@ enum SavepointAction {
     Inspect {
         /// A chk-<n> or savepoint directory, its _metadata file, or a job's checkpoint
         /// directory <dir>/<job-id> (its latest complete checkpoint); a plain path, file:/path
-        /// or file:///path.
+        /// or file:///path, or s3://bucket/path.
         path: PathBuf,
         /// Print the entries of operator UID (optionally only state NAME) as JSON lines.
         #[arg(long, value_name = "UID[/STATE]")]
         dump: Option<String>,
+        /// Configuration settings for reaching the snapshot's storage, e.g.
+        /// -D s3.endpoint=http://host:9000 (also read from the configuration file).
+        #[arg(short = 'D', value_name = "key=value")]
+        dynamic: Vec<String>,
     },
     /// Would this snapshot restore into this job? Lists matched, unmatched and new operators
     /// and the compatibility of every state; exit code 0 only when it would restore.
@@ -574,6 +582,16 @@ fn job_args_are_the_jobs(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsS
     argv
 }
 
+/// Object-store settings for `floe savepoint inspect` / `--dispose`: the configuration file
+/// (`$FLOE_CONF_DIR` or `conf/`), then `-D` settings.
+fn configure_storage(dynamic: &[String]) -> anyhow::Result<()> {
+    let mut conf = floe::config::file::load_from_env()?;
+    for d in dynamic {
+        conf.set_dynamic(d)?;
+    }
+    floe::storage::configure(&conf)
+}
+
 fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse_from(job_args_are_the_jobs(std::env::args_os().collect()));
@@ -604,7 +622,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("job binary '{job}': {e}"))?;
                 // The cluster starts the job in its own working directory.
                 let from_savepoint = from_savepoint
-                    .map(|s| floe::storage::absolute_path(&s))
+                    .map(|s| {
+                        floe::storage::Location::absolute(&s).map(|l| PathBuf::from(l.to_string()))
+                    })
                     .transpose()?;
                 let req = cluster::SubmitRequest {
                     binary,
@@ -884,18 +904,26 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             )
         }
         Cmd::Savepoint {
-            action: Some(SavepointAction::Inspect { path, dump }),
+            action:
+                Some(SavepointAction::Inspect {
+                    path,
+                    dump,
+                    dynamic,
+                }),
             ..
         } => {
-            inspect::inspect(&floe::storage::resolve(&path)?, dump.as_deref())?;
+            configure_storage(&dynamic)?;
+            inspect::inspect(&floe::storage::Location::from_path(&path)?, dump.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Savepoint {
             target,
             dispose: Some(path),
+            dynamic,
             ..
         } => {
             let _ = target;
+            configure_storage(&dynamic)?;
             println!("Disposing savepoint '{}'.", path.display());
             floe::jobmanager::rest::dispose_savepoint(&path)?;
             println!("Savepoint '{}' disposed.", path.display());
@@ -914,7 +942,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let rest = Rest::new(Some(&address(&target)?))?;
             // The job manager's working directory is not ours: send an absolute path.
             let target_directory = target_directory
-                .map(|d| floe::storage::absolute_path(&d))
+                .map(|d| floe::storage::Location::absolute(&d))
                 .transpose()?;
             println!("Triggering savepoint for job {job_id}.");
             println!("Waiting for response...");
@@ -949,7 +977,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             let savepoint_path = savepoint_path
-                .map(|d| floe::storage::absolute_path(&d))
+                .map(|d| floe::storage::Location::absolute(&d))
                 .transpose()?;
             println!("Suspending job \"{job_id}\" with a savepoint.");
             let body = StopWithSavepointRequest {
@@ -973,7 +1001,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             // The job manager's working directory is not ours: send an absolute path.
-            let dir = dir.map(|d| floe::storage::absolute_path(&d)).transpose()?;
+            let dir = dir
+                .map(|d| floe::storage::Location::absolute(&d))
+                .transpose()?;
             match &dir {
                 Some(d) => println!(
                     "Cancelling job {job_id} with CANONICAL savepoint to {}.",

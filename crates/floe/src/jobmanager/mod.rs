@@ -54,11 +54,11 @@ pub struct JobSpec {
     /// Restart strategy.
     pub restart: RestartStrategy,
     /// Root checkpoint directory (the job's `<job-id>` directory is created inside).
-    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_dir: Option<crate::storage::Location>,
     /// Snapshot to start from (`-s`).
     pub restore: Option<Arc<LoadedSnapshot>>,
     /// Default target of savepoints (`execution.checkpointing.savepoint-dir`).
-    pub savepoint_dir: Option<PathBuf>,
+    pub savepoint_dir: Option<crate::storage::Location>,
     /// Run every attempt in worker processes (job binaries) placed and started as these
     /// settings say, or on threads of this process (`None`: tests and embedded use).
     pub worker_processes: Option<crate::runtime::process::WorkerSettings>,
@@ -263,18 +263,7 @@ impl JobManager {
         events::submitting(self.name(), &self.job_id);
         events::submitted(&self.job_id, self.spec.cli_output);
         if let Some(root) = &self.spec.checkpoint_dir {
-            let dir = crate::checkpoint::layout::job_checkpoint_dir(root, &self.job_id);
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                crate::anyhow!("cannot create checkpoint directory {}: {e}", dir.display())
-            })?;
-            let probe = dir.join(crate::checkpoint::layout::WRITE_PROBE_FILE);
-            std::fs::write(&probe, b"").map_err(|e| {
-                crate::anyhow!(
-                    "checkpoint directory {} is not writable: {e}",
-                    dir.display()
-                )
-            })?;
-            let _ = std::fs::remove_file(&probe);
+            let dir = checkpoints::prepare_job_dir(root, &self.job_id)?;
             self.checkpoints.job_dir = Some(dir);
         }
         let first_attempt = self

@@ -115,9 +115,9 @@ fn harness_ha(
             ..Default::default()
         },
         restart,
-        checkpoint_dir: Some(dir.path().join("chk")),
+        checkpoint_dir: Some(dir.path().join("chk").into()),
         restore: None,
-        savepoint_dir: Some(dir.path().join("sp")),
+        savepoint_dir: Some(dir.path().join("sp").into()),
         worker_processes: None,
         exception_history_size: 16,
     };
