@@ -354,10 +354,16 @@ impl HaStore {
                 let state = JobHaState::read(&dir.join(STATE_FILE))?;
                 let in_dir = state
                     .as_ref()
-                    .and_then(|s| s.checkpoint_dir.as_deref())
+                    .and_then(|s| s.checkpoint_dir.as_deref()?.to_str())
+                    // A path, or the URL of a checkpoint directory in an object store.
+                    .and_then(|d| floe::storage::Location::parse(d).ok())
                     .and_then(latest_complete_checkpoint)
-                    .and_then(|p| {
-                        let id = parse_checkpoint_dir_name(p.file_name()?.to_str()?)?;
+                    .and_then(|l| {
+                        let id = parse_checkpoint_dir_name(l.file_name()?)?;
+                        let p = match l {
+                            floe::storage::Location::Local(p) => p,
+                            o => PathBuf::from(o.to_string()),
+                        };
                         Some((id, p))
                     });
                 let recorded_complete = state

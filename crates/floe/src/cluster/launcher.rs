@@ -198,12 +198,7 @@ impl RemoteLauncher {
             .parse()
             .map_err(|e| anyhow!("{BLOB_ENV}: {e}"))?;
         let job: JobId = std::env::var(crate::job::JOB_ID_ENV)
-            .map_err(|_| {
-                anyhow!(
-                    "{RPC_ENV} is set but {} is not",
-                    crate::job::JOB_ID_ENV
-                )
-            })?
+            .map_err(|_| anyhow!("{RPC_ENV} is set but {} is not", crate::job::JOB_ID_ENV))?
             .parse()?;
         Ok(Some(RemoteLauncher::new(conf, rpc, job, blob)?))
     }

@@ -101,7 +101,8 @@ impl Checkpoints {
     /// Checkpoint ids skip every `chk-<n>` already in the job's directory (one left
     /// half-written by a dead job manager is never completed nor reused).
     pub(crate) fn take_over(&mut self, ha: Option<JobHa>) -> u32 {
-        if let Some(dir) = &self.job_dir {
+        // An object store has no directories to collide with: only local ones are skipped.
+        if let Some(Location::Local(dir)) = &self.job_dir {
             let next = self.coordinator.next_id().get();
             let free = first_free_checkpoint_id(dir, next);
             if free != next {
@@ -114,8 +115,10 @@ impl Checkpoints {
             events::resuming(&self.job_id, first, self.coordinator.next_id().get());
         }
         for p in &ha.state().savepoints {
-            if !self.savepoints.contains(p) {
-                self.savepoints.push(p.clone());
+            match Location::from_path(p) {
+                Ok(l) if !self.savepoints.contains(&l) => self.savepoints.push(l),
+                Ok(_) => {}
+                Err(e) => events::ha_not_recorded(&self.job_id, &format!("{e:#}")),
             }
         }
         self.ha = Some(ha);
@@ -126,7 +129,7 @@ impl Checkpoints {
     /// attempt must not run unrecorded).
     pub(crate) fn ha_deployed(&mut self, attempt: u32) -> Result<()> {
         match &mut self.ha {
-            Some(ha) => ha.deployed(attempt, self.job_dir.as_deref()),
+            Some(ha) => ha.deployed(attempt, self.job_dir.as_ref().map(as_path).as_deref()),
             None => Ok(()),
         }
     }
@@ -142,9 +145,10 @@ impl Checkpoints {
             .next_back()
             .map(|c| CheckpointPointer {
                 id: c.id.get(),
-                location: c.dir.clone(),
+                location: as_path(&c.dir),
             });
-        if let Err(e) = ha.completed(latest, &self.savepoints) {
+        let savepoints: Vec<PathBuf> = self.savepoints.iter().map(as_path).collect();
+        if let Err(e) = ha.completed(latest, &savepoints) {
             events::ha_not_recorded(&self.job_id, &format!("{e:#}"));
         }
     }
