@@ -367,6 +367,7 @@ impl JobRecord {
             announced.map(|a| a.snapshot),
             &end,
         )));
+        crate::ha::job_ended(self.id, end.cause.is_some());
         self.end = Some(end);
     }
 
@@ -716,9 +717,11 @@ pub fn daemon(dir: PathBuf, dynamic: &[String], task_managers: u32) -> Result<()
     std::fs::create_dir_all(dir.join("jobs"))?;
     let _lock = lock_dir(&dir)?;
     let conf = configuration(dynamic)?;
+    crate::ha::init(&conf)?;
     let (rm, rpc) = rpc_endpoint(&conf, &dir, security.token().is_some())?;
     let cluster = Arc::new(Cluster::load(dir, rm, rpc)?);
     start_local_task_managers(&cluster, dynamic, task_managers);
+    take_back(&cluster);
     // Job managers end on their own (or are killed): watch them, so every job that ended
     // is recorded even when no one asks.
     {
@@ -1238,7 +1241,7 @@ async fn forward(
 
 /// `POST /floe/jobs`: starts a job binary; answers with its job id once it runs.
 async fn submit(State(c): State<Shared>, Json(req): Json<SubmitRequest>) -> Response {
-    match tokio::task::spawn_blocking(move || start_job(&c, &req)).await {
+    match tokio::task::spawn_blocking(move || start_job(&c, &req, None)).await {
         Ok(Ok(jobid)) => (StatusCode::ACCEPTED, Json(Submitted { jobid })).into_response(),
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -1254,12 +1257,24 @@ fn create_new(path: &FsPath) -> Result<std::fs::File> {
         .with_context(|| format!("cannot create {}", path.display()))
 }
 
-fn start_job(c: &Cluster, req: &SubmitRequest) -> Result<String> {
+/// Starts a job binary as a new job, or (`resume`) a job taken back from high-availability
+/// storage with its id.
+fn start_job(
+    c: &Cluster,
+    req: &SubmitRequest,
+    resume: Option<&crate::ha::Resume>,
+) -> Result<String> {
     let binary = req.binary.display().to_string();
-    let mut id = JobId::random();
-    let out = c.jobs_dir().join(format!("{id}.out"));
-    let log = c.jobs_dir().join(format!("{id}.log"));
-    let status_file = c.jobs_dir().join(format!("{id}.status.json"));
+    let mut id = resume.map_or_else(JobId::random, |r| r.id);
+    // A job taken back gets files of its own: those of its dead job manager stay.
+    let stem = match resume {
+        Some(_) => format!("{id}.{}", now_ms()),
+        None => id.to_string(),
+    };
+    let out = c.jobs_dir().join(format!("{stem}.out"));
+    let log = c.jobs_dir().join(format!("{stem}.log"));
+    let status_file = c.jobs_dir().join(format!("{stem}.status.json"));
+    let ha = crate::ha::store();
     let mut cmd = Command::new(&req.binary);
     if let Some(s) = &req.savepoint {
         cmd.arg("-s").arg(s);
@@ -1276,20 +1291,37 @@ fn start_job(c: &Cluster, req: &SubmitRequest) -> Result<String> {
     // The job's own endpoint: a free loopback port the cluster forwards to.
     cmd.args(["-D", "rest.port=0", "-D", "rest.bind-address=127.0.0.1"]);
     cmd.args(&req.args);
+    if let Some(ha) = ha {
+        cmd.env(floe::jobmanager::ha::HA_DIR_ENV, ha.job_dir(id));
+    }
     // Task managers fetch the job binary by its hash from the blob store.
     let blob =
         c.rm.put_blob(&req.binary)
             .with_context(|| format!("cannot store job binary '{binary}' in the blob store"))?;
-    let mut child = cmd
+    let (out_file, log_file) = (create_new(&out)?, create_new(&log)?);
+    // Recorded before the job runs, so a job manager host dying from here on loses no job.
+    if let (Some(ha), None) = (ha, resume) {
+        ha.record(id, req, now_ms())?;
+    }
+    let spawned = cmd
         .env(floe::cluster::RPC_ENV, &c.rpc)
         .env(floe::cluster::BLOB_ENV, blob.as_str())
         .env(floe::jobmanager::JOB_ID_ENV, id.to_string())
         .env(STATUS_FILE_ENV, &status_file)
         .stdin(Stdio::null())
-        .stdout(create_new(&out)?)
-        .stderr(create_new(&log)?)
+        .stdout(out_file)
+        .stderr(log_file)
         .spawn()
-        .with_context(|| format!("cannot start job binary '{binary}'"))?;
+        .with_context(|| format!("cannot start job binary '{binary}'"));
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            if let (Some(ha), None) = (ha, resume) {
+                let _ = ha.remove(id);
+            }
+            return Err(e);
+        }
+    };
     let mut record = JobRecord {
         id,
         pid: child.id(),
@@ -1316,6 +1348,9 @@ fn start_job(c: &Cluster, req: &SubmitRequest) -> Result<String> {
             Err(e) => {
                 // It never ran: no job to keep a record of (its output and log stay).
                 let _ = std::fs::remove_file(c.jobs_dir().join(format!("{id}.json")));
+                if let (Some(ha), None) = (ha, resume) {
+                    let _ = ha.remove(id);
+                }
                 return Err(e);
             }
         };
@@ -1328,11 +1363,44 @@ fn start_job(c: &Cluster, req: &SubmitRequest) -> Result<String> {
     record.rest = rest;
     record.name = record.announcement().map(|a| a.name);
     c.save(&record)?;
-    c.lock().push(Tracked {
+    let mut jobs = c.lock();
+    // A job taken back replaces its entry of the lost job manager.
+    jobs.retain(|t| t.record.id != id);
+    jobs.push(Tracked {
         record,
         child: Some(child),
     });
     Ok(id.to_string())
+}
+
+/// Starts again every job the high-availability storage holds that had not reached a globally
+/// terminal state and whose job manager does not run (see [`crate::ha`]).
+fn take_back(c: &Cluster) {
+    let Some(ha) = crate::ha::store() else { return };
+    let known = |id: JobId| {
+        let jobs = c.lock();
+        let t = jobs.iter().find(|t| t.record.id == id)?;
+        Some(match t.ended() {
+            None => crate::ha::Known::Running,
+            Some(end) => crate::ha::Known::Ended {
+                lost: end.cause.is_some(),
+            },
+        })
+    };
+    for r in ha.to_take_back(known) {
+        let started = r.and_then(|r| {
+            let from = r.request.savepoint.clone();
+            start_job(c, &r.request, Some(&r)).map(|id| (id, from))
+        });
+        match started {
+            Ok((id, from)) => eprintln!(
+                "Took back job {id} from high-availability storage{}.",
+                from.map(|p| format!(", restoring {}", p.display()))
+                    .unwrap_or_default()
+            ),
+            Err(e) => eprintln!("error: {}", format!("{e:#}").replace('\n', " ")),
+        }
+    }
 }
 
 /// Waits until the job binary `child` (its log at `log`) has announced its job in

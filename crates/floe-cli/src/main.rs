@@ -5,6 +5,7 @@
 //! `rest.port` from `$FLOE_CONF_DIR/floe.yaml`, else 127.0.0.1:8081).
 
 mod cluster;
+mod ha;
 mod inspect;
 mod rest;
 mod taskmanager;

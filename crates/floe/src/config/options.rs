@@ -303,7 +303,7 @@ pub static OPTIONS: &[ConfigOption] = &[
         aliases: &["high-availability"],
         kind: ValueKind::Enum(&["NONE"]),
         default: Some("NONE"),
-        description: "High availability services: Floe has none (a job restarts from its retained checkpoints with -s), so only NONE.",
+        description: "High availability services: only NONE. Floe's job manager high availability needs no services (no leader election): set high-availability.storageDir and a restarted job manager takes its jobs back.",
     },
     // --- pipeline ------------------------------------------------------------------------
     ConfigOption {
@@ -519,12 +519,12 @@ pub static UNHONOURED_VALUES: &[(&str, &str, &str)] = &[
     (
         keys::HIGH_AVAILABILITY_TYPE.name(),
         "zookeeper",
-        "Floe has no high-availability services; use NONE",
+        "Floe's job manager high availability needs no leader election: keep NONE and set high-availability.storageDir",
     ),
     (
         keys::HIGH_AVAILABILITY_TYPE.name(),
         "kubernetes",
-        "Floe has no high-availability services; use NONE",
+        "Floe's job manager high availability needs no leader election: keep NONE and set high-availability.storageDir",
     ),
 ];
 
@@ -671,7 +671,7 @@ mod tests {
                 "high-availability.type",
                 "zookeeper",
                 "high-availability.type",
-                "Floe has no high-availability services; use NONE",
+                "needs no leader election: keep NONE and set high-availability.storageDir",
             ),
         ] {
             let e = Configuration::new().set(k, v).unwrap_err();

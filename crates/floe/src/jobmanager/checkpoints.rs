@@ -5,6 +5,7 @@
 
 use super::client::{SavepointError, SavepointReply};
 use super::events;
+use super::ha::{first_free_checkpoint_id, CheckpointPointer, JobHa};
 use super::info::JobInfo;
 use super::lifecycle::{Event, StopKind, TaskFailure};
 use super::{now_ms, savepoint_dir_name};
@@ -60,6 +61,8 @@ pub(crate) struct Checkpoints {
     /// Durations of the completed checkpoints.
     pub(crate) durations: Vec<Duration>,
     info: Arc<Mutex<JobInfo>>,
+    /// The job's high-availability state, when a session cluster with HA runs the job.
+    ha: Option<JobHa>,
 }
 
 impl Checkpoints {
@@ -89,6 +92,64 @@ impl Checkpoints {
             requests: BTreeMap::new(),
             durations: Vec::new(),
             info,
+            ha: None,
+        }
+    }
+
+    /// Takes over the job's high-availability state `ha` (see [`super::ha`]) and returns
+    /// the job's first attempt: after every attempt a dead job manager of the job deployed.
+    /// Checkpoint ids skip every `chk-<n>` already in the job's directory (one left
+    /// half-written by a dead job manager is never completed nor reused).
+    pub(crate) fn take_over(&mut self, ha: Option<JobHa>) -> u32 {
+        // An object store has no directories to collide with: only local ones are skipped.
+        if let Some(Location::Local(dir)) = &self.job_dir {
+            let next = self.coordinator.next_id().get();
+            let free = first_free_checkpoint_id(dir, next);
+            if free != next {
+                self.coordinator = CheckpointCoordinator::new(self.config.clone(), free);
+            }
+        }
+        let Some(ha) = ha else { return 0 };
+        let first = ha.state().next_attempt();
+        if first > 0 {
+            events::resuming(&self.job_id, first, self.coordinator.next_id().get());
+        }
+        for p in &ha.state().savepoints {
+            match Location::from_path(p) {
+                Ok(l) if !self.savepoints.contains(&l) => self.savepoints.push(l),
+                Ok(_) => {}
+                Err(e) => events::ha_not_recorded(&self.job_id, &format!("{e:#}")),
+            }
+        }
+        self.ha = Some(ha);
+        first
+    }
+
+    /// Records in the HA state that `attempt` deploys; an error when that fails (the
+    /// attempt must not run unrecorded).
+    pub(crate) fn ha_deployed(&mut self, attempt: u32) -> Result<()> {
+        match &mut self.ha {
+            Some(ha) => ha.deployed(attempt, self.job_dir.as_ref().map(as_path).as_deref()),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the latest completed checkpoint and the savepoints in the HA state. A
+    /// failure is logged: the job goes on (a job manager taking the job back also looks
+    /// for newer complete checkpoints in the job's directory).
+    fn ha_completed(&mut self) {
+        let Some(ha) = &mut self.ha else { return };
+        let latest = self
+            .completed
+            .values()
+            .next_back()
+            .map(|c| CheckpointPointer {
+                id: c.id.get(),
+                location: as_path(&c.dir),
+            });
+        let savepoints: Vec<PathBuf> = self.savepoints.iter().map(as_path).collect();
+        if let Err(e) = ha.completed(latest, &savepoints) {
+            events::ha_not_recorded(&self.job_id, &format!("{e:#}"));
         }
     }
 
@@ -262,6 +323,9 @@ impl Checkpoints {
                                 self.completed.insert(id, c);
                             }
                             self.dirs.remove(&id);
+                            // Before the tasks commit: what they commit is then restorable
+                            // by a job manager taking the job back.
+                            self.ha_completed();
                             if let Some(e) = exec {
                                 e.send(if kind.commits_output() {
                                     ToExecutor::CheckpointComplete { id: id.get() }
@@ -413,6 +477,12 @@ impl Checkpoints {
     /// A job that FAILED keeps its latest checkpoint whatever the retention says: it is the
     /// only state left to resume from (`floe run -s <checkpoint-dir>/<job-id>`).
     pub(crate) fn apply_retention(&mut self, status: JobStatus) {
+        // First: once checkpoints are deleted, the job must not be taken back.
+        if let Some(ha) = &mut self.ha {
+            if let Err(e) = ha.ended(status) {
+                events::ha_not_recorded(&self.job_id, &format!("{e:#}"));
+            }
+        }
         let keep = self.config.retention.keeps_on(status);
         if !keep && status == JobStatus::Failed {
             if let Some((&id, last)) = self.completed.iter().next_back() {

@@ -183,6 +183,19 @@ pub(crate) fn discard_failed(dir: &Location, e: &dyn std::fmt::Display) {
     warn!(target: TARGET, "Could not discard checkpoint {}: {e}", dir.display());
 }
 
+/// The job's high-availability state could not be written (see [`super::ha`]).
+pub(crate) fn ha_not_recorded(job_id: &str, e: &dyn std::fmt::Display) {
+    warn!(target: TARGET, "Could not record the high-availability state of job {job_id}: {e}");
+}
+
+/// A job manager took the job back after its predecessor died.
+pub(crate) fn resuming(job_id: &str, attempt: u32, next_id: u64) {
+    info!(
+        target: TARGET,
+        "Job {job_id} is taken back from high-availability storage: attempt {attempt}, next checkpoint ID {next_id}."
+    );
+}
+
 pub(crate) fn ignoring_job_id_env(var: &str, e: &dyn std::fmt::Display) {
     warn!(target: TARGET, "ignoring {var}: {e}");
 }

@@ -183,12 +183,21 @@ impl Lifecycle {
         }
     }
 
+    /// Its first attempt is `attempt` (a job manager taking the job back from
+    /// high-availability storage continues after its predecessor's attempts).
+    pub(crate) fn starting_at(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
     /// The job is submitted: CREATED → RUNNING and the first attempt deploys.
     pub(crate) fn start(&mut self) -> Vec<Effect> {
         self.phase = Phase::Deploying;
         vec![
             Effect::Transition(JobStatus::Running),
-            Effect::Deploy { attempt: 0 },
+            Effect::Deploy {
+                attempt: self.attempt,
+            },
         ]
     }
 
@@ -197,7 +206,8 @@ impl Lifecycle {
         &self.phase
     }
 
-    /// The current (or last) attempt: also the number of restarts so far.
+    /// The current (or last) attempt: also the number of restarts so far, counted from
+    /// [`Lifecycle::starting_at`]'s attempt.
     pub(crate) fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -398,6 +408,29 @@ mod tests {
             Phase::Terminal { status, error } => (*status, error.clone()),
             p => panic!("not terminal: {p:?}"),
         }
+    }
+
+    #[test]
+    fn a_job_taken_back_continues_the_attempt_numbers_and_keeps_its_restart_budget() {
+        let t0 = Instant::now();
+        let strategy = RestartStrategy::fixed_delay(1, Duration::from_millis(300));
+        let mut l = Lifecycle::new(strategy.backoff_with_seed(7)).starting_at(3);
+        assert_eq!(
+            l.start(),
+            [
+                Effect::Transition(JobStatus::Running),
+                Effect::Deploy { attempt: 3 }
+            ]
+        );
+        l.on(Event::TasksRunning, t0);
+        let e = l.on(failure("Map (1/1)"), t0);
+        assert!(
+            matches!(&e[1], Effect::ReportFailure { attempt: 3, .. }),
+            "{e:?}"
+        );
+        assert_eq!(e[2], Effect::Transition(JobStatus::Restarting));
+        let e = l.on(Event::RestartDelayElapsed, t0 + Duration::from_millis(300));
+        assert_eq!(e[1], Effect::Deploy { attempt: 4 });
     }
 
     #[test]

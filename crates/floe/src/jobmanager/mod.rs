@@ -12,6 +12,7 @@ pub mod announce;
 pub mod checkpoints;
 pub mod client;
 pub(crate) mod events;
+pub mod ha;
 pub mod info;
 pub mod lifecycle;
 pub mod rest;
@@ -142,6 +143,8 @@ pub struct JobManager {
     tasks: Vec<TaskId>,
     /// Savepoint requests that arrived while the tasks were still deploying.
     deferred: Vec<(Option<PathBuf>, Option<StopKind>, SavepointReply)>,
+    /// The job's high-availability directory ([`ha::HA_DIR_ENV`]).
+    ha_dir: Option<PathBuf>,
 }
 
 impl JobManager {
@@ -185,6 +188,7 @@ impl JobManager {
             info,
             tasks: Vec::new(),
             deferred: Vec::new(),
+            ha_dir: std::env::var_os(ha::HA_DIR_ENV).map(PathBuf::from),
         }
     }
 
@@ -263,13 +267,16 @@ impl JobManager {
             let dir = checkpoints::prepare_job_dir(root, &self.job_id)?;
             self.checkpoints.job_dir = Some(dir);
         }
+        let first_attempt = self
+            .checkpoints
+            .take_over(ha::JobHa::open(self.ha_dir.clone(), &self.job_id)?);
         if let Some(s) = &self.spec.restore {
             let savepoint = s.metadata.kind == SnapshotKind::Savepoint;
             let next = s.metadata.checkpoint_id + 1;
             events::starting_from(&self.job_id, &s.dir, savepoint, next);
         }
         events::restart_strategy(&self.spec.restart, self.name(), &self.job_id);
-        let mut life = Lifecycle::new(self.spec.restart.backoff());
+        let mut life = Lifecycle::new(self.spec.restart.backoff()).starting_at(first_attempt);
         let (tx, rx) = crossbeam_channel::unbounded::<FromExecutor>();
         let mut exec: Option<Box<dyn TaskExecutor>> = None;
         let mut queue: VecDeque<Event> = VecDeque::new();
@@ -288,7 +295,7 @@ impl JobManager {
                 effects.extend(life.on(event, Instant::now()));
             }
         }
-        let restarts = life.attempt();
+        let restarts = life.attempt() - first_attempt;
         match life.phase().clone() {
             Phase::Terminal {
                 status: JobStatus::Failed,
@@ -390,6 +397,9 @@ impl JobManager {
         } else if attempt > 0 {
             events::no_checkpoint_found();
         }
+        // Recorded before anything of the attempt runs: a job manager taking the job back
+        // deploys later attempt numbers, so nothing named after an attempt collides.
+        self.checkpoints.ha_deployed(attempt)?;
         let spec = AttemptSpec {
             job_id: self.job_id.clone(),
             attempt,

@@ -78,6 +78,18 @@ fn harness_with(
     ack: bool,
     interval: Duration,
 ) -> Harness {
+    harness_ha(restart, retention, ack, interval, |_, _| None)
+}
+
+/// A harness whose job manager gets the HA directory `ha` returns (given the temporary
+/// directory and the job id), before it runs.
+fn harness_ha(
+    restart: RestartStrategy,
+    retention: ExternalizedCheckpointRetention,
+    ack: bool,
+    interval: Duration,
+    ha: impl FnOnce(&std::path::Path, &str) -> Option<PathBuf>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let plan = Plan {
         job_name: "fake".into(),
@@ -110,6 +122,7 @@ fn harness_with(
         exception_history_size: 16,
     };
     let mut jm = JobManager::new(spec);
+    jm.ha_dir = ha(dir.path(), &jm.job_id.clone());
     let (attempts_tx, attempts) = crossbeam_channel::unbounded();
     let log = Arc::new(Mutex::new(Vec::new()));
     let fake_log = Arc::clone(&log);
@@ -404,4 +417,73 @@ fn a_failover_records_the_checkpoint_it_restored() {
     assert_eq!(info.restored, 1);
     h.client.cancel();
     assert_eq!(h.client.wait().unwrap().status, JobStatus::Canceled);
+}
+
+#[test]
+fn a_job_taken_back_continues_after_its_dead_job_manager_and_records_its_progress() {
+    use super::ha::{CheckpointPointer, JobHaState, STATE_FILE};
+    let ha_dir = std::cell::RefCell::new(PathBuf::new());
+    let job = std::cell::RefCell::new(String::new());
+    let h = harness_ha(
+        RestartStrategy::none(),
+        ExternalizedCheckpointRetention::RetainOnCancellation,
+        true,
+        Duration::from_secs(3600),
+        |tmp, id| {
+            // What the dead job manager left: attempts 0..=2, a savepoint, chk-3 complete
+            // (restored by -s in a real take-back) and chk-4 half-written.
+            let d = tmp.join("ha");
+            std::fs::create_dir_all(&d).unwrap();
+            let state = JobHaState {
+                job_id: id.into(),
+                attempt: Some(2),
+                checkpoint_dir: Some(tmp.join("chk").join(id)),
+                latest_checkpoint: None,
+                savepoints: vec![tmp.join("sp/savepoint-old")],
+                terminal: None,
+            };
+            std::fs::write(d.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
+            std::fs::create_dir_all(tmp.join("chk").join(id).join("chk-4")).unwrap();
+            // A savepoint protects output only while it exists (has its _metadata).
+            std::fs::create_dir_all(tmp.join("sp/savepoint-old")).unwrap();
+            std::fs::write(tmp.join("sp/savepoint-old/_metadata"), b"").unwrap();
+            *ha_dir.borrow_mut() = d.clone();
+            *job.borrow_mut() = id.into();
+            Some(d)
+        },
+    );
+    let (ha_dir, job) = (ha_dir.into_inner(), job.into_inner());
+    let read = || JobHaState::read(&ha_dir.join(STATE_FILE)).unwrap().unwrap();
+    let tx = h.attempt(3);
+    assert_eq!(read().attempt, Some(3), "recorded before the attempt runs");
+    h.run(3, &tx);
+    h.await_status(JobStatus::Running);
+    let (reply, rx) = crossbeam_channel::bounded(1);
+    h.client
+        .commands
+        .send(JobCommand::TriggerCheckpoint { reply })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), Ok(5), "chk-4 is skipped");
+    h.await_log(|c| matches!(c, ToExecutor::CheckpointComplete { id: 5 }));
+    let chk5 = h.dir.path().join("chk").join(&job).join("chk-5");
+    assert_eq!(
+        read().latest_checkpoint,
+        Some(CheckpointPointer {
+            id: 5,
+            location: chk5
+        })
+    );
+    assert_eq!(
+        read().savepoints,
+        vec![h.dir.path().join("sp/savepoint-old")]
+    );
+    assert_eq!(read().terminal, None);
+    h.client.cancel();
+    h.await_status(JobStatus::Canceled);
+    let end = Instant::now() + WAIT;
+    while read().terminal.is_none() {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(read().terminal, Some(JobStatus::Canceled));
 }
