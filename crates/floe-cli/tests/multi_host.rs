@@ -16,7 +16,7 @@
 //!
 //! Faults: a task manager host crashing (every process `kill -9`), a host cut off the network
 //! (its switch port down: no reset, packets vanish), the job manager host's Floe processes
-//! `kill -9` (with `high-availability.storageDir` on S3), and a rescale through a savepoint
+//! `kill -9` (with `high-availability.storageDir` on a shared path, checkpoints on S3), and a rescale through a savepoint
 //! on S3 onto one task manager host. Needs root, iproute2 and `s3s-fs`
 //! (`scripts/test-tools.sh`); run with `--test-threads=1` (each test builds its own hosts,
 //! but they share two cores).
@@ -1041,7 +1041,13 @@ fn a_host_cut_off_the_network_is_failed_over_within_the_bound_and_cleans_up_by_i
 
 #[test]
 fn a_killed_job_manager_host_comes_back_with_the_same_job_from_s3() -> Result<()> {
-    let ha = format!("high-availability.storageDir={}", store("ha"));
+    // The HA directory is a path every host reaches (the hosts share this file system, as
+    // hosts would share NFS); the checkpoints the job resumes from are on S3.
+    let ha_dir = tempfile::tempdir()?;
+    let ha = format!(
+        "high-availability.storageDir=file://{}",
+        ha_dir.path().display()
+    );
     let mut c = Cluster::start(&[&ha])?;
     two_task_managers(&mut c)?;
     let exact = write_input(&c.path("in"), 3);
