@@ -85,9 +85,16 @@ enum SinkKind {
 }
 
 /// A directory given by the user (kept) or a fresh one under the temp dir (removed on drop).
+/// The fresh one's name is passed on in the environment, so the worker processes (this
+/// binary started again by the job manager, `--processes`) use the same directory; only the
+/// job manager's process removes it.
 fn work_dir(given: &Option<PathBuf>, what: &str) -> anyhow::Result<(PathBuf, Option<TempDir>)> {
+    let inherited = format!("FLOE_BENCH_{}_DIR", what.to_ascii_uppercase());
     let (dir, cleanup) = match given {
         Some(d) => (d.clone(), None),
+        None if std::env::var_os(&inherited).is_some() => {
+            (PathBuf::from(std::env::var_os(&inherited).unwrap_or_default()), None)
+        }
         None => {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
@@ -96,6 +103,8 @@ fn work_dir(given: &Option<PathBuf>, what: &str) -> anyhow::Result<(PathBuf, Opt
                 "floe-bench-{what}-{}-{nanos:08x}",
                 std::process::id()
             ));
+            // Still one thread: nothing reads the environment concurrently.
+            std::env::set_var(&inherited, &d);
             (d.clone(), Some(TempDir(d)))
         }
     };
@@ -384,14 +393,21 @@ fn startup(a: StartupArgs) -> anyhow::Result<()> {
         for _ in lines {}
         let st = child.wait()?;
         exit.push(t0.elapsed().as_secs_f64() * 1e3);
-        if !st.success() || !line.starts_with('(') {
+        // At parallelism > 1 a print sink prefixes the subtask, as Flink's: `2> (hello,1)`.
+        let record = line
+            .split_once("> ")
+            .filter(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+            .map_or(line.as_str(), |(_, r)| r);
+        if !st.success() || !record.starts_with('(') {
             bail!("run {i}: unexpected result {st} / {line:?}");
         }
     }
     let (f, e) = (median(&mut first), median(&mut exit));
     println!(
-        "floe startup: {} runs of `floe run file_word_count` on a one-line file",
-        a.runs
+        "floe startup: {} runs of `floe run{} -p {} file_word_count` on a one-line file",
+        a.runs,
+        a.cluster.as_ref().map(|c| format!(" -m {c}")).unwrap_or_default(),
+        a.parallelism
     );
     println!(
         "engine=floe runs={} first_record_ms_median={f:.1} first_record_ms_min={:.1} exit_ms_median={e:.1}",

@@ -717,6 +717,8 @@ pub fn daemon(dir: PathBuf, dynamic: &[String], task_managers: u32) -> Result<()
     std::fs::create_dir_all(dir.join("jobs"))?;
     let _lock = lock_dir(&dir)?;
     let conf = configuration(dynamic)?;
+    // Jobs taken back from high availability may have their checkpoints on S3.
+    floe::storage::configure(&conf)?;
     crate::ha::init(&conf)?;
     let (rm, rpc) = rpc_endpoint(&conf, &dir, security.token().is_some())?;
     let cluster = Arc::new(Cluster::load(dir, rm, rpc)?);
