@@ -107,6 +107,10 @@ struct Args {
     /// resumes the job from its checkpoint directory, as an operator would).
     #[arg(long)]
     ha: bool,
+    /// Multi-host mode: checkpoints and savepoints on the hosts' shared file system
+    /// instead of S3 (the S3 server still runs; `s3_stop` is left out).
+    #[arg(long)]
+    no_s3: bool,
 }
 
 /// Set by SIGINT/SIGTERM: stop injecting, stop the job, unmount, report.
@@ -610,17 +614,29 @@ fn run(args: Args) -> anyhow::Result<bool> {
             Some(s) => s.dir.join("s3"),
             None => work.join("s3"),
         };
-        let net = Net::start(
-            &work.join("hosts"),
-            &s3_root,
-            &floe,
-            args.tm_slots,
+        let (checkpoints, url, savepoints) = if args.no_s3 {
+            let c = s3_root.with_file_name("shared-checkpoints");
+            let s = s3_root.with_file_name("shared-savepoints");
+            (c.clone(), c.display().to_string(), s.display().to_string())
+        } else {
+            let bucket = format!("s3://{}", multihost::BUCKET);
+            (
+                s3_root.join(multihost::BUCKET).join("ck"),
+                format!("{bucket}/ck"),
+                format!("{bucket}/savepoints"),
+            )
+        };
+        let net = Net::start(&multihost::Layout {
+            dir: &work.join("hosts"),
+            s3_root: &s3_root,
+            floe: &floe,
+            slots: args.tm_slots,
             timing,
-            &job_settings(timing, args.parallelism),
-            args.ha,
-        )?;
-        let checkpoints = s3_root.join(multihost::BUCKET).join("ck");
-        let url = format!("s3://{}/ck", multihost::BUCKET);
+            jobs: &job_settings(timing, args.parallelism),
+            checkpoints: &url,
+            savepoints: &savepoints,
+            ha: args.ha,
+        })?;
         (Some(Arc::new(net)), checkpoints, url, multihost::REST_PORT)
     } else {
         let checkpoints = match &storage {
@@ -673,6 +689,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .filter(|f| storage.is_some() || !f.is_storage())
         .filter(|f| cluster.is_some() || !f.needs_cluster())
         .filter(|f| multi || !f.is_multi_host())
+        .filter(|f| !args.no_s3 || *f != Fault::S3Stop)
         .collect();
     let mut rng = StdRng::seed_from_u64(args.seed);
     let deadline = started + Duration::from_secs(args.timeout_secs);

@@ -44,6 +44,28 @@ pub struct Timing {
     pub network_timeout: Duration,
 }
 
+/// What [`Net::start`] builds.
+pub struct Layout<'a> {
+    /// The harness's directory for the hosts.
+    pub dir: &'a Path,
+    /// The S3 server's data (bucket `floe` is a directory in it).
+    pub s3_root: &'a Path,
+    /// The `floe` CLI.
+    pub floe: &'a Path,
+    /// Slots of each task manager.
+    pub slots: u32,
+    /// Timeouts.
+    pub timing: Timing,
+    /// Settings every job shares (checkpoint interval, restarts, parallelism).
+    pub jobs: &'a str,
+    /// `execution.checkpointing.dir` (`s3://floe/ck`, or a path on the shared file system).
+    pub checkpoints: &'a str,
+    /// `execution.checkpointing.savepoint-dir`.
+    pub savepoints: &'a str,
+    /// Whether `high-availability.storageDir` is set (on S3).
+    pub ha: bool,
+}
+
 /// The three hosts and what runs on them besides the jobs.
 pub struct Net {
     /// The namespaces (dropped last: killing everything on them).
@@ -87,19 +109,21 @@ fn s3s_fs() -> anyhow::Result<PathBuf> {
 }
 
 impl Net {
-    /// Builds the hosts, starts the S3 server on host 1 with its data under `s3_root`, and
-    /// writes the hosts' `floe.yaml` files (`jobs` is the job settings every job shares).
-    /// The job manager and the task managers are started by the caller
-    /// ([`Net::start_task_manager`]).
-    pub fn start(
-        dir: &Path,
-        s3_root: &Path,
-        floe: &Path,
-        slots: u32,
-        timing: Timing,
-        jobs: &str,
-        ha: bool,
-    ) -> anyhow::Result<Net> {
+    /// Builds the hosts, starts the S3 server on host 1 with its data under
+    /// `layout.s3_root`, and writes the hosts' `floe.yaml` files. The job manager and the
+    /// task managers are started by the caller ([`Net::start_task_manager`]).
+    pub fn start(layout: &Layout<'_>) -> anyhow::Result<Net> {
+        let Layout {
+            dir,
+            s3_root,
+            floe,
+            slots,
+            timing,
+            jobs,
+            checkpoints,
+            savepoints,
+            ha,
+        } = *layout;
         let s3s = s3s_fs()?;
         let hosts = Hosts::create(3).context("building the three hosts")?;
         std::fs::create_dir_all(dir)?;
@@ -124,8 +148,8 @@ impl Net {
         let mut jm = format!(
             "{common}rest.bind-address: {jm_ip}\n\
              slot.request.timeout: 120s\n\
-             execution.checkpointing.dir: s3://{BUCKET}/ck\n\
-             execution.checkpointing.savepoint-dir: s3://{BUCKET}/savepoints\n\
+             execution.checkpointing.dir: {checkpoints}\n\
+             execution.checkpointing.savepoint-dir: {savepoints}\n\
              s3.endpoint: http://{jm_ip}:{S3_PORT}\n\
              s3.access-key: floe\n\
              s3.secret-key: {secret}\n\

@@ -43,7 +43,7 @@ impl Setup {
     /// The savepoint target of a round whose directory is `round_dir`.
     fn savepoints(&self, round_dir: &Path) -> std::ffi::OsString {
         match &self.net {
-            Some(_) => format!(
+            Some(_) if self.checkpoints_url.starts_with("s3://") => format!(
                 "s3://{}/savepoints/{}",
                 crate::multihost::BUCKET,
                 round_dir
@@ -52,7 +52,7 @@ impl Setup {
                     .unwrap_or_default()
             )
             .into(),
-            None => round_dir.join("savepoints").into(),
+            _ => round_dir.join("savepoints").into(),
         }
     }
 }
