@@ -150,13 +150,17 @@ impl Net {
              slot.request.timeout: 120s\n\
              execution.checkpointing.dir: {checkpoints}\n\
              execution.checkpointing.savepoint-dir: {savepoints}\n\
-             s3.endpoint: http://{jm_ip}:{S3_PORT}\n\
-             s3.access-key: floe\n\
-             s3.secret-key: {secret}\n\
-             s3.path.style.access: true\n\
-             s3.endpoint.region: us-east-1\n\
              {jobs}"
         );
+        if checkpoints.starts_with("s3://") || ha {
+            jm.push_str(&format!(
+                "s3.endpoint: http://{jm_ip}:{S3_PORT}\n\
+                 s3.access-key: floe\n\
+                 s3.secret-key: {secret}\n\
+                 s3.path.style.access: true\n\
+                 s3.endpoint.region: us-east-1\n"
+            ));
+        }
         if ha {
             jm.push_str(&format!("high-availability.storageDir: s3://{BUCKET}/ha\n"));
         }
