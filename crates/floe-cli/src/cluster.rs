@@ -17,6 +17,19 @@
 //! Flink, after a daemon restart too. A job manager process that ends without announcing a
 //! terminal state was lost (`kill -9`, OOM kill): its job is recorded FAILED with that cause
 //! and its last announced details.
+//!
+//! The daemon is also the cluster's resource manager and blob server
+//! ([`floe::cluster::resource_manager`]): an RPC endpoint bound to `jobmanager.bind-host`
+//! (else `jobmanager.rpc.address`) on `jobmanager.rpc.port` (default 6123; 0 takes a free
+//! port), reached at `jobmanager.rpc.address` and the port actually bound — written to
+//! `<dir>/jobmanager.rpc` and shown by `/floe/cluster` (`rpc`), so port 0 works for a
+//! daemon's own task managers and for tests. Task managers register there; each submitted
+//! binary is stored in `<dir>/blobs/<sha256>` and its job manager gets
+//! `FLOE_CLUSTER_RPC` and `FLOE_JOB_BLOB`, so it can ask for slots and have task managers
+//! fetch the binary. `floe cluster start` starts `--taskmanagers N` (default 1) task
+//! managers on this host in `<dir>/taskmanager-<i>` (Flink's `start-cluster.sh`), and
+//! `floe cluster stop` stops them. A task manager on another host is started with `floe
+//! taskmanager start -D jobmanager.rpc.address=<this host>` and a fixed RPC port.
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use axum::body::Bytes;
@@ -25,11 +38,15 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use floe::cluster::resource_manager::ResourceManager;
 use floe::config::keys;
 use floe::jobmanager::announce::{JobAnnouncement, JobSnapshot, STATUS_FILE_ENV};
 use floe::jobmanager::rest::model::{
     ClusterOverview, Empty, ExceptionEntry, JobExceptions, JobIdWithStatus, JobIdsWithStatus,
     JobOverview, JobsOverview, TaskCounts,
+};
+use floe::jobmanager::rest::taskmanagers::{
+    TaskManagerDetailsInfo, TaskManagerInfo, TaskManagersInfo,
 };
 use floe::jobmanager::rest::{error, with_flink_fallbacks, Disposals};
 use floe::sync::LockExt;
@@ -162,10 +179,14 @@ pub(crate) struct JobFiles {
 
 /// `GET /floe/cluster`: this is a Floe session cluster.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct ClusterInfo {
+pub(crate) struct ClusterInfo {
     #[serde(rename = "floe-cluster")]
     floe_cluster: bool,
-    dir: PathBuf,
+    /// The cluster directory.
+    pub dir: PathBuf,
+    /// Its RPC endpoint as task managers reach it (`None` from a daemon before it had one).
+    #[serde(default)]
+    pub rpc: Option<String>,
 }
 
 /// A job the daemon keeps track of.
@@ -187,6 +208,12 @@ struct Cluster {
     dir: PathBuf,
     /// In submission order.
     jobs: Mutex<Vec<Tracked>>,
+    /// The resource manager and blob server behind the RPC endpoint.
+    rm: Arc<ResourceManager>,
+    /// The RPC endpoint as task managers and job managers reach it.
+    rpc: String,
+    /// Directories of the task managers this daemon started on its host.
+    local_task_managers: Mutex<Vec<PathBuf>>,
 }
 
 type Shared = Arc<Cluster>;
@@ -438,10 +465,13 @@ impl Cluster {
 
     /// The registry at `dir`: every job recorded there, those whose job manager still runs
     /// taken back, those whose job manager ended while no daemon watched recorded as ended.
-    fn load(dir: PathBuf) -> Result<Cluster> {
+    fn load(dir: PathBuf, rm: Arc<ResourceManager>, rpc: String) -> Result<Cluster> {
         let c = Cluster {
             dir,
             jobs: Mutex::new(Vec::new()),
+            rm,
+            rpc,
+            local_task_managers: Mutex::new(Vec::new()),
         };
         let jobs_dir = c.jobs_dir();
         let entries = std::fs::read_dir(&jobs_dir)
@@ -549,7 +579,7 @@ fn security(dynamic: &[String]) -> Result<floe::jobmanager::security::RestSecuri
 }
 
 /// `floe cluster start`: starts the daemon in the background and waits until it answers.
-pub fn start(dir: &FsPath, dynamic: &[String]) -> Result<()> {
+pub fn start(dir: &FsPath, dynamic: &[String], task_managers: u32) -> Result<()> {
     let addr = configured_address(dynamic)?;
     // Refuse here too, so the user sees why rather than a daemon that exited.
     security(dynamic)?.check_bind(
@@ -574,6 +604,7 @@ pub fn start(dir: &FsPath, dynamic: &[String]) -> Result<()> {
         .with_context(|| format!("cannot write {}", dir.join("jobmanager.log").display()))?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["cluster", "daemon", "--dir"]).arg(dir);
+    cmd.arg("--taskmanagers").arg(task_managers.to_string());
     for d in dynamic {
         cmd.arg("-D").arg(d);
     }
@@ -616,8 +647,9 @@ pub fn start(dir: &FsPath, dynamic: &[String]) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::write(dir.join("jobmanager.pid"), child.id().to_string())?;
+    let rpc = std::fs::read_to_string(dir.join("jobmanager.rpc")).unwrap_or_default();
     println!(
-        "Cluster started: REST endpoint http://{addr}, directory {}",
+        "Cluster started: REST endpoint http://{addr}, RPC endpoint {rpc}, {task_managers} local task manager(s), directory {}",
         dir.display()
     );
     Ok(())
@@ -642,7 +674,7 @@ pub fn stop(addr: &str) -> Result<()> {
 }
 
 /// `floe cluster daemon`: serves until shut down.
-pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
+pub fn daemon(dir: PathBuf, dynamic: &[String], task_managers: u32) -> Result<()> {
     let addr: SocketAddr = configured_address(dynamic)?
         .parse()
         .map_err(|e| anyhow!("invalid rest.address: {e}"))?;
@@ -651,7 +683,10 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
     security.check_bind(&addr)?;
     std::fs::create_dir_all(dir.join("jobs"))?;
     let _lock = lock_dir(&dir)?;
-    let cluster = Arc::new(Cluster::load(dir)?);
+    let conf = configuration(dynamic)?;
+    let (rm, rpc) = rpc_endpoint(&conf, &dir, security.token().is_some())?;
+    let cluster = Arc::new(Cluster::load(dir, rm, rpc)?);
+    start_local_task_managers(&cluster, dynamic, task_managers);
     // Job managers end on their own (or are killed): watch them, so every job that ended
     // is recorded even when no one asks.
     {
@@ -682,7 +717,11 @@ pub fn daemon(dir: PathBuf, dynamic: &[String]) -> Result<()> {
                     post(move |State(c): State<Shared>| {
                         let tx = Arc::clone(&tx);
                         async move {
-                            let _ = tokio::task::spawn_blocking(move || cancel_all(&c)).await;
+                            let _ = tokio::task::spawn_blocking(move || {
+                                cancel_all(&c);
+                                stop_local_task_managers(&c);
+                            })
+                            .await;
                             if let Some(tx) = tx.lock_ok().take() {
                                 let _ = tx.send(());
                             }
@@ -731,12 +770,15 @@ fn routes() -> Router<Shared> {
                 Json(ClusterInfo {
                     floe_cluster: true,
                     dir: c.dir.clone(),
+                    rpc: Some(c.rpc.clone()),
                 })
             }),
         )
         .route("/floe/jobs", post(submit))
         .route("/floe/jobs/{jobid}/logs", get(logs))
         .route("/overview", get(overview))
+        .route("/taskmanagers", get(task_managers))
+        .route("/taskmanagers/{id}", get(task_manager))
         .route("/jobs", get(jobs))
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{jobid}", any(forward))
@@ -839,10 +881,132 @@ fn overviews(c: &Cluster) -> Vec<JobOverview> {
 }
 
 async fn overview(State(c): State<Shared>) -> Json<ClusterOverview> {
+    let rm = Arc::clone(&c.rm);
     let all = tokio::task::spawn_blocking(move || overviews(&c))
         .await
         .unwrap_or_default();
-    Json(ClusterOverview::of(&all))
+    let mut o = ClusterOverview::of(&all);
+    // The cluster's own task managers and slots, as Flink counts them.
+    let tms = rm.task_managers();
+    o.taskmanagers = tms.len() as u32;
+    o.slots_total = tms.iter().map(|t| t.registration.slots).sum();
+    o.slots_available = tms.iter().map(|t| t.free_slots).sum();
+    Json(o)
+}
+
+async fn task_managers(State(c): State<Shared>) -> Json<TaskManagersInfo> {
+    Json(TaskManagersInfo {
+        taskmanagers: c
+            .rm
+            .task_managers()
+            .iter()
+            .map(TaskManagerInfo::of)
+            .collect(),
+    })
+}
+
+async fn task_manager(State(c): State<Shared>, Path(id): Path<String>) -> Response {
+    match c
+        .rm
+        .task_managers()
+        .iter()
+        .find(|t| t.registration.id.0 == id)
+    {
+        Some(t) => Json(TaskManagerDetailsInfo::of(t)).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("Could not find TaskExecutor {id}."),
+        ),
+    }
+}
+
+/// Binds the RPC endpoint (`jobmanager.bind-host`, else `jobmanager.rpc.address`, port
+/// `jobmanager.rpc.port`; port 0 takes a free one) and starts the resource manager on it.
+/// Returns it and the address task managers reach it at — `jobmanager.rpc.address` with
+/// the port actually bound, also written to `<dir>/jobmanager.rpc` and `/floe/cluster`.
+fn rpc_endpoint(
+    conf: &floe::config::Configuration,
+    dir: &FsPath,
+    has_token: bool,
+) -> Result<(Arc<ResourceManager>, String)> {
+    let bind = floe::cluster::resource_manager::bind_address(conf)?;
+    let listener = std::net::TcpListener::bind(&bind)
+        .with_context(|| format!("cannot bind the job manager's RPC endpoint {bind}"))?;
+    let local = listener.local_addr()?;
+    // Task managers run whatever binary it names: never open to the network without a token.
+    if !local.ip().is_loopback() && !has_token {
+        bail!("refusing to serve the job manager's RPC endpoint on {local}: it is not a loopback address and rest.auth.token is not set");
+    }
+    let host = conf
+        .get(keys::JOBMANAGER_RPC_ADDRESS)?
+        .unwrap_or_else(|| "localhost".into());
+    let rpc = floe::cluster::join_host_port(&host, u32::from(local.port()));
+    let rm = ResourceManager::new(conf, dir.join("blobs"))?;
+    rm.serve(listener)?;
+    std::fs::write(dir.join("jobmanager.rpc"), &rpc)?;
+    eprintln!("Floe cluster RPC endpoint (resource manager, blob server) listening at {local}, reached at {rpc}");
+    Ok((rm, rpc))
+}
+
+/// Starts `n` task managers on this host (`<dir>/taskmanager-<i>`), registering with this
+/// daemon, as Flink's `start-cluster.sh` does for `conf/workers`. One still running there
+/// for this endpoint (a daemon restart) is kept; one for another endpoint is replaced.
+fn start_local_task_managers(c: &Cluster, dynamic: &[String], n: u32) {
+    let host = floe::cluster::host_of(&c.rpc).to_string();
+    let port = c.rpc.rsplit(':').next().unwrap_or("6123").to_string();
+    for i in 0..n {
+        let dir = c.dir.join(format!("taskmanager-{i}"));
+        if let Some(f) = crate::taskmanager::running(&dir) {
+            if f.jobmanager == c.rpc {
+                eprintln!(
+                    "Task manager {} in {} is still running.",
+                    f.id,
+                    dir.display()
+                );
+                c.local_task_managers.lock_ok().push(dir);
+                continue;
+            }
+            if let Err(e) = crate::taskmanager::stop(&dir) {
+                eprintln!("warning: {e:#}");
+            }
+        }
+        let mut args: Vec<String> = dynamic.to_vec();
+        args.push(format!("jobmanager.rpc.address={host}"));
+        args.push(format!("jobmanager.rpc.port={port}"));
+        // Through `floe taskmanager start`, which returns once it runs: the task manager is
+        // then no child of this daemon (job managers are), and outlives it as a daemon should.
+        let mut cmd = match std::env::current_exe() {
+            Ok(exe) => Command::new(exe),
+            Err(e) => {
+                eprintln!("warning: cannot start local task manager {i}: {e}");
+                continue;
+            }
+        };
+        cmd.args(["taskmanager", "start", "--dir"]).arg(&dir);
+        for a in &args {
+            cmd.arg("-D").arg(a);
+        }
+        match cmd.stdin(Stdio::null()).output() {
+            Ok(o) if o.status.success() => {
+                eprint!("{}", String::from_utf8_lossy(&o.stdout));
+                c.local_task_managers.lock_ok().push(dir)
+            }
+            Ok(o) => eprintln!(
+                "warning: cannot start local task manager {i}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("warning: cannot start local task manager {i}: {e}"),
+        }
+    }
+}
+
+/// Stops the task managers this daemon started.
+fn stop_local_task_managers(c: &Cluster) {
+    for dir in std::mem::take(&mut *c.local_task_managers.lock_ok()) {
+        if let Err(e) = crate::taskmanager::stop(&dir) {
+            eprintln!("warning: {e:#}");
+        }
+    }
 }
 
 async fn jobs(State(c): State<Shared>) -> Json<JobIdsWithStatus> {
@@ -1079,7 +1243,13 @@ fn start_job(c: &Cluster, req: &SubmitRequest) -> Result<String> {
     // The job's own endpoint: a free loopback port the cluster forwards to.
     cmd.args(["-D", "rest.port=0", "-D", "rest.bind-address=127.0.0.1"]);
     cmd.args(&req.args);
+    // Task managers fetch the job binary by its hash from the blob store.
+    let blob =
+        c.rm.put_blob(&req.binary)
+            .with_context(|| format!("cannot store job binary '{binary}' in the blob store"))?;
     let mut child = cmd
+        .env(floe::cluster::RPC_ENV, &c.rpc)
+        .env(floe::cluster::BLOB_ENV, blob.as_str())
         .env(floe::jobmanager::JOB_ID_ENV, id.to_string())
         .env(STATUS_FILE_ENV, &status_file)
         .stdin(Stdio::null())

@@ -7,12 +7,14 @@
 mod cluster;
 mod inspect;
 mod rest;
+mod taskmanager;
 
 use clap::{Args, Parser, Subcommand};
 use floe::jobmanager::rest::model::{
     CheckpointStatistics, CheckpointingStatistics, ClusterOverview, JobDetails, JobExceptions,
     JobOverview, JobsOverview, SavepointTriggerRequest, StopWithSavepointRequest,
 };
+use floe::jobmanager::rest::taskmanagers::{self, TaskManagerDetailsInfo, TaskManagersInfo};
 use floe::JobId;
 use rest::Rest;
 use std::path::PathBuf;
@@ -77,6 +79,12 @@ enum Cmd {
     Cluster {
         #[command(subcommand)]
         action: ClusterCmd,
+    },
+    /// Starts or stops this host's task manager (it offers task slots to the job manager at
+    /// jobmanager.rpc.address:jobmanager.rpc.port).
+    Taskmanager {
+        #[command(subcommand)]
+        action: TaskManagerCmd,
     },
     /// Shows a job's output (with -f, follows it until the job ends).
     Logs {
@@ -207,8 +215,13 @@ enum ClusterCmd {
         /// Configuration settings, e.g. -D rest.port=8082.
         #[arg(short = 'D', value_name = "property=value")]
         dynamic: Vec<String>,
+        /// Task managers to start on this host (each with taskmanager.numberOfTaskSlots
+        /// slots); 0 when other hosts' task managers register themselves.
+        #[arg(long = "taskmanagers", default_value_t = 1)]
+        taskmanagers: u32,
     },
-    /// Stops the cluster; its running jobs are cancelled.
+    /// Stops the cluster; its running jobs are cancelled and the task managers it started
+    /// stopped.
     Stop {
         #[command(flatten)]
         target: Target,
@@ -225,7 +238,49 @@ enum ClusterCmd {
         dir: PathBuf,
         #[arg(short = 'D', value_name = "property=value")]
         dynamic: Vec<String>,
+        #[arg(long = "taskmanagers", default_value_t = 0)]
+        taskmanagers: u32,
     },
+}
+
+#[derive(Subcommand)]
+enum TaskManagerCmd {
+    /// Starts a task manager daemon in the background.
+    Start {
+        /// Its directory: pid, log, blob cache, worker output (default: $FLOE_TASKMANAGER_DIR
+        /// or <tmp>/floe-taskmanager).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Configuration settings, e.g. -D taskmanager.numberOfTaskSlots=4.
+        #[arg(short = 'D', value_name = "property=value")]
+        dynamic: Vec<String>,
+    },
+    /// Stops the task manager of a directory; its worker processes are killed.
+    Stop {
+        /// Its directory (default: $FLOE_TASKMANAGER_DIR or <tmp>/floe-taskmanager).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Runs the daemon in the foreground (what `start` launches).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(short = 'D', value_name = "property=value")]
+        dynamic: Vec<String>,
+    },
+}
+
+/// Every task manager's details, when `rest` is a session cluster with task managers
+/// (none otherwise: a per-job job manager has no `/taskmanagers`).
+fn task_manager_details(rest: &Rest) -> Vec<TaskManagerDetailsInfo> {
+    let Ok(list) = rest.get::<TaskManagersInfo>("/taskmanagers") else {
+        return Vec::new();
+    };
+    list.taskmanagers
+        .iter()
+        .filter_map(|t| rest.get(&format!("/taskmanagers/{}", t.id)).ok())
+        .collect()
 }
 
 fn address(target: &Target) -> anyhow::Result<String> {
@@ -623,8 +678,16 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(exit_code_of(status)))
         }
         Cmd::Cluster { action } => match action {
-            ClusterCmd::Start { dir, dynamic } => {
-                cluster::start(&dir.unwrap_or_else(cluster::default_dir), &dynamic)?;
+            ClusterCmd::Start {
+                dir,
+                dynamic,
+                taskmanagers,
+            } => {
+                cluster::start(
+                    &dir.unwrap_or_else(cluster::default_dir),
+                    &dynamic,
+                    taskmanagers,
+                )?;
                 Ok(ExitCode::SUCCESS)
             }
             ClusterCmd::Stop { target } => {
@@ -643,18 +706,65 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     "Floe cluster at {addr}: {} running, {} finished, {} cancelled, {} failed jobs",
                     v.jobs_running, v.jobs_finished, v.jobs_cancelled, v.jobs_failed
                 );
+                // A daemon of before task managers has none to show.
+                let tms: TaskManagersInfo = rest.get("/taskmanagers").unwrap_or(TaskManagersInfo {
+                    taskmanagers: Vec::new(),
+                });
+                println!(
+                    "Task managers: {} with {} slot(s), {} free",
+                    tms.taskmanagers.len(),
+                    v.slots_total,
+                    v.slots_available
+                );
+                if !tms.taskmanagers.is_empty() {
+                    let rows: Vec<[String; 4]> = tms
+                        .taskmanagers
+                        .iter()
+                        .map(|t| {
+                            [
+                                t.id.clone(),
+                                t.host.clone(),
+                                t.slots_number.to_string(),
+                                t.free_slots.to_string(),
+                            ]
+                        })
+                        .collect();
+                    for l in table(&["ID", "HOST", "SLOTS", "FREE"], &rows) {
+                        println!("{l}");
+                    }
+                }
+                let jobs: JobsOverview = rest.get("/jobs/overview")?;
+                for j in &jobs.jobs {
+                    println!("Job {} : {} ({})", j.jid, j.name, j.state);
+                }
                 Ok(ExitCode::SUCCESS)
             }
-            ClusterCmd::Daemon { dir, dynamic } => {
+            ClusterCmd::Daemon {
+                dir,
+                dynamic,
+                taskmanagers,
+            } => {
                 #[cfg(unix)]
                 // SAFETY: sets a signal disposition before the daemon starts its threads.
                 unsafe {
                     libc::signal(libc::SIGPIPE, libc::SIG_IGN);
                 }
-                cluster::daemon(dir, &dynamic)?;
+                cluster::daemon(dir, &dynamic, taskmanagers)?;
                 Ok(ExitCode::SUCCESS)
             }
         },
+        Cmd::Taskmanager { action } => {
+            match action {
+                TaskManagerCmd::Start { dir, dynamic } => {
+                    taskmanager::start(&dir.unwrap_or_else(taskmanager::default_dir), &dynamic)?
+                }
+                TaskManagerCmd::Stop { dir } => {
+                    taskmanager::stop(&dir.unwrap_or_else(taskmanager::default_dir))?
+                }
+                TaskManagerCmd::Daemon { dir, dynamic } => taskmanager::daemon(dir, &dynamic)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Logs {
             target,
             follow: f,
@@ -686,12 +796,18 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             };
             let terminal = |j: &JobOverview| j.state.is_terminal();
             let running: Vec<&JobOverview> = jobs.iter().filter(|j| !terminal(j)).collect();
+            // A session cluster's task managers tell where each job's subtasks run.
+            let workers = task_manager_details(&rest);
             if running.is_empty() {
                 println!("No running jobs.");
             } else {
                 println!("------------------ Running/Restarting Jobs -------------------");
                 for j in running {
                     println!("{}", line(j));
+                    let at = taskmanagers::job_locations(&workers, &j.jid);
+                    if !at.is_empty() {
+                        println!("    subtasks {}", taskmanagers::placement_summary(&at));
+                    }
                 }
                 println!("--------------------------------------------------------------");
             }

@@ -288,6 +288,11 @@ fn seed_003_savepoint_story_against_a_session_cluster() {
         "start",
         "--dir",
         dir.path().to_str().unwrap(),
+        // Any free RPC port (tests run side by side), slots for -p 2 jobs.
+        "-D",
+        "jobmanager.rpc.port=0",
+        "-D",
+        "taskmanager.numberOfTaskSlots=4",
         "-D",
         &format!("rest.port={port}"),
     ]);
@@ -654,6 +659,11 @@ fn a_cluster_off_loopback_needs_and_checks_a_token() {
         "start",
         "--dir",
         dir.path().to_str().unwrap(),
+        // Any free RPC port (tests run side by side), slots for -p 2 jobs.
+        "-D",
+        "jobmanager.rpc.port=0",
+        "-D",
+        "taskmanager.numberOfTaskSlots=4",
         "-D",
         &format!("rest.port={port}"),
         "-D",

@@ -105,6 +105,11 @@ impl Cluster {
             "start",
             "--dir",
             self.dir.path().to_str().unwrap(),
+            // Any free RPC port (tests run side by side), slots for -p 2 jobs.
+            "-D",
+            "jobmanager.rpc.port=0",
+            "-D",
+            "taskmanager.numberOfTaskSlots=4",
             "-D",
             &format!("rest.port={port}"),
         ]);
@@ -175,6 +180,11 @@ impl Drop for Cluster {
         let _ = Command::new(floe())
             .args(["cluster", "stop", "-m", &self.addr])
             .env_remove("FLOE_CONF_DIR")
+            .output();
+        // The local task manager of a daemon that was killed outlives it.
+        let _ = Command::new(floe())
+            .args(["taskmanager", "stop", "--dir"])
+            .arg(self.dir.path().join("taskmanager-0"))
             .output();
         if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("jobmanager.pid")) {
             if let Ok(pid) = pid.trim().parse::<u32>() {
@@ -458,6 +468,11 @@ fn a_second_daemon_on_one_directory_is_refused() {
         "start",
         "--dir",
         cluster.dir.path().to_str().unwrap(),
+        // Any free RPC port (tests run side by side), slots for -p 2 jobs.
+        "-D",
+        "jobmanager.rpc.port=0",
+        "-D",
+        "taskmanager.numberOfTaskSlots=4",
         "-D",
         &format!("rest.port={other}"),
     ]);

@@ -126,7 +126,19 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
             heartbeat.interval
         );
     }
-    let worker_processes = d.worker_processes.then_some(heartbeat);
+    let worker_processes = if d.worker_processes {
+        Some(crate::runtime::process::WorkerSettings {
+            heartbeat,
+            launcher: launcher(conf)?,
+            config: conf.clone(),
+            network_timeout: conf
+                .get_or(keys::TASKMANAGER_NETWORK_TIMEOUT, Duration::from_secs(5))?,
+            slot_request_timeout: conf
+                .get_or(keys::SLOT_REQUEST_TIMEOUT, Duration::from_secs(300))?,
+        })
+    } else {
+        None
+    };
     let exception_history_size = conf.get_or(
         keys::EXCEPTION_HISTORY_SIZE,
         crate::jobmanager::info::EXCEPTION_HISTORY as u32,
@@ -142,4 +154,28 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
         worker_processes,
         exception_history_size,
     })
+}
+
+/// Where the job's worker processes run: in task slots of the cluster's task managers when
+/// a session cluster started this job manager (it sets `FLOE_CLUSTER_RPC`), otherwise on
+/// this host, as children of the job manager (Flink's mini cluster,
+/// `minicluster.number-of-taskmanagers` processes).
+fn launcher(conf: &Configuration) -> Result<Arc<dyn crate::runtime::workers::WorkerLauncher>> {
+    if let Some(remote) = crate::cluster::RemoteLauncher::from_env(conf)? {
+        return Ok(Arc::new(remote));
+    }
+    let processes = conf.get_or(keys::MINICLUSTER_TASK_MANAGERS, 1)?;
+    if processes == 0 {
+        crate::bail!("{} must be at least 1", keys::MINICLUSTER_TASK_MANAGERS);
+    }
+    let parallelism = conf.get_or(keys::PARALLELISM_DEFAULT, 1)?.max(1);
+    if !parallelism.is_multiple_of(processes) {
+        crate::bail!(
+            "parallelism {parallelism} cannot be split evenly over {processes} worker processes ({})",
+            keys::MINICLUSTER_TASK_MANAGERS
+        );
+    }
+    Ok(Arc::new(
+        crate::runtime::workers::LocalLauncher::with_processes(processes),
+    ))
 }

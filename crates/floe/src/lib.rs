@@ -40,6 +40,7 @@
 
 pub mod api;
 pub mod checkpoint;
+pub mod cluster;
 mod compile;
 pub mod config;
 pub mod connectors;

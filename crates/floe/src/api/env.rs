@@ -134,8 +134,12 @@ impl StreamEnv {
         if !crate::runtime::process::is_worker() {
             crate::logging::init();
         }
-        // The configuration file (FLOE_CONF_DIR/floe.yaml) first; -D overrides it.
-        let mut conf = crate::config::file::load_from_env()?;
+        // The configuration file (FLOE_CONF_DIR/floe.yaml) first; -D overrides it. A worker
+        // process takes its job manager's effective configuration instead.
+        let mut conf = match crate::runtime::process::worker_config()? {
+            Some(c) => c,
+            None => crate::config::file::load_from_env()?,
+        };
         let args: Vec<String> = args.into_iter().map(Into::into).collect();
         let parsed = super::args::parse(&args)?;
         crate::config::file::warn_ignored(&parsed.dynamic, "-D");

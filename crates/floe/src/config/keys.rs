@@ -344,6 +344,9 @@ keys! {
     HEARTBEAT_INTERVAL: Duration = "heartbeat.interval";
     /// Silence after which a worker process fails its attempt.
     HEARTBEAT_TIMEOUT: Duration = "heartbeat.timeout";
+    /// Worker processes of a job binary run without a cluster (Flink's mini cluster task
+    /// managers): the parallelism is split evenly over them.
+    MINICLUSTER_TASK_MANAGERS: u32 = "minicluster.number-of-taskmanagers";
     // --- cluster: job manager, task managers, slots ---------------------------------------
     /// Host the job manager (the cluster daemon) is reached at by task managers and workers.
     JOBMANAGER_RPC_ADDRESS: String = "jobmanager.rpc.address";

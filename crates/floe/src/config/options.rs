@@ -307,6 +307,13 @@ pub static OPTIONS: &[ConfigOption] = &[
         default: Some("10 s"),
         description: "A worker process silent this long, or a worker thread without progress this long, fails the attempt (at least heartbeat.interval).",
     },
+    ConfigOption {
+        key: keys::MINICLUSTER_TASK_MANAGERS.name(),
+        aliases: &["local.number-taskmanager"],
+        kind: ValueKind::U32,
+        default: Some("1"),
+        description: "Worker processes of a job binary run without a cluster (Flink's mini cluster task managers); parallelism.default must be a multiple of it. The processes form one timely cluster over loopback sockets.",
+    },
     // --- Cluster -------------------------------------------------------------------------
     ConfigOption {
         key: keys::JOBMANAGER_RPC_ADDRESS.name(),

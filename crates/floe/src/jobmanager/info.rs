@@ -93,6 +93,20 @@ pub struct JobInfo {
     pub exception_history_size: usize,
     /// Where the job announces its status changes, if a supervisor asked for it.
     pub announcer: Option<super::announce::Announcer>,
+    /// Where the subtasks of the current attempt run, once its worker processes started
+    /// (`None` while deploying, and for attempts on threads of this process).
+    pub placement: Option<crate::runtime::workers::Placement>,
+}
+
+/// Where one subtask runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubtaskLocation {
+    /// The worker process's index in the attempt.
+    pub process: u32,
+    /// The host it runs on.
+    pub host: String,
+    /// The task manager it runs on (`None`: a child of the job manager's process).
+    pub task_manager: Option<String>,
 }
 
 impl JobInfo {
@@ -126,7 +140,26 @@ impl JobInfo {
             exceptions: Vec::new(),
             exception_history_size: EXCEPTION_HISTORY,
             announcer: None,
+            placement: None,
         }
+    }
+
+    /// The current attempt's worker processes started where `placement` says.
+    pub fn deployed(&mut self, placement: &crate::runtime::workers::Placement) {
+        self.placement = Some(placement.clone());
+    }
+
+    /// Where subtask `subtask` (0-based) of every operator runs in the current attempt:
+    /// worker thread `subtask` lives in process `subtask / threads`.
+    pub fn subtask_location(&self, subtask: u32) -> Option<SubtaskLocation> {
+        let p = self.placement.as_ref()?;
+        let threads = p.processes.first()?.threads.max(1);
+        let slot = p.processes.iter().find(|s| s.index == subtask / threads)?;
+        Some(SubtaskLocation {
+            process: slot.index,
+            host: slot.host.clone(),
+            task_manager: slot.task_manager.clone(),
+        })
     }
 
     /// Keeps the latest `n` task failures instead of [`EXCEPTION_HISTORY`].
@@ -451,6 +484,30 @@ impl CheckpointRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_placement_tells_where_each_subtask_runs() {
+        use crate::runtime::workers::{Placement, ProcessSlot};
+        let mut i = JobInfo::new("j", "n", 4, CheckpointConfig::default(), 0);
+        assert_eq!(i.subtask_location(0), None, "nothing deployed yet");
+        let slot = |index: u32, host: &str, tm: &str| ProcessSlot {
+            index,
+            threads: 2,
+            host: host.into(),
+            bind: host.into(),
+            task_manager: Some(tm.into()),
+        };
+        i.deployed(&Placement {
+            processes: vec![slot(0, "h1", "tm-1"), slot(1, "h2", "tm-2")],
+        });
+        let at = |s| {
+            i.subtask_location(s)
+                .map(|l| (l.process, l.host, l.task_manager))
+        };
+        assert_eq!(at(1), Some((0, "h1".into(), Some("tm-1".into()))));
+        assert_eq!(at(2), Some((1, "h2".into(), Some("tm-2".into()))));
+        assert_eq!(at(4), None, "no such subtask");
+    }
 
     #[test]
     fn the_exception_history_keeps_the_latest_failures_with_cut_messages() {

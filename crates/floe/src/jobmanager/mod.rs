@@ -58,9 +58,9 @@ pub struct JobSpec {
     pub restore: Option<Arc<LoadedSnapshot>>,
     /// Default target of savepoints (`execution.checkpointing.savepoint-dir`).
     pub savepoint_dir: Option<PathBuf>,
-    /// Run every attempt in a worker process (job binaries) with this heartbeat, or on
-    /// threads of this process (`None`: tests and embedded use).
-    pub worker_processes: Option<crate::runtime::process::Heartbeat>,
+    /// Run every attempt in worker processes (job binaries) placed and started as these
+    /// settings say, or on threads of this process (`None`: tests and embedded use).
+    pub worker_processes: Option<crate::runtime::process::WorkerSettings>,
     /// How many task failures the exception history keeps (`web.exception-history-size`).
     pub exception_history_size: usize,
     /// Started by `floe run`: print Flink's CLI lines ("Job has been submitted with JobID
@@ -121,8 +121,8 @@ pub use crate::checkpoint::layout::savepoint_dir_name;
 enum Workers {
     /// On threads of this process (tests and embedded use).
     Threads,
-    /// In a worker process (job binaries), with this heartbeat.
-    Processes(crate::runtime::process::Heartbeat),
+    /// In worker processes (job binaries).
+    Processes(crate::runtime::process::WorkerSettings),
     /// A scripted executor (the job manager's unit tests).
     #[cfg(test)]
     Scripted(Box<tests::Deployer>),
@@ -169,8 +169,8 @@ impl JobManager {
             spec.restore.clone(),
             Arc::clone(&info),
         );
-        let workers = match spec.worker_processes {
-            Some(hb) => Workers::Processes(hb),
+        let workers = match spec.worker_processes.clone() {
+            Some(settings) => Workers::Processes(settings),
             None => Workers::Threads,
         };
         JobManager {
@@ -410,7 +410,12 @@ impl JobManager {
             savepoints: self.checkpoints.savepoints.clone(),
         };
         Ok(match &mut self.workers {
-            Workers::Processes(hb) => Box::new(ProcessExecutor::start(&spec, *hb, tx.clone())?),
+            Workers::Processes(settings) => Box::new(ProcessExecutor::start(
+                &spec,
+                self.spec.plan.parallelism,
+                settings.clone(),
+                tx.clone(),
+            )?),
             Workers::Threads => Box::new(LocalExecutor::start(
                 Arc::clone(&self.spec.plan),
                 spec,
@@ -581,6 +586,10 @@ impl JobManager {
             }
             FromExecutor::EndOfInput { .. } => {
                 queue.push_back(Event::EndOfInput);
+                return;
+            }
+            FromExecutor::Deployed { placement, .. } => {
+                self.info().deployed(&placement);
                 return;
             }
             // The job manager cancelled the attempt itself: nothing follows from it.

@@ -97,6 +97,9 @@ pub(crate) struct AttemptControl {
     failure: Mutex<Option<TaskFailure>>,
     threads: Mutex<Vec<Thread>>,
     progress: Vec<AtomicU64>,
+    /// Worker threads of this process that returned, and a wake-up for who waits on them.
+    ended: Mutex<u32>,
+    ended_cv: std::sync::Condvar,
 }
 
 impl AttemptControl {
@@ -107,6 +110,8 @@ impl AttemptControl {
             failure: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
             progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ended: Mutex::new(0),
+            ended_cv: std::sync::Condvar::new(),
         }
     }
 
@@ -150,6 +155,20 @@ impl AttemptControl {
     /// Makes the calling worker thread one that [`wake_all`](Self::wake_all) unparks.
     pub(crate) fn register_thread(&self) {
         self.threads.lock_ok().push(std::thread::current());
+    }
+
+    /// A worker thread of this process is done (its dataflows are dropped).
+    pub(crate) fn worker_ended(&self) {
+        *self.ended.lock_ok() += 1;
+        self.ended_cv.notify_all();
+    }
+
+    /// Waits until `workers` worker threads of this process are done.
+    pub(crate) fn wait_workers_ended(&self, workers: u32) {
+        let mut ended = self.ended.lock_ok();
+        while *ended < workers {
+            ended = self.ended_cv.wait(ended).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Unparks every worker thread.

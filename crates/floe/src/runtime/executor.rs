@@ -23,6 +23,33 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use timely::dataflow::ProbeHandle;
 
+/// How the worker threads of this process talk to each other and to other processes.
+pub(crate) enum Comm {
+    /// All `parallelism` worker threads run in this process.
+    Process,
+    /// This process is one of several of a timely cluster (its sockets to the others are
+    /// connected, [`super::network`]): `threads` worker threads with the global indices
+    /// `process * threads ..`.
+    Cluster {
+        /// This process's index.
+        process: usize,
+        /// Worker threads per process.
+        threads: usize,
+        /// The sockets to every other process, by index (`None` at `process`).
+        sockets: Vec<Option<std::net::TcpStream>>,
+    },
+}
+
+impl Comm {
+    /// Worker threads in this process.
+    fn local_threads(&self, parallelism: u32) -> u32 {
+        match self {
+            Comm::Process => parallelism,
+            Comm::Cluster { threads, .. } => *threads as u32,
+        }
+    }
+}
+
 /// A running attempt. Dropping it without [`LocalExecutor::shutdown`] detaches the threads.
 pub struct LocalExecutor {
     attempt: Arc<Attempt>,
@@ -33,14 +60,27 @@ impl LocalExecutor {
     /// Starts the attempt `spec` describes: restoring from its snapshot when given, records
     /// of the first epoch belonging to checkpoint `spec.start_epoch`.
     pub fn start(plan: Arc<Plan>, spec: AttemptSpec, events: Sender<FromExecutor>) -> Self {
+        Self::start_with(plan, spec, events, Comm::Process)
+    }
+
+    /// [`start`](Self::start) with the worker threads of this process only: the other
+    /// subtasks run in the other processes of `comm`'s cluster.
+    pub(crate) fn start_with(
+        plan: Arc<Plan>,
+        spec: AttemptSpec,
+        events: Sender<FromExecutor>,
+        comm: Comm,
+    ) -> Self {
         failure::install_panic_hook();
+        // Progress counters, registrations and wake-ups concern this process's threads.
+        let local = comm.local_threads(plan.parallelism);
         let number = spec.attempt;
         let (writer, snap_tx) = SnapshotWriter::spawn(number, events.clone(), plan.max_parallelism);
         let attempt = Arc::new(Attempt {
             job_id: spec.job_id.clone(),
-            control: AttemptControl::new(number, plan.parallelism),
+            control: AttemptControl::new(number, local),
             signals: CheckpointSignals::new(spec.start_epoch),
-            registration: Registration::new(plan.parallelism, plan.final_checkpoint),
+            registration: Registration::new(local, plan.final_checkpoint),
             committers: Committers::default(),
             outbox: Outbox::new(number, events, snap_tx),
         });
@@ -48,13 +88,36 @@ impl LocalExecutor {
         let thread = std::thread::Builder::new()
             .name(format!("floe-executor-{number}"))
             .spawn(move || {
-                let peers = plan.parallelism as usize;
                 let attempt2 = Arc::clone(&a);
-                let config = timely::Config::process(peers);
-                let result = timely::execute(config, move |worker| {
-                    run_worker(worker, &plan, &attempt2, &spec);
-                });
+                let work = move |worker: &mut timely::worker::Worker| {
+                    run_worker(worker, &plan, &attempt2, &spec, local);
+                };
+                let clustered = matches!(comm, Comm::Cluster { .. });
+                let result = match comm {
+                    Comm::Process => timely::execute(timely::Config::process(local as usize), work),
+                    Comm::Cluster {
+                        process,
+                        threads,
+                        sockets,
+                    } => cluster(process, threads, sockets).and_then(|(builders, guard)| {
+                        timely::execute::execute_from(
+                            builders,
+                            guard,
+                            timely::WorkerConfig::default(),
+                            work,
+                        )
+                    }),
+                };
+                // The guards of a cluster process also join its network threads, which
+                // end only once the other processes closed their sockets: the attempt's
+                // end is reported as soon as this process's worker threads are done, so
+                // a failure here reaches the job manager, which stops the others.
+                let mut late = None;
                 match result {
+                    Ok(guards) if clustered => {
+                        a.control.wait_workers_ended(local);
+                        late = Some(guards);
+                    }
                     Ok(guards) => {
                         for r in guards.join() {
                             if let Err(e) = r {
@@ -76,6 +139,9 @@ impl LocalExecutor {
                     None => FromExecutor::Finished { attempt: number },
                 };
                 a.outbox.send(end);
+                if let Some(guards) = late {
+                    let _ = guards.join();
+                }
             })
             .expect("spawn executor thread");
         LocalExecutor {
@@ -135,6 +201,32 @@ impl LocalExecutor {
     }
 }
 
+/// The allocators of this process's worker threads, wired to the other processes.
+fn cluster(
+    process: usize,
+    threads: usize,
+    sockets: Vec<Option<std::net::TcpStream>>,
+) -> Result<
+    (
+        Vec<timely::communication::allocator::AllocatorBuilder>,
+        Box<dyn std::any::Any + Send>,
+    ),
+    String,
+> {
+    use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+    use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
+    let hooks = timely::communication::Hooks::default();
+    let local =
+        ProcessBuilder::new_typed_vector(threads, hooks.refill.clone(), hooks.spill.clone());
+    let (builders, guard) =
+        initialize_networking_from_sockets(local, sockets, process, threads, hooks)
+            .map_err(|e| format!("failed to initialize networking: {e}"))?;
+    Ok((
+        builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
+        Box::new(guard),
+    ))
+}
+
 enum Exit {
     Finished,
     Aborted,
@@ -145,11 +237,12 @@ fn run_worker(
     plan: &Plan,
     attempt: &Arc<Attempt>,
     spec: &AttemptSpec,
+    local: u32,
 ) {
     failure::enter_task_thread();
     attempt.control.register_thread();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        worker_loop(worker, plan, attempt, spec)
+        worker_loop(worker, plan, attempt, spec, local)
     }));
     match outcome {
         Ok(Ok(Exit::Finished)) | Ok(Ok(Exit::Aborted)) => {}
@@ -170,6 +263,7 @@ fn run_worker(
             worker.drop_dataflow(id);
         }
     }));
+    attempt.control.worker_ended();
 }
 
 /// How long an idle worker parks before re-checking for triggers it might have missed.
@@ -180,9 +274,12 @@ fn worker_loop(
     plan: &Plan,
     attempt: &Arc<Attempt>,
     spec: &AttemptSpec,
+    local: u32,
 ) -> crate::Result<Exit> {
     let start_epoch = spec.start_epoch;
     let index = worker.index() as u32;
+    // Global index = process * threads + local index (timely's numbering).
+    let local_index = index % local.max(1);
     let peers = worker.peers() as u32;
     let probe = ProbeHandle::new();
     let mut drivers = Vec::new();
@@ -219,7 +316,7 @@ fn worker_loop(
         if attempt.control.aborted() {
             return Ok(Exit::Aborted);
         }
-        attempt.control.tick(index);
+        attempt.control.tick(local_index);
         let trig = attempt.signals.triggered();
         if trig > last_trigger {
             for d in drivers.iter_mut() {

@@ -11,6 +11,7 @@
 //! - [`snapshot`]: the snapshot writer thread that turns state deltas into checkpoint files.
 //! - [`plan`]: the job graph as built by the API, instantiated once per worker and attempt.
 //! - [`process`]: running an attempt in a worker process.
+//! - [`network`]: the sockets between the worker processes of an attempt (handshake, nonce).
 //! - [`workers`]: where an attempt's worker processes run (this host or task managers).
 //!
 //! Timestamps are `epoch << 32 | seq`. The epoch of a record is the id of the first
@@ -21,6 +22,7 @@
 
 pub(crate) mod attempt;
 pub(crate) mod executor;
+pub(crate) mod network;
 pub(crate) mod nodes;
 pub(crate) mod operator;
 pub(crate) mod operators;

@@ -152,6 +152,15 @@ pub enum FromExecutor {
         /// Attempt number.
         attempt: u32,
     },
+    /// Every worker process of the attempt started and connected to the job manager:
+    /// where its subtasks run. Sent by a multi-process executor before `Running`.
+    Deployed {
+        /// Attempt number.
+        attempt: u32,
+        /// The attempt's processes: process `i` runs subtasks `i * threads .. (i + 1) *
+        /// threads` of every operator.
+        placement: crate::runtime::workers::Placement,
+    },
     /// A worker process is alive; `progress` holds each worker thread's loop counter, so a
     /// thread stuck in user code shows as a counter that stopped moving.
     Heartbeat {
@@ -173,6 +182,7 @@ impl FromExecutor {
             | FromExecutor::Finished { attempt }
             | FromExecutor::Cancelled { attempt }
             | FromExecutor::EndOfInput { attempt }
+            | FromExecutor::Deployed { attempt, .. }
             | FromExecutor::Heartbeat { attempt, .. } => *attempt,
         }
     }

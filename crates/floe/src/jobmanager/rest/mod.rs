@@ -22,6 +22,7 @@
 //! request (token, body size, savepoint roots) is in [`super::security`].
 
 pub mod model;
+pub mod taskmanagers;
 
 use super::info::{CheckpointStatus, JobInfo};
 use super::security::RestSecurity;
