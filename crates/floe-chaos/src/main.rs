@@ -165,7 +165,7 @@ struct HostStats {
     tm_found_dead: u64,
 }
 
-/// Time from the end of each fault to the next completed checkpoint of the main job.
+/// Time from the start of each fault to the next completed checkpoint of the main job.
 #[derive(Default)]
 struct Recovery {
     log: Option<PathBuf>,
@@ -178,8 +178,8 @@ struct Recovery {
 }
 
 impl Recovery {
-    fn fault(&mut self, kind: Fault) {
-        self.pending.push((kind, Instant::now()));
+    fn fault(&mut self, kind: Fault, started: Instant) {
+        self.pending.push((kind, started));
     }
 
     /// Reads what the main job's log gained (at most every 100 ms); a completed
@@ -233,7 +233,8 @@ impl Recovery {
         for (kind, times) in &self.times {
             let mut ms: Vec<u128> = times.iter().map(|d| d.as_millis()).collect();
             ms.sort_unstable();
-            let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+            // Nearest rank.
+            let at = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
             println!(
                 "recovery_ms kind={} n={} median={} p90={} max={}",
                 kind.key(),
@@ -794,6 +795,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
                     continue;
                 };
                 let kind = schedule[pos];
+                let fault_start = Instant::now();
                 match inject(
                     kind,
                     &mut round,
@@ -803,7 +805,23 @@ fn run(args: Args) -> anyhow::Result<bool> {
                     &mut t.hosts,
                 ) {
                     Ok(true) => {
-                        recovery.fault(kind);
+                        recovery.fault(kind, fault_start);
+                        // The round's trace, kept with a round that fails.
+                        use std::io::Write as _;
+                        if let Ok(mut f) = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(rdir.join("faults.log"))
+                        {
+                            let _ = writeln!(
+                                f,
+                                "+{:.3}s {} ({:.3}s) job {}",
+                                (fault_start - round_start).as_secs_f64(),
+                                kind.key(),
+                                fault_start.elapsed().as_secs_f64(),
+                                round.job_id().unwrap_or_default()
+                            );
+                        }
                         schedule.remove(pos);
                         *t.faults.entry(kind).or_default() += 1;
                         t.injected += 1;

@@ -74,6 +74,8 @@ pub struct Net {
     pub dir: PathBuf,
     /// `FLOE_CONF_DIR` of host 1 (job manager, jobs, the CLI).
     pub jm_conf: PathBuf,
+    /// `FLOE_CONF_DIR` of jobs run in per-job mode on host 1.
+    pub per_job_conf: PathBuf,
     /// `FLOE_CONF_DIR` of the task manager hosts.
     pub tm_conf: PathBuf,
     /// Root of the S3 server's data: bucket `floe` is `<s3_root>/floe`.
@@ -164,6 +166,20 @@ impl Net {
         if ha {
             jm.push_str(&format!("high-availability.storageDir: s3://{BUCKET}/ha\n"));
         }
+        // Jobs run in per-job mode on host 1 (second jobs) must not find the cluster at the
+        // configured REST address, or `floe run` would submit them to it.
+        let per_job_conf = dir.join("conf-h1-per-job");
+        std::fs::create_dir_all(&per_job_conf)?;
+        let per_job: String = jm
+            .lines()
+            .filter(|l| !l.starts_with("rest.address:") && !l.starts_with("rest.port:"))
+            .filter(|l| !l.starts_with("rest.bind-address:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(
+            per_job_conf.join("floe.yaml"),
+            format!("{per_job}rest.address: 127.0.0.1\nrest.port: 0\n"),
+        )?;
         std::fs::write(jm_conf.join("floe.yaml"), jm)?;
         let tm_conf = dir.join("conf-tm");
         std::fs::create_dir_all(&tm_conf)?;
@@ -189,6 +205,7 @@ impl Net {
             hosts,
             dir: dir.to_path_buf(),
             jm_conf,
+            per_job_conf,
             tm_conf,
             s3_root: s3_root.to_path_buf(),
             token,

@@ -40,6 +40,16 @@ impl Setup {
         c
     }
 
+    /// The `floe` CLI for a job run in per-job mode (in multi-host mode on host 1, with a
+    /// configuration that does not point at the cluster).
+    fn floe_per_job(&self) -> Command {
+        let mut c = self.floe();
+        if let Some(net) = &self.net {
+            c.env("FLOE_CONF_DIR", &net.per_job_conf);
+        }
+        c
+    }
+
     /// The savepoint target of a round whose directory is `round_dir`.
     fn savepoints(&self, round_dir: &Path) -> std::ffi::OsString {
         match &self.net {
@@ -229,6 +239,8 @@ pub struct Round {
     pub main_log: Option<PathBuf>,
     /// `-p` of the round's jobs (`None`: `parallelism.default`).
     parallelism: Option<u32>,
+    /// The checkpoint directory the current main job was resumed from (`-s`).
+    restored_from: Option<String>,
     seconds: Vec<(Child, PathBuf)>,
 }
 
@@ -252,6 +264,7 @@ impl Round {
             logs: Vec::new(),
             main_log: None,
             parallelism,
+            restored_from: None,
             seconds: Vec::new(),
         };
         r.main = r.launch(setup, cluster, None)?;
@@ -276,6 +289,7 @@ impl Round {
         restore: Option<&str>,
     ) -> anyhow::Result<Main> {
         self.generation += 1;
+        self.restored_from = restore.map(str::to_string);
         let mut cmd = setup.floe();
         cmd.arg("run");
         if let Some(c) = cluster {
@@ -439,6 +453,11 @@ impl Round {
             // Killed after it finished: its checkpoints are gone with FINISHED, and
             // everything is committed.
             Main::Finished
+        } else if let Some(from) = self.restored_from.clone() {
+            // It was itself resumed and completed no checkpoint of its own, so it committed
+            // nothing since: resume from where it was resumed from, not from scratch
+            // (that would repeat what the earlier job committed).
+            self.launch(setup, cluster, Some(&from))?
         } else {
             // No checkpoint completed, so nothing was committed: start afresh.
             self.launch(setup, cluster, None)?
@@ -486,7 +505,7 @@ impl Round {
         let n = self.seconds.len() + 1;
         let log = self.dir.join(format!("second-{n}.log"));
         let child = setup
-            .floe()
+            .floe_per_job()
             .args(["run", "-D", "rest.port=0"])
             .arg(&setup.job)
             .args(self.job_args(input))
