@@ -163,7 +163,12 @@ struct HostStats {
     not_reregistered: u64,
     /// Task managers found dead at a round's start (not killed by the harness last).
     tm_found_dead: u64,
+    /// Workers of a killed task manager daemon still running [`ORPHAN_EXIT`] later.
+    orphans_alive: u64,
 }
+
+/// How soon the workers of a killed task manager daemon must have exited.
+const ORPHAN_EXIT: Duration = Duration::from_secs(15);
 
 /// Time from the start of each fault to the next completed checkpoint of the main job.
 #[derive(Default)]
@@ -467,12 +472,28 @@ fn inject(
             let Some(pid) = net.tm_pid(i) else {
                 return Ok(false);
             };
+            let orphans = net.workers_on(i);
             signal(pid, libc::SIGKILL);
             let until = Instant::now() + Duration::from_secs(5);
             while alive(pid) && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(10));
             }
             net.start_task_manager(i)?;
+            // The job managers lose their connection to it, fail the attempts it ran
+            // workers of, and close those workers' control connections: they must exit.
+            let until = Instant::now() + ORPHAN_EXIT;
+            while orphans.iter().any(|w| alive(*w)) && Instant::now() < until && !interrupted() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let left: Vec<u32> = orphans.into_iter().filter(|w| alive(*w)).collect();
+            if !left.is_empty() && !interrupted() {
+                println!(
+                    "workers {left:?} of the killed task manager on host {} still ran {} s later",
+                    i + 1,
+                    ORPHAN_EXIT.as_secs()
+                );
+                stats.orphans_alive += left.len() as u64;
+            }
             Ok(true)
         }
         Fault::TmLinkDown => {
@@ -945,8 +966,12 @@ fn run(args: Args) -> anyhow::Result<bool> {
     ));
     if multi {
         line.push_str(&format!(
-            " hosts=3 ha={} stray_workers={} tm_not_reregistered={} tm_found_dead={}",
-            args.ha, t.hosts.stray_workers, t.hosts.not_reregistered, t.hosts.tm_found_dead
+            " hosts=3 ha={} stray_workers={} tm_orphans_alive={} tm_not_reregistered={} tm_found_dead={}",
+            args.ha,
+            t.hosts.stray_workers,
+            t.hosts.orphans_alive,
+            t.hosts.not_reregistered,
+            t.hosts.tm_found_dead
         ));
     }
     println!("{line}");

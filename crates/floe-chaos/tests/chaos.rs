@@ -170,6 +170,7 @@ fn the_multi_host_cluster_under_host_faults_commits_every_line_once() {
         "wrong",
         "failed_rounds",
         "stray_workers",
+        "tm_orphans_alive",
         "tm_not_reregistered",
         "tm_found_dead",
     ] {
