@@ -308,11 +308,14 @@ fn write_conf(dir: &Path, checkpoints: &Path, parallelism: u32) -> anyhow::Resul
          heartbeat.timeout: {}ms\n\
          rest.address: 127.0.0.1\n\
          rest.port: {}\n\
-         jobmanager.rpc.port: 0\n",
+         jobmanager.rpc.port: {}\n",
         job_settings(SINGLE_HOST, parallelism),
         checkpoints.display(),
         SINGLE_HOST.heartbeat_timeout.as_millis(),
-        port
+        port,
+        // Fixed, not 0: the job managers and the task manager of the session cluster find
+        // a restarted daemon (`daemon_kill`) at the same port.
+        free_port()?
     );
     std::fs::write(dir.join("floe.yaml"), conf)?;
     Ok(port)
