@@ -36,6 +36,14 @@ struct StartupArgs {
     /// Number of runs (the median is reported).
     #[arg(long, default_value_t = 10)]
     runs: u32,
+    /// Submit to this session cluster (`floe run -m ADDR`, attached) instead of running a
+    /// per-job job manager: the job's worker processes then start in the cluster's task
+    /// slots, possibly on other hosts, and the first record is read from their output.
+    #[arg(long, value_name = "ADDR")]
+    cluster: Option<String>,
+    /// Parallelism of the job (`floe run -p`).
+    #[arg(long, default_value_t = 1)]
+    parallelism: u32,
 }
 
 #[derive(clap::Args)]
@@ -61,6 +69,13 @@ struct WordcountArgs {
     /// the system temp dir, removed when the run ends.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Run the job's subtasks in this many worker processes on this host, which form one
+    /// timely cluster over loopback TCP (`minicluster.number-of-taskmanagers`); 0 (the
+    /// default) runs them on threads of this process. Needs `--sink file` (the discard
+    /// sink's count lives in the process that runs it). CPU and peak RSS then include the
+    /// worker processes.
+    #[arg(long, default_value_t = 0)]
+    processes: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -149,8 +164,20 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
         .to_str()
         .context("checkpoint directory is not valid UTF-8")?;
 
+    if a.processes > 0 && a.sink != SinkKind::File {
+        bail!("--processes needs --sink file: the discard sink counts in the process that runs it");
+    }
     // The job, as a user writes it (same pipeline as peer.ThroughputWordCount).
-    let env = StreamEnv::new();
+    let env = if a.processes > 0 {
+        let env = StreamEnv::from_arg_list([
+            "-D".to_string(),
+            format!("minicluster.number-of-taskmanagers={}", a.processes),
+        ])?;
+        env.run_in_worker_processes();
+        env
+    } else {
+        StreamEnv::new()
+    };
     env.set_parallelism(a.parallelism);
     env.enable_checkpointing(Duration::from_millis(a.interval_ms));
     env.set_checkpoint_storage(ckpt_str);
@@ -240,7 +267,7 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
         "engine=floe words={} parallelism={} elapsed_s={elapsed:.3} words_per_s={words_per_s:.0} \
          net_runtime_s={:.3} cpu_s={cpu_s:.2} words_per_cpu_s={words_per_cpu_s:.0} peak_rss_mb={:.1} \
          checkpoints={} ckpt_ms_median={median} ckpt_ms_max={max} restarts={} sink={sink_name} sink_records={sink_records} \
-         output_mb={:.1} load1_before={load1_before}",
+         output_mb={:.1} load1_before={load1_before} processes={}",
         a.words,
         a.parallelism,
         result.net_runtime.as_secs_f64(),
@@ -248,6 +275,7 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
         result.checkpoints,
         result.restarts,
         out_bytes as f64 / (1 << 20) as f64,
+        a.processes,
     );
     if sink_records != a.words {
         bail!("sink record count {sink_records} != input words {}: the job lost or duplicated records", a.words);
@@ -260,12 +288,16 @@ struct Usage {
     peak_rss_mb: f64,
 }
 
-/// CPU time (user + system) and peak RSS of this process so far.
+/// CPU time (user + system) of this process and its reaped worker processes so far, and the
+/// peak RSS of the largest of them.
 fn rusage() -> Usage {
     // SAFETY: getrusage only writes into the zeroed struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    if rc != 0 {
+    // SAFETY: as above; the worker processes this job manager started and reaped.
+    let mut children: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc_children = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut children) };
+    if rc != 0 || rc_children != 0 {
         return Usage {
             cpu_s: f64::NAN,
             peak_rss_mb: f64::NAN,
@@ -273,9 +305,9 @@ fn rusage() -> Usage {
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Usage {
-        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
-        // ru_maxrss is in KiB on Linux.
-        peak_rss_mb: ru.ru_maxrss as f64 / 1024.0,
+        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime) + tv(children.ru_utime) + tv(children.ru_stime),
+        // ru_maxrss is in KiB on Linux: this process, or its largest worker process.
+        peak_rss_mb: ru.ru_maxrss.max(children.ru_maxrss) as f64 / 1024.0,
     }
 }
 
@@ -320,8 +352,13 @@ fn startup(a: StartupArgs) -> anyhow::Result<()> {
     let (mut first, mut exit) = (Vec::new(), Vec::new());
     for i in 0..a.runs {
         let t0 = Instant::now();
-        let mut child = std::process::Command::new(&floe)
-            .arg("run")
+        let mut cmd = std::process::Command::new(&floe);
+        cmd.arg("run");
+        if let Some(addr) = &a.cluster {
+            cmd.args(["-m", addr]);
+        }
+        let mut child = cmd
+            .args(["-p", &a.parallelism.to_string()])
             .arg(&job)
             .args([
                 "--input",

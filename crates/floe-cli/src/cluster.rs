@@ -175,6 +175,38 @@ pub(crate) struct JobFiles {
     pub out: PathBuf,
     /// Its job manager's log.
     pub log: PathBuf,
+    /// The stdout of its worker processes on task managers whose directories this host
+    /// can read (`<tm dir>/workers/<job>/attempt-<a>-process-<i>.out`), in attempt order.
+    #[serde(default)]
+    pub workers: Vec<PathBuf>,
+}
+
+/// The `.out` files of job `id`'s worker processes under the task manager directories
+/// `dirs`, by attempt and process.
+fn worker_outputs(dirs: &[PathBuf], id: &str) -> Vec<PathBuf> {
+    let mut files: Vec<((u32, u32), PathBuf)> = Vec::new();
+    for d in dirs {
+        let Ok(entries) = std::fs::read_dir(d.join("workers").join(id)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".out") else {
+                continue;
+            };
+            // attempt-<a>-process-<i>
+            let mut parts = stem.split('-');
+            let order = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some("attempt"), Some(a), Some("process"), Some(i)) => {
+                    (a.parse().unwrap_or(u32::MAX), i.parse().unwrap_or(u32::MAX))
+                }
+                _ => continue,
+            };
+            files.push((order, e.path()));
+        }
+    }
+    files.sort();
+    files.into_iter().map(|(_, p)| p).collect()
 }
 
 /// `GET /floe/cluster`: this is a Floe session cluster.
@@ -1037,6 +1069,7 @@ async fn logs(State(c): State<Shared>, Path(id): Path<String>) -> Response {
         Some(t) => Json(JobFiles {
             out: t.record.out.clone(),
             log: t.record.log.clone(),
+            workers: worker_outputs(&c.rm.task_manager_dirs(), &id),
         })
         .into_response(),
         None => error(StatusCode::NOT_FOUND, format!("Job {id} not found")),

@@ -4,8 +4,8 @@
 use anyhow::{anyhow, Result};
 use floe::checkpoint::metadata::{load_snapshot, OperatorKind, SnapshotKind, StateHandle};
 use floe::state::file::StateFileReader;
+use floe::storage::Location;
 use serde_json::{json, Value};
-use std::path::Path;
 
 fn cbor_to_json(bytes: &[u8]) -> Value {
     match ciborium::from_reader::<ciborium::Value, _>(bytes) {
@@ -15,7 +15,7 @@ fn cbor_to_json(bytes: &[u8]) -> Value {
 }
 
 /// Prints the summary, or with `dump = Some("uid[/state]")` the entries as JSON lines.
-pub fn inspect(path: &Path, dump: Option<&str>) -> Result<()> {
+pub fn inspect(path: &Location, dump: Option<&str>) -> Result<()> {
     let snap = load_snapshot(path)?;
     let m = &snap.metadata;
     if let Some(sel) = dump {
@@ -39,7 +39,7 @@ pub fn inspect(path: &Path, dump: Option<&str>) -> Result<()> {
             let StateHandle::KeyedFile { file, .. } = &st.handle else {
                 continue;
             };
-            let mut r = StateFileReader::open(&snap.file_path(file))?;
+            let mut r = StateFileReader::open_location(&snap.file_path(file))?;
             let names = r.header.state_names.clone();
             found_state |= state.is_some_and(|s| names.iter().any(|n| n == s));
             for e in r.index.clone() {
@@ -121,7 +121,7 @@ pub fn inspect(path: &Path, dump: Option<&str>) -> Result<()> {
                     let StateHandle::KeyedFile { file, .. } = &st.handle else {
                         continue;
                     };
-                    let mut r = StateFileReader::open(&snap.file_path(file))?;
+                    let mut r = StateFileReader::open_location(&snap.file_path(file))?;
                     let names = r.header.state_names.clone();
                     for e in r.index.clone() {
                         for (_, values) in r.read_block(&e)? {

@@ -115,6 +115,10 @@ enum Cmd {
         /// Dispose (delete) the savepoint at this path instead.
         #[arg(short = 'd', long = "dispose", value_name = "savepointPath")]
         dispose: Option<PathBuf>,
+        /// Configuration settings for reaching the savepoint's storage with --dispose, e.g.
+        /// -D s3.endpoint=http://host:9000 (also read from the configuration file).
+        #[arg(short = 'D', value_name = "key=value")]
+        dynamic: Vec<String>,
         /// The job id.
         #[arg(required_unless_present = "dispose")]
         job_id: Option<String>,
@@ -177,11 +181,15 @@ enum SavepointAction {
     Inspect {
         /// A chk-<n> or savepoint directory, its _metadata file, or a job's checkpoint
         /// directory <dir>/<job-id> (its latest complete checkpoint); a plain path, file:/path
-        /// or file:///path.
+        /// or file:///path, or s3://bucket/path.
         path: PathBuf,
         /// Print the entries of operator UID (optionally only state NAME) as JSON lines.
         #[arg(long, value_name = "UID[/STATE]")]
         dump: Option<String>,
+        /// Configuration settings for reaching the snapshot's storage, e.g.
+        /// -D s3.endpoint=http://host:9000 (also read from the configuration file).
+        #[arg(short = 'D', value_name = "key=value")]
+        dynamic: Vec<String>,
     },
     /// Would this snapshot restore into this job? Lists matched, unmatched and new operators
     /// and the compatibility of every state; exit code 0 only when it would restore.
@@ -352,14 +360,23 @@ fn print_from(path: &std::path::Path, offset: u64) -> u64 {
 
 /// Follows a cluster job's output until it ends; returns its final state.
 fn follow(rest: &Rest, job_id: &str) -> anyhow::Result<floe::JobStatus> {
-    let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
-    let mut offset = 0;
+    // Offsets per file: the job manager's stdout and every worker process's, which appear
+    // as attempts start on the task managers.
+    let mut offsets: std::collections::HashMap<std::path::PathBuf, u64> = Default::default();
+    let mut print_all = |logs: &cluster::JobFiles| {
+        for f in std::iter::once(&logs.out).chain(&logs.workers) {
+            let at = offsets.entry(f.clone()).or_default();
+            *at = print_from(f, *at);
+        }
+    };
     loop {
-        offset = print_from(&logs.out, offset);
+        let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
+        print_all(&logs);
         let job: JobDetails = rest.get(&format!("/jobs/{job_id}"))?;
         if job.state.is_terminal() {
             std::thread::sleep(std::time::Duration::from_millis(50));
-            print_from(&logs.out, offset);
+            let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
+            print_all(&logs);
             return Ok(job.state);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -564,6 +581,16 @@ fn job_args_are_the_jobs(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsS
     argv
 }
 
+/// Object-store settings for `floe savepoint inspect` / `--dispose`: the configuration file
+/// (`$FLOE_CONF_DIR` or `conf/`), then `-D` settings.
+fn configure_storage(dynamic: &[String]) -> anyhow::Result<()> {
+    let mut conf = floe::config::file::load_from_env()?;
+    for d in dynamic {
+        conf.set_dynamic(d)?;
+    }
+    floe::storage::configure(&conf)
+}
+
 fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse_from(job_args_are_the_jobs(std::env::args_os().collect()));
@@ -594,7 +621,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("job binary '{job}': {e}"))?;
                 // The cluster starts the job in its own working directory.
                 let from_savepoint = from_savepoint
-                    .map(|s| floe::storage::absolute_path(&s))
+                    .map(|s| {
+                        floe::storage::Location::absolute(&s).map(|l| PathBuf::from(l.to_string()))
+                    })
                     .transpose()?;
                 let req = cluster::SubmitRequest {
                     binary,
@@ -776,7 +805,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 follow(&rest, &job_id)?;
             } else {
                 let logs: cluster::JobFiles = rest.get(&format!("/floe/jobs/{job_id}/logs"))?;
-                print_from(&logs.out, 0);
+                for f in std::iter::once(&logs.out).chain(&logs.workers) {
+                    print_from(f, 0);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -872,18 +903,26 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             )
         }
         Cmd::Savepoint {
-            action: Some(SavepointAction::Inspect { path, dump }),
+            action:
+                Some(SavepointAction::Inspect {
+                    path,
+                    dump,
+                    dynamic,
+                }),
             ..
         } => {
-            inspect::inspect(&floe::storage::resolve(&path)?, dump.as_deref())?;
+            configure_storage(&dynamic)?;
+            inspect::inspect(&floe::storage::Location::from_path(&path)?, dump.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Savepoint {
             target,
             dispose: Some(path),
+            dynamic,
             ..
         } => {
             let _ = target;
+            configure_storage(&dynamic)?;
             println!("Disposing savepoint '{}'.", path.display());
             floe::jobmanager::rest::dispose_savepoint(&path)?;
             println!("Savepoint '{}' disposed.", path.display());
@@ -902,7 +941,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let rest = Rest::new(Some(&address(&target)?))?;
             // The job manager's working directory is not ours: send an absolute path.
             let target_directory = target_directory
-                .map(|d| floe::storage::absolute_path(&d))
+                .map(|d| floe::storage::Location::absolute(&d))
                 .transpose()?;
             println!("Triggering savepoint for job {job_id}.");
             println!("Waiting for response...");
@@ -937,7 +976,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             let savepoint_path = savepoint_path
-                .map(|d| floe::storage::absolute_path(&d))
+                .map(|d| floe::storage::Location::absolute(&d))
                 .transpose()?;
             println!("Suspending job \"{job_id}\" with a savepoint.");
             let body = StopWithSavepointRequest {
@@ -961,7 +1000,9 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let job_id = job_id.parse::<JobId>()?.to_string();
             let rest = Rest::new(Some(&address(&target)?))?;
             // The job manager's working directory is not ours: send an absolute path.
-            let dir = dir.map(|d| floe::storage::absolute_path(&d)).transpose()?;
+            let dir = dir
+                .map(|d| floe::storage::Location::absolute(&d))
+                .transpose()?;
             match &dir {
                 Some(d) => println!(
                     "Cancelling job {job_id} with CANONICAL savepoint to {}.",

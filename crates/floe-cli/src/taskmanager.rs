@@ -467,6 +467,7 @@ impl TaskManager {
                     slots: self.slots,
                     running: self.running(),
                     hardware: hardware(),
+                    dir: std::path::absolute(&self.dir).ok(),
                 },
             },
         )?;

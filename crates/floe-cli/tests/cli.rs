@@ -182,6 +182,43 @@ fn seed_003_savepoint_story_through_the_cli() {
     assert_eq!(code, 1);
     assert!(err.contains("no operator with uid 'nope'"), "{err}");
 
+    // The same savepoint in an S3 bucket (s3s-fs serves its directory) reads the same, and
+    // is disposed there.
+    let s3 = floe_testkit::s3::S3Server::start().unwrap();
+    let name = PathBuf::from(&path)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let in_bucket = s3.object_path(&format!("sp/{name}"));
+    std::fs::create_dir_all(&in_bucket).unwrap();
+    for f in std::fs::read_dir(&path).unwrap().flatten() {
+        std::fs::copy(f.path(), in_bucket.join(f.file_name())).unwrap();
+    }
+    let url = s3.url(&format!("sp/{name}"));
+    let s3_args = s3.floe_args();
+    let with_s3 = |cmd: &[&str]| {
+        let mut a: Vec<&str> = cmd.to_vec();
+        a.extend(s3_args.iter().map(String::as_str));
+        cli(&a)
+    };
+    let (code, local_out, _) = cli(&["savepoint", "inspect", &path]);
+    assert_eq!(code, 0);
+    let (code, s3_out, err) = with_s3(&["savepoint", "inspect", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s3_out, local_out.replace(path.as_str(), &url));
+    let (code, _, err) = with_s3(&["savepoint", "-d", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!in_bucket.join("_metadata").exists(), "disposed on S3");
+    let (code, _, err) = with_s3(&["savepoint", "inspect", &url]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&url) && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    drop(s3);
+
     let (code, out, _) = cli(&["checkpoints", "-m", &addr, &job_id]);
     assert_eq!(code, 0);
     assert!(out.contains("savepoint") && out.contains(&path), "{out}");

@@ -84,6 +84,8 @@ fn http_get(addr: &str, path: &str) -> (u16, serde_json::Value) {
 struct Cluster {
     dir: tempfile::TempDir,
     addr: String,
+    /// Kept across daemon restarts, so task managers and job managers reconnect.
+    rpc_port: u16,
     pids: Vec<u32>,
 }
 
@@ -92,6 +94,7 @@ impl Cluster {
         let c = Cluster {
             dir: tempfile::tempdir().unwrap(),
             addr: format!("127.0.0.1:{}", free_port()),
+            rpc_port: free_port(),
             pids: Vec::new(),
         };
         c.start_daemon();
@@ -105,9 +108,9 @@ impl Cluster {
             "start",
             "--dir",
             self.dir.path().to_str().unwrap(),
-            // Any free RPC port (tests run side by side), slots for -p 2 jobs.
+            // A free RPC port (tests run side by side), slots for -p 2 jobs.
             "-D",
-            "jobmanager.rpc.port=0",
+            &format!("jobmanager.rpc.port={}", self.rpc_port),
             "-D",
             "taskmanager.numberOfTaskSlots=4",
             "-D",

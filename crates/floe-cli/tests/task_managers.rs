@@ -500,67 +500,6 @@ fn a_lost_task_manager_ends_its_workers_and_an_unreachable_one_is_typed() {
 }
 
 #[test]
-fn floe_list_shows_where_a_jobs_subtasks_run() {
-    let mut s = Setup::start(&[]);
-    s.task_manager("tm-a", 2);
-    s.task_manager("tm-b", 2);
-    wait_until("both registered", || s.registered().len() == 2);
-    // A running job of the cluster (its own workers run locally until the launcher is
-    // wired in); its workers on the task managers are started here, as its job manager
-    // would, under its job id.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let ck = tempfile::tempdir().unwrap();
-    let (code, out, err) = cli(&[
-        "run",
-        "-m",
-        &s.rest,
-        "-d",
-        common::job_binary().to_str().unwrap(),
-        "--port",
-        &port,
-        "--checkpoint-dir",
-        ck.path().to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{out}{err}");
-    let id = out
-        .trim()
-        .strip_prefix("Job has been submitted with JobID ")
-        .unwrap()
-        .to_string();
-    let mut conf = floe::config::Configuration::new();
-    conf.set("slot.request.timeout", "5s").unwrap();
-    let blob = s.blob("#!/bin/sh\nexec sleep 60\n");
-    let launcher =
-        floe::cluster::RemoteLauncher::new(&conf, s.rpc(), id.parse().unwrap(), blob).unwrap();
-    let placement = launcher.place(1, 4, &AtomicBool::new(false)).unwrap();
-    let handles: Vec<_> = placement
-        .processes
-        .iter()
-        .map(|p| launcher.spawn(1, p, &WorkerCommand::default()).unwrap())
-        .collect();
-    wait_until(
-        "floe list shows the job's subtasks on both task managers",
-        || {
-            cli(&["list", "-m", &s.rest])
-                .1
-                .contains("    subtasks 0,1 on tm-a (127.0.0.1), 2,3 on tm-b (127.0.0.1)")
-        },
-    );
-    let (_, out, _) = cli(&["cluster", "status", "-m", &s.rest]);
-    assert!(
-        out.contains("Task managers: 2 with 4 slot(s), 0 free"),
-        "{out}"
-    );
-    assert!(out.contains(&format!("Job {id} : ")), "{out}");
-    launcher.release(1);
-    for h in &handles {
-        wait_until("the worker is gone", || !alive(h.pid()));
-    }
-    drop(listener);
-}
-
-#[test]
 fn a_task_manager_registers_again_with_the_workers_it_still_runs() {
     let mut s = Setup::start(&[]);
     s.task_manager("tm-a", 2);

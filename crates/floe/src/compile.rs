@@ -13,6 +13,7 @@ use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::JobSpec;
 use crate::runtime::plan::{OperatorDecl, Plan, Terminal};
 use crate::state::keygroup::{DEFAULT_MAX_PARALLELISM, UPPER_BOUND_MAX_PARALLELISM};
+use crate::storage::Location;
 use crate::Result;
 use std::path::Path;
 use std::sync::Arc;
@@ -73,21 +74,23 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
     }
     let checkpoint = CheckpointConfig::from_config(conf)?;
     let restart = RestartStrategy::from_config(conf, checkpoint.interval.is_some())?;
+    // Object stores of checkpoint and savepoint locations are built from this configuration.
+    crate::storage::configure(conf)?;
     let checkpoint_dir = match conf.get(keys::CHECKPOINTS_DIRECTORY)? {
-        Some(d) => Some(crate::storage::local_path(&d)?),
-        None if checkpoint.interval.is_some() => {
-            Some(crate::checkpoint::layout::default_checkpoint_dir())
-        }
+        Some(d) => Some(Location::parse(&d)?),
+        None if checkpoint.interval.is_some() => Some(Location::Local(
+            crate::checkpoint::layout::default_checkpoint_dir(),
+        )),
         None => None,
     };
     // `-s file:/…` is the form a savepoint's path is printed in: one parser for both.
     let restore_path = match (d.restore, conf.get(keys::STATE_RECOVERY_PATH)?) {
-        (Some(p), _) => Some(crate::storage::resolve(p)?),
-        (None, Some(p)) => Some(crate::storage::local_path(&p)?),
+        (Some(p), _) => Some(Location::from_path(p)?),
+        (None, Some(p)) => Some(Location::parse(&p)?),
         (None, None) => None,
     };
     let restore = match restore_path {
-        Some(p) => Some(Arc::new(load_snapshot(&p)?)),
+        Some(p) => Some(Arc::new(load_snapshot(p)?)),
         None => None,
     };
     let allow_non_restored =
@@ -108,7 +111,7 @@ pub(crate) fn job_spec(d: Declared<'_>, conf: &Configuration) -> Result<JobSpec>
         crate::jobmanager::validate_restore(&plan, snap, allow_non_restored)?;
     }
     let savepoint_dir = match conf.get(keys::SAVEPOINT_DIRECTORY)? {
-        Some(d) => Some(crate::storage::local_path(&d)?),
+        Some(d) => Some(Location::parse(&d)?),
         None => None,
     };
     let heartbeat = crate::runtime::process::Heartbeat {

@@ -178,3 +178,7 @@ mod tests {
         assert!(long.len() < 200, "{long}");
     }
 }
+
+/// Environment variable with the job id a session cluster chose for the job it starts, so
+/// it can name the job's files and its registry record before the process runs.
+pub const JOB_ID_ENV: &str = "FLOE_JOB_ID";

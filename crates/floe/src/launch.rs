@@ -146,8 +146,17 @@ fn check_snapshot(
     allow_non_restored: bool,
     compile: impl FnOnce() -> Result<JobSpec>,
 ) -> Result<bool> {
-    let snap = crate::checkpoint::metadata::load_snapshot(&crate::storage::resolve(path)?)?;
-    let report = compile()?.plan.check_restore(&snap, allow_non_restored)?;
+    use crate::checkpoint::metadata::load_snapshot;
+    let loc = crate::storage::Location::from_path(path)?;
+    let (snap, spec) = if loc.is_local() {
+        let snap = load_snapshot(loc)?;
+        (snap, compile()?)
+    } else {
+        // Compiling the job configures the object stores (its `s3.*` settings).
+        let spec = compile()?;
+        (load_snapshot(loc)?, spec)
+    };
+    let report = spec.plan.check_restore(&snap, allow_non_restored)?;
     print!("{report}");
     Ok(report.restores())
 }

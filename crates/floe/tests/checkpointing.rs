@@ -117,7 +117,7 @@ fn a_failed_job_keeps_its_latest_checkpoint_even_without_retention() {
     assert_eq!(dirs.len(), 1, "only the latest is kept: {dirs:?}");
     let job = only_job_dir(ck.path());
     let latest = floe::checkpoint::metadata::latest_complete_checkpoint(&job).unwrap();
-    assert_eq!(latest, job.join(&dirs[0]));
+    assert_eq!(latest, floe::storage::Location::Local(job.join(&dirs[0])));
 }
 
 #[test]

@@ -127,6 +127,9 @@ pub struct SessionCluster {
     pub dir: tempfile::TempDir,
     /// Its REST address, `127.0.0.1:<port>`.
     pub addr: String,
+    /// Its RPC port, kept across daemon restarts so task managers and job managers
+    /// reconnect to the new daemon.
+    pub rpc_port: u16,
 }
 
 impl SessionCluster {
@@ -135,6 +138,7 @@ impl SessionCluster {
         let c = SessionCluster {
             dir: tempfile::tempdir().unwrap(),
             addr: format!("127.0.0.1:{}", free_port()),
+            rpc_port: free_port(),
         };
         c.start_daemon();
         c
@@ -148,9 +152,9 @@ impl SessionCluster {
             "start",
             "--dir",
             self.dir.path().to_str().unwrap(),
-            // Any free RPC port (tests run side by side), slots for -p 2 jobs.
+            // A free RPC port (tests run side by side), slots for -p 2 jobs.
             "-D",
-            "jobmanager.rpc.port=0",
+            &format!("jobmanager.rpc.port={}", self.rpc_port),
             "-D",
             "taskmanager.numberOfTaskSlots=4",
             "-D",

@@ -126,6 +126,13 @@ impl StreamEnv {
         self.inner.borrow_mut().worker_processes = false;
     }
 
+    /// Runs attempts in worker processes started from this binary (what
+    /// [`from_args`](Self::from_args) does), e.g. for a benchmark that measures the cost of
+    /// crossing processes with `minicluster.number-of-taskmanagers`.
+    pub fn run_in_worker_processes(&self) {
+        self.inner.borrow_mut().worker_processes = true;
+    }
+
     /// Like [`from_args`](Self::from_args) with an explicit list (without the program name).
     pub fn from_arg_list<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Result<Self> {
         let env = StreamEnv::new();

@@ -10,7 +10,6 @@ use super::config::CheckpointConfig;
 use super::metadata::{StateHandle, TaskId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// A checkpoint's id: checkpoints and savepoints of a job share one increasing sequence
@@ -61,7 +60,7 @@ pub enum AbortReason {
     /// The job manager could not create the checkpoint's directory.
     DirectoryNotCreated {
         /// The directory.
-        dir: PathBuf,
+        dir: crate::storage::Location,
         /// The I/O error.
         error: String,
     },

@@ -1,7 +1,7 @@
 //! Every name Floe gives a checkpoint's files and directories, formatted in one place.
 //!
 //! ```text
-//! <checkpoint-dir>/<job-id>/chk-<n>/_metadata              written last, atomically
+//! <checkpoint-dir>/<job-id>/chk-<n>/_metadata              written last, create-only
 //! <checkpoint-dir>/<job-id>/chk-<n>/<uid>-<hash>-<subtask>.state
 //! <savepoint-dir>/savepoint-<job6>-<random12>/_metadata
 //! ```
@@ -10,7 +10,8 @@
 //! `<tmp>/floe-checkpoints`.
 
 use crate::checkpoint::metadata::TaskId;
-use std::path::{Path, PathBuf};
+use crate::storage::Location;
+use std::path::PathBuf;
 
 /// Name of the metadata file, as in Flink.
 pub const METADATA_FILE: &str = "_metadata";
@@ -37,7 +38,7 @@ pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
 }
 
 /// The directory a job's checkpoints go into: `<root>/<job-id>`.
-pub fn job_checkpoint_dir(root: &Path, job_id: &str) -> PathBuf {
+pub fn job_checkpoint_dir(root: &Location, job_id: &str) -> Location {
     root.join(job_id)
 }
 

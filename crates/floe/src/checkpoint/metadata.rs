@@ -5,6 +5,7 @@
 //! the state files or, for tiny source positions, inline). File references are relative to
 //! the directory holding `_metadata`.
 
+use crate::storage::{Location, StorageError};
 use crate::Result;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -224,13 +225,25 @@ impl CheckpointMetadata {
     }
 }
 
-/// Writes `_metadata` into `dir` atomically: a temporary file is written and synced, then
-/// renamed over the final name and the directory synced. Readers therefore see either no
-/// `_metadata` or a complete one. Returns the size written.
-pub fn write_metadata(dir: &Path, meta: &CheckpointMetadata) -> Result<u64> {
+/// Writes `_metadata` into `dir`, create-only: a second writer of the same snapshot's
+/// `_metadata` gets [`StorageError::AlreadyExists`] (inside the error; the snapshot fails,
+/// nothing is overwritten). Locally a temporary file is written and synced, then linked to
+/// the final name (a link never replaces a file) and the directory synced; on an object
+/// store it is one `PutMode::Create` put. Readers therefore see either no `_metadata` or a
+/// complete one. Returns the size written.
+pub fn write_metadata(dir: impl Into<Location>, meta: &CheckpointMetadata) -> Result<u64> {
+    let dir = dir.into();
     let mut meta = meta.clone();
     meta.checksum = Some(meta.content_checksum()?);
     let bytes = serde_json::to_vec_pretty(&meta)?;
+    let n = bytes.len() as u64;
+    let dir = match dir {
+        Location::Local(d) => d,
+        remote => {
+            crate::storage::write_new(&remote.join(METADATA_FILE), bytes)?;
+            return Ok(n);
+        }
+    };
     let tmp = dir.join(super::layout::metadata_temp_file());
     let fin = dir.join(METADATA_FILE);
     let res = (|| -> Result<()> {
@@ -240,39 +253,55 @@ pub fn write_metadata(dir: &Path, meta: &CheckpointMetadata) -> Result<u64> {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all()
             .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        fs::rename(&tmp, &fin)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), fin.display()))?;
-        if let Ok(d) = fs::File::open(dir) {
+        match fs::hard_link(&tmp, &fin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StorageError::AlreadyExists(Location::Local(fin.clone())).into())
+            }
+            Err(e) => {
+                return Err(crate::anyhow!(
+                    "cannot link {} to {}: {e}",
+                    tmp.display(),
+                    fin.display()
+                ))
+            }
+        }
+        if let Ok(d) = fs::File::open(&dir) {
             let _ = d.sync_all();
         }
         Ok(())
     })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map(|_| bytes.len() as u64)
+    let _ = fs::remove_file(&tmp);
+    res.map(|_| n)
 }
 
 /// A snapshot found at a restore path, validated: `_metadata` parses and every state file
 /// it references exists with the recorded size.
 #[derive(Clone, Debug)]
 pub struct LoadedSnapshot {
-    /// Directory holding `_metadata` and the state files.
-    pub dir: PathBuf,
+    /// Directory (or object prefix) holding `_metadata` and the state files.
+    pub dir: Location,
     /// The parsed metadata.
     pub metadata: CheckpointMetadata,
 }
 
 impl LoadedSnapshot {
-    /// Path of a state file referenced by the metadata.
-    pub fn file_path(&self, file: &str) -> PathBuf {
+    /// Location of a state file referenced by the metadata.
+    pub fn file_path(&self, file: &str) -> Location {
         self.dir.join(file)
     }
 }
 
 /// Resolves a restore path as Flink's `-s` does: a `chk-<n>` or savepoint directory, or the
-/// `_metadata` file inside one. Errors name the path and what is wrong with it.
-pub fn resolve_snapshot_dir(path: &Path) -> Result<PathBuf> {
+/// `_metadata` file inside one, or a job's checkpoint directory (its latest complete
+/// checkpoint). Errors name the path and what is wrong with it.
+pub fn resolve_snapshot_dir(path: impl Into<Location>) -> Result<Location> {
+    let loc = path.into();
+    let path = match &loc {
+        Location::Local(p) => p.clone(),
+        Location::Object(_) => return resolve_object_snapshot_dir(loc),
+    };
+    let path = path.as_path();
     let meta = fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             crate::anyhow!("restore path {} does not exist", path.display())
@@ -286,10 +315,11 @@ pub fn resolve_snapshot_dir(path: &Path) -> Result<PathBuf> {
                 path.display()
             );
         }
-        return Ok(path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")));
+        return Ok(Location::Local(
+            path.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+        ));
     }
     if !path.join(METADATA_FILE).is_file() {
         // A job's checkpoint directory (`<dir>/<job-id>`) means its latest complete checkpoint.
@@ -301,74 +331,102 @@ pub fn resolve_snapshot_dir(path: &Path) -> Result<PathBuf> {
             path.display()
         );
     }
-    Ok(path.to_path_buf())
+    Ok(loc)
+}
+
+/// [`resolve_snapshot_dir`] in an object store, where a "directory" is a key prefix.
+fn resolve_object_snapshot_dir(loc: Location) -> Result<Location> {
+    if loc.file_name() == Some(METADATA_FILE) && crate::storage::size(&loc)?.is_some() {
+        return Ok(loc.parent().unwrap_or(loc));
+    }
+    if crate::storage::size(&loc.join(METADATA_FILE))?.is_some() {
+        return Ok(loc);
+    }
+    if let Some(latest) = latest_complete_checkpoint(&loc) {
+        return Ok(latest);
+    }
+    let any = crate::storage::any_under(&loc)?;
+    if !any {
+        crate::bail!("restore path {loc} does not exist");
+    }
+    crate::bail!(
+        "restore path {loc} is not a checkpoint or savepoint: it has no {METADATA_FILE} file (an incomplete checkpoint is never restored)"
+    )
 }
 
 /// The newest `chk-<n>` under `job_dir` that has a `_metadata` file, if any.
-pub fn latest_complete_checkpoint(job_dir: &Path) -> Option<PathBuf> {
-    let entries = fs::read_dir(job_dir).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let n = parse_checkpoint_dir_name(e.file_name().to_str()?)?;
-            e.path()
-                .join(METADATA_FILE)
-                .is_file()
-                .then(|| (n, e.path()))
-        })
-        .max_by_key(|(n, _)| *n)
-        .map(|(_, p)| p)
+pub fn latest_complete_checkpoint(job_dir: impl Into<Location>) -> Option<Location> {
+    let job_dir = job_dir.into();
+    let mut ids: Vec<u64> = match &job_dir {
+        Location::Local(p) => fs::read_dir(p)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| parse_checkpoint_dir_name(e.file_name().to_str()?))
+            .collect(),
+        Location::Object(_) => crate::storage::list_dirs(&job_dir)
+            .ok()?
+            .iter()
+            .filter_map(|n| parse_checkpoint_dir_name(n))
+            .collect(),
+    };
+    ids.sort_unstable();
+    ids.into_iter().rev().find_map(|n| {
+        let chk = job_dir.join(&checkpoint_dir_name(n));
+        let complete = match &chk {
+            Location::Local(p) => p.join(METADATA_FILE).is_file(),
+            o => matches!(crate::storage::size(&o.join(METADATA_FILE)), Ok(Some(_))),
+        };
+        complete.then_some(chk)
+    })
 }
 
-/// Reads and validates the snapshot at `path` (directory or `_metadata`).
-pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
+/// Reads and validates the snapshot at `path` (directory or `_metadata`, local or in an
+/// object store).
+pub fn load_snapshot(path: impl Into<Location>) -> Result<LoadedSnapshot> {
     let dir = resolve_snapshot_dir(path)?;
     let mpath = dir.join(METADATA_FILE);
-    let bytes = fs::read(&mpath).with_context(|| format!("cannot read {}", mpath.display()))?;
+    let bytes = match &mpath {
+        Location::Local(p) => {
+            fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        o => crate::storage::read(o)?,
+    };
     let metadata: CheckpointMetadata = serde_json::from_slice(&bytes)
-        .map_err(|e| crate::anyhow!("corrupt metadata file {}: {e}", mpath.display()))?;
+        .map_err(|e| crate::anyhow!("corrupt metadata file {mpath}: {e}"))?;
     if metadata.format != FORMAT {
         crate::bail!(
-            "corrupt metadata file {}: unknown format '{}'",
-            mpath.display(),
+            "corrupt metadata file {mpath}: unknown format '{}'",
             metadata.format
         );
     }
     if metadata.version > VERSION {
         crate::bail!(
-            "metadata file {} has format version {}, newer than this Floe supports ({VERSION})",
-            mpath.display(),
+            "metadata file {mpath} has format version {}, newer than this Floe supports ({VERSION})",
             metadata.version
         );
     }
     match &metadata.checksum {
         Some(sum) if *sum == metadata.content_checksum()? => {}
-        Some(_) => crate::bail!(
-            "corrupt metadata file {}: checksum mismatch",
-            mpath.display()
-        ),
-        None => crate::bail!("corrupt metadata file {}: no checksum", mpath.display()),
+        Some(_) => crate::bail!("corrupt metadata file {mpath}: checksum mismatch"),
+        None => crate::bail!("corrupt metadata file {mpath}: no checksum"),
     }
     for op in &metadata.operators {
         for st in &op.subtasks {
             if let StateHandle::KeyedFile { file, size, .. } = &st.handle {
                 if file.contains("..") || file.contains('/') || file.contains('\\') {
-                    crate::bail!("corrupt metadata file {}: state file name '{file}' is not a plain file name", mpath.display());
+                    crate::bail!("corrupt metadata file {mpath}: state file name '{file}' is not a plain file name");
                 }
                 let fp = dir.join(file);
-                match fs::metadata(&fp) {
-                    Ok(m) if m.len() == *size => {}
-                    Ok(m) => crate::bail!(
-                        "snapshot {} is incomplete: state file {} has {} bytes, expected {size}",
-                        dir.display(),
-                        fp.display(),
-                        m.len()
+                let found = match &fp {
+                    Location::Local(p) => fs::metadata(p).ok().map(|m| m.len()),
+                    o => crate::storage::size(o)?,
+                };
+                match found {
+                    Some(n) if n == *size => {}
+                    Some(n) => crate::bail!(
+                        "snapshot {dir} is incomplete: state file {fp} has {n} bytes, expected {size}"
                     ),
-                    Err(_) => crate::bail!(
-                        "snapshot {} is incomplete: state file {} is missing",
-                        dir.display(),
-                        fp.display()
-                    ),
+                    None => crate::bail!("snapshot {dir} is incomplete: state file {fp} is missing"),
                 }
             }
         }
@@ -404,7 +462,10 @@ mod tests {
         write_metadata(&chk, &meta()).unwrap();
         assert!(!chk.join("_metadata.inprogress").exists());
         assert_eq!(load_snapshot(&chk).unwrap().metadata.checkpoint_id, 7);
-        assert_eq!(load_snapshot(&chk.join("_metadata")).unwrap().dir, chk);
+        assert_eq!(
+            load_snapshot(chk.join("_metadata")).unwrap().dir,
+            Location::Local(chk.clone())
+        );
         let missing = d.path().join("nope");
         assert!(load_snapshot(&missing)
             .unwrap_err()
@@ -438,7 +499,7 @@ mod tests {
         // chk-12 has no _metadata (incomplete): chk-7 is the latest complete one.
         let s = load_snapshot(d.path()).unwrap();
         assert_eq!(s.metadata.checkpoint_id, 7);
-        assert_eq!(s.dir, d.path().join("chk-7"));
+        assert_eq!(s.dir, Location::Local(d.path().join("chk-7")));
     }
 
     #[test]

@@ -12,9 +12,9 @@
 use super::metadata::{LoadedSnapshot, OperatorKind, OperatorState, SnapshotKind, StateHandle};
 use crate::state::file::{IndexEntry, StateFileReader};
 use crate::state::keygroup::KeyGroupRange;
+use crate::storage::Location;
 use crate::Result;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 /// Why a snapshot operator's state does not fit the job operator with its uid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub struct OperatorFit {
 #[derive(Clone, Debug)]
 pub struct Report {
     /// The snapshot's directory.
-    pub dir: PathBuf,
+    pub dir: Location,
     /// Checkpoint or savepoint.
     pub kind: SnapshotKind,
     /// Its checkpoint id.
@@ -246,7 +246,7 @@ impl Report {
     /// it. Skipped operators are logged. State types are checked by the operators
     /// themselves when they restore.
     pub fn into_result(self) -> Result<()> {
-        let dir = self.dir.display();
+        let dir = &self.dir;
         for o in &self.operators {
             match &o.fit {
                 Fit::Matched { .. } => {}
@@ -287,11 +287,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "Checking {} ({kind} {} of job {} '{}') against job '{}':",
-            self.dir.display(),
-            self.checkpoint_id,
-            self.job_id,
-            self.snapshot_job_name,
-            self.job_name
+            &self.dir, self.checkpoint_id, self.job_id, self.snapshot_job_name, self.job_name
         )?;
         for o in &self.operators {
             let (uid, name, states) = (&o.uid, &o.name, &o.holds);
@@ -366,7 +362,7 @@ fn holds(snap: &LoadedSnapshot, os: &OperatorState) -> String {
     let mut names: Vec<String> = Vec::new();
     for st in &os.subtasks {
         if let StateHandle::KeyedFile { file, .. } = &st.handle {
-            if let Ok(r) = StateFileReader::open(&snap.file_path(file)) {
+            if let Ok(r) = StateFileReader::open_location(&snap.file_path(file)) {
                 for n in r.header.state_names {
                     if !names.contains(&n) {
                         names.push(n);
@@ -418,12 +414,12 @@ impl<'a> RestoreView<'a> {
             })),
             Err(Misfit::WrongKind) => crate::bail!(
                 "state of operator '{uid}' in {} is not {} state",
-                self.snap.dir.display(),
+                &self.snap.dir,
                 kind.noun()
             ),
             Err(Misfit::MaxParallelism) => crate::bail!(
                 "cannot restore operator '{uid}' from {}: it was checkpointed with max parallelism {}, the job has {}",
-                self.snap.dir.display(),
+                &self.snap.dir,
                 os.max_parallelism,
                 self.max_parallelism
             ),
@@ -450,8 +446,8 @@ pub struct OperatorRestore<'a> {
 
 /// A keyed state file and the blocks in it of the key groups asked for.
 pub struct KeyedFile {
-    /// The file's path.
-    pub path: PathBuf,
+    /// The file's location.
+    pub path: Location,
     /// The open file.
     pub reader: StateFileReader,
     /// Its index entries within the key-group range.
@@ -460,7 +456,7 @@ pub struct KeyedFile {
 
 impl<'a> OperatorRestore<'a> {
     /// The snapshot's directory (for messages).
-    pub fn dir(&self) -> &'a Path {
+    pub fn dir(&self) -> &'a Location {
         &self.snap.dir
     }
 
@@ -477,7 +473,7 @@ impl<'a> OperatorRestore<'a> {
             let StateHandle::Inline { data } = &st.handle else {
                 crate::bail!(
                     "corrupt snapshot {}: {} '{}' subtask {} has no inline {}",
-                    self.snap.dir.display(),
+                    &self.snap.dir,
                     self.state.kind.noun(),
                     self.state.uid,
                     st.subtask,
@@ -501,7 +497,7 @@ impl<'a> OperatorRestore<'a> {
                 return None;
             };
             let path = snap.file_path(file);
-            Some(StateFileReader::open(&path).map(|reader| {
+            Some(StateFileReader::open_location(&path).map(|reader| {
                 let blocks = reader
                     .index
                     .iter()
@@ -548,7 +544,7 @@ mod tests {
 
     /// A snapshot with a source (two subtasks, stored out of order) and a keyed operator
     /// whose one state file holds key groups 3 and 100.
-    fn snapshot(dir: &Path) -> LoadedSnapshot {
+    fn snapshot(dir: &std::path::Path) -> LoadedSnapshot {
         let file = "sum-0.state";
         let v = [Some(b"v".to_vec())];
         let groups = vec![

@@ -197,11 +197,11 @@ impl RemoteLauncher {
             .map_err(|_| anyhow!("{RPC_ENV} is set but {BLOB_ENV} is not"))?
             .parse()
             .map_err(|e| anyhow!("{BLOB_ENV}: {e}"))?;
-        let job: JobId = std::env::var(crate::jobmanager::JOB_ID_ENV)
+        let job: JobId = std::env::var(crate::job::JOB_ID_ENV)
             .map_err(|_| {
                 anyhow!(
                     "{RPC_ENV} is set but {} is not",
-                    crate::jobmanager::JOB_ID_ENV
+                    crate::job::JOB_ID_ENV
                 )
             })?
             .parse()?;

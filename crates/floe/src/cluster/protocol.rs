@@ -111,6 +111,10 @@ pub struct Registration {
     pub running: Vec<RunningWorker>,
     /// Its host's hardware, for `/taskmanagers`.
     pub hardware: Hardware,
+    /// Its working directory (absolute): worker output is under `workers/<job>/`, where
+    /// `floe logs` finds it when the directory is readable from the job manager's host.
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// A host's hardware as a task manager reports it (Flink's `HardwareDescription`).
@@ -397,6 +401,7 @@ mod tests {
                     pid: 77,
                 }],
                 hardware: Hardware::default(),
+                dir: None,
             },
         });
         round_trip(RpcHello::Blob {

@@ -47,6 +47,9 @@ struct State {
     grants: HashMap<JobId, Grant>,
     /// Jobs with an open connection.
     connected: HashMap<JobId, u64>,
+    /// Working directories of every task manager that registered, also lost ones: where
+    /// worker output stays after a task manager went away.
+    dirs: Vec<PathBuf>,
     next: u64,
 }
 
@@ -136,6 +139,12 @@ impl ResourceManager {
     /// Stores the job binary at `binary` as a blob; its key.
     pub fn put_blob(&self, binary: &std::path::Path) -> Result<BlobKey> {
         super::blob::store(&self.blob_dir, binary)
+    }
+
+    /// The working directories of every task manager that registered since this resource
+    /// manager started, in registration order.
+    pub fn task_manager_dirs(&self) -> Vec<PathBuf> {
+        self.state.lock_ok().dirs.clone()
     }
 
     /// The registered task managers, in registration order.
@@ -268,6 +277,11 @@ impl ResourceManager {
         let generation = {
             let mut s = self.state.lock_ok();
             let generation = s.next_id();
+            if let Some(d) = &registration.dir {
+                if !s.dirs.contains(d) {
+                    s.dirs.push(d.clone());
+                }
+            }
             let entry = TaskManagerEntry {
                 registration: registration.clone(),
                 generation,

@@ -288,6 +288,17 @@ keys! {
     CHECKPOINTS_DIRECTORY: String = "execution.checkpointing.dir";
     /// Default target directory of savepoints.
     SAVEPOINT_DIRECTORY: String = "execution.checkpointing.savepoint-dir";
+    // --- S3 checkpoint storage (Flink's s3 file system keys) ------------------------------
+    /// Endpoint of the S3 service (`http://host:port` allowed), for `s3://` locations.
+    S3_ENDPOINT: String = "s3.endpoint";
+    /// S3 access key id.
+    S3_ACCESS_KEY: String = "s3.access-key";
+    /// S3 secret access key.
+    S3_SECRET_KEY: String = "s3.secret-key";
+    /// Path-style requests (`endpoint/bucket/key`) instead of virtual-hosted buckets.
+    S3_PATH_STYLE_ACCESS: bool = "s3.path.style.access";
+    /// S3 region.
+    S3_REGION: String = "s3.endpoint.region";
     /// Where checkpoints are kept: only `filesystem` (Flink's `jobmanager` is refused).
     CHECKPOINT_STORAGE: String = "execution.checkpointing.storage";
     /// Incremental checkpoints: only `false`.

@@ -20,10 +20,11 @@ use crate::checkpoint::metadata::{
 use crate::job::JobStatus;
 use crate::runtime::plan::Plan;
 use crate::runtime::protocol::{TaskExecutor, ToExecutor};
+use crate::storage::Location;
 use crate::sync::LockExt;
 use crate::Result;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 struct Completed {
     id: CheckpointId,
-    dir: PathBuf,
+    dir: Location,
     timestamp_ms: u64,
     snapshot: Arc<LoadedSnapshot>,
 }
@@ -41,19 +42,19 @@ pub(crate) struct Checkpoints {
     job_id: String,
     plan: Arc<Plan>,
     config: CheckpointConfig,
-    savepoint_dir: Option<PathBuf>,
+    savepoint_dir: Option<Location>,
     /// The snapshot the job started from (`-s`).
     initial: Option<Arc<LoadedSnapshot>>,
     /// `<checkpoint-dir>/<job-id>`, when checkpoints are stored.
-    pub(crate) job_dir: Option<PathBuf>,
+    pub(crate) job_dir: Option<Location>,
     pub(crate) coordinator: CheckpointCoordinator,
     /// The job's own completed checkpoints (restore points), by id.
     completed: BTreeMap<CheckpointId, Completed>,
     /// Savepoints this job took while running; they are the user's, but output they name
     /// must survive a failover so that they stay restorable.
-    pub(crate) savepoints: Vec<PathBuf>,
+    pub(crate) savepoints: Vec<Location>,
     /// Directory and trigger time of every snapshot in progress.
-    dirs: BTreeMap<CheckpointId, (PathBuf, u64)>,
+    dirs: BTreeMap<CheckpointId, (Location, u64)>,
     /// Who waits for each savepoint in progress.
     requests: BTreeMap<CheckpointId, SavepointReply>,
     /// Durations of the completed checkpoints.
@@ -66,7 +67,7 @@ impl Checkpoints {
         job_id: &str,
         plan: Arc<Plan>,
         config: CheckpointConfig,
-        savepoint_dir: Option<PathBuf>,
+        savepoint_dir: Option<Location>,
         initial: Option<Arc<LoadedSnapshot>>,
         info: Arc<Mutex<JobInfo>>,
     ) -> Self {
@@ -107,10 +108,10 @@ impl Checkpoints {
             .or(self.initial.clone())
     }
 
-    fn chk_dir(&self, id: CheckpointId) -> Option<PathBuf> {
+    fn chk_dir(&self, id: CheckpointId) -> Option<Location> {
         self.job_dir
             .as_ref()
-            .map(|d| d.join(checkpoint_dir_name(id.get())))
+            .map(|d| d.join(&checkpoint_dir_name(id.get())))
     }
 
     /// Triggers a savepoint (with `stop`, one after which the job ends) into `target` or
@@ -122,6 +123,15 @@ impl Checkpoints {
         status: JobStatus,
         exec: &dyn TaskExecutor,
     ) -> std::result::Result<CheckpointId, SavepointError> {
+        let target = match target.as_deref().map(Location::from_path).transpose() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(SavepointError::CreateDirectory {
+                    dir: target.unwrap_or_default(),
+                    error: format!("{e:#}"),
+                })
+            }
+        };
         let Some(base) = target.or_else(|| self.savepoint_dir.clone()) else {
             return Err(SavepointError::NoDirectory);
         };
@@ -136,12 +146,19 @@ impl Checkpoints {
                 status,
             });
         };
-        let dir = base.join(savepoint_dir_name(&self.job_id));
-        if let Err(e) = std::fs::create_dir_all(&base).and_then(|_| std::fs::create_dir(&dir)) {
+        let dir = base.join(&savepoint_dir_name(&self.job_id));
+        let created = match (&base, &dir) {
+            (Location::Local(b), Location::Local(d)) => {
+                std::fs::create_dir_all(b).and_then(|_| std::fs::create_dir(d))
+            }
+            // An object store has no directories: the savepoint's keys make it.
+            _ => Ok(()),
+        };
+        if let Err(e) = created {
             self.coordinator
                 .decline(id, AbortReason::SavepointDirectoryNotCreated);
             return Err(SavepointError::CreateDirectory {
-                dir,
+                dir: as_path(&dir),
                 error: e.to_string(),
             });
         }
@@ -179,7 +196,12 @@ impl Checkpoints {
                     };
                     let ts = now_ms();
                     events::triggering_checkpoint(id, ts, &self.job_id);
-                    match std::fs::create_dir(&dir) {
+                    let created = match &dir {
+                        Location::Local(d) => std::fs::create_dir(d),
+                        // No directories in an object store; chk-<n> is its keys.
+                        Location::Object(_) => Ok(()),
+                    };
+                    match created {
                         Ok(()) => {
                             self.dirs.insert(id, (dir.clone(), ts));
                             self.info().triggered(id.get(), false, ts);
@@ -218,7 +240,7 @@ impl Checkpoints {
                             if kind.is_savepoint() {
                                 events::completed_savepoint(id, &self.job_id, size, ms, &done.dir);
                                 if let Some(r) = self.requests.remove(&id) {
-                                    let _ = r.send(Ok(done.dir.clone()));
+                                    let _ = r.send(Ok(as_path(&done.dir)));
                                 }
                             } else {
                                 events::completed_checkpoint(
@@ -258,7 +280,7 @@ impl Checkpoints {
                     let savepoint = self.requests.contains_key(&id);
                     events::aborted(savepoint, id, &self.job_id, &reason);
                     if let Some((dir, _)) = self.dirs.remove(&id) {
-                        let _ = std::fs::remove_dir_all(&dir);
+                        remove_checkpoint(&dir);
                     }
                     self.info().failed(id.get(), &reason.to_string(), now_ms());
                     if let Some(r) = self.requests.remove(&id) {
@@ -353,7 +375,7 @@ impl Checkpoints {
                 let mut as_checkpoint = meta.clone();
                 as_checkpoint.kind = SnapshotKind::Checkpoint;
                 if let Err(e) = link_snapshot(&dir, chk, &as_checkpoint) {
-                    let _ = std::fs::remove_dir_all(chk);
+                    remove_checkpoint(chk);
                     return Err(e);
                 }
             }
@@ -363,7 +385,7 @@ impl Checkpoints {
             Err(e) => {
                 if kind == SnapshotType::StopWithSavepoint {
                     if let Some(chk) = &checkpoint {
-                        let _ = std::fs::remove_dir_all(chk);
+                        remove_checkpoint(chk);
                     }
                 }
                 return Err(e);
@@ -425,7 +447,7 @@ impl Checkpoints {
         for c in std::mem::take(&mut self.completed).into_values() {
             remove_checkpoint(&c.dir);
         }
-        if let Some(d) = &self.job_dir {
+        if let Some(Location::Local(d)) = &self.job_dir {
             // Only an empty job directory is removed: nothing else is ever deleted.
             let _ = std::fs::remove_dir(d);
         }
@@ -437,29 +459,30 @@ struct Finalized {
     /// Bytes of state and metadata.
     size: u64,
     /// Where `_metadata` was written (the savepoint's directory for savepoints).
-    dir: PathBuf,
+    dir: Location,
     /// The job's checkpoint it completed (for a stop-with-savepoint, its `chk-<n>` copy).
     checkpoint: Option<Completed>,
 }
 
 /// Stores the snapshot in `from` (state files written, `_metadata` not yet) also as the
-/// checkpoint `to`: its state files hard-linked (copied across file systems), then its own
-/// `_metadata`. Each directory stays self-contained, so disposing the savepoint leaves the
-/// checkpoint intact and vice versa.
-fn link_snapshot(from: &Path, to: &Path, meta: &CheckpointMetadata) -> Result<()> {
-    std::fs::create_dir(to)
-        .map_err(|e| crate::anyhow!("cannot create checkpoint directory {}: {e}", to.display()))?;
+/// checkpoint `to`: its state files hard-linked (copied across file systems; copied
+/// server-side in an object store), then its own `_metadata`. Each directory stays
+/// self-contained, so disposing the savepoint leaves the checkpoint intact and vice versa.
+fn link_snapshot(from: &Location, to: &Location, meta: &CheckpointMetadata) -> Result<()> {
+    if let Location::Local(to) = to {
+        std::fs::create_dir(to).map_err(|e| {
+            crate::anyhow!("cannot create checkpoint directory {}: {e}", to.display())
+        })?;
+    }
     for op in &meta.operators {
         for st in &op.subtasks {
             if let StateHandle::KeyedFile { file, .. } = &st.handle {
                 let (src, dst) = (from.join(file), to.join(file));
-                if std::fs::hard_link(&src, &dst).is_err() {
-                    std::fs::copy(&src, &dst).map_err(|e| {
-                        crate::anyhow!("cannot copy {} to {}: {e}", src.display(), dst.display())
-                    })?;
-                    std::fs::File::open(&dst)
-                        .and_then(|f| f.sync_all())
-                        .map_err(|e| crate::anyhow!("cannot sync {}: {e}", dst.display()))?;
+                match (&src, &dst) {
+                    (Location::Local(src), Location::Local(dst)) => link_file(src, dst)?,
+                    (Location::Object(_), Location::Object(_)) => crate::storage::copy(&src, &dst)?,
+                    // Checkpoints and savepoints in different kinds of storage.
+                    _ => copy_across(&src, &dst)?,
                 }
             }
         }
@@ -468,10 +491,83 @@ fn link_snapshot(from: &Path, to: &Path, meta: &CheckpointMetadata) -> Result<()
     Ok(())
 }
 
-fn remove_checkpoint(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            events::discard_failed(dir, &e);
+/// Hard-links `src` to `dst`, or copies and syncs it when they are on different file systems.
+fn link_file(src: &std::path::Path, dst: &std::path::Path) -> Result<()> {
+    if std::fs::hard_link(src, dst).is_err() {
+        std::fs::copy(src, dst).map_err(|e| {
+            crate::anyhow!("cannot copy {} to {}: {e}", src.display(), dst.display())
+        })?;
+        std::fs::File::open(dst)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| crate::anyhow!("cannot sync {}: {e}", dst.display()))?;
+    }
+    Ok(())
+}
+
+/// Copies a state file between a local directory and an object store.
+fn copy_across(src: &Location, dst: &Location) -> Result<()> {
+    let bytes = match src {
+        Location::Local(p) => {
+            std::fs::read(p).map_err(|e| crate::anyhow!("cannot read {}: {e}", p.display()))?
+        }
+        o => crate::storage::read(o)?,
+    };
+    match dst {
+        Location::Local(p) => std::fs::write(p, &bytes)
+            .and_then(|_| std::fs::File::open(p)?.sync_all())
+            .map_err(|e| crate::anyhow!("cannot write {}: {e}", p.display())),
+        o => crate::storage::write(o, bytes),
+    }
+}
+
+/// Deletes a checkpoint's directory, or every object under its prefix.
+fn remove_checkpoint(dir: &Location) {
+    match dir {
+        Location::Local(p) => {
+            if let Err(e) = std::fs::remove_dir_all(p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    events::discard_failed(dir, &e);
+                }
+            }
+        }
+        o => {
+            if let Err(e) = crate::storage::delete_all(o) {
+                events::discard_failed(dir, &format!("{e:#}"));
+            }
         }
     }
+}
+
+/// A location as the path the job client API returns: the local path, or the URL.
+fn as_path(l: &Location) -> PathBuf {
+    match l {
+        Location::Local(p) => p.clone(),
+        o => PathBuf::from(o.to_string()),
+    }
+}
+
+/// Creates `<root>/<job-id>` for a job's checkpoints and checks that it is writable (a
+/// probe file written and removed), so that a wrong directory or wrong object-store
+/// credentials fail the job at its start with one line naming the location, not every
+/// checkpoint later.
+pub(crate) fn prepare_job_dir(root: &Location, job_id: &str) -> Result<Location> {
+    let dir = crate::checkpoint::layout::job_checkpoint_dir(root, job_id);
+    let probe = dir.join(crate::checkpoint::layout::WRITE_PROBE_FILE);
+    match (&dir, &probe) {
+        (Location::Local(d), Location::Local(p)) => {
+            std::fs::create_dir_all(d).map_err(|e| {
+                crate::anyhow!("cannot create checkpoint directory {}: {e}", d.display())
+            })?;
+            std::fs::write(p, b"").map_err(|e| {
+                crate::anyhow!("checkpoint directory {} is not writable: {e}", d.display())
+            })?;
+            let _ = std::fs::remove_file(p);
+        }
+        _ => {
+            crate::storage::write(&probe, Vec::new())
+                .map_err(|e| crate::anyhow!("checkpoint directory {dir} is not writable: {e:#}"))?;
+            let _ = crate::storage::delete_all(&probe);
+        }
+    }
+    Ok(dir)
 }

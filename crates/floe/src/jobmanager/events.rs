@@ -4,7 +4,7 @@
 
 use crate::checkpoint::coordinator::{AbortReason, CheckpointId};
 use crate::job::JobStatus;
-use std::path::Path;
+use crate::storage::Location;
 use tracing::{error, info, warn};
 
 const TARGET: &str = "floe::jobmanager";
@@ -22,7 +22,7 @@ pub(crate) fn submitting(name: &str, job_id: &str) {
     info!(target: TARGET, "Submitting job {name} ({job_id}).");
 }
 
-pub(crate) fn starting_from(job_id: &str, dir: &Path, savepoint: bool, next_id: u64) {
+pub(crate) fn starting_from(job_id: &str, dir: &Location, savepoint: bool, next_id: u64) {
     info!(
         target: TARGET,
         "Starting job {job_id} from savepoint {} ({})",
@@ -43,7 +43,7 @@ pub(crate) fn restart_strategy(strategy: &dyn std::fmt::Display, name: &str, job
     );
 }
 
-pub(crate) fn restoring(job_id: &str, id: u64, timestamp_ms: u64, from_job: &str, dir: &Path) {
+pub(crate) fn restoring(job_id: &str, id: u64, timestamp_ms: u64, from_job: &str, dir: &Location) {
     info!(
         target: TARGET,
         "Restoring job {job_id} from Checkpoint {id} @ {timestamp_ms} for {from_job} located at {}.",
@@ -83,7 +83,7 @@ pub(crate) fn triggering_checkpoint(id: CheckpointId, timestamp_ms: u64, job_id:
     );
 }
 
-pub(crate) fn triggering_savepoint(id: CheckpointId, stop: bool, job_id: &str, dir: &Path) {
+pub(crate) fn triggering_savepoint(id: CheckpointId, stop: bool, job_id: &str, dir: &Location) {
     info!(
         target: TARGET,
         "Triggering {}savepoint {id} for job {job_id} into {}.",
@@ -92,7 +92,13 @@ pub(crate) fn triggering_savepoint(id: CheckpointId, stop: bool, job_id: &str, d
     );
 }
 
-pub(crate) fn completed_savepoint(id: CheckpointId, job_id: &str, size: u64, ms: u128, dir: &Path) {
+pub(crate) fn completed_savepoint(
+    id: CheckpointId,
+    job_id: &str,
+    size: u64,
+    ms: u128,
+    dir: &Location,
+) {
     info!(
         target: TARGET,
         "Completed savepoint {id} for job {job_id} ({size} bytes, checkpointDuration={ms} ms) stored in {}.",
@@ -113,7 +119,7 @@ pub(crate) fn completed_checkpoint(
     );
 }
 
-pub(crate) fn stop_savepoint_is_checkpoint(id: CheckpointId, job_id: &str, chk: &Path) {
+pub(crate) fn stop_savepoint_is_checkpoint(id: CheckpointId, job_id: &str, chk: &Location) {
     info!(
         target: TARGET,
         "Stored stop-with-savepoint {id} of job {job_id} also as its checkpoint {}: its output is committed, so failover and a resume from the job's checkpoint directory restore it.",
@@ -147,7 +153,7 @@ pub(crate) fn end_of_input(job_id: &str) {
 
 pub(crate) fn retaining_last_of_failed(
     id: CheckpointId,
-    dir: &Path,
+    dir: &Location,
     job_id: &str,
     retention: &str,
 ) {
@@ -160,7 +166,7 @@ pub(crate) fn retaining_last_of_failed(
 
 pub(crate) fn retaining(
     id: CheckpointId,
-    dir: &Path,
+    dir: &Location,
     timestamp_ms: u64,
     job_id: &str,
     status: JobStatus,
@@ -173,7 +179,7 @@ pub(crate) fn retaining(
     );
 }
 
-pub(crate) fn discard_failed(dir: &Path, e: &std::io::Error) {
+pub(crate) fn discard_failed(dir: &Location, e: &dyn std::fmt::Display) {
     warn!(target: TARGET, "Could not discard checkpoint {}: {e}", dir.display());
 }
 

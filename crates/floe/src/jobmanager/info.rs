@@ -267,13 +267,19 @@ impl JobInfo {
     }
 
     /// An attempt (re)starts from snapshot `id` at `dir`.
-    pub fn restored_from(&mut self, id: u64, dir: &Path, is_savepoint: bool, now_ms: u64) {
+    pub fn restored_from(
+        &mut self,
+        id: u64,
+        dir: &crate::storage::Location,
+        is_savepoint: bool,
+        now_ms: u64,
+    ) {
         self.restored += 1;
         self.latest_restored = Some(model::RestoredCheckpoint {
             id,
             restore_timestamp: now_ms,
             is_savepoint,
-            external_path: model::file_url(dir),
+            external_path: dir.url(),
         });
     }
 

@@ -53,11 +53,11 @@ pub struct JobSpec {
     /// Restart strategy.
     pub restart: RestartStrategy,
     /// Root checkpoint directory (the job's `<job-id>` directory is created inside).
-    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_dir: Option<crate::storage::Location>,
     /// Snapshot to start from (`-s`).
     pub restore: Option<Arc<LoadedSnapshot>>,
     /// Default target of savepoints (`execution.checkpointing.savepoint-dir`).
-    pub savepoint_dir: Option<PathBuf>,
+    pub savepoint_dir: Option<crate::storage::Location>,
     /// Run every attempt in worker processes (job binaries) placed and started as these
     /// settings say, or on threads of this process (`None`: tests and embedded use).
     pub worker_processes: Option<crate::runtime::process::WorkerSettings>,
@@ -73,9 +73,7 @@ pub fn new_job_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Environment variable with the job id a session cluster chose for the job it starts, so
-/// it can name the job's files and its registry record before the process runs.
-pub const JOB_ID_ENV: &str = "FLOE_JOB_ID";
+pub use crate::job::JOB_ID_ENV;
 
 /// The id of this process's first job: [`JOB_ID_ENV`] when it holds a valid job id, else a
 /// new one. Later jobs of the same process always get new ids, so
@@ -261,18 +259,7 @@ impl JobManager {
         events::submitting(self.name(), &self.job_id);
         events::submitted(&self.job_id, self.spec.cli_output);
         if let Some(root) = &self.spec.checkpoint_dir {
-            let dir = crate::checkpoint::layout::job_checkpoint_dir(root, &self.job_id);
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                crate::anyhow!("cannot create checkpoint directory {}: {e}", dir.display())
-            })?;
-            let probe = dir.join(crate::checkpoint::layout::WRITE_PROBE_FILE);
-            std::fs::write(&probe, b"").map_err(|e| {
-                crate::anyhow!(
-                    "checkpoint directory {} is not writable: {e}",
-                    dir.display()
-                )
-            })?;
-            let _ = std::fs::remove_file(&probe);
+            let dir = checkpoints::prepare_job_dir(root, &self.job_id)?;
             self.checkpoints.job_dir = Some(dir);
         }
         if let Some(s) = &self.spec.restore {

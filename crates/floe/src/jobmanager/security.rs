@@ -44,24 +44,33 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct RestSecurity {
     token: Option<Arc<str>>,
     roots: Vec<PathBuf>,
+    /// Object-store roots (`s3://bucket/prefix`) savepoints may go under.
+    object_roots: Vec<crate::storage::Location>,
 }
 
 impl RestSecurity {
     /// Reads `rest.auth.token` and `rest.savepoint.allowed-roots` (separated by `,` or `;`).
-    /// Roots must be absolute paths (or `file:` URLs).
+    /// Roots must be absolute paths (or `file:` URLs) or object-store URLs (`s3://bucket/prefix`).
     pub fn from_config(conf: &Configuration) -> Result<Self> {
         let token = conf
             .get(keys::REST_AUTH_TOKEN)?
             .filter(|t| !t.is_empty())
             .map(Arc::from);
         let mut roots = Vec::new();
+        let mut object_roots = Vec::new();
         if let Some(list) = conf.get(keys::REST_SAVEPOINT_ALLOWED_ROOTS)? {
             for r in list
                 .split([',', ';'])
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
             {
-                let p = crate::storage::local_path(r)?;
+                let p = match crate::storage::Location::parse(r)? {
+                    crate::storage::Location::Local(p) => p,
+                    o => {
+                        object_roots.push(o);
+                        continue;
+                    }
+                };
                 if !p.is_absolute() || has_parent_dir(&p) {
                     crate::bail!(
                         "{}: '{r}' must be an absolute path without '..'",
@@ -71,7 +80,11 @@ impl RestSecurity {
                 roots.push(p);
             }
         }
-        Ok(RestSecurity { token, roots })
+        Ok(RestSecurity {
+            token,
+            roots,
+            object_roots,
+        })
     }
 
     /// The token requests must carry, if one is configured.
@@ -91,7 +104,21 @@ impl RestSecurity {
 
     /// Checks a savepoint target directory given over REST; the error is the response text.
     pub fn check_target(&self, target: &str) -> std::result::Result<PathBuf, String> {
-        let p = crate::storage::local_path(target).map_err(|e| format!("target directory: {e}"))?;
+        let p = match crate::storage::Location::parse(target)
+            .map_err(|e| format!("target directory: {e}"))?
+        {
+            crate::storage::Location::Local(p) => p,
+            o => {
+                let any_root = !self.roots.is_empty() || !self.object_roots.is_empty();
+                if any_root && !self.object_roots.iter().any(|r| o.starts_with(r)) {
+                    return Err(format!(
+                        "target directory '{target}' is outside rest.savepoint.allowed-roots"
+                    ));
+                }
+                // Handed on as its URL; the job manager parses it back into a location.
+                return Ok(PathBuf::from(o.to_string()));
+            }
+        };
         // Relative to what? The job manager's working directory is not the caller's.
         if !p.is_absolute() {
             return Err(format!(
@@ -101,7 +128,7 @@ impl RestSecurity {
         if has_parent_dir(&p) {
             return Err(format!("target directory '{target}' must not contain '..'"));
         }
-        if !self.roots.is_empty() {
+        if !self.roots.is_empty() || !self.object_roots.is_empty() {
             if !p.is_absolute() || !self.roots.iter().any(|r| p.starts_with(r)) {
                 let roots: Vec<_> = self.roots.iter().map(|r| r.display().to_string()).collect();
                 return Err(format!(
@@ -259,17 +286,37 @@ mod tests {
             .check_target("/tmp/anything")
             .is_ok());
         assert!(RestSecurity::default().check_target("/tmp/../etc").is_err());
-        // The form a savepoint path is printed in; relative targets and other schemes are refused.
+        // The form a savepoint path is printed in and object-store URLs; relative targets and
+        // unknown schemes are refused.
         assert_eq!(
             RestSecurity::default().check_target("file:/tmp/sp"),
             Ok(PathBuf::from("/tmp/sp"))
         );
         let e = RestSecurity::default().check_target("sp").unwrap_err();
         assert!(e.contains("'sp' is a relative path"), "{e}");
+        assert_eq!(
+            RestSecurity::default().check_target("s3://b/sp/"),
+            Ok(PathBuf::from("s3://b/sp"))
+        );
         let e = RestSecurity::default()
-            .check_target("s3://b/sp")
+            .check_target("gs://b/sp")
             .unwrap_err();
-        assert!(e.contains("not supported yet"), "{e}");
+        assert!(e.contains("not supported"), "{e}");
+        // Object-store roots: only targets under them, and no local path then.
+        let s3 = sec("s3://b/sp");
+        assert_eq!(
+            s3.check_target("s3://b/sp/x"),
+            Ok(PathBuf::from("s3://b/sp/x"))
+        );
+        assert!(s3
+            .check_target("s3://b/spx")
+            .unwrap_err()
+            .contains("outside"));
+        assert!(s3
+            .check_target("s3://c/sp")
+            .unwrap_err()
+            .contains("outside"));
+        assert!(s3.check_target("/tmp/sp").unwrap_err().contains("outside"));
         // Bad roots are configuration errors.
         let bad = conf_of("rest.savepoint.allowed-roots", "rel");
         assert!(RestSecurity::from_config(&bad).is_err());

@@ -103,9 +103,9 @@ fn harness_with(
             ..Default::default()
         },
         restart,
-        checkpoint_dir: Some(dir.path().join("chk")),
+        checkpoint_dir: Some(dir.path().join("chk").into()),
         restore: None,
-        savepoint_dir: Some(dir.path().join("sp")),
+        savepoint_dir: Some(dir.path().join("sp").into()),
         worker_processes: None,
         exception_history_size: 16,
     };

@@ -17,7 +17,6 @@ use crate::sync::LockExt;
 use crate::Result;
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
@@ -287,7 +286,7 @@ impl PublishedStop {
 /// Checkpoints as the workers of an attempt see them.
 pub(crate) struct CheckpointSignals {
     trigger: AtomicU64,
-    pending: Mutex<BTreeMap<u64, PathBuf>>,
+    pending: Mutex<BTreeMap<u64, crate::storage::Location>>,
     stop: Mutex<StopRequests>,
     published: PublishedStop,
 }
@@ -310,7 +309,7 @@ impl CheckpointSignals {
     }
 
     /// Checkpoint `id` was triggered; its files go into `dir`.
-    pub(crate) fn trigger(&self, id: u64, dir: PathBuf) {
+    pub(crate) fn trigger(&self, id: u64, dir: crate::storage::Location) {
         self.pending.lock_ok().insert(id, dir);
         self.trigger.fetch_max(id, Ordering::AcqRel);
     }
@@ -321,7 +320,7 @@ impl CheckpointSignals {
     }
 
     /// Triggered checkpoints in `lo..=hi` that are still pending, with their directories.
-    pub(crate) fn pending_in(&self, lo: u64, hi: u64) -> Vec<(u64, PathBuf)> {
+    pub(crate) fn pending_in(&self, lo: u64, hi: u64) -> Vec<(u64, crate::storage::Location)> {
         if lo > hi {
             return Vec::new();
         }

@@ -160,7 +160,7 @@ pub(crate) struct BuildCx<'s, 'a> {
     pub attempt: &'a Arc<Attempt>,
     pub restore: Option<&'a LoadedSnapshot>,
     /// Savepoints this job took (see [`super::protocol::AttemptSpec::savepoints`]).
-    pub savepoints: &'a [std::path::PathBuf],
+    pub savepoints: &'a [crate::storage::Location],
     pub start_epoch: u64,
     pub probe: &'a ProbeHandle<Time>,
     pub drivers: &'a mut Vec<Box<dyn SourceDriver>>,

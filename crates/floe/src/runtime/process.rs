@@ -290,10 +290,7 @@ impl Shared {
             ),
         ];
         if let Some(s) = &spec.restore {
-            let dir = s.dir.to_str().ok_or_else(|| {
-                crate::anyhow!("the snapshot path {} is not UTF-8", s.dir.display())
-            })?;
-            env.push((RESTORE_ENV.to_string(), dir.to_string()));
+            env.push((RESTORE_ENV.to_string(), s.dir.to_string()));
         }
         let args = std::env::args_os().skip(1).collect::<Vec<_>>();
         let n = placement.processes.len();
@@ -857,7 +854,7 @@ fn worker_main(plan: Arc<Plan>, exit: fn(i32) -> !) -> Result<()> {
     let beat = Duration::from_millis(env_u64(HEARTBEAT_ENV).unwrap_or(1000).max(10));
     let job_id = std::env::var(JOB_ID_ENV)
         .map_err(|_| crate::anyhow!("worker environment variable {JOB_ID_ENV} is missing"))?;
-    let savepoints: Vec<std::path::PathBuf> = match std::env::var(SAVEPOINTS_ENV) {
+    let savepoints: Vec<crate::storage::Location> = match std::env::var(SAVEPOINTS_ENV) {
         Ok(v) => serde_json::from_str(&v).map_err(|e| {
             crate::anyhow!("worker environment variable {SAVEPOINTS_ENV} is invalid: {e}")
         })?,
@@ -956,7 +953,9 @@ fn worker_main(plan: Arc<Plan>, exit: fn(i32) -> !) -> Result<()> {
     // Connected first, so that a snapshot that cannot be read is the attempt's failure
     // cause at the job manager, not a line in this process's stderr.
     let restore = match std::env::var_os(RESTORE_ENV) {
-        Some(p) => match load_snapshot(std::path::Path::new(&p)) {
+        Some(p) => match crate::storage::Location::from_path(std::path::Path::new(&p))
+            .and_then(load_snapshot)
+        {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 send_failed(format!("cannot restore the attempt: {e:#}"))?;

@@ -6,7 +6,6 @@
 //! never complete or commit a checkpoint of a new one.
 
 use crate::checkpoint::metadata::{LoadedSnapshot, StateHandle, TaskId};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What one execution attempt starts from; the job manager decides it, the executor runs it.
@@ -23,7 +22,7 @@ pub struct AttemptSpec {
     pub start_epoch: u64,
     /// Savepoints this job took while running: the user may still restore them, so output
     /// they name is never discarded by recovery (a savepoint commits nothing itself).
-    pub savepoints: Vec<PathBuf>,
+    pub savepoints: Vec<crate::storage::Location>,
 }
 
 /// Why a failure cannot be fixed by restarting: the job fails without consulting the
@@ -53,8 +52,8 @@ pub enum ToExecutor {
     TriggerCheckpoint {
         /// Checkpoint id.
         id: u64,
-        /// Directory for this checkpoint's files.
-        dir: PathBuf,
+        /// Directory (or object prefix) for this checkpoint's files.
+        dir: crate::storage::Location,
     },
     /// Checkpoint `id` (or a stop-with-savepoint) is complete (its `_metadata` is written):
     /// two-phase-commit sinks commit everything staged up to it.

@@ -11,10 +11,10 @@ use super::protocol::FromExecutor;
 use crate::checkpoint::layout::state_file_name;
 use crate::checkpoint::metadata::{StateHandle, TaskId};
 use crate::state::backend::DeltaEntry;
-use crate::state::file::{write_state_file, StateFileHeader};
+use crate::state::file::{state_file_bytes, write_state_file, StateFileHeader};
+use crate::storage::Location;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 /// One operator subtask's contribution to one or more checkpoints (several ids when
@@ -23,7 +23,7 @@ pub(crate) struct SnapshotJob {
     pub task: TaskId,
     pub names: Vec<String>,
     pub delta: Vec<DeltaEntry>,
-    pub targets: Vec<(u64, PathBuf)>,
+    pub targets: Vec<(u64, Location)>,
 }
 
 /// Values of every state for one key, in the image's state-name order.
@@ -121,6 +121,15 @@ fn writer_loop(
         };
         for (id, dir) in job.targets {
             let file = state_file_name(&job.task);
+            let dir = match dir {
+                Location::Local(d) => d,
+                remote => {
+                    upload(
+                        attempt, id, &job.task, remote, file, &header, image, &events,
+                    );
+                    continue;
+                }
+            };
             let path = dir.join(&file);
             // The job manager creates chk-<id>; if it is gone the checkpoint was aborted and
             // must not be recreated by a late writer.
@@ -157,4 +166,58 @@ fn writer_loop(
             let _ = events.send(ev);
         }
     }
+}
+
+/// Writes one state file into an object store: encoded here, uploaded on the storage
+/// runtime (so the uploads of a checkpoint's subtasks run in parallel; multipart above
+/// [`crate::storage::MULTIPART_THRESHOLD`]), acknowledged or declined when the upload ends.
+/// A failed upload declines the checkpoint, which the coordinator aborts.
+#[allow(clippy::too_many_arguments)]
+fn upload(
+    attempt: u32,
+    id: u64,
+    task: &TaskId,
+    dir: Location,
+    file: String,
+    header: &StateFileHeader,
+    image: &Image,
+    events: &Sender<FromExecutor>,
+) {
+    let decline = |reason: String| FromExecutor::Decline {
+        attempt,
+        checkpoint_id: id,
+        task: task.clone(),
+        reason,
+    };
+    let (bytes, w) = match state_file_bytes(header, image.groups()) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = events.send(decline(format!("{e:#}")));
+            return;
+        }
+    };
+    let loc = dir.join(&file);
+    let events = events.clone();
+    let task = task.clone();
+    crate::storage::spawn(async move {
+        let ev = match crate::storage::write_async(loc, bytes).await {
+            Ok(()) => FromExecutor::Ack {
+                attempt,
+                checkpoint_id: id,
+                task,
+                state: StateHandle::KeyedFile {
+                    file,
+                    size: w.size,
+                    entries: w.entries,
+                },
+            },
+            Err(e) => FromExecutor::Decline {
+                attempt,
+                checkpoint_id: id,
+                task,
+                reason: e.to_string(),
+            },
+        };
+        let _ = events.send(ev);
+    });
 }

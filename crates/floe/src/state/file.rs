@@ -12,6 +12,7 @@
 //! covered by a magic number, a bound check or an xxh3 checksum (header, each block, the
 //! index), so a truncated or corrupted file is detected, never restored.
 
+use crate::storage::Location;
 use crate::Result;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -72,18 +73,51 @@ where
     let f = File::create(path)
         .with_context(|| format!("cannot create state file {}", path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 16, f);
+    let shown = path.display().to_string();
+    let written = encode_state_file(&mut w, &shown, header, groups)?;
+    let f = w
+        .into_inner()
+        .map_err(|e| crate::anyhow!("cannot write state file {}: {}", path.display(), e.error()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot sync state file {}", path.display()))?;
+    Ok(written)
+}
+
+/// Encodes a keyed state file in memory (to be uploaded to an object store).
+pub fn state_file_bytes<'a, I>(
+    header: &StateFileHeader,
+    groups: I,
+) -> Result<(Vec<u8>, WrittenFile)>
+where
+    I: IntoIterator<Item = (u32, Vec<(&'a [u8], &'a [Option<Vec<u8>>])>)>,
+{
+    let mut buf = Vec::new();
+    let w = encode_state_file(&mut buf, "in memory", header, groups)?;
+    Ok((buf, w))
+}
+
+/// Writes the state file format to `w`; `shown` names the file in errors.
+fn encode_state_file<'a, W: Write, I>(
+    w: &mut W,
+    shown: &str,
+    header: &StateFileHeader,
+    groups: I,
+) -> Result<WrittenFile>
+where
+    I: IntoIterator<Item = (u32, Vec<(&'a [u8], &'a [Option<Vec<u8>>])>)>,
+{
     let mut pos: u64 = 0;
-    let put = |w: &mut BufWriter<File>, bytes: &[u8], pos: &mut u64| -> Result<()> {
+    let put = |w: &mut W, bytes: &[u8], pos: &mut u64| -> Result<()> {
         w.write_all(bytes)
-            .with_context(|| format!("cannot write state file {}", path.display()))?;
+            .with_context(|| format!("cannot write state file {shown}"))?;
         *pos += bytes.len() as u64;
         Ok(())
     };
-    put(&mut w, MAGIC, &mut pos)?;
+    put(w, MAGIC, &mut pos)?;
     let hb = bincode::serialize(header)?;
-    put(&mut w, &(hb.len() as u64).to_le_bytes(), &mut pos)?;
-    put(&mut w, &hb, &mut pos)?;
-    put(&mut w, &xxh3_64(&hb).to_le_bytes(), &mut pos)?;
+    put(w, &(hb.len() as u64).to_le_bytes(), &mut pos)?;
+    put(w, &hb, &mut pos)?;
+    put(w, &xxh3_64(&hb).to_le_bytes(), &mut pos)?;
     let mut index = Vec::new();
     let mut total = 0u64;
     for (kg, entries) in groups {
@@ -96,29 +130,28 @@ where
             checksum: xxh3_64(&block),
         });
         total += entries.len() as u64;
-        put(&mut w, &block, &mut pos)?;
+        put(w, &block, &mut pos)?;
     }
     let ib = bincode::serialize(&index)?;
     let index_offset = pos;
-    put(&mut w, &ib, &mut pos)?;
-    put(&mut w, &index_offset.to_le_bytes(), &mut pos)?;
-    put(&mut w, &(ib.len() as u64).to_le_bytes(), &mut pos)?;
-    put(&mut w, &xxh3_64(&ib).to_le_bytes(), &mut pos)?;
-    put(&mut w, END_MAGIC, &mut pos)?;
-    let f = w
-        .into_inner()
-        .map_err(|e| crate::anyhow!("cannot write state file {}: {}", path.display(), e.error()))?;
-    f.sync_all()
-        .with_context(|| format!("cannot sync state file {}", path.display()))?;
+    put(w, &ib, &mut pos)?;
+    put(w, &index_offset.to_le_bytes(), &mut pos)?;
+    put(w, &(ib.len() as u64).to_le_bytes(), &mut pos)?;
+    put(w, &xxh3_64(&ib).to_le_bytes(), &mut pos)?;
+    put(w, END_MAGIC, &mut pos)?;
     Ok(WrittenFile {
         size: pos,
         entries: total,
     })
 }
 
+/// What a state file is read from: a local file, or an object fetched whole.
+trait Source: Read + Seek + Send {}
+impl<T: Read + Seek + Send> Source for T {}
+
 /// An open keyed state file with its header and index read and verified.
 pub struct StateFileReader {
-    file: File,
+    file: Box<dyn Source>,
     path: String,
     /// The file's header.
     pub header: StateFileHeader,
@@ -130,12 +163,30 @@ impl StateFileReader {
     /// Opens `path`, checking magic numbers, the index checksum and block bounds.
     pub fn open(path: &Path) -> Result<Self> {
         let p = path.display().to_string();
-        let bad = |what: &str| crate::anyhow!("corrupt state file {p}: {what}");
-        let mut file = File::open(path).with_context(|| format!("cannot open state file {p}"))?;
+        let file = File::open(path).with_context(|| format!("cannot open state file {p}"))?;
         let size = file
             .metadata()
             .with_context(|| format!("cannot read state file {p}"))?
             .len();
+        Self::from_source(Box::new(file), size, p)
+    }
+
+    /// Opens the state file at `loc`. An object-store file is fetched whole (one GET) and
+    /// read from memory; a local one is read in place.
+    pub fn open_location(loc: &Location) -> Result<Self> {
+        match loc {
+            Location::Local(p) => Self::open(p),
+            o => {
+                let bytes = crate::storage::read(o)
+                    .with_context(|| format!("cannot open state file {o}"))?;
+                let size = bytes.len() as u64;
+                Self::from_source(Box::new(std::io::Cursor::new(bytes)), size, o.to_string())
+            }
+        }
+    }
+
+    fn from_source(mut file: Box<dyn Source>, size: u64, p: String) -> Result<Self> {
+        let bad = |what: &str| crate::anyhow!("corrupt state file {p}: {what}");
         if size < 8 + 8 + 8 + 32 {
             return Err(bad("too short"));
         }

@@ -708,8 +708,8 @@ pub enum DisposeError {
 /// so — never any other directory. Returns the directory deleted.
 pub fn dispose_savepoint(path: &std::path::Path) -> std::result::Result<PathBuf, DisposeError> {
     let shown = path.display().to_string();
-    let snap = crate::storage::resolve(path)
-        .and_then(|p| load_snapshot(&p))
+    let snap = crate::storage::Location::from_path(path)
+        .and_then(load_snapshot)
         .map_err(|e| DisposeError::NotASnapshot {
             path: shown.clone(),
             cause: format!("{e:#}"),
@@ -717,11 +717,23 @@ pub fn dispose_savepoint(path: &std::path::Path) -> std::result::Result<PathBuf,
     if snap.metadata.kind != SnapshotKind::Savepoint {
         return Err(DisposeError::Checkpoint { path: shown });
     }
-    std::fs::remove_dir_all(&snap.dir).map_err(|source| DisposeError::Remove {
-        dir: snap.dir.clone(),
-        source,
-    })?;
-    Ok(snap.dir)
+    match &snap.dir {
+        crate::storage::Location::Local(d) => {
+            std::fs::remove_dir_all(d).map_err(|source| DisposeError::Remove {
+                dir: d.clone(),
+                source,
+            })?;
+            Ok(d.clone())
+        }
+        o => {
+            // Every object under the savepoint's prefix.
+            crate::storage::delete_all(o).map_err(|e| DisposeError::Remove {
+                dir: PathBuf::from(o.to_string()),
+                source: std::io::Error::other(format!("{e:#}")),
+            })?;
+            Ok(PathBuf::from(o.to_string()))
+        }
+    }
 }
 
 /// Starts disposing the savepoint a `POST /savepoint-disposal` names, checked against the

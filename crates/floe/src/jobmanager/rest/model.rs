@@ -779,6 +779,10 @@ pub struct DisposalInfo {
 /// assert!(file_url(std::path::Path::new("sp")).starts_with("file:/"));
 /// ```
 pub fn file_url(path: &std::path::Path) -> String {
+    // A savepoint in an object store is already a URL.
+    if let Ok(l @ crate::storage::Location::Object(_)) = crate::storage::Location::from_path(path) {
+        return l.to_string();
+    }
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     format!("file:{}", abs.display())
 }

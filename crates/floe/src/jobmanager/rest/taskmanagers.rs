@@ -319,6 +319,7 @@ mod tests {
                     physical_memory: 100,
                     free_memory: 50,
                 },
+                dir: None,
             },
             last_heartbeat_ms: 1_700_000_000_000,
             free_slots: 2,

@@ -264,7 +264,8 @@ mod tests {
             input.send(1);
             input.send(2);
             // Checkpoint 1 is triggered: the source side moves to epoch 2.
-            a2.signals.trigger(1, std::path::PathBuf::from("chk-1"));
+            a2.signals
+                .trigger(1, std::path::PathBuf::from("chk-1").into());
             input.advance_to(time_of(2, 0));
             input.send(10);
             settle(worker, &probe, time_of(2, 0));

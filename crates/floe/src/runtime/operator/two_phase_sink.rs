@@ -28,7 +28,6 @@ use crate::Result;
 use anyhow::Context as _;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Probe;
@@ -86,7 +85,7 @@ struct TwoPhaseSink<T, S: TwoPhaseCommitSink<T>> {
     ctx: SinkContext,
     max_parallelism: u32,
     /// This job's savepoints (see [`crate::runtime::protocol::AttemptSpec::savepoints`]).
-    savepoints: Vec<PathBuf>,
+    savepoints: Vec<crate::storage::Location>,
 }
 
 impl<T: Data, S: TwoPhaseCommitSink<T>> TwoPhaseSink<T, S> {
