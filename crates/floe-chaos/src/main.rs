@@ -308,7 +308,8 @@ fn write_conf(dir: &Path, checkpoints: &Path, parallelism: u32) -> anyhow::Resul
          heartbeat.timeout: {}ms\n\
          rest.address: 127.0.0.1\n\
          rest.port: {}\n\
-         jobmanager.rpc.port: {}\n",
+         jobmanager.rpc.port: {}\n\
+         taskmanager.numberOfTaskSlots: {parallelism}\n",
         job_settings(SINGLE_HOST, parallelism),
         checkpoints.display(),
         SINGLE_HOST.heartbeat_timeout.as_millis(),

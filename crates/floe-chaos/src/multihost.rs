@@ -94,22 +94,6 @@ fn random_hex(bytes: usize) -> String {
         .collect()
 }
 
-/// The `s3s-fs` binary: `$FLOE_TOOLS/bin/s3s-fs`, default `~/.cache/floe-tools`.
-fn s3s_fs() -> anyhow::Result<PathBuf> {
-    let tools = match std::env::var_os("FLOE_TOOLS") {
-        Some(t) => PathBuf::from(t),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-            .join(".cache/floe-tools"),
-    };
-    let p = tools.join("bin/s3s-fs");
-    anyhow::ensure!(
-        p.is_file(),
-        "no S3 server at {} (run scripts/test-tools.sh, or set FLOE_TOOLS)",
-        p.display()
-    );
-    Ok(p)
-}
-
 impl Net {
     /// Builds the hosts, starts the S3 server on host 1 with its data under
     /// `layout.s3_root`, and writes the hosts' `floe.yaml` files. The job manager and the
@@ -126,7 +110,7 @@ impl Net {
             savepoints,
             ha,
         } = *layout;
-        let s3s = s3s_fs()?;
+        let s3s = floe_testkit::s3::binary()?;
         let hosts = Hosts::create(3).context("building the three hosts")?;
         std::fs::create_dir_all(dir)?;
         std::fs::create_dir_all(s3_root.join(BUCKET))?;
