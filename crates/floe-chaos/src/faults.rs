@@ -30,11 +30,30 @@ pub enum Fault {
     /// `kill -9` of the session cluster's daemon while its job runs, then `floe cluster
     /// start` again, which must take the job back (cluster rounds only).
     DaemonKill,
+    /// (multi-host) `kill -9` of every process of a task manager host (its task manager
+    /// and workers: a crashed host), then a replacement task manager started on it.
+    TmHostKill,
+    /// (multi-host) `kill -9` of just a task manager daemon, its workers left running,
+    /// then a replacement started: the job managers' connections to it close.
+    TmDaemonKill,
+    /// (multi-host) a task manager host unplugged for 1–6 s (packets vanish, no reset),
+    /// then plugged back in: its task manager must register again.
+    TmLinkDown,
+    /// (multi-host) every process of a task manager host stopped past the heartbeat
+    /// timeout (a hung host), then continued.
+    TmHostFreeze,
+    /// (multi-host) `kill -9` of the job manager host's Floe processes (the daemon and
+    /// every per-job job manager; not the S3 server), then `floe cluster start` again:
+    /// with HA the daemon takes the job back, without it the operator resumes it from its
+    /// checkpoint directory.
+    JmHostKill,
+    /// (multi-host) the S3 server stopped for 0.5–4 s: checkpoints fail or expire.
+    S3Stop,
 }
 
 impl Fault {
     /// Every kind, in summary order.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 15] = [
         Fault::Kill,
         Fault::Stop,
         Fault::Panic,
@@ -44,6 +63,12 @@ impl Fault {
         Fault::SavepointKillJobManager,
         Fault::SecondJob,
         Fault::DaemonKill,
+        Fault::TmHostKill,
+        Fault::TmDaemonKill,
+        Fault::TmLinkDown,
+        Fault::TmHostFreeze,
+        Fault::JmHostKill,
+        Fault::S3Stop,
     ];
 
     /// The key in the summary line.
@@ -58,7 +83,31 @@ impl Fault {
             Fault::SavepointKillJobManager => "savepoint_kill_jm",
             Fault::SecondJob => "second_job",
             Fault::DaemonKill => "daemon_kill",
+            Fault::TmHostKill => "tm_host_kill9",
+            Fault::TmDaemonKill => "tm_daemon_kill9",
+            Fault::TmLinkDown => "tm_link_down",
+            Fault::TmHostFreeze => "tm_host_freeze",
+            Fault::JmHostKill => "jm_host_kill9",
+            Fault::S3Stop => "s3_stop",
         }
+    }
+
+    /// True for the faults of hosts, which only the multi-host mode has.
+    pub fn is_multi_host(self) -> bool {
+        matches!(
+            self,
+            Fault::TmHostKill
+                | Fault::TmDaemonKill
+                | Fault::TmLinkDown
+                | Fault::TmHostFreeze
+                | Fault::JmHostKill
+                | Fault::S3Stop
+        )
+    }
+
+    /// True for the faults that need a session cluster round.
+    pub fn needs_cluster(self) -> bool {
+        self == Fault::DaemonKill || self.is_multi_host()
     }
 
     /// True for faults of the checkpoint storage (they need the harness's own tmpfs).
@@ -102,11 +151,26 @@ fn processes() -> Vec<(u32, u32)> {
 }
 
 /// True for a Floe worker process (started with `FLOE_WORKER`).
-fn is_worker(pid: u32) -> bool {
+pub fn is_worker(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/environ"))
         .unwrap_or_default()
         .split(|b| *b == 0)
         .any(|kv| kv.starts_with(b"FLOE_WORKER="))
+}
+
+/// Worker processes of job `id` (their `FLOE_WORKER_JOB_ID`), wherever they were started.
+pub fn workers_of_job(id: &str) -> Vec<u32> {
+    let want = format!("FLOE_WORKER_JOB_ID={id}");
+    processes()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|kv| kv == want.as_bytes())
+        })
+        .collect()
 }
 
 /// Worker processes of the job manager `jm`: its children that run as workers. `jm` may

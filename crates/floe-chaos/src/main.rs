@@ -18,21 +18,34 @@
 //! resume from the job's checkpoint directory, a second job writing into the same output
 //! directory, and (in the rounds that run on a session cluster, every other one) `kill -9`
 //! of the cluster daemon. Everything runs on 127.0.0.1 and temporary directories.
+//!
+//! With `--multi-host` (`--hosts 3`, needs root) every round runs on a cluster of three
+//! network-namespace hosts: host 1 runs the S3 server (`s3s-fs`, where checkpoints,
+//! savepoints and HA records go) and the job manager, hosts 2 and 3 a task manager each.
+//! Rounds alternate between parallelism `--parallelism` (packed onto one task manager, the
+//! other one's slots spare) and every slot of both task managers (one timely cluster across
+//! the hosts). The host faults join the others: a task manager host crashed (then a
+//! replacement task manager), just its task manager daemon killed, its link unplugged, the
+//! host frozen, the job manager host's Floe processes killed (then the daemon restarted),
+//! and the S3 server stopped for a while.
 
 mod faults;
 mod input;
+mod multihost;
 mod round;
 mod verify;
 
 use anyhow::Context as _;
 use clap::Parser;
-use faults::{signal, workers_of, Fault, Storage};
+use faults::{alive, signal, Fault, Storage};
+use multihost::{Net, Timing, TM_HOSTS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use round::{Cluster, Round, Setup};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use verify::Verdict;
 
@@ -79,6 +92,25 @@ struct Args {
     /// Run every round in per-job mode (no session cluster, no daemon kills).
     #[arg(long)]
     no_cluster: bool,
+    /// Hosts: 1 (everything on this machine's loopback) or 3 (network-namespace hosts: S3
+    /// and the job manager on the first, a task manager on each other one; needs root).
+    #[arg(long, default_value_t = 1)]
+    hosts: u32,
+    /// The same as `--hosts 3`.
+    #[arg(long)]
+    multi_host: bool,
+    /// Task slots of each task manager (multi-host mode).
+    #[arg(long, default_value_t = 2)]
+    tm_slots: u32,
+    /// Multi-host mode: keep the cluster's jobs in `high-availability.storageDir` on S3, so
+    /// that a restarted job manager host takes them back by itself (without it, the harness
+    /// resumes the job from its checkpoint directory, as an operator would).
+    #[arg(long)]
+    ha: bool,
+    /// Multi-host mode: checkpoints and savepoints on the hosts' shared file system
+    /// instead of S3 (the S3 server still runs; `s3_stop` is left out).
+    #[arg(long)]
+    no_s3: bool,
 }
 
 /// Set by SIGINT/SIGTERM: stop injecting, stop the job, unmount, report.
@@ -104,9 +136,127 @@ pub(crate) fn nap(d: Duration) {
     }
 }
 
-/// How long faults that hold something last.
-const CHECKPOINT_TIMEOUT: Duration = Duration::from_millis(1000);
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(3000);
+/// The timeouts of the single-host mode (faults that hold something are measured against
+/// them).
+const SINGLE_HOST: Timing = Timing {
+    checkpoint_timeout: Duration::from_millis(1000),
+    heartbeat_timeout: Duration::from_millis(3000),
+    network_timeout: Duration::from_millis(5000),
+};
+
+/// The timeouts of the multi-host mode: S3 over the bridge is slower than a tmpfs, and a
+/// host is declared lost by the network timeout or the heartbeat timeout, whichever fires
+/// first.
+const MULTI_HOST: Timing = Timing {
+    checkpoint_timeout: Duration::from_millis(2000),
+    heartbeat_timeout: Duration::from_millis(4000),
+    network_timeout: Duration::from_millis(3000),
+};
+
+/// What the multi-host mode observes besides the verdict.
+#[derive(Default)]
+struct HostStats {
+    /// Worker processes still running on a task manager host after every job of the
+    /// round had ended (killed by the harness then).
+    stray_workers: u64,
+    /// Task managers that were not listed again within 30 s of their link coming back.
+    not_reregistered: u64,
+    /// Task managers found dead at a round's start (not killed by the harness last).
+    tm_found_dead: u64,
+    /// Workers of a killed task manager daemon still running [`ORPHAN_EXIT`] later.
+    orphans_alive: u64,
+}
+
+/// How soon the workers of a killed task manager daemon must have exited.
+const ORPHAN_EXIT: Duration = Duration::from_secs(15);
+
+/// Time from the start of each fault to the next completed checkpoint of the main job.
+#[derive(Default)]
+struct Recovery {
+    log: Option<PathBuf>,
+    offset: u64,
+    pending: Vec<(Fault, Instant)>,
+    times: BTreeMap<Fault, Vec<Duration>>,
+    /// Faults after which the job ended (or the round) before a checkpoint completed.
+    unmeasured: u64,
+    last_poll: Option<Instant>,
+}
+
+impl Recovery {
+    fn fault(&mut self, kind: Fault, started: Instant) {
+        self.pending.push((kind, started));
+    }
+
+    /// Reads what the main job's log gained (at most every 100 ms); a completed
+    /// checkpoint ends every pending fault's recovery.
+    fn poll(&mut self, log: Option<&Path>) {
+        let now = Instant::now();
+        if self
+            .last_poll
+            .is_some_and(|t| now - t < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last_poll = Some(now);
+        if self.log.as_deref() != log {
+            self.log = log.map(Path::to_path_buf);
+            self.offset = 0;
+        }
+        let Some(path) = &self.log else { return };
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return;
+        };
+        use std::io::{Read, Seek};
+        let mut buf = Vec::new();
+        if f.seek(std::io::SeekFrom::Start(self.offset)).is_err()
+            || f.read_to_end(&mut buf).is_err()
+        {
+            return;
+        }
+        // Whole lines only: the rest is read next time.
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        self.offset += end as u64 + 1;
+        let text = String::from_utf8_lossy(&buf[..end]);
+        if text.contains("Completed checkpoint ") {
+            for (kind, at) in self.pending.drain(..) {
+                self.times.entry(kind).or_default().push(now - at);
+            }
+        }
+    }
+
+    /// The round ended: faults still waiting for a checkpoint are not measured.
+    fn round_ended(&mut self) {
+        self.unmeasured += self.pending.len() as u64;
+        self.pending.clear();
+        self.log = None;
+    }
+
+    /// One line per kind: `recovery_ms kind=<k> n=… median=… p90=… max=…`.
+    fn print(&self) {
+        for (kind, times) in &self.times {
+            let mut ms: Vec<u128> = times.iter().map(|d| d.as_millis()).collect();
+            ms.sort_unstable();
+            // Nearest rank.
+            let at = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+            println!(
+                "recovery_ms kind={} n={} median={} p90={} max={}",
+                kind.key(),
+                ms.len(),
+                at(0.5),
+                at(0.9),
+                ms[ms.len() - 1]
+            );
+        }
+        if self.unmeasured > 0 {
+            println!(
+                "recovery_ms unmeasured={} (the job ended before its next checkpoint)",
+                self.unmeasured
+            );
+        }
+    }
+}
 
 #[derive(Default)]
 struct Totals {
@@ -119,6 +269,7 @@ struct Totals {
     failed: u64,
     failed_rounds: u64,
     verdict: Verdict,
+    hosts: HostStats,
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -132,28 +283,40 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Writes the jobs' `floe.yaml`; returns the per-job REST port it sets.
-fn write_conf(dir: &Path, checkpoints: &Path, parallelism: u32) -> anyhow::Result<u16> {
-    let port = free_port()?;
-    std::fs::create_dir_all(dir)?;
-    let conf = format!(
+/// The settings of every job: checkpoints, restarts, parallelism.
+fn job_settings(timing: Timing, parallelism: u32) -> String {
+    format!(
         "execution.checkpointing.interval: 100ms\n\
          execution.checkpointing.timeout: {}ms\n\
          execution.checkpointing.tolerable-failed-checkpoints: 2\n\
          execution.checkpointing.num-retained: 1\n\
-         execution.checkpointing.dir: {}\n\
          restart-strategy.type: fixed-delay\n\
          restart-strategy.fixed-delay.attempts: 1000000\n\
          restart-strategy.fixed-delay.delay: 50ms\n\
+         parallelism.default: {parallelism}\n",
+        timing.checkpoint_timeout.as_millis(),
+    )
+}
+
+/// Writes the jobs' `floe.yaml` (single-host mode); returns the per-job REST port it sets.
+fn write_conf(dir: &Path, checkpoints: &Path, parallelism: u32) -> anyhow::Result<u16> {
+    let port = free_port()?;
+    std::fs::create_dir_all(dir)?;
+    let conf = format!(
+        "{}execution.checkpointing.dir: {}\n\
          heartbeat.interval: 200ms\n\
          heartbeat.timeout: {}ms\n\
-         parallelism.default: {parallelism}\n\
          rest.address: 127.0.0.1\n\
-         rest.port: {}\n",
-        CHECKPOINT_TIMEOUT.as_millis(),
+         rest.port: {}\n\
+         jobmanager.rpc.port: {}\n\
+         taskmanager.numberOfTaskSlots: {parallelism}\n",
+        job_settings(SINGLE_HOST, parallelism),
         checkpoints.display(),
-        HEARTBEAT_TIMEOUT.as_millis(),
-        port
+        SINGLE_HOST.heartbeat_timeout.as_millis(),
+        port,
+        // Fixed, not 0: the job managers and the task manager of the session cluster find
+        // a restarted daemon (`daemon_kill`) at the same port.
+        free_port()?
     );
     std::fs::write(dir.join("floe.yaml"), conf)?;
     Ok(port)
@@ -187,6 +350,20 @@ struct Target<'a> {
     /// Words of a second job's input.
     second_words: u64,
     seed: u64,
+    /// The hosts (multi-host mode).
+    net: Option<&'a Net>,
+    timing: Timing,
+    ha: bool,
+}
+
+/// A task manager host to break: most often one running a worker of the main job.
+fn pick_tm_host(net: &Net, workers: &[u32], rng: &mut StdRng) -> usize {
+    if !workers.is_empty() && rng.random_bool(0.75) {
+        if let Some(h) = net.tm_host_of(workers[rng.random_range(0..workers.len())]) {
+            return h;
+        }
+    }
+    TM_HOSTS[rng.random_range(0..TM_HOSTS.len())]
 }
 
 /// Injects `fault` into the round. `Ok(false)`: not applicable right now (no worker
@@ -197,16 +374,18 @@ fn inject(
     expected: &mut input::Expected,
     rng: &mut StdRng,
     target: &Target<'_>,
+    stats: &mut HostStats,
 ) -> anyhow::Result<bool> {
-    let Some(jm) = round.job_manager(target.cluster) else {
+    if round.job_manager(target.cluster).is_none() {
         return Ok(false);
-    };
+    }
     let storage = target.storage;
     let trigger = round.trigger.clone();
+    let workers = round.workers(target.cluster);
     let pick_worker = |rng: &mut StdRng| {
-        let w = workers_of(jm);
-        (!w.is_empty()).then(|| w[rng.random_range(0..w.len())])
+        (!workers.is_empty()).then(|| workers[rng.random_range(0..workers.len())])
     };
+    let net = || target.net.context("host faults need the multi-host mode");
     match fault {
         Fault::SavepointKillJobManager => {
             let pause = Duration::from_millis(rng.random_range(0..=250));
@@ -244,9 +423,9 @@ fn inject(
                 return Ok(false);
             };
             let hold = if fault == Fault::Stop {
-                HEARTBEAT_TIMEOUT + Duration::from_millis(600)
+                target.timing.heartbeat_timeout + Duration::from_millis(600)
             } else {
-                CHECKPOINT_TIMEOUT + Duration::from_millis(500)
+                target.timing.checkpoint_timeout + Duration::from_millis(500)
             };
             if !signal(w, libc::SIGSTOP) {
                 return Ok(false);
@@ -284,6 +463,108 @@ fn inject(
             }
             Ok(true)
         }
+        Fault::TmHostKill => {
+            let net = net()?;
+            let i = pick_tm_host(net, &workers, rng);
+            net.hosts.kill_all(i)?;
+            net.start_task_manager(i)?;
+            Ok(true)
+        }
+        Fault::TmDaemonKill => {
+            let net = net()?;
+            let i = pick_tm_host(net, &workers, rng);
+            let Some(pid) = net.tm_pid(i) else {
+                return Ok(false);
+            };
+            let orphans = net.workers_on(i);
+            signal(pid, libc::SIGKILL);
+            let until = Instant::now() + Duration::from_secs(5);
+            while alive(pid) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            net.start_task_manager(i)?;
+            // The job managers lose their connection to it, fail the attempts it ran
+            // workers of, and close those workers' control connections: they must exit.
+            let until = Instant::now() + ORPHAN_EXIT;
+            while orphans.iter().any(|w| alive(*w)) && Instant::now() < until && !interrupted() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let left: Vec<u32> = orphans.into_iter().filter(|w| alive(*w)).collect();
+            if !left.is_empty() && !interrupted() {
+                println!(
+                    "workers {left:?} of the killed task manager on host {} still ran {} s later",
+                    i + 1,
+                    ORPHAN_EXIT.as_secs()
+                );
+                stats.orphans_alive += left.len() as u64;
+            }
+            Ok(true)
+        }
+        Fault::TmLinkDown => {
+            let net = net()?;
+            let i = pick_tm_host(net, &workers, rng);
+            let hold = Duration::from_millis(rng.random_range(1000..=6000));
+            net.hosts.link_down(i)?;
+            nap(hold);
+            net.hosts.link_up(i)?;
+            if net.wait_registered(i, Duration::from_secs(30)).is_none() && !interrupted() {
+                println!(
+                    "the task manager of host {} was not listed again within 30 s of its link coming back",
+                    i + 1
+                );
+                stats.not_reregistered += 1;
+            }
+            Ok(true)
+        }
+        Fault::TmHostFreeze => {
+            let net = net()?;
+            let i = pick_tm_host(net, &workers, rng);
+            net.hosts.freeze(i)?;
+            nap(target.timing.heartbeat_timeout + Duration::from_millis(1000));
+            net.hosts.thaw(i)?;
+            Ok(true)
+        }
+        Fault::JmHostKill => match target.cluster {
+            Some(c) => round.kill_job_manager_host(target.setup, c, target.ha),
+            None => Ok(false),
+        },
+        Fault::S3Stop => {
+            let net = net()?;
+            let hold = Duration::from_millis(rng.random_range(500..=4000));
+            if !net.pause_s3(true) {
+                anyhow::bail!("the S3 server is gone");
+            }
+            nap(hold);
+            net.pause_s3(false);
+            Ok(true)
+        }
+    }
+}
+
+/// Waits up to `within` for the task manager hosts to run no worker process any more;
+/// kills and counts those that still do.
+fn stray_workers(net: &Net, within: Duration) -> u64 {
+    let until = Instant::now() + within;
+    loop {
+        let left: Vec<(usize, u32)> = TM_HOSTS
+            .into_iter()
+            .flat_map(|h| net.workers_on(h).into_iter().map(move |p| (h, p)))
+            .collect();
+        if left.is_empty() {
+            return 0;
+        }
+        if Instant::now() >= until || interrupted() {
+            for &(h, p) in &left {
+                println!(
+                    "stray worker process {p} on host {} after every job ended: killed",
+                    h + 1
+                );
+                signal(p, libc::SIGCONT);
+                signal(p, libc::SIGKILL);
+            }
+            return left.len() as u64;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -312,6 +593,23 @@ fn run(args: Args) -> anyhow::Result<bool> {
         args.words_per_round > 0,
         "--words-per-round must be positive"
     );
+    let multi = args.multi_host || args.hosts == 3;
+    anyhow::ensure!(
+        matches!(args.hosts, 1 | 3),
+        "--hosts {}: the harness runs on 1 host or on 3 (S3 and job manager, two task managers)",
+        args.hosts
+    );
+    anyhow::ensure!(
+        !multi || !args.no_cluster,
+        "--no-cluster and --multi-host exclude each other (multi-host rounds run on the cluster)"
+    );
+    anyhow::ensure!(args.tm_slots > 0, "--tm-slots must be positive");
+    anyhow::ensure!(
+        !multi || args.parallelism <= 2 * args.tm_slots,
+        "--parallelism {} is more than the {} slots of the two task managers",
+        args.parallelism,
+        2 * args.tm_slots
+    );
     let _tmp;
     let work = match &args.work_dir {
         Some(d) => {
@@ -334,34 +632,96 @@ fn run(args: Args) -> anyhow::Result<bool> {
             }
         }
     };
-    let checkpoints = match &storage {
-        Some(s) => s.dir.join("checkpoints"),
-        None => work.join("checkpoints"),
-    };
+    let timing = if multi { MULTI_HOST } else { SINGLE_HOST };
     let conf = work.join("conf");
-    let rest_port = write_conf(&conf, &checkpoints, args.parallelism)?;
+    let (net, checkpoints, checkpoints_url, rest_port) = if multi {
+        // The S3 server keeps its data on the storage tmpfs: the storage faults break S3.
+        let s3_root = match &storage {
+            Some(s) => s.dir.join("s3"),
+            None => work.join("s3"),
+        };
+        let (checkpoints, url, savepoints) = if args.no_s3 {
+            let c = s3_root.with_file_name("shared-checkpoints");
+            let s = s3_root.with_file_name("shared-savepoints");
+            (c.clone(), c.display().to_string(), s.display().to_string())
+        } else {
+            let bucket = format!("s3://{}", multihost::BUCKET);
+            (
+                s3_root.join(multihost::BUCKET).join("ck"),
+                format!("{bucket}/ck"),
+                format!("{bucket}/savepoints"),
+            )
+        };
+        let net = Net::start(&multihost::Layout {
+            dir: &work.join("hosts"),
+            s3_root: &s3_root,
+            floe: &floe,
+            slots: args.tm_slots,
+            timing,
+            jobs: &job_settings(timing, args.parallelism),
+            checkpoints: &url,
+            savepoints: &savepoints,
+            ha: args.ha,
+        })?;
+        (Some(Arc::new(net)), checkpoints, url, multihost::REST_PORT)
+    } else {
+        let checkpoints = match &storage {
+            Some(s) => s.dir.join("checkpoints"),
+            None => work.join("checkpoints"),
+        };
+        let port = write_conf(&conf, &checkpoints, args.parallelism)?;
+        let url = checkpoints.display().to_string();
+        (None, checkpoints, url, port)
+    };
     let setup = Setup {
         floe: floe.clone(),
         job: job.clone(),
         conf: conf.clone(),
         checkpoints: checkpoints.clone(),
+        checkpoints_url,
         rest_port,
+        net: net.clone(),
     };
-    // Every other round runs on a session cluster, as jobs submitted to a daemon.
+    // Every other round runs on a session cluster, as jobs submitted to a daemon (every
+    // round in multi-host mode).
     let cluster = if args.no_cluster {
         None
     } else {
         Some(Cluster::start(&setup, &work.join("cluster"), free_port()?)?)
     };
+    if let Some(n) = &net {
+        for i in TM_HOSTS {
+            n.start_task_manager(i)?;
+        }
+        for i in TM_HOSTS {
+            anyhow::ensure!(
+                n.wait_registered(i, Duration::from_secs(30)).is_some(),
+                "the task manager of host {} did not register within 30 s; see {}",
+                i + 1,
+                n.tm_dir(i).join("taskmanager.log").display()
+            );
+        }
+        println!(
+            "multi-host: S3 and job manager on {}, task managers ({} slots each) on {} and {}{}",
+            n.hosts.host(0).ip(),
+            args.tm_slots,
+            n.hosts.host(1).ip(),
+            n.hosts.host(2).ip(),
+            if args.ha { ", HA on S3" } else { "" }
+        );
+    }
     let kinds: Vec<Fault> = Fault::ALL
         .into_iter()
         .filter(|f| storage.is_some() || !f.is_storage())
-        .filter(|f| cluster.is_some() || *f != Fault::DaemonKill)
+        .filter(|f| cluster.is_some() || !f.needs_cluster())
+        .filter(|f| multi || !f.is_multi_host())
+        .filter(|f| !args.no_s3 || *f != Fault::S3Stop)
         .collect();
     let mut rng = StdRng::seed_from_u64(args.seed);
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let mut t = Totals::default();
     let mut schedule: Vec<Fault> = Vec::new();
+    let mut recovery = Recovery::default();
     let gap = |rng: &mut StdRng| {
         Duration::from_millis(rng.random_range(args.min_gap_ms..=args.max_gap_ms))
     };
@@ -396,16 +756,41 @@ fn run(args: Args) -> anyhow::Result<bool> {
             1000,
             "w",
         )?;
-        let on_cluster = cluster.as_ref().filter(|_| round_no % 2 == 0);
+        let on_cluster = cluster.as_ref().filter(|_| multi || round_no % 2 == 0);
         let target = Target {
             setup: &setup,
             cluster: on_cluster,
             storage: storage.as_ref(),
             second_words: (args.words_per_round / 4).max(1),
             seed: args.seed.wrapping_add(round_no),
+            net: net.as_deref(),
+            timing,
+            ha: args.ha,
         };
+        // Multi-host rounds alternate: packed onto one task manager, then every slot.
+        let parallelism = multi.then(|| {
+            if round_no % 2 == 1 {
+                args.parallelism
+            } else {
+                2 * args.tm_slots
+            }
+        });
+        if let Some(n) = &net {
+            anyhow::ensure!(
+                n.s3_alive(),
+                "the S3 server exited; see {}",
+                n.dir.join("s3s-fs.log").display()
+            );
+            for i in TM_HOSTS {
+                if n.tm_pid(i).is_none() {
+                    println!("the task manager of host {} was gone at the start of round {round_no}: started again", i + 1);
+                    t.hosts.tm_found_dead += 1;
+                    n.start_task_manager(i)?;
+                }
+            }
+        }
         let round_start = Instant::now();
-        let mut round = Round::start(&setup, on_cluster, &rdir, &input)?;
+        let mut round = Round::start(&setup, on_cluster, &rdir, &input, parallelism)?;
         let mut round_faults = 0u64;
         let mut next = Instant::now() + gap(&mut rng);
         let status = loop {
@@ -429,14 +814,39 @@ fn run(args: Args) -> anyhow::Result<bool> {
                 // The next kind this round can take (a daemon kill needs a cluster round).
                 let Some(pos) = schedule
                     .iter()
-                    .rposition(|k| on_cluster.is_some() || *k != Fault::DaemonKill)
+                    .rposition(|k| on_cluster.is_some() || !k.needs_cluster())
                 else {
                     next = Instant::now() + Duration::from_millis(50);
                     continue;
                 };
                 let kind = schedule[pos];
-                match inject(kind, &mut round, &mut expected, &mut rng, &target) {
+                let fault_start = Instant::now();
+                match inject(
+                    kind,
+                    &mut round,
+                    &mut expected,
+                    &mut rng,
+                    &target,
+                    &mut t.hosts,
+                ) {
                     Ok(true) => {
+                        recovery.fault(kind, fault_start);
+                        // The round's trace, kept with a round that fails.
+                        use std::io::Write as _;
+                        if let Ok(mut f) = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(rdir.join("faults.log"))
+                        {
+                            let _ = writeln!(
+                                f,
+                                "+{:.3}s {} ({:.3}s) job {}",
+                                (fault_start - round_start).as_secs_f64(),
+                                kind.key(),
+                                fault_start.elapsed().as_secs_f64(),
+                                round.job_id().unwrap_or_default()
+                            );
+                        }
                         schedule.remove(pos);
                         *t.faults.entry(kind).or_default() += 1;
                         t.injected += 1;
@@ -447,9 +857,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
                     Err(e) => anyhow::bail!("injecting {} failed: {e:#}", kind.key()),
                 }
             }
+            recovery.poll(round.main_log.as_deref());
             std::thread::sleep(Duration::from_millis(10));
         };
+        recovery.poll(round.main_log.as_deref());
+        recovery.round_ended();
         let seconds_ok = round.wait_seconds(Duration::from_secs(120));
+        let strays = net
+            .as_deref()
+            .map(|n| stray_workers(n, Duration::from_secs(20)))
+            .unwrap_or(0);
+        t.hosts.stray_workers += strays;
         let _ = std::fs::remove_file(&round.trigger);
         let finished = status == Some(true) && seconds_ok;
         if !finished {
@@ -466,9 +884,13 @@ fn run(args: Args) -> anyhow::Result<bool> {
         t.completed += completed;
         t.failed += failed;
         t.verdict.add(&v);
+        let mode = match (&net, on_cluster) {
+            (Some(_), _) => format!("multi-host p={}", parallelism.unwrap_or(args.parallelism)),
+            (None, Some(_)) => "cluster".to_string(),
+            (None, None) => "per-job".to_string(),
+        };
         println!(
-            "round {round_no}: mode={} words={} faults={round_faults} restarts={restarts} checkpoints_completed={completed} checkpoints_failed={failed} lines={} lost={} duplicated={} wrong={} leftover={} orphaned={} job={} ({:.1} s)",
-            if on_cluster.is_some() { "cluster" } else { "per-job" },
+            "round {round_no}: mode={mode} words={} faults={round_faults} restarts={restarts} checkpoints_completed={completed} checkpoints_failed={failed} lines={} lost={} duplicated={} wrong={} leftover={} orphaned={} job={} ({:.1} s)",
             expected.total(),
             v.lines,
             v.lost,
@@ -487,6 +909,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
         let clean = finished && v.lost == 0 && v.duplicated == 0 && v.wrong == 0;
         if clean {
             let _ = std::fs::remove_dir_all(&rdir);
+            if let Some(n) = &net {
+                // The round's savepoints and the checkpoints its killed job managers left
+                // behind, in the S3 bucket (on the small storage tmpfs).
+                let bucket = n.s3_root.join(multihost::BUCKET);
+                let _ = std::fs::remove_dir_all(
+                    bucket.join("savepoints").join(format!("round-{round_no}")),
+                );
+                for id in &round.killed {
+                    let _ = std::fs::remove_dir_all(checkpoints.join(id));
+                }
+            }
         } else {
             println!("round {round_no} kept for inspection: {}", rdir.display());
             if args.work_dir.is_none() {
@@ -501,9 +934,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
     if let Some(c) = &cluster {
         c.stop(&setup);
     }
+    // The hosts go first (their processes keep files open on the storage tmpfs).
+    drop(cluster);
+    drop(setup);
+    drop(net);
     drop(storage);
+    recovery.print();
     let mut line = format!("faults={}", t.injected);
-    for k in Fault::ALL {
+    for k in Fault::ALL
+        .into_iter()
+        .filter(|k| multi || !k.is_multi_host())
+    {
         line.push_str(&format!(
             " {}={}",
             k.key(),
@@ -527,6 +968,16 @@ fn run(args: Args) -> anyhow::Result<bool> {
         v.orphaned,
         started.elapsed().as_secs_f64()
     ));
+    if multi {
+        line.push_str(&format!(
+            " hosts=3 ha={} stray_workers={} tm_orphans_alive={} tm_not_reregistered={} tm_found_dead={}",
+            args.ha,
+            t.hosts.stray_workers,
+            t.hosts.orphans_alive,
+            t.hosts.not_reregistered,
+            t.hosts.tm_found_dead
+        ));
+    }
     println!("{line}");
     Ok(v.lost == 0 && v.duplicated == 0 && v.wrong == 0 && t.failed_rounds == 0)
 }

@@ -2,11 +2,13 @@
 //! submitted to a session cluster, a resume from the job's checkpoint directory after its
 //! job manager was killed, and second jobs writing into the same output directory.
 
-use crate::faults::{alive, job_manager_of, signal, workers_of};
+use crate::faults::{alive, job_manager_of, signal, workers_of, workers_of_job};
+use crate::multihost::Net;
 use crate::nap;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What every job of the run shares.
@@ -17,17 +19,51 @@ pub struct Setup {
     pub job: PathBuf,
     /// `FLOE_CONF_DIR` of every job (its `floe.yaml`).
     pub conf: PathBuf,
-    /// Root checkpoint directory (`execution.checkpointing.dir`).
+    /// Where the checkpoints of `execution.checkpointing.dir` are on this machine's file
+    /// system (in multi-host mode: inside the S3 server's bucket directory).
     pub checkpoints: PathBuf,
+    /// `execution.checkpointing.dir` as the jobs know it (a path, or `s3://floe/ck`).
+    pub checkpoints_url: String,
     /// `rest.port` of a per-job job manager.
     pub rest_port: u16,
+    /// The hosts, in multi-host mode: every `floe` command runs on the job manager host.
+    pub net: Option<Arc<Net>>,
 }
 
 impl Setup {
-    fn floe(&self) -> Command {
+    pub(crate) fn floe(&self) -> Command {
+        if let Some(net) = &self.net {
+            return crate::multihost::floe_on_jm(net, &self.floe);
+        }
         let mut c = Command::new(&self.floe);
         c.env("FLOE_CONF_DIR", &self.conf).stdin(Stdio::null());
         c
+    }
+
+    /// The `floe` CLI for a job run in per-job mode (in multi-host mode on host 1, with a
+    /// configuration that does not point at the cluster).
+    fn floe_per_job(&self) -> Command {
+        let mut c = self.floe();
+        if let Some(net) = &self.net {
+            c.env("FLOE_CONF_DIR", &net.per_job_conf);
+        }
+        c
+    }
+
+    /// The savepoint target of a round whose directory is `round_dir`.
+    fn savepoints(&self, round_dir: &Path) -> std::ffi::OsString {
+        match &self.net {
+            Some(_) if self.checkpoints_url.starts_with("s3://") => format!(
+                "s3://{}/savepoints/{}",
+                crate::multihost::BUCKET,
+                round_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            )
+            .into(),
+            _ => round_dir.join("savepoints").into(),
+        }
     }
 }
 
@@ -36,40 +72,57 @@ pub struct Cluster {
     /// Its directory: registry, job logs, the daemon's pid file.
     pub dir: PathBuf,
     port: u16,
+    /// The hosts, in multi-host mode (the daemon runs on host 1, task managers elsewhere).
+    net: Option<Arc<Net>>,
 }
 
-fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+fn get_json_here(addr: &str, path: &str, token: Option<&str>) -> Option<serde_json::Value> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(3)))
         .build()
         .into();
-    agent
-        .get(&format!("http://{addr}{path}"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_json()
+    let mut req = agent.get(&format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    req.call().ok()?.body_mut().read_json().ok()
+}
+
+/// `GET http://<addr><path>` from inside the job manager host's namespace, with the
+/// cluster's token.
+pub(crate) fn get_json(net: &Net, addr: &str, path: &str) -> Option<serde_json::Value> {
+    net.on_jm(|| get_json_here(addr, path, Some(&net.token)))
         .ok()
+        .flatten()
 }
 
 impl Cluster {
-    /// Starts the daemon on 127.0.0.1:`port` with its directory `dir`.
+    /// Starts the daemon on 127.0.0.1:`port` with its directory `dir` (in multi-host mode:
+    /// on host 1, with no task manager of its own, at the REST port of its configuration).
     pub fn start(setup: &Setup, dir: &Path, port: u16) -> anyhow::Result<Cluster> {
+        let net = setup.net.clone();
         let c = Cluster {
             dir: dir.to_path_buf(),
-            port,
+            port: if net.is_some() {
+                crate::multihost::REST_PORT
+            } else {
+                port
+            },
+            net,
         };
         c.start_daemon(setup)?;
         Ok(c)
     }
 
-    fn start_daemon(&self, setup: &Setup) -> anyhow::Result<()> {
-        let o = setup
-            .floe()
-            .args(["cluster", "start", "--dir"])
+    pub(crate) fn start_daemon(&self, setup: &Setup) -> anyhow::Result<()> {
+        let mut cmd = setup.floe();
+        cmd.args(["cluster", "start", "--dir"])
             .arg(&self.dir)
-            .args(["-D", &format!("rest.port={}", self.port)])
-            .output()?;
+            .args(["-D", &format!("rest.port={}", self.port)]);
+        if self.net.is_some() {
+            cmd.args(["--taskmanagers", "0"]);
+        }
+        let o = cmd.output()?;
         anyhow::ensure!(
             o.status.success(),
             "floe cluster start failed: {}{}",
@@ -79,12 +132,23 @@ impl Cluster {
         Ok(())
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `127.0.0.1:<port>` (in multi-host mode host 1's address).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match &self.net {
+            Some(n) => n.rest_addr(),
+            None => format!("127.0.0.1:{}", self.port),
+        }
     }
 
-    fn daemon_pid(&self) -> Option<u32> {
+    /// `GET <path>` of the cluster's REST API (`None` while it cannot answer).
+    pub fn get(&self, path: &str) -> Option<serde_json::Value> {
+        match &self.net {
+            Some(n) => get_json(n, &self.addr(), path),
+            None => get_json_here(&self.addr(), path, None),
+        }
+    }
+
+    pub(crate) fn daemon_pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.dir.join("jobmanager.pid"))
             .ok()?
             .trim()
@@ -109,6 +173,21 @@ impl Cluster {
         Ok(true)
     }
 
+    /// The job manager pids of every job in the cluster's registry that still run.
+    pub(crate) fn job_pids(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("jobs")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                self.job_pid(name.strip_suffix(".json")?)
+            })
+            .filter(|p| alive(*p))
+            .collect()
+    }
+
     /// The job manager pid of job `id`, from the cluster's registry.
     fn job_pid(&self, id: &str) -> Option<u32> {
         let text =
@@ -119,7 +198,7 @@ impl Cluster {
 
     /// The state of job `id` as the cluster reports it (`None` while it cannot answer).
     fn state(&self, id: &str) -> Option<String> {
-        get_json(&self.addr(), &format!("/jobs/{id}"))?
+        self.get(&format!("/jobs/{id}"))?
             .get("state")?
             .as_str()
             .map(str::to_string)
@@ -156,6 +235,12 @@ pub struct Round {
     pub killed: Vec<String>,
     /// Every job manager log of the round.
     pub logs: Vec<PathBuf>,
+    /// The log of the current main job.
+    pub main_log: Option<PathBuf>,
+    /// `-p` of the round's jobs (`None`: `parallelism.default`).
+    parallelism: Option<u32>,
+    /// The checkpoint directory the current main job was resumed from (`-s`).
+    restored_from: Option<String>,
     seconds: Vec<(Child, PathBuf)>,
 }
 
@@ -166,6 +251,7 @@ impl Round {
         cluster: Option<&Cluster>,
         dir: &Path,
         input: &Path,
+        parallelism: Option<u32>,
     ) -> anyhow::Result<Round> {
         let mut r = Round {
             input: input.to_path_buf(),
@@ -176,6 +262,9 @@ impl Round {
             generation: 0,
             killed: Vec::new(),
             logs: Vec::new(),
+            main_log: None,
+            parallelism,
+            restored_from: None,
             seconds: Vec::new(),
         };
         r.main = r.launch(setup, cluster, None)?;
@@ -197,16 +286,20 @@ impl Round {
         &mut self,
         setup: &Setup,
         cluster: Option<&Cluster>,
-        restore: Option<&Path>,
+        restore: Option<&str>,
     ) -> anyhow::Result<Main> {
         self.generation += 1;
+        self.restored_from = restore.map(str::to_string);
         let mut cmd = setup.floe();
         cmd.arg("run");
         if let Some(c) = cluster {
             cmd.args(["-d", "-m", &c.addr()]);
         }
+        if let Some(p) = self.parallelism {
+            cmd.args(["-p", &p.to_string()]);
+        }
         if let Some(p) = restore {
-            cmd.arg("-s").arg(p);
+            cmd.args(["-s", p]);
         }
         cmd.arg(&setup.job).args(self.job_args(&self.input));
         match cluster {
@@ -218,7 +311,8 @@ impl Round {
                     .stderr(std::fs::File::create(&log)?)
                     .spawn()
                     .with_context(|| format!("cannot start {}", setup.floe.display()))?;
-                self.logs.push(log);
+                self.logs.push(log.clone());
+                self.main_log = Some(log);
                 Ok(Main::PerJob { child, out })
             }
             Some(c) => {
@@ -230,7 +324,9 @@ impl Round {
                         String::from_utf8_lossy(&o.stderr)
                     )
                 })?;
-                self.logs.push(c.dir.join("jobs").join(format!("{id}.log")));
+                let log = c.dir.join("jobs").join(format!("{id}.log"));
+                self.logs.push(log.clone());
+                self.main_log = Some(log);
                 Ok(Main::Submitted { id })
             }
         }
@@ -252,6 +348,20 @@ impl Round {
             Main::Submitted { id } => cluster?.job_pid(id),
             Main::Finished => None,
         }
+    }
+
+    /// The main job's worker processes: those of its job id (wherever they run), else the
+    /// job manager's children.
+    pub fn workers(&self, cluster: Option<&Cluster>) -> Vec<u32> {
+        if let Some(id) = self.job_id() {
+            let w = workers_of_job(&id);
+            if !w.is_empty() {
+                return w;
+            }
+        }
+        self.job_manager(cluster)
+            .map(workers_of)
+            .unwrap_or_default()
     }
 
     /// `Some(true)` once the main job FINISHED, `Some(false)` when it ended otherwise.
@@ -289,13 +399,13 @@ impl Round {
         let o = setup
             .floe()
             .args(["savepoint", "-m", &addr, &id])
-            .arg(self.dir.join("savepoints"))
+            .arg(setup.savepoints(&self.dir))
             .output()?;
         if !o.status.success() {
             return Ok(false); // restarting, or finishing
         }
         nap(pause);
-        let workers = workers_of(jm);
+        let workers = self.workers(cluster);
         signal(jm, libc::SIGKILL);
         if let Main::PerJob { child, .. } = &mut self.main {
             let _ = child.wait();
@@ -308,8 +418,21 @@ impl Round {
         for w in workers {
             signal(w, libc::SIGKILL);
         }
-        self.killed.push(id.clone());
-        let job_dir = setup.checkpoints.join(&id);
+        self.resume_after_kill(setup, cluster, &id)?;
+        Ok(true)
+    }
+
+    /// After the job manager of job `id` was killed: the documented resume from its
+    /// checkpoint directory (or from scratch when it has no complete checkpoint yet, or
+    /// nothing when it had FINISHED).
+    fn resume_after_kill(
+        &mut self,
+        setup: &Setup,
+        cluster: Option<&Cluster>,
+        id: &str,
+    ) -> anyhow::Result<()> {
+        self.killed.push(id.to_string());
+        let job_dir = setup.checkpoints.join(id);
         let has_checkpoint = std::fs::read_dir(&job_dir)
             .map(|d| {
                 d.flatten().any(|e| {
@@ -318,17 +441,56 @@ impl Round {
                 })
             })
             .unwrap_or(false);
-        let log = std::fs::read_to_string(self.logs.last().expect("a log")).unwrap_or_default();
+        let log = self
+            .main_log
+            .as_ref()
+            .and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default();
         self.main = if has_checkpoint {
-            self.launch(setup, cluster, Some(&job_dir))?
+            let url = format!("{}/{id}", setup.checkpoints_url);
+            self.launch(setup, cluster, Some(&url))?
         } else if log.contains("switched from state RUNNING to FINISHED") {
             // Killed after it finished: its checkpoints are gone with FINISHED, and
             // everything is committed.
             Main::Finished
+        } else if let Some(from) = self.restored_from.clone() {
+            // It was itself resumed and completed no checkpoint of its own, so it committed
+            // nothing since: resume from where it was resumed from, not from scratch
+            // (that would repeat what the earlier job committed).
+            self.launch(setup, cluster, Some(&from))?
         } else {
             // No checkpoint completed, so nothing was committed: start afresh.
             self.launch(setup, cluster, None)?
         };
+        Ok(())
+    }
+
+    /// `kill -9` of the job manager host's Floe processes (the cluster daemon and every
+    /// per-job job manager), then `floe cluster start` again. With `ha` the new daemon must
+    /// take the job back under its id; without, the operator's resume follows (as after
+    /// `savepoint_kill_jm`). False when the job has no job manager right now.
+    pub fn kill_job_manager_host(
+        &mut self,
+        setup: &Setup,
+        cluster: &Cluster,
+        ha: bool,
+    ) -> anyhow::Result<bool> {
+        let (Some(id), Some(_)) = (self.job_id(), self.job_manager(Some(cluster))) else {
+            return Ok(false);
+        };
+        let mut pids = cluster.job_pids();
+        pids.extend(cluster.daemon_pid());
+        for &p in &pids {
+            signal(p, libc::SIGKILL);
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        while pids.iter().any(|p| alive(*p)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cluster.start_daemon(setup)?;
+        if !ha {
+            self.resume_after_kill(setup, Some(cluster), &id)?;
+        }
         Ok(true)
     }
 
@@ -343,7 +505,7 @@ impl Round {
         let n = self.seconds.len() + 1;
         let log = self.dir.join(format!("second-{n}.log"));
         let child = setup
-            .floe()
+            .floe_per_job()
             .args(["run", "-D", "rest.port=0"])
             .arg(&setup.job)
             .args(self.job_args(input))

@@ -142,3 +142,63 @@ fn the_checker_accepts_exact_output_and_counts_duplicates() {
     assert_eq!(code, 1, "{out}");
     assert_eq!((num(&f, "duplicated"), num(&f, "lost")), (5, 0), "{out}");
 }
+
+/// Builds the multi-host layout for real (network namespaces: needs root, iproute2 and
+/// s3s-fs from scripts/test-tools.sh) and runs every host fault twice on it.
+#[test]
+fn the_multi_host_cluster_under_host_faults_commits_every_line_once() {
+    let (code, out, f) = chaos(&[
+        "--multi-host",
+        "--faults",
+        "30",
+        "--seed",
+        "43",
+        "--words-per-round",
+        "400000",
+        "--min-gap-ms",
+        "50",
+        "--max-gap-ms",
+        "300",
+        "--timeout-secs",
+        "1200",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(num(&f, "faults"), 30, "{out}");
+    for k in [
+        "lost",
+        "duplicated",
+        "wrong",
+        "failed_rounds",
+        "stray_workers",
+        "tm_orphans_alive",
+        "tm_not_reregistered",
+        "tm_found_dead",
+    ] {
+        assert_eq!(num(&f, k), 0, "{k}: {out}");
+    }
+    assert_eq!(num(&f, "lines"), num(&f, "words"), "{out}");
+    assert_eq!(num(&f, "hosts"), 3, "{out}");
+    // Fifteen kinds, each once per block: every kind twice.
+    for k in [
+        "kill9",
+        "stop",
+        "panic",
+        "checkpoint_timeout",
+        "savepoint_kill_jm",
+        "second_job",
+        "daemon_kill",
+        "storage_ro",
+        "storage_full",
+        "tm_host_kill9",
+        "tm_daemon_kill9",
+        "tm_link_down",
+        "tm_host_freeze",
+        "jm_host_kill9",
+        "s3_stop",
+    ] {
+        assert_eq!(num(&f, k), 2, "{k}: {out}");
+    }
+    assert!(num(&f, "restarts") >= 10, "{out}");
+    assert!(num(&f, "checkpoints_completed") > 0, "{out}");
+    assert!(out.contains("recovery_ms kind="), "{out}");
+}
