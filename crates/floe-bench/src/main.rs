@@ -92,9 +92,10 @@ fn work_dir(given: &Option<PathBuf>, what: &str) -> anyhow::Result<(PathBuf, Opt
     let inherited = format!("FLOE_BENCH_{}_DIR", what.to_ascii_uppercase());
     let (dir, cleanup) = match given {
         Some(d) => (d.clone(), None),
-        None if std::env::var_os(&inherited).is_some() => {
-            (PathBuf::from(std::env::var_os(&inherited).unwrap_or_default()), None)
-        }
+        None if std::env::var_os(&inherited).is_some() => (
+            PathBuf::from(std::env::var_os(&inherited).unwrap_or_default()),
+            None,
+        ),
         None => {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
@@ -406,7 +407,10 @@ fn startup(a: StartupArgs) -> anyhow::Result<()> {
     println!(
         "floe startup: {} runs of `floe run{} -p {} file_word_count` on a one-line file",
         a.runs,
-        a.cluster.as_ref().map(|c| format!(" -m {c}")).unwrap_or_default(),
+        a.cluster
+            .as_ref()
+            .map(|c| format!(" -m {c}"))
+            .unwrap_or_default(),
         a.parallelism
     );
     println!(

@@ -183,8 +183,7 @@ pub fn first_free_checkpoint_id(job_dir: &Path, next: u64) -> u64 {
 /// Whether `dir` is a complete snapshot (it has its `_metadata`).
 pub fn is_complete(dir: &Path) -> bool {
     // A local directory or an object store's URL (recorded as a path).
-    crate::storage::Location::from_path(dir)
-        .is_ok_and(|l| l.join(METADATA_FILE).is_file())
+    crate::storage::Location::from_path(dir).is_ok_and(|l| l.join(METADATA_FILE).is_file())
 }
 
 #[cfg(test)]
