@@ -102,9 +102,10 @@ struct Args {
     /// Task slots of each task manager (multi-host mode).
     #[arg(long, default_value_t = 2)]
     tm_slots: u32,
-    /// Multi-host mode: keep the cluster's jobs in `high-availability.storageDir` on S3, so
-    /// that a restarted job manager host takes them back by itself (without it, the harness
-    /// resumes the job from its checkpoint directory, as an operator would).
+    /// Multi-host mode: keep the cluster's jobs in `high-availability.storageDir` (a path the
+    /// hosts share), so that a restarted job manager host takes them back by itself
+    /// (without it, the harness resumes the job from its checkpoint directory, as an
+    /// operator would).
     #[arg(long)]
     ha: bool,
     /// Multi-host mode: checkpoints and savepoints on the hosts' shared file system
@@ -707,7 +708,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
             args.tm_slots,
             n.hosts.host(1).ip(),
             n.hosts.host(2).ip(),
-            if args.ha { ", HA on S3" } else { "" }
+            if args.ha { ", job manager HA" } else { "" }
         );
     }
     let kinds: Vec<Fault> = Fault::ALL

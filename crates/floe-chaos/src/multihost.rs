@@ -62,7 +62,7 @@ pub struct Layout<'a> {
     pub checkpoints: &'a str,
     /// `execution.checkpointing.savepoint-dir`.
     pub savepoints: &'a str,
-    /// Whether `high-availability.storageDir` is set (on S3).
+    /// Whether `high-availability.storageDir` is set (a shared path).
     pub ha: bool,
 }
 
@@ -148,7 +148,12 @@ impl Net {
             ));
         }
         if ha {
-            jm.push_str(&format!("high-availability.storageDir: s3://{BUCKET}/ha\n"));
+            // A path every job manager host reaches (the hosts share this file system); the
+            // HA directory cannot be on S3 yet.
+            jm.push_str(&format!(
+                "high-availability.storageDir: file://{}\n",
+                dir.join("ha").display()
+            ));
         }
         // Jobs run in per-job mode on host 1 (second jobs) must not find the cluster at the
         // configured REST address, or `floe run` would submit them to it.
