@@ -616,6 +616,27 @@ impl TaskManager {
             use std::os::unix::process::CommandExt;
             // Its own process group: one signal kills it with everything it started.
             cmd.process_group(0);
+            // A worker dies with the thread that serves its job manager's connection, i.e.
+            // when this task manager dies (`kill -9`) or that connection ends (which kills
+            // the job's workers anyway): no worker outlives its task manager waiting for its
+            // job manager to notice.
+            #[cfg(target_os = "linux")]
+            {
+                let parent = std::process::id() as libc::pid_t;
+                // SAFETY: only async-signal-safe calls between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        // The task manager died before the call: do not run orphaned.
+                        if libc::getppid() != parent {
+                            return Err(std::io::Error::other("the task manager is gone"));
+                        }
+                        Ok(())
+                    });
+                }
+            }
         }
         let mut child = cmd
             .spawn()
