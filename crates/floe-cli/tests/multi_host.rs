@@ -547,6 +547,17 @@ impl Cluster {
     /// `-s from` when given), checkpointing every 200 ms into `s3://floe/ck`; returns the
     /// job id.
     fn submit(&self, parallelism: u32, from: Option<&str>, extra: &[&str]) -> String {
+        self.submit_paced(parallelism, from, extra, PACE)
+    }
+
+    /// [`Cluster::submit`] with its sources reading `pace` words per second.
+    fn submit_paced(
+        &self,
+        parallelism: u32,
+        from: Option<&str>,
+        extra: &[&str],
+        pace: &str,
+    ) -> String {
         let job = job_binary();
         let input = self.path("in");
         let output = self.path("out");
@@ -578,7 +589,7 @@ impl Cluster {
             "--output",
             output.to_str().unwrap(),
             "--words-per-second",
-            PACE,
+            pace,
         ]);
         let (code, out, err) = self.floe_on(0, &args);
         assert_eq!(code, 0, "floe run on host 1: {out}{err}");
@@ -891,14 +902,16 @@ fn status_and_rest_show_both_task_managers_and_where_subtasks_run() -> Result<()
     assert_eq!(code, 0, "{out3}{err}");
     assert!(out3.contains("Task managers: 2 with 4 slot(s)"), "{out3}");
 
-    // `floe list` tells where the subtasks run (packed in registration order).
-    let (code, out, err) = c.floe_on(0, &["list"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        out.contains(&format!(
-            "    subtasks 0,1 on tm-h2 ({h2}), 2,3 on tm-h3 ({h3})"
-        )),
-        "{out}"
+    // `floe list` tells where the subtasks run (packed in registration order), as the task
+    // managers' heartbeats report their workers.
+    let expected = format!("    subtasks 0,1 on tm-h2 ({h2}), 2,3 on tm-h3 ({h3})");
+    wait_for(
+        "floe list shows both hosts",
+        Duration::from_secs(30),
+        || {
+            let (code, out, _) = c.floe_on(0, &["list"]);
+            (code == 0 && out.contains(&expected)).then_some(())
+        },
     );
     // REST `/jobs/:id` (and its vertices) shows the subtasks' hosts too.
     assert_eq!(
@@ -1116,7 +1129,9 @@ fn a_savepoint_on_s3_of_a_two_host_job_restores_at_parallelism_2_on_one_host() -
     let mut c = Cluster::start(&[])?;
     two_task_managers(&mut c)?;
     let exact = write_input(&c.path("in"), 4);
-    let id = c.submit(4, None, &[]);
+    // Slower than the other tests' jobs: it must still be reading when it is stopped, also
+    // on a loaded machine.
+    let id = c.submit_paced(4, None, &[], "2500");
     c.wait_running_on_both(&id);
 
     let sp_dir = store("sp");
