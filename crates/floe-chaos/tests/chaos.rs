@@ -198,7 +198,9 @@ fn the_multi_host_cluster_under_host_faults_commits_every_line_once() {
     ] {
         assert_eq!(num(&f, k), 2, "{k}: {out}");
     }
-    assert!(num(&f, "restarts") >= 10, "{out}");
+    // Most faults fail the attempt over (some end with their round first, some are absorbed:
+    // a short link-down, an S3 pause within the tolerable checkpoint failures).
+    assert!(num(&f, "restarts") >= 5, "{out}");
     assert!(num(&f, "checkpoints_completed") > 0, "{out}");
     assert!(out.contains("recovery_ms kind="), "{out}");
 }
