@@ -73,7 +73,12 @@ pub mod prelude {
     };
     pub use crate::api::params::JobParams;
     pub use crate::api::print::PrintFormat;
+    pub use crate::api::process::{Context, KeyedProcessFunction, TimerService};
     pub use crate::api::stream::{DataStream, KeyedStream};
+    pub use crate::api::time::{
+        OutputTag, TimeDomain, TimestampAssigner, WatermarkGenerator, WatermarkOutput,
+        WatermarkStrategy, MAX_WATERMARK, MIN_WATERMARK, NO_TIMESTAMP,
+    };
     pub use crate::checkpoint::config::{CheckpointingMode, ExternalizedCheckpointRetention};
     pub use crate::connectors::collect::CollectHandle;
     pub use crate::connectors::discard::CountHandle;

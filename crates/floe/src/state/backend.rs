@@ -57,6 +57,13 @@ impl<S> Table<S> {
         self.ensure(slot);
         self.values[slot as usize] = v;
     }
+    /// Every slot that has a value.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &S)> {
+        self.values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (i as u32, v)))
+    }
     #[inline]
     pub(crate) fn get_or_insert_with(&mut self, slot: u32, f: impl FnOnce() -> S) -> &mut S {
         self.ensure(slot);
