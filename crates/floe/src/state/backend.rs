@@ -285,8 +285,9 @@ impl StateRegistry {
         })
     }
 
-    /// `run_cleanup_for_every_record`: one cleanup step of every such TTL state.
-    #[cold]
+    /// `run_cleanup_for_every_record`: one cleanup step of every such TTL state. Kept out
+    /// of line so that `set_current` stays small for jobs without it.
+    #[inline(never)]
     fn cleanup_for_record(&self) {
         let now = self.now();
         for &id in &self.per_record_cleanup {
@@ -523,9 +524,8 @@ impl<K: Key> KeyedContext<K> {
                 ..
             } = &mut *reg;
             for &id in ttl_tables.iter() {
-                tables[id as usize].ttl_before_snapshot(now, &mut |slot| {
-                    mark(dirty_mark, dirty, slot)
-                });
+                tables[id as usize]
+                    .ttl_before_snapshot(now, &mut |slot| mark(dirty_mark, dirty, slot));
             }
         }
         let mut out = Vec::with_capacity(reg.dirty.len());
@@ -730,11 +730,17 @@ mod tests {
         clock.set(10_000);
         key(&mut ctx, "a");
         st.update(&mut ctx, 5).unwrap();
-        assert_eq!(delta_of::<Tv<u32>>(&mut ctx), vec![("a".into(), Some(tv(5, 10_000)))]);
+        assert_eq!(
+            delta_of::<Tv<u32>>(&mut ctx),
+            vec![("a".into(), Some(tv(5, 10_000)))]
+        );
         clock.set(10_999);
         // A read through a shared borrow refreshes the timestamp and reaches the delta.
         assert_eq!(st.value(&ctx).unwrap(), 5);
-        assert_eq!(delta_of::<Tv<u32>>(&mut ctx), vec![("a".into(), Some(tv(5, 10_999)))]);
+        assert_eq!(
+            delta_of::<Tv<u32>>(&mut ctx),
+            vec![("a".into(), Some(tv(5, 10_999)))]
+        );
         clock.set(11_999);
         assert_eq!(st.value(&ctx).unwrap(), 0, "expired: the default");
         assert_eq!(delta_of::<Tv<u32>>(&mut ctx), vec![("a".into(), None)]);
@@ -835,7 +841,9 @@ mod tests {
         let ttl_delta = ctx.take_delta().unwrap();
         let mut plain_ctx = KeyedContext::<String>::new(128);
         let plain = open(&mut plain_ctx, |rc| {
-            ValueStateDescriptor::<u32>::new("count").register(rc).unwrap()
+            ValueStateDescriptor::<u32>::new("count")
+                .register(rc)
+                .unwrap()
         });
         key(&mut plain_ctx, "a");
         plain.update(&mut plain_ctx, 1).unwrap();
@@ -843,7 +851,10 @@ mod tests {
         let names = vec!["count".to_string()];
 
         let mut r = KeyedContext::<String>::new(128);
-        open(&mut r, |rc| ValueStateDescriptor::<u32>::new("count").register(rc)).unwrap();
+        open(&mut r, |rc| {
+            ValueStateDescriptor::<u32>::new("count").register(rc)
+        })
+        .unwrap();
         let e = r
             .restore_entry(&names, &ttl_delta[0].key, &ttl_delta[0].values)
             .unwrap_err()
@@ -915,11 +926,18 @@ mod tests {
         st.update(&mut ctx, 2).unwrap();
         assert_eq!(
             delta_of::<Tv<u32>>(&mut ctx),
-            vec![("a".into(), None), ("d".into(), None), ("e".into(), Some(tv(2, 5_000)))],
+            vec![
+                ("a".into(), None),
+                ("d".into(), None),
+                ("e".into(), Some(tv(2, 5_000)))
+            ],
             "the access checked d and, wrapping around, a"
         );
         let t = ctx.registry.ttl::<Tv<u32>>(st.id).unwrap();
-        assert!(t.stored(1).is_some() && t.stored(2).is_some(), "b, c not checked yet");
+        assert!(
+            t.stored(1).is_some() && t.stored(2).is_some(),
+            "b, c not checked yet"
+        );
         // The next access, a read, checks b and c.
         assert_eq!(st.value(&ctx).unwrap(), Some(2));
         assert_eq!(
@@ -963,7 +981,10 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(e.starts_with("value state 'w': TTL is expected to be positive"), "{e}");
+        assert!(
+            e.starts_with("value state 'w': TTL is expected to be positive"),
+            "{e}"
+        );
     }
 
     #[test]

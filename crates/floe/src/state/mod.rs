@@ -197,9 +197,7 @@ impl<V: crate::api::data::Data, D> ValueState<V, D> {
             Some(t) => t.set(slot, None),
             None => {
                 let now = ctx.registry.now();
-                ctx.registry
-                    .ttl::<TtlValue<V>>(self.id)?
-                    .clear(slot, now)
+                ctx.registry.ttl::<TtlValue<V>>(self.id)?.clear(slot, now)
             }
         }
         Ok(())
@@ -305,9 +303,11 @@ impl<V: crate::api::data::Data> ListState<V> {
             Some(t) => t.get_or_insert_with(slot, Vec::new).push(value),
             None => {
                 let now = ctx.registry.now();
-                ctx.registry
-                    .ttl::<Vec<TtlValue<V>>>(self.id)?
-                    .add_all(slot, now, std::iter::once(value))
+                ctx.registry.ttl::<Vec<TtlValue<V>>>(self.id)?.add_all(
+                    slot,
+                    now,
+                    std::iter::once(value),
+                )
             }
         }
         Ok(())
@@ -411,9 +411,9 @@ impl<UK: crate::api::data::Key + Hash, UV: crate::api::data::Data> MapStateDescr
         let reg = ctx.registry()?;
         let id = match ttl_params(&self.ttl, "map", &self.name)? {
             None => reg.register::<HashMap<UK, UV>>(&self.name, "map", None, None)?,
-            Some(p) => reg.register_ttl::<HashMap<UK, TtlValue<UV>>>(
-                &self.name, "map", p, None, None,
-            )?,
+            Some(p) => {
+                reg.register_ttl::<HashMap<UK, TtlValue<UV>>>(&self.name, "map", p, None, None)?
+            }
         };
         Ok(MapState {
             id,
@@ -447,10 +447,11 @@ impl<UK: crate::api::data::Key + Hash, UV: crate::api::data::Data> MapState<UK, 
     pub fn get<K>(&self, ctx: &KeyedContext<K>, key: &UK) -> Result<Option<UV>> {
         match ctx.registry.plain::<HashMap<UK, UV>>(self.id)? {
             Some(t) => Ok(t.get(ctx.current).and_then(|m| m.get(key).cloned())),
-            None => Ok(ctx
-                .registry
-                .ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?
-                .get(ctx.current, ctx.registry.now(), key)),
+            None => Ok(ctx.registry.ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?.get(
+                ctx.current,
+                ctx.registry.now(),
+                key,
+            )),
         }
     }
     /// Puts `value` under `key` for the current key.
@@ -584,13 +585,9 @@ impl<V: crate::api::data::Data> ReducingStateDescriptor<V> {
         let reg = ctx.registry()?;
         let id = match ttl_params(&self.ttl, "reducing", &self.name)? {
             None => reg.register::<V>(&self.name, "reducing", None, Some(self.reduce))?,
-            Some(p) => reg.register_ttl::<TtlValue<V>>(
-                &self.name,
-                "reducing",
-                p,
-                None,
-                Some(self.reduce),
-            )?,
+            Some(p) => {
+                reg.register_ttl::<TtlValue<V>>(&self.name, "reducing", p, None, Some(self.reduce))?
+            }
         };
         Ok(ReducingState {
             id,

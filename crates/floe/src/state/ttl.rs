@@ -2,8 +2,7 @@
 //! after it was last written (or read).
 //!
 //! TTL is measured in processing time, wall-clock epoch milliseconds, as in Flink. A state
-//! with TTL stores its value wrapped with the time of its last access ([`TtlValue`], Flink's
-//! `TtlValue`): the whole value for value and reducing state, every element for list state,
+//! with TTL stores its value wrapped with the time of its last access (Flink's `TtlValue`): the whole value for value and reducing state, every element for list state,
 //! every entry for map state. Reads check that timestamp, so what a read returns never
 //! depends on whether a cleanup has run yet (under [`StateVisibility::NeverReturnExpired`]);
 //! cleanups only reclaim memory and keep expired entries out of snapshots:
@@ -16,8 +15,8 @@
 //!   drops all expired entries before its delta is taken, so they leave the snapshot too;
 //! - on restore: an entry expired by the restoring process's clock is never restored.
 //!
-//! The clock is the system clock unless a test sets a [`TtlTimeProvider`] on the operator's
-//! [`KeyedContext`](super::KeyedContext).
+//! The clock is the system clock unless a test sets a time provider (Flink's
+//! `TtlTimeProvider`) on the operator's [`KeyedContext`](super::KeyedContext).
 
 use super::backend::{mark, StateTable};
 use super::{decode_value, encode_value, ReduceFn};
@@ -581,15 +580,13 @@ impl<V: Data> TtlTable<TtlValue<V>> {
         let p = self.params;
         let default = &self.default;
         self.with_slot(slot, |s| {
-            if s
-                .as_ref()
+            if s.as_ref()
                 .is_some_and(|tv| p.expired(tv.last_access_timestamp, now) && !p.return_expired)
             {
                 *s = None;
             }
-            let tv = s.get_or_insert_with(|| {
-                TtlValue::new(default.clone().unwrap_or_default(), now)
-            });
+            let tv =
+                s.get_or_insert_with(|| TtlValue::new(default.clone().unwrap_or_default(), now));
             tv.last_access_timestamp = now;
             (f(&mut tv.user_value), true)
         })
@@ -922,8 +919,14 @@ mod tests {
             .disable_cleanup_in_background()
             .cleanup_incrementally(7, true)
             .build();
-        let i = c.cleanup_strategies().incremental_cleanup_strategy().unwrap();
-        assert_eq!((i.cleanup_size(), i.run_cleanup_for_every_record()), (7, true));
+        let i = c
+            .cleanup_strategies()
+            .incremental_cleanup_strategy()
+            .unwrap();
+        assert_eq!(
+            (i.cleanup_size(), i.run_cleanup_for_every_record()),
+            (7, true)
+        );
         assert!(!StateTtlConfig::DISABLED.is_enabled());
     }
 
@@ -953,11 +956,9 @@ mod tests {
             e,
             "list state 'seen': the number of incrementally cleaned up state entries should be positive"
         );
-        assert!(
-            TtlParams::resolve(&StateTtlConfig::DISABLED, "value", "x")
-                .unwrap()
-                .is_none()
-        );
+        assert!(TtlParams::resolve(&StateTtlConfig::DISABLED, "value", "x")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -967,7 +968,11 @@ mod tests {
         assert_eq!(t.value(0, 1_999), Some(7));
         // Reads do not refresh under OnCreateAndWrite.
         assert_eq!(t.value(0, 2_000), None);
-        assert_eq!(t.stored(0), None, "the expired value was removed by the read");
+        assert_eq!(
+            t.stored(0),
+            None,
+            "the expired value was removed by the read"
+        );
     }
 
     #[test]
@@ -1003,7 +1008,11 @@ mod tests {
         t.default = Some(100);
         t.update_with(0, 0, |v| *v += 1);
         t.update_with(0, 500, |v| *v += 1);
-        assert_eq!(t.value(0, 1_400), Some(102), "the write at 500 reset the timestamp");
+        assert_eq!(
+            t.value(0, 1_400),
+            Some(102),
+            "the write at 500 reset the timestamp"
+        );
         t.update_with(0, 2_000, |v| *v += 1);
         assert_eq!(t.value(0, 2_000), Some(101));
     }
@@ -1030,7 +1039,11 @@ mod tests {
         t.add_all(0, 600, [3]);
         assert_eq!(t.get(0, 999), vec![1, 2, 3]);
         assert_eq!(t.get(0, 1_000), vec![3]);
-        assert_eq!(t.stored(0).unwrap().len(), 1, "expired elements were removed");
+        assert_eq!(
+            t.stored(0).unwrap().len(),
+            1,
+            "expired elements were removed"
+        );
         assert_eq!(t.get(0, 1_600), Vec::<u32>::new());
         assert_eq!(t.stored(0), None);
     }
@@ -1052,9 +1065,8 @@ mod tests {
 
     #[test]
     fn map_entries_expire_one_by_one() {
-        let t = table::<HashMap<String, TtlValue<u32>>>(
-            StateTtlConfig::new_builder(secs(1)).build(),
-        );
+        let t =
+            table::<HashMap<String, TtlValue<u32>>>(StateTtlConfig::new_builder(secs(1)).build());
         t.put(0, 0, "a".into(), 1);
         t.put(0, 600, "b".into(), 2);
         assert!(t.contains(0, 999, &"a".to_string()));
