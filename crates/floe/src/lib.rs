@@ -85,7 +85,8 @@ pub mod prelude {
     pub use crate::jobmanager::restart::RestartStrategy;
     pub use crate::state::{
         KeyedContext, ListState, ListStateDescriptor, MapState, MapStateDescriptor, ReducingState,
-        ReducingStateDescriptor, ValueState, ValueStateDescriptor, WithDefault,
+        ReducingStateDescriptor, StateTtlConfig, StateVisibility, UpdateType, ValueState,
+        ValueStateDescriptor, WithDefault,
     };
     pub use crate::{anyhow, bail, Result};
 }
