@@ -75,6 +75,7 @@ pub fn bin(name: &str) -> PathBuf {
         "count_window_average" => env!("CARGO_BIN_EXE_count_window_average"),
         "file_word_count" => env!("CARGO_BIN_EXE_file_word_count"),
         "exactly_once_word_count" => env!("CARGO_BIN_EXE_exactly_once_word_count"),
+        "window_word_count" => env!("CARGO_BIN_EXE_window_word_count"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(p)

@@ -3,6 +3,11 @@
 //! Files are the splits: parallel instance `i` reads the files whose index (sorted by name)
 //! is `i mod parallelism`. The position is the byte offset reached in each file, so a
 //! restore resumes exactly after the last line included in the checkpoint.
+//!
+//! An instance reads its files one after another. With watermarks per split
+//! ([`crate::StreamEnv::from_source`]) every file it will read is a split from the start, so a
+//! file not read yet holds the watermark back until it has been read to its end: a file far
+//! ahead in event time never makes the records of a file read after it late.
 
 use super::{Source, SourceContext, SourceReader, SourceStatus, SplitRun};
 use crate::Result;
@@ -96,6 +101,7 @@ impl Source<String> for TextFileSource {
             current: 0,
             line: String::new(),
             runs: Vec::new(),
+            announced: false,
         }))
     }
 }
@@ -133,6 +139,8 @@ struct FileReader {
     line: String,
     /// The files the last poll read from (event-time sources watermark per file).
     runs: Vec<SplitRun>,
+    /// Whether the first poll told about every file yet.
+    announced: bool,
 }
 
 fn strip_newline(s: &mut String) {
@@ -147,6 +155,17 @@ fn strip_newline(s: &mut String) {
 impl SourceReader<String> for FileReader {
     fn poll_next(&mut self, out: &mut Vec<String>, max: usize) -> Result<SourceStatus> {
         self.runs.clear();
+        if !self.announced {
+            // Every file of this instance is a split from the first poll on, not from its
+            // first line (see the module docs).
+            self.announced = true;
+            self.runs
+                .extend((self.current..self.splits.len()).map(|i| SplitRun {
+                    split: i as u32,
+                    records: 0,
+                    finished: false,
+                }));
+        }
         let mut n = 0;
         while n < max {
             let Some(split) = self.splits.get_mut(self.current) else {

@@ -63,6 +63,10 @@ pub struct SourceContext {
 
 /// Consecutive records of one poll that came from one split (file, partition): what an
 /// event-time source generates watermarks per split from (Flink's split-local watermarks).
+///
+/// A run of no records that did not finish announces a split the reader owns but has not
+/// started reading: it holds back the watermark from then on, and is not idle before its
+/// first record (a reader that reads its splits one after another has not got to it yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SplitRun {
     /// The split, as the reader numbers its splits.
@@ -98,8 +102,8 @@ pub trait Source<T>: Send + Sync + 'static {
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<T>>>;
     /// What a worker that runs no instance of this source (see
     /// [`max_parallelism`](Self::max_parallelism)) emits once: nothing for a plain source,
-    /// the final watermark for an event-time one, so that it never holds back the
-    /// watermark downstream.
+    /// for an event-time one a channel that is idle for good, so that it neither holds back
+    /// the watermark downstream nor moves it when the instances that run go idle.
     fn without_reader(&self) -> Vec<T> {
         Vec::new()
     }

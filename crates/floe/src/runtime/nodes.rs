@@ -85,7 +85,7 @@ where
         if f.apply(&mut input, &mut out).is_err() {
             out.clear();
         }
-        f.end(&mut out);
+        f.without_input(&mut out);
         out
     }
 }

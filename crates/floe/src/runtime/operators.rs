@@ -31,6 +31,11 @@ pub(crate) trait BatchFn<T, U>: 'static {
     fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<U>) -> Result<()>;
     /// The input ended (chained into a source): the last output, e.g. the final watermark.
     fn end(&mut self, _out: &mut Vec<U>) {}
+    /// Chained into a source that has no subtask on this worker: what it emits instead of
+    /// its input (nothing, or a watermark generator's absent channel).
+    fn without_input(&mut self, out: &mut Vec<U>) {
+        self.end(out);
+    }
 }
 
 pub(crate) struct MapBatch<F>(pub F);

@@ -5,8 +5,10 @@
 //! A generator sees every record's timestamp and is asked for a watermark every
 //! `pipeline.auto-watermark-interval` (checked once per batch, never per record). An input
 //! without records for the strategy's idleness timeout is marked idle. Per split, the
-//! subtask's watermark is the minimum over its active splits; a split that ended no longer
-//! counts, and when the whole input ends the watermark is [`MAX_WATERMARK`].
+//! subtask's watermark is the minimum over its active splits; a split the reader announced
+//! before reading it counts from then on (and is not idle before its first record), a split
+//! that ended no longer counts, and when the whole input ends the watermark is
+//! [`MAX_WATERMARK`].
 
 use super::event::{Ev, Mark};
 use super::operators::BatchFn;
@@ -35,6 +37,8 @@ struct Emitter<G> {
     last_active: Instant,
     idle: bool,
     watermark: i64,
+    /// False for a split announced before its first record: it cannot be idle yet.
+    started: bool,
 }
 
 impl<G: WatermarkGenerator> Emitter<G> {
@@ -47,6 +51,7 @@ impl<G: WatermarkGenerator> Emitter<G> {
             last_active: Instant::now(),
             idle: false,
             watermark: MIN_WATERMARK,
+            started: true,
         }
     }
 
@@ -54,6 +59,7 @@ impl<G: WatermarkGenerator> Emitter<G> {
     #[inline]
     fn on_event(&mut self, ts: i64) -> bool {
         self.events += 1;
+        self.started = true;
         self.generator.on_event(ts, &mut self.out);
         if self.idle {
             self.out.mark_active();
@@ -69,7 +75,9 @@ impl<G: WatermarkGenerator> Emitter<G> {
         // As Flink's `WatermarksWithIdleness`: an input silent for the timeout is idle and
         // its generator is not asked.
         match self.idleness {
-            Some(t) if now.duration_since(self.last_active) >= t => self.out.mark_idle(),
+            Some(t) if self.started && now.duration_since(self.last_active) >= t => {
+                self.out.mark_idle()
+            }
             _ => self.generator.on_periodic_emit(&mut self.out),
         }
     }
@@ -169,6 +177,18 @@ impl Combiner {
     }
 }
 
+/// The mark of a worker that runs no subtask of a source (a source of parallelism 1 in a
+/// parallel job): its channel is idle from the start and never becomes active. Flink has no
+/// such channel at all, so it must neither hold back the watermark downstream nor move it
+/// when the subtasks that do run go idle (an active channel at the end of time would move
+/// it there: every timer would fire and every later record would be late).
+const ABSENT: Mark = Mark {
+    from: 0,
+    to: 0,
+    wm: MIN_WATERMARK,
+    idle: true,
+};
+
 impl<T> From<Mark> for Ev<T> {
     fn from(m: Mark) -> Self {
         Ev::Mark(m)
@@ -244,6 +264,9 @@ impl<T: 'static, G: WatermarkGenerator, A: TimestampAssigner<T>> BatchFn<T, Ev<T
     }
     fn end(&mut self, out: &mut Vec<Ev<T>>) {
         self.combiner.end(out);
+    }
+    fn without_input(&mut self, out: &mut Vec<Ev<T>>) {
+        out.push(Ev::Mark(ABSENT));
     }
 }
 
@@ -334,7 +357,7 @@ impl<T: Data, G: WatermarkGenerator, A: TimestampAssigner<T>> Source<Ev<T>>
         }))
     }
     fn without_reader(&self) -> Vec<Ev<T>> {
-        vec![Ev::Mark(Mark::watermark(MAX_WATERMARK))]
+        vec![Ev::Mark(ABSENT)]
     }
 }
 
@@ -351,19 +374,21 @@ struct TimedReader<T, G, A> {
 }
 
 impl<T, G: WatermarkGenerator, A: TimestampAssigner<T>> TimedReader<T, G, A> {
-    fn emitter(&mut self, split: u32) -> usize {
+    fn emitter(&mut self, split: u32, announced: bool) -> usize {
         match self.splits.iter().position(|(s, _)| *s == split) {
             Some(i) => i,
             None => {
-                self.splits
-                    .push((split, Emitter::new(self.prototype.clone(), self.idleness)));
+                let mut e = Emitter::new(self.prototype.clone(), self.idleness);
+                e.started = !announced;
+                self.splits.push((split, e));
                 self.splits.len() - 1
             }
         }
     }
 
-    fn run(&mut self, split: u32, records: usize, out: &mut Vec<Ev<T>>) {
-        let i = self.emitter(split);
+    /// `records` records of `split`; `announced`: a split the reader has not started.
+    fn run(&mut self, split: u32, records: usize, announced: bool, out: &mut Vec<Ev<T>>) {
+        let i = self.emitter(split, announced);
         let mut changed = false;
         for v in self.buf.drain(..records) {
             let ts = self.assigner.extract_timestamp(&v, NO_TIMESTAMP);
@@ -392,11 +417,12 @@ impl<T, G: WatermarkGenerator, A: TimestampAssigner<T>> SourceReader<Ev<T>>
         match self.inner.last_poll_splits().map(<[_]>::to_vec) {
             None => {
                 let n = self.buf.len();
-                self.run(0, n, out);
+                self.run(0, n, false, out);
             }
             Some(runs) => {
                 for r in runs {
-                    self.run(r.split, r.records, out);
+                    let announced = r.records == 0 && !r.finished;
+                    self.run(r.split, r.records, announced, out);
                     if r.finished {
                         self.splits.retain(|(s, _)| *s != r.split);
                         self.combiner
@@ -406,7 +432,7 @@ impl<T, G: WatermarkGenerator, A: TimestampAssigner<T>> SourceReader<Ev<T>>
                 // Records the reader did not account for belong to no split we know.
                 let n = self.buf.len();
                 if n > 0 {
-                    self.run(u32::MAX, n, out);
+                    self.run(u32::MAX, n, false, out);
                 }
             }
         }

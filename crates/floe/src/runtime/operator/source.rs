@@ -89,9 +89,9 @@ pub(crate) fn build_source<'s, T: Data>(
         acked_upto: cx.start_epoch.saturating_sub(1),
     };
     if subtask >= decl.parallelism {
-        // No instance of the source here: its end (the final watermark of an event-time
-        // source) goes out with the first poll, so it never holds back the watermark
-        // downstream.
+        // No instance of the source here: what stands in for it (an idle channel, for an
+        // event-time source) goes out with the first poll, so it never holds back the
+        // watermark downstream.
         runner.buf = source.without_reader();
     } else {
         super::restore(cx, op, &mut runner)?;
