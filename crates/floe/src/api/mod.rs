@@ -8,3 +8,4 @@ pub mod params;
 pub mod print;
 pub mod stream;
 pub mod tuple;
+pub mod window;

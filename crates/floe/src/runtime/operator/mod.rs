@@ -21,6 +21,7 @@ pub(crate) mod aligned;
 pub(crate) mod keyed;
 pub(crate) mod source;
 pub(crate) mod two_phase_sink;
+pub(crate) mod window;
 
 use super::attempt::{Attempt, Committer};
 use super::plan::BuildCx;

@@ -1,0 +1,9 @@
+//! The window operator (Flink's `WindowOperator` and `EvictingWindowOperator`): window
+//! contents, trigger state, merging windows and timers as keyed state of the operator,
+//! namespaced by window.
+//!
+//! | file | what |
+//! |---|---|
+//! | [`merge`] | the in-flight windows of a key for merging assigners (Flink's `MergingWindowSet`) |
+
+pub(crate) mod merge;
