@@ -4,6 +4,8 @@
 //!
 //! | file | what |
 //! |---|---|
+//! | [`contents`] | what a window keeps of its elements (reduced, aggregated, listed), per key and window |
 //! | [`merge`] | the in-flight windows of a key for merging assigners (Flink's `MergingWindowSet`) |
 
+pub(crate) mod contents;
 pub(crate) mod merge;
