@@ -52,6 +52,9 @@ impl<T> TimestampedValues<T> {
     pub fn values(&self) -> &[T] {
         &self.values
     }
+    pub(crate) fn values_mut(&mut self) -> &mut [T] {
+        &mut self.values
+    }
     /// Their timestamps (`i64::MIN` for an element without one).
     pub fn timestamps(&self) -> &[i64] {
         &self.timestamps

@@ -185,7 +185,7 @@ impl<T, ACC: Data, R: 'static, A: AggregateFunction<T, ACC, R>> Contents<T>
     type Acc = ACC;
     #[inline]
     fn add(&mut self, acc: &mut Option<ACC>, _timestamp: i64, value: T) {
-        let agg = &mut self.agg;
+        let agg = &self.agg;
         let a = acc.get_or_insert_with(|| agg.create_accumulator());
         agg.add(value, a);
     }
@@ -293,17 +293,17 @@ mod tests {
     #[derive(Clone)]
     struct Avg;
     impl AggregateFunction<i64, (i64, i64), f64> for Avg {
-        fn create_accumulator(&mut self) -> (i64, i64) {
+        fn create_accumulator(&self) -> (i64, i64) {
             (0, 0)
         }
-        fn add(&mut self, v: i64, acc: &mut (i64, i64)) {
+        fn add(&self, v: i64, acc: &mut (i64, i64)) {
             acc.0 += v;
             acc.1 += 1;
         }
-        fn get_result(&mut self, acc: &(i64, i64)) -> f64 {
+        fn get_result(&self, acc: &(i64, i64)) -> f64 {
             acc.0 as f64 / acc.1 as f64
         }
-        fn merge(&mut self, a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
+        fn merge(&self, a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
             (a.0 + b.0, a.1 + b.1)
         }
     }
