@@ -3,6 +3,9 @@
 use super::Window;
 use crate::api::data::{Data, Key};
 use crate::api::functions::{Collector, RuntimeContext};
+use crate::api::time::OutputTag;
+use crate::runtime::operator::timed::TimedCx;
+use serde::Serialize;
 use crate::runtime::operator::window::contents::WindowMap;
 use crate::state::KeyedContext;
 use crate::Result;
@@ -58,7 +61,7 @@ pub trait AggregateFunction<T, ACC, R>: Clone + Send + Sync + 'static {
 ///     fn process(
 ///         &mut self,
 ///         key: &String,
-///         ctx: &mut ProcessWindowContext<'_, String, TimeWindow>,
+///         ctx: &mut ProcessWindowContext<'_, '_, String, TimeWindow, (String, i64, i64, usize)>,
 ///         elements: &[(String, i64)],
 ///         out: &mut Collector<(String, i64, i64, usize)>,
 ///     ) -> Result<()> {
@@ -81,55 +84,58 @@ pub trait ProcessWindowFunction<T, R, K, W: Window>: Clone + Send + Sync + 'stat
     fn process(
         &mut self,
         key: &K,
-        context: &mut ProcessWindowContext<'_, K, W>,
+        context: &mut ProcessWindowContext<'_, '_, K, W, R>,
         elements: &[T],
         out: &mut Collector<R>,
     ) -> Result<()>;
 
     /// Called when the window is removed (after the allowed lateness): clear the per-window
     /// state used in `process`.
-    fn clear(&mut self, _context: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, _context: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         Ok(())
     }
 }
 
 /// What a [`ProcessWindowFunction`] sees besides the elements (Flink's
 /// `ProcessWindowFunction.Context`).
-pub struct ProcessWindowContext<'a, K, W> {
-    pub(crate) watermark: i64,
-    pub(crate) processing_time: i64,
-    pub(crate) state: WindowScopedState<'a, K, W>,
-    pub(crate) side: &'a mut SideOutputs,
+pub struct ProcessWindowContext<'a, 'b, K, W, R> {
+    pub(crate) cx: &'a mut TimedCx<'b, K, R, W>,
+    pub(crate) window: &'a W,
+    pub(crate) merging: bool,
 }
 
-impl<'a, K: Key, W: Window> ProcessWindowContext<'a, K, W> {
+impl<K: Key, W: Window, R: Data> ProcessWindowContext<'_, '_, K, W, R> {
     /// The window being evaluated.
     pub fn window(&self) -> &W {
-        self.state.window
+        self.window
     }
     /// The current event-time watermark.
     pub fn current_watermark(&self) -> i64 {
-        self.watermark
+        self.cx.current_watermark()
     }
     /// The current processing time (epoch milliseconds).
     pub fn current_processing_time(&self) -> i64 {
-        self.processing_time
+        self.cx.current_processing_time()
     }
     /// State scoped to the key and this window (Flink's `windowState()`), used with
     /// [`WindowValueState`] and [`WindowListState`] handles. Not available with merging
     /// (session) windows, as in Flink.
-    pub fn window_state(&mut self) -> &mut WindowScopedState<'a, K, W> {
-        &mut self.state
+    pub fn window_state(&mut self) -> WindowScopedState<'_, K, W> {
+        WindowScopedState {
+            keyed: self.cx.state(),
+            window: self.window,
+            merging: self.merging,
+        }
     }
     /// State scoped to the key across all its windows (Flink's `globalState()`), used with
     /// the ordinary keyed state handles.
     pub fn global_state(&mut self) -> &mut KeyedContext<K> {
-        self.state.keyed
+        self.cx.state()
     }
     /// Emits `value` to the side output `tag` (Flink's `context.output(tag, value)`), with
     /// the window's timestamp `max_timestamp()`.
-    pub fn output<V: Data>(&mut self, tag: &OutputTag<V>, value: V) -> Result<()> {
-        self.side.push(tag, self.state.window.max_timestamp(), value)
+    pub fn output<V: Serialize>(&mut self, tag: &OutputTag<V>, value: V) -> Result<()> {
+        self.cx.emit_side(tag, self.window.max_timestamp(), &value)
     }
 }
 
@@ -198,14 +204,14 @@ impl<V: Data> WindowValueStateDescriptor<V> {
 ///         self.n = WindowValueStateDescriptor::new("firings").register(ctx)?;
 ///         Ok(())
 ///     }
-///     fn process(&mut self, _k: &(), ctx: &mut ProcessWindowContext<'_, (), TimeWindow>, e: &[i64], out: &mut Collector<(usize, u32)>) -> Result<()> {
-///         let n = self.n.value(ctx.window_state())?.unwrap_or(0) + 1;
-///         self.n.update(ctx.window_state(), n)?;
+///     fn process(&mut self, _k: &(), ctx: &mut ProcessWindowContext<'_, '_, (), TimeWindow, (usize, u32)>, e: &[i64], out: &mut Collector<(usize, u32)>) -> Result<()> {
+///         let n = self.n.value(&ctx.window_state())?.unwrap_or(0) + 1;
+///         self.n.update(&mut ctx.window_state(), n)?;
 ///         out.collect((e.len(), n));
 ///         Ok(())
 ///     }
-///     fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, (), TimeWindow>) -> Result<()> {
-///         self.n.clear(ctx.window_state())
+///     fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, '_, (), TimeWindow, (usize, u32)>) -> Result<()> {
+///         self.n.clear(&mut ctx.window_state())
 ///     }
 /// }
 /// ```

@@ -34,6 +34,7 @@ impl<W: Ord, V> WindowMap<W, V> {
         self.entries.is_empty()
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -44,6 +45,7 @@ impl<W: Ord, V> WindowMap<W, V> {
             .and_then(|i| self.entries[i].1.as_ref())
     }
 
+    #[cfg(test)]
     pub(crate) fn get_mut(&mut self, window: &W) -> Option<&mut V> {
         self.find(window)
             .ok()
@@ -98,6 +100,7 @@ impl<W: Ord, V> WindowMap<W, V> {
         self.entries[i].1.get_or_insert_with(make)
     }
 
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&W, &V)> + '_ {
         self.entries
             .iter()

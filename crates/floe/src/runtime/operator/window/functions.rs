@@ -22,10 +22,10 @@ pub(crate) trait WindowFn<K, W, Acc: ?Sized, R>: Clone + Send + Sync + 'static {
         &mut self,
         key: &K,
         acc: &mut Acc,
-        ctx: &mut ProcessWindowContext<'_, K, W>,
+        ctx: &mut ProcessWindowContext<'_, '_, K, W, R>,
         out: &mut Collector<R>,
     ) -> Result<()>;
-    fn clear(&mut self, _ctx: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, _ctx: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         Ok(())
     }
 }
@@ -40,7 +40,7 @@ impl<K, W, V: Data> WindowFn<K, W, [V], V> for Emit {
         &mut self,
         _key: &K,
         acc: &mut [V],
-        _ctx: &mut ProcessWindowContext<'_, K, W>,
+        _ctx: &mut ProcessWindowContext<'_, '_, K, W, V>,
         out: &mut Collector<V>,
     ) -> Result<()> {
         out.buf.extend(acc.iter().cloned());
@@ -62,12 +62,12 @@ impl<K: Key, W: Window, T, R, P: ProcessWindowFunction<T, R, K, W>> WindowFn<K, 
         &mut self,
         key: &K,
         acc: &mut [T],
-        ctx: &mut ProcessWindowContext<'_, K, W>,
+        ctx: &mut ProcessWindowContext<'_, '_, K, W, R>,
         out: &mut Collector<R>,
     ) -> Result<()> {
         self.0.process(key, ctx, acc, out)
     }
-    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         self.0.clear(ctx)
     }
 }
@@ -85,12 +85,12 @@ impl<K, W, T, R, Th: WindowFn<K, W, [T], R>> WindowFn<K, W, T, R> for Reduced<Th
         &mut self,
         key: &K,
         acc: &mut T,
-        ctx: &mut ProcessWindowContext<'_, K, W>,
+        ctx: &mut ProcessWindowContext<'_, '_, K, W, R>,
         out: &mut Collector<R>,
     ) -> Result<()> {
         self.0.process(key, std::slice::from_mut(acc), ctx, out)
     }
-    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         self.0.clear(ctx)
     }
 }
@@ -127,13 +127,13 @@ where
         &mut self,
         key: &K,
         acc: &mut ACC,
-        ctx: &mut ProcessWindowContext<'_, K, W>,
+        ctx: &mut ProcessWindowContext<'_, '_, K, W, R>,
         out: &mut Collector<R>,
     ) -> Result<()> {
         let mut r = [self.agg.get_result(acc)];
         self.then.process(key, &mut r, ctx, out)
     }
-    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         self.then.clear(ctx)
     }
 }
@@ -151,12 +151,12 @@ impl<K, W, T, R, Th: WindowFn<K, W, [T], R>> WindowFn<K, W, Vec<T>, R> for Liste
         &mut self,
         key: &K,
         acc: &mut Vec<T>,
-        ctx: &mut ProcessWindowContext<'_, K, W>,
+        ctx: &mut ProcessWindowContext<'_, '_, K, W, R>,
         out: &mut Collector<R>,
     ) -> Result<()> {
         self.0.process(key, acc.as_mut_slice(), ctx, out)
     }
-    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         self.0.clear(ctx)
     }
 }
@@ -180,7 +180,7 @@ where
         &mut self,
         key: &K,
         acc: &mut [T],
-        ctx: &mut ProcessWindowContext<'_, K, W>,
+        ctx: &mut ProcessWindowContext<'_, '_, K, W, R>,
         out: &mut Collector<R>,
     ) -> Result<()> {
         let mut it = acc.iter().cloned();
@@ -190,7 +190,7 @@ where
         let mut r = [it.fold(first, &mut self.f)];
         self.then.process(key, &mut r, ctx, out)
     }
-    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         self.then.clear(ctx)
     }
 }
@@ -225,7 +225,7 @@ where
         &mut self,
         key: &K,
         acc: &mut [T],
-        ctx: &mut ProcessWindowContext<'_, K, W>,
+        ctx: &mut ProcessWindowContext<'_, '_, K, W, R>,
         out: &mut Collector<R>,
     ) -> Result<()> {
         if acc.is_empty() {
@@ -238,7 +238,7 @@ where
         let mut r = [self.agg.get_result(&a)];
         self.then.process(key, &mut r, ctx, out)
     }
-    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         self.then.clear(ctx)
     }
 }
@@ -251,7 +251,7 @@ pub(crate) struct Evicting<E, Th> {
     pub then: Th,
 }
 
-impl<K, W: Window, T, R, E, Th> WindowFn<K, W, TimestampedValues<T>, R> for Evicting<E, Th>
+impl<K, W: Window, T, R: Data, E, Th> WindowFn<K, W, TimestampedValues<T>, R> for Evicting<E, Th>
 where
     K: Key,
     E: Evictor<T, W>,
@@ -264,7 +264,7 @@ where
         &mut self,
         key: &K,
         acc: &mut TimestampedValues<T>,
-        ctx: &mut ProcessWindowContext<'_, K, W>,
+        ctx: &mut ProcessWindowContext<'_, '_, K, W, R>,
         out: &mut Collector<R>,
     ) -> Result<()> {
         let ecx = EvictorContext::new(ctx.current_processing_time(), ctx.current_watermark());
@@ -274,7 +274,7 @@ where
         self.evictor.evict_after(acc, &window, &ecx);
         Ok(())
     }
-    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, K, W>) -> Result<()> {
+    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, '_, K, W, R>) -> Result<()> {
         self.then.clear(ctx)
     }
 }

@@ -8,4 +8,6 @@
 //! | [`merge`] | the in-flight windows of a key for merging assigners (Flink's `MergingWindowSet`) |
 
 pub(crate) mod contents;
+pub(crate) mod functions;
 pub(crate) mod merge;
+pub(crate) mod operator;
