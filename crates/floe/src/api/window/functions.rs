@@ -5,10 +5,10 @@ use crate::api::data::{Data, Key};
 use crate::api::functions::{Collector, RuntimeContext};
 use crate::api::time::OutputTag;
 use crate::runtime::operator::timed::TimedCx;
-use serde::Serialize;
 use crate::runtime::operator::window::contents::WindowMap;
 use crate::state::KeyedContext;
 use crate::Result;
+use serde::Serialize;
 use std::marker::PhantomData;
 
 /// An incremental aggregation (Flink's `AggregateFunction`): each window keeps one
@@ -179,10 +179,13 @@ impl<V: Data> WindowValueStateDescriptor<V> {
         }
     }
     /// Registers the state (call from `open()`).
-    pub fn register<W: Window>(self, ctx: &mut RuntimeContext<'_>) -> Result<WindowValueState<W, V>> {
-        let id = ctx
-            .registry()?
-            .register::<WindowMap<W, V>>(&self.name, "window value", None, None)?;
+    pub fn register<W: Window>(
+        self,
+        ctx: &mut RuntimeContext<'_>,
+    ) -> Result<WindowValueState<W, V>> {
+        let id =
+            ctx.registry()?
+                .register::<WindowMap<W, V>>(&self.name, "window value", None, None)?;
         Ok(WindowValueState {
             id,
             _p: PhantomData,
@@ -240,8 +243,7 @@ impl<W: Window, V: Data> WindowValueState<W, V> {
     /// The value of the current key and window, or `None`.
     pub fn value<K>(&self, s: &WindowScopedState<'_, K, W>) -> Result<Option<V>> {
         s.check()?;
-        Ok(s
-            .keyed
+        Ok(s.keyed
             .registry
             .table::<WindowMap<W, V>>(self.id)?
             .get(s.keyed.current)
@@ -266,7 +268,10 @@ impl<W: Window, V: Data> WindowValueState<W, V> {
     }
 }
 
-fn remove_window<W: Window, S: Data, K>(id: u32, s: &mut WindowScopedState<'_, K, W>) -> Result<()> {
+fn remove_window<W: Window, S: Data, K>(
+    id: u32,
+    s: &mut WindowScopedState<'_, K, W>,
+) -> Result<()> {
     let slot = s.keyed.current;
     let t = s.keyed.registry.table_mut::<WindowMap<W, S>>(id, slot)?;
     if let Some(m) = t.get_mut(slot) {
@@ -293,10 +298,16 @@ impl<V: Data> WindowListStateDescriptor<V> {
         }
     }
     /// Registers the state (call from `open()`).
-    pub fn register<W: Window>(self, ctx: &mut RuntimeContext<'_>) -> Result<WindowListState<W, V>> {
-        let id = ctx
-            .registry()?
-            .register::<WindowMap<W, Vec<V>>>(&self.name, "window list", None, None)?;
+    pub fn register<W: Window>(
+        self,
+        ctx: &mut RuntimeContext<'_>,
+    ) -> Result<WindowListState<W, V>> {
+        let id = ctx.registry()?.register::<WindowMap<W, Vec<V>>>(
+            &self.name,
+            "window list",
+            None,
+            None,
+        )?;
         Ok(WindowListState {
             id,
             _p: PhantomData,
@@ -342,8 +353,7 @@ impl<W: Window, V: Data> WindowListState<W, V> {
     /// The list of the current key and window (empty when none).
     pub fn get<K>(&self, s: &WindowScopedState<'_, K, W>) -> Result<Vec<V>> {
         s.check()?;
-        Ok(s
-            .keyed
+        Ok(s.keyed
             .registry
             .table::<WindowMap<W, Vec<V>>>(self.id)?
             .get(s.keyed.current)

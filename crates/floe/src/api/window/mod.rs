@@ -33,12 +33,12 @@ pub use assigners::{
     SlidingProcessingTimeWindows, TumblingEventTimeWindows, TumblingProcessingTimeWindows,
     WindowAssigner, WindowAssignerContext,
 };
-pub use stream::{EvictingWindowedStream, WindowedStream};
 pub use evictors::{CountEvictor, Evictor, EvictorContext, TimeEvictor, TimestampedValues};
 pub use functions::{
     AggregateFunction, ProcessWindowContext, ProcessWindowFunction, WindowListState,
     WindowListStateDescriptor, WindowScopedState, WindowValueState, WindowValueStateDescriptor,
 };
+pub use stream::{EvictingWindowedStream, WindowedStream};
 pub use triggers::{
     CountTrigger, EndOfStreamTrigger, EventTimeTrigger, NeverTrigger, OnMergeContext,
     ProcessingTimeTrigger, PurgingTrigger, Trigger, TriggerContext, TriggerResult,

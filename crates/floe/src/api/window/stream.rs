@@ -1,8 +1,8 @@
 //! `KeyedStream::window` and `WindowedStream` (Flink's `WindowedStream`).
 
 use super::{
-    AggregateFunction, CountEvictor, CountTrigger, Evictor, GlobalWindows,
-    ProcessWindowFunction, PurgingTrigger, Trigger, WindowAssigner,
+    AggregateFunction, CountEvictor, CountTrigger, Evictor, GlobalWindows, ProcessWindowFunction,
+    PurgingTrigger, Trigger, WindowAssigner,
 };
 use crate::api::data::{Data, Key};
 use crate::api::stream::{DataStream, KeyedStream};
@@ -42,7 +42,10 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     /// env.execute("windows").unwrap();
     /// assert_eq!(out.take(), vec![("a".to_string(), 2), ("a".to_string(), 1)]);
     /// ```
-    pub fn window<A: WindowAssigner<T>>(self, assigner: A) -> WindowedStream<K, T, A, A::DefaultTrigger> {
+    pub fn window<A: WindowAssigner<T>>(
+        self,
+        assigner: A,
+    ) -> WindowedStream<K, T, A, A::DefaultTrigger> {
         if let Err(e) = assigner.validate() {
             self.env.record_error(e);
         }
@@ -154,7 +157,10 @@ impl<K: Key, T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> WindowedStream
 
     /// Removes elements before or after each evaluation (Flink's `evictor`). The window
     /// then keeps all its elements, even for `reduce` and `aggregate`.
-    pub fn evictor<E: Evictor<T, A::W>>(self, evictor: E) -> EvictingWindowedStream<K, T, A, Tr, E> {
+    pub fn evictor<E: Evictor<T, A::W>>(
+        self,
+        evictor: E,
+    ) -> EvictingWindowedStream<K, T, A, Tr, E> {
         EvictingWindowedStream {
             inner: self,
             evictor,
@@ -275,7 +281,10 @@ where
     E: Evictor<T, A::W>,
 {
     /// Replaces the trigger.
-    pub fn trigger<Tr2: Trigger<T, A::W>>(self, trigger: Tr2) -> EvictingWindowedStream<K, T, A, Tr2, E> {
+    pub fn trigger<Tr2: Trigger<T, A::W>>(
+        self,
+        trigger: Tr2,
+    ) -> EvictingWindowedStream<K, T, A, Tr2, E> {
         EvictingWindowedStream {
             inner: self.inner.trigger(trigger),
             evictor: self.evictor,
@@ -306,7 +315,10 @@ where
         )
     }
     /// Aggregates the remaining elements at each evaluation.
-    pub fn aggregate<ACC: Data, R: Data, G: AggregateFunction<T, ACC, R>>(self, agg: G) -> DataStream<R> {
+    pub fn aggregate<ACC: Data, R: Data, G: AggregateFunction<T, ACC, R>>(
+        self,
+        agg: G,
+    ) -> DataStream<R> {
         let then = FoldAggregate {
             agg,
             then: Emit,

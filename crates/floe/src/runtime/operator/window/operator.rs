@@ -26,8 +26,7 @@ use crate::Result;
 use std::marker::PhantomData;
 
 /// The window operator: assigner `A`, trigger `Tr`, contents `C` and function `F`.
-pub(crate) struct WindowLogic<T, R, A: WindowAssigner<T>, Tr: Trigger<T, A::W>, C: Contents<T>, F>
-{
+pub(crate) struct WindowLogic<T, R, A: WindowAssigner<T>, Tr: Trigger<T, A::W>, C: Contents<T>, F> {
     pub assigner: A,
     pub core: Core<T, R, A::W, Tr, C, F>,
     windows: Vec<A::W>,
@@ -64,7 +63,9 @@ pub(crate) struct Core<T, R, W: Window, Tr: Trigger<T, W>, C: Contents<T>, F> {
     _p: PhantomData<fn(T) -> R>,
 }
 
-impl<T, R, W: Window, Tr: Trigger<T, W>, C: Contents<T>, F: Clone> Clone for Core<T, R, W, Tr, C, F> {
+impl<T, R, W: Window, Tr: Trigger<T, W>, C: Contents<T>, F: Clone> Clone
+    for Core<T, R, W, Tr, C, F>
+{
     fn clone(&self) -> Self {
         Core {
             trigger: self.trigger.clone(),
@@ -140,7 +141,8 @@ impl<K: Key, R: Data, W: Window, S: Data + Default> TriggerContext<S>
         self.cx.register_event_time_timer(time, self.window.clone())
     }
     fn register_processing_time_timer(&mut self, time: i64) -> Result<()> {
-        self.cx.register_processing_time_timer(time, self.window.clone())
+        self.cx
+            .register_processing_time_timer(time, self.window.clone())
     }
     fn delete_event_time_timer(&mut self, time: i64) -> Result<()> {
         self.cx.delete_event_time_timer(time, self.window)
@@ -184,7 +186,9 @@ fn remove_entry<K: Key, R: Data, W: Window, V: Data>(
 ) -> Result<Option<V>> {
     let keyed = cx.state();
     let slot = keyed.current;
-    let t = keyed.registry.table_mut::<WindowMap<W, V>>(state.id, slot)?;
+    let t = keyed
+        .registry
+        .table_mut::<WindowMap<W, V>>(state.id, slot)?;
     let Some(m) = t.get_mut(slot) else {
         return Ok(None);
     };
@@ -434,7 +438,11 @@ where
             .unwrap_or_default())
     }
 
-    fn put_set<K: Key>(&self, set: MergingWindowSet<W>, cx: &mut TimedCx<'_, K, R, W>) -> Result<()> {
+    fn put_set<K: Key>(
+        &self,
+        set: MergingWindowSet<W>,
+        cx: &mut TimedCx<'_, K, R, W>,
+    ) -> Result<()> {
         let keyed = cx.state();
         let slot = keyed.current;
         let v = (!set.is_empty()).then_some(set);
@@ -473,7 +481,8 @@ where
         let actx = WindowAssignerContext::new(cx.current_processing_time());
         let mut windows = std::mem::take(&mut self.windows);
         windows.clear();
-        self.assigner.assign_windows(&value, ts, &actx, &mut windows)?;
+        self.assigner
+            .assign_windows(&value, ts, &actx, &mut windows)?;
         let n = windows.len();
         let mut value = Some(value);
         let mut skipped = true;
@@ -495,7 +504,11 @@ where
                 let Some(state_window) = set.state_window(&actual).cloned() else {
                     crate::bail!("Window {actual} is not in in-flight window set.");
                 };
-                let v = if i + 1 == n { value.take() } else { value.clone() };
+                let v = if i + 1 == n {
+                    value.take()
+                } else {
+                    value.clone()
+                };
                 if let Some(v) = v {
                     self.core.element(&actual, &state_window, ts, v, cx)?;
                 }
@@ -507,7 +520,11 @@ where
                     continue;
                 }
                 skipped = false;
-                let v = if i + 1 == n { value.take() } else { value.clone() };
+                let v = if i + 1 == n {
+                    value.take()
+                } else {
+                    value.clone()
+                };
                 if let Some(v) = v {
                     self.core.element(&window, &window, ts, v, cx)?;
                 }
