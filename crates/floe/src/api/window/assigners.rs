@@ -903,7 +903,7 @@ mod tests {
         let a = TumblingEventTimeWindows::of(ms(1000));
         let w = assign(&a, i64::MAX, 0).unwrap();
         assert_eq!(w[0].end, i64::MAX);
-        assert!(w[0].start <= i64::MAX && w[0].max_timestamp() == i64::MAX - 1);
+        assert_eq!(w[0].max_timestamp(), i64::MAX - 1);
         let s = SlidingEventTimeWindows::of(ms(1000), ms(500));
         assert_eq!(
             assign(&s, i64::MIN + 1, 0).unwrap(),

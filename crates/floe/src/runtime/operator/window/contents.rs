@@ -45,13 +45,6 @@ impl<W: Ord, V> WindowMap<W, V> {
             .and_then(|i| self.entries[i].1.as_ref())
     }
 
-    #[cfg(test)]
-    pub(crate) fn get_mut(&mut self, window: &W) -> Option<&mut V> {
-        self.find(window)
-            .ok()
-            .and_then(|i| self.entries[i].1.as_mut())
-    }
-
     pub(crate) fn remove(&mut self, window: &W) -> Option<V> {
         self.find(window)
             .ok()
