@@ -30,11 +30,11 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     ///
     /// let env = StreamEnv::new();
     /// let out = env
-    ///     .from_collection(vec![(1_000i64, "a"), (1_500, "a"), (12_000, "a")])
+    ///     .from_collection(vec![(1_000i64, "a".to_string()), (1_500, "a".into()), (12_000, "a".into())])
     ///     .assign_timestamps_and_watermarks(
-    ///         WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(i64, &str), _| e.0),
+    ///         WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(i64, String), _| e.0),
     ///     )
-    ///     .map(|(_, w)| (w.to_string(), 1u64))
+    ///     .map(|(_, w)| (w, 1u64))
     ///     .key_by(|t| t.0.clone())
     ///     .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
     ///     .reduce(|a, b| (a.0, a.1 + b.1))
