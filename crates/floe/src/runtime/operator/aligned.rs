@@ -13,7 +13,7 @@ use super::{checkpoint, Checkpointed};
 use crate::api::data::Data;
 use crate::api::functions::Collector;
 use crate::checkpoint::metadata::TaskId;
-use crate::runtime::attempt::{AttemptControl, FailureCause};
+use crate::runtime::attempt::{AttemptControl, FailureCause, SourceStop};
 use crate::runtime::failure;
 use crate::runtime::plan::BuildCx;
 use crate::runtime::{epoch_of, time_of, Time};
@@ -166,8 +166,14 @@ where
             if result.is_ok() && reached == u64::MAX && !ended {
                 ended = true;
                 if let Some(cap) = held.take() {
-                    result = o.flush(&mut out);
-                    emit(&mut out, &cap, output);
+                    // Only an input that really ended moves event time to its end: sources
+                    // stopped for a savepoint (or after the final checkpoint, when their end
+                    // of time already went through in-band) leave pending timers to the job
+                    // that restores the savepoint, as Flink's stop without --drain.
+                    if attempt.signals.source_stop() == SourceStop::None {
+                        result = o.flush(&mut out);
+                        emit(&mut out, &cap, output);
+                    }
                 }
                 if result.is_ok() {
                     result = o.end_of_input();
