@@ -60,7 +60,8 @@ pub(crate) trait Aligned: Checkpointed + 'static {
     }
 
     /// The input ended on every channel (before [`Checkpointed::end_of_input`]): the last
-    /// output, e.g. every event-time timer firing at the end of time.
+    /// output, e.g. every event-time timer firing at the end of time. Not called when a
+    /// stop-with-savepoint ended the input.
     fn flush(&mut self, _out: &mut Collector<Self::Out>) -> Result<()> {
         Ok(())
     }
@@ -166,8 +167,12 @@ where
             if result.is_ok() && reached == u64::MAX && !ended {
                 ended = true;
                 if let Some(cap) = held.take() {
-                    result = o.flush(&mut out);
-                    emit(&mut out, &cap, output);
+                    // A stop-with-savepoint ends the input but not event time: what would
+                    // fire at the end of time stays pending in the savepoint.
+                    if !attempt.signals.stopped_with_savepoint() {
+                        result = o.flush(&mut out);
+                        emit(&mut out, &cap, output);
+                    }
                 }
                 if result.is_ok() {
                     result = o.end_of_input();
