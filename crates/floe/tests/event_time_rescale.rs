@@ -235,3 +235,43 @@ fn pending_timers_fire_exactly_once_after_restoring_at_parallelism_1_and_3() {
         );
     }
 }
+
+#[test]
+fn stop_with_savepoint_leaves_pending_timers_to_the_restored_job() {
+    // Flink's stop-with-savepoint without --drain: the watermark does not move to the end of
+    // time when the job stops, so timers still pending fire only in the restored job.
+    let ck = tempfile::tempdir().unwrap();
+    let sp = tempfile::tempdir().unwrap();
+    let expected = expected();
+    let wm = (0..CUT).map(|i| record(i).0).max().unwrap() - BOUND - 1;
+    let before: BTreeMap<_, _> = expected
+        .iter()
+        .filter(|((_, d), _)| *d <= wm)
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    let env = StreamEnv::new();
+    env.set_parallelism(2);
+    env.set_checkpoint_storage(ck.path().to_str().unwrap());
+    let (out1, _open) = job(&env, CUT, true);
+    let client = env.execute_async("before stop").unwrap();
+    let deadline_at = Instant::now() + Duration::from_secs(60);
+    while out1.snapshot().len() < before.len() {
+        assert!(Instant::now() < deadline_at, "{:?}", out1.snapshot().len());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let savepoint = client.stop_with_savepoint(Some(sp.path())).unwrap();
+    assert_eq!(client.wait().unwrap().status, JobStatus::Finished);
+    let first = as_map(&out1.take());
+    assert_eq!(first, before, "stopping fired no pending timer");
+
+    let env = StreamEnv::from_arg_list(["-s", savepoint.to_str().unwrap()]).unwrap();
+    env.set_parallelism(3);
+    env.set_checkpoint_storage(ck.path().to_str().unwrap());
+    let (out2, _open) = job(&env, N, false);
+    env.execute("after stop").unwrap();
+    let mut all = first.clone();
+    for (k, v) in as_map(&out2.take()) {
+        assert!(all.insert(k, v).is_none(), "{k:?} fired in both runs");
+    }
+    assert_eq!(all, expected);
+}

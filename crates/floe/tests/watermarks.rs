@@ -68,6 +68,8 @@ fn parse(line: String) -> (i64, String) {
     (ts.parse().expect("a timestamp"), key.to_string())
 }
 
+/// The timestamp assigner of `<ts> <key>` lines (it is given the record, a `String`).
+#[allow(clippy::ptr_arg)]
 fn line_ts(line: &String, _: i64) -> i64 {
     line.split(' ').next().unwrap().parse().unwrap()
 }

@@ -52,7 +52,7 @@ fn parse(line: String) -> Result<(i64, Str)> {
 
 /// The timestamp of a line for the watermark generator; a line that does not parse gets
 /// none here and fails the task right after, in [`parse`].
-fn line_timestamp(line: &String, _: i64) -> i64 {
+fn line_timestamp(line: &str) -> i64 {
     line.split_ascii_whitespace()
         .next()
         .and_then(|t| t.parse().ok())
@@ -183,7 +183,7 @@ fn job() -> Result<()> {
         env.enable_checkpointing(Duration::from_secs(1));
     }
     let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(bound))
-        .with_timestamp_assigner(line_timestamp);
+        .with_timestamp_assigner(|line: &String, _| line_timestamp(line));
     let lines = match (params.get("input"), params.get("port")) {
         (Some(dir), None) => env.from_source(TextFileSource::new(dir), strategy, "files"),
         (None, Some(_)) => {

@@ -337,6 +337,14 @@ impl CheckpointSignals {
         self.published.load()
     }
 
+    /// The sources finished because a stop-with-savepoint completed, not because their
+    /// input ended: the watermark must not move to the end of time (Flink's stop without
+    /// `--drain`), so pending timers and windows stay in the savepoint.
+    pub(crate) fn stopped_with_savepoint(&self) -> bool {
+        let s = self.stop.lock_ok();
+        s.finish && s.savepoint.is_some()
+    }
+
     /// Applies `f` to the stop requests; true when what sources do changed.
     pub(crate) fn update_stop(&self, f: impl FnOnce(&mut StopRequests)) -> bool {
         let mut s = self.stop.lock_ok();

@@ -13,7 +13,7 @@ use super::{checkpoint, Checkpointed};
 use crate::api::data::Data;
 use crate::api::functions::Collector;
 use crate::checkpoint::metadata::TaskId;
-use crate::runtime::attempt::{AttemptControl, FailureCause, SourceStop};
+use crate::runtime::attempt::{AttemptControl, FailureCause};
 use crate::runtime::failure;
 use crate::runtime::plan::BuildCx;
 use crate::runtime::{epoch_of, time_of, Time};
@@ -60,7 +60,8 @@ pub(crate) trait Aligned: Checkpointed + 'static {
     }
 
     /// The input ended on every channel (before [`Checkpointed::end_of_input`]): the last
-    /// output, e.g. every event-time timer firing at the end of time.
+    /// output, e.g. every event-time timer firing at the end of time. Not called when a
+    /// stop-with-savepoint ended the input.
     fn flush(&mut self, _out: &mut Collector<Self::Out>) -> Result<()> {
         Ok(())
     }
@@ -166,11 +167,9 @@ where
             if result.is_ok() && reached == u64::MAX && !ended {
                 ended = true;
                 if let Some(cap) = held.take() {
-                    // Only an input that really ended moves event time to its end: sources
-                    // stopped for a savepoint (or after the final checkpoint, when their end
-                    // of time already went through in-band) leave pending timers to the job
-                    // that restores the savepoint, as Flink's stop without --drain.
-                    if attempt.signals.source_stop() == SourceStop::None {
+                    // A stop-with-savepoint ends the input but not event time: what would
+                    // fire at the end of time stays pending in the savepoint.
+                    if !attempt.signals.stopped_with_savepoint() {
                         result = o.flush(&mut out);
                         emit(&mut out, &cap, output);
                     }
