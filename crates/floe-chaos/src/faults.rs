@@ -121,10 +121,13 @@ impl std::str::FromStr for Fault {
 
     /// A kind by its key in the summary line (`kill9`, `stop`, ...).
     fn from_str(s: &str) -> Result<Fault, String> {
-        Fault::ALL.into_iter().find(|f| f.key() == s).ok_or_else(|| {
-            let keys: Vec<&str> = Fault::ALL.iter().map(|f| f.key()).collect();
-            format!("unknown fault kind '{s}' (one of {})", keys.join(", "))
-        })
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.key() == s)
+            .ok_or_else(|| {
+                let keys: Vec<&str> = Fault::ALL.iter().map(|f| f.key()).collect();
+                format!("unknown fault kind '{s}' (one of {})", keys.join(", "))
+            })
     }
 }
 

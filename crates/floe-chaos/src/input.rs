@@ -145,7 +145,10 @@ pub fn generate_events(
     prefix: &str,
     time: EventTime,
 ) -> anyhow::Result<Windows> {
-    anyhow::ensure!(time.window > 0 && time.bound >= 0, "bad event time {time:?}");
+    anyhow::ensure!(
+        time.window > 0 && time.bound >= 0,
+        "bad event time {time:?}"
+    );
     std::fs::create_dir_all(dir)?;
     let mut rng = StdRng::seed_from_u64(seed);
     let vocab: Vec<String> = (0..vocabulary).map(|i| format!("{prefix}{i:04}")).collect();
@@ -232,7 +235,11 @@ mod tests {
         // Disordered for real: some records lag by nearly the whole bound.
         let most = lags.iter().copied().max().unwrap();
         assert!(most > time.bound * 9 / 10 && most <= time.bound, "{most}");
-        assert!(exp.results() > 4 * WINDOWS_PER_FILE as u64, "{}", exp.results());
+        assert!(
+            exp.results() > 4 * WINDOWS_PER_FILE as u64,
+            "{}",
+            exp.results()
+        );
         let again = tempfile::tempdir().unwrap();
         let exp2 = generate_events(again.path(), 3, 9_001, 4, 20, "w", time).unwrap();
         assert_eq!(exp2.counts, exp.counts);

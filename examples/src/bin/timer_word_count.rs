@@ -144,7 +144,14 @@ impl MapFunction<String, Str> for Parse {
 fn millis(params: &JobParams, name: &str, default: i64) -> Result<i64> {
     let v: i64 = params.get_parsed(name)?.unwrap_or(default);
     if v < 0 || (v == 0 && name == "window-ms") {
-        bail!("--{name} {v}: must be {}", if name == "window-ms" { "positive" } else { "zero or positive" });
+        bail!(
+            "--{name} {v}: must be {}",
+            if name == "window-ms" {
+                "positive"
+            } else {
+                "zero or positive"
+            }
+        );
     }
     Ok(v)
 }
