@@ -783,10 +783,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .filter(|f| multi || !f.is_multi_host())
         .filter(|f| !args.no_s3 || *f != Fault::S3Stop)
         .filter(|f| args.only.is_empty() || args.only.contains(f))
+        .filter(|f| args.kind.has_failure_hook() || *f != Fault::Panic)
         .collect();
     for f in &args.only {
         if !kinds.contains(f) {
-            println!("--only {}: does not apply here (needs root, a session cluster or the multi-host mode)", f.key());
+            println!("--only {}: does not apply here (needs root, a session cluster, the multi-host mode or the job's failure hook)", f.key());
         }
     }
     anyhow::ensure!(
