@@ -23,7 +23,8 @@
 //!   uninterrupted run commits, computed by the harness from the input it generated: one
 //!   `(word,<start>,<end>,<count>)` per word and window that has records, each exactly once
 //!   (no duplicate, none missing, no other line: a window that fired with another count is
-//!   `wrong` and its right result `lost`).
+//!   `wrong` and its right result `lost`). `window_word_count` has no failure hook, so the
+//!   `panic` fault is left out for `window`.
 //!
 //! Why the event-time answer is exact whatever fails when: the input's disorder stays
 //! within the watermarks' bound (every record is at most the bound behind the largest
