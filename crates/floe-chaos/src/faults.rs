@@ -116,6 +116,21 @@ impl Fault {
     }
 }
 
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    /// A kind by its key in the summary line (`kill9`, `stop`, ...).
+    fn from_str(s: &str) -> Result<Fault, String> {
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.key() == s)
+            .ok_or_else(|| {
+                let keys: Vec<&str> = Fault::ALL.iter().map(|f| f.key()).collect();
+                format!("unknown fault kind '{s}' (one of {})", keys.join(", "))
+            })
+    }
+}
+
 /// Sends `sig` to `pid`; false when the process is gone.
 pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     // SAFETY: kill(2) has no memory-safety preconditions.

@@ -1,9 +1,10 @@
-//! `floe-chaos`: runs the exactly-once word count through `floe run` on generated input
-//! with a known answer, injects faults at random times from a seeded RNG, and checks that
-//! the committed output holds every `(word,n)` line exactly once.
+//! `floe-chaos`: runs an exactly-once job through `floe run` on generated input with a
+//! known answer, injects faults at random times from a seeded RNG, and checks that the
+//! committed output holds every line of the answer exactly once.
 //!
 //! ```text
 //! floe-chaos --faults 1000 --seed 7
+//! floe-chaos --kind window --faults 300 --seed 7
 //! ```
 //!
 //! The job runs in rounds: each round is a fresh job over fresh input; faults continue
@@ -11,13 +12,40 @@
 //! is a `key=value` summary; the exit code is 0 only when nothing was lost, duplicated or
 //! wrong and every round's job finished.
 //!
+//! Jobs (`--kind`):
+//! - `word-count` (the default): `exactly_once_word_count` over words; the answer is every
+//!   `(word,n)` for `n = 1..=count(word)`, each exactly once.
+//! - `window`: `window_word_count`, tumbling event-time windows (`--window-ms`, default
+//!   10 s; `--lateness-ms`, default 1 s) over lines `<epoch-millis> <word>` in 4 files (the
+//!   source's splits, each with its own bounded-out-of-orderness watermarks,
+//!   `--out-of-orderness-ms`, default 2 s), and `timers`: `timer_word_count`, the same
+//!   counts from a keyed process function with event-time timers. The answer is what an
+//!   uninterrupted run commits, computed by the harness from the input it generated: one
+//!   `(word,<start>,<end>,<count>)` per word and window that has records, each exactly once
+//!   (no duplicate, none missing, no other line: a window that fired with another count is
+//!   `wrong` and its right result `lost`). `window_word_count` has no failure hook, so the
+//!   `panic` fault is left out for `window`.
+//!
+//! Why the event-time answer is exact whatever fails when: the input's disorder stays
+//! within the watermarks' bound (every record is at most the bound behind the largest
+//! timestamp before it in its file, and a file starts at most the bound behind where the
+//! files before it ended; a source subtask reads its files one after the other in name
+//! order), so no record is ever behind a watermark, in any interleaving of the splits and
+//! subtasks: every window fires once, when the watermark passes its end (or at the end of
+//! the input), with its full count. A restored job replays from the checkpoint's cut, and
+//! its operators restore the cut's watermark as a floor, which every replayed record is
+//! ahead of; the records after the cut are counted again into the restored window state,
+//! and only checkpoint-committed output counts. So the committed output must equal an
+//! uninterrupted run's exactly.
+//!
 //! Faults: `kill -9` of a worker process, `kill -STOP` of a worker past the heartbeat
 //! timeout, a panic in user code, checkpoint storage remounted read-only or filled up (a
 //! tmpfs the harness mounts: needs root; skipped otherwise, and said so), a worker paused
 //! past the checkpoint timeout, a savepoint followed by `kill -9` of the job manager and a
 //! resume from the job's checkpoint directory, a second job writing into the same output
 //! directory, and (in the rounds that run on a session cluster, every other one) `kill -9`
-//! of the cluster daemon. Everything runs on 127.0.0.1 and temporary directories.
+//! of the cluster daemon. Everything runs on 127.0.0.1 and temporary directories. `--only
+//! kill9,stop` injects just the kinds named.
 //!
 //! With `--multi-host` (`--hosts 3`, needs root) every round runs on a cluster of three
 //! network-namespace hosts: host 1 runs the S3 server (`s3s-fs`, where checkpoints,
@@ -31,6 +59,7 @@
 
 mod faults;
 mod input;
+mod kind;
 mod multihost;
 mod round;
 mod verify;
@@ -38,6 +67,8 @@ mod verify;
 use anyhow::Context as _;
 use clap::Parser;
 use faults::{alive, signal, Fault, Storage};
+use input::EventTime;
+use kind::JobKind;
 use multihost::{Net, Timing, TM_HOSTS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,7 +78,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use verify::Verdict;
+use verify::{Answer, Verdict};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,9 +93,28 @@ struct Args {
     /// Seed of the input and of the fault schedule.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Words of input per round.
-    #[arg(long, default_value_t = 6_000_000)]
-    words_per_round: u64,
+    /// The job under test.
+    #[arg(long, value_enum, default_value_t = JobKind::WordCount)]
+    kind: JobKind,
+    /// Words of input per round (for the event-time jobs: lines `<epoch-millis> <word>`;
+    /// default 6,000,000 words, 2,000,000 lines).
+    #[arg(long)]
+    words_per_round: Option<u64>,
+    /// Event-time jobs: the size of the tumbling windows, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    window_ms: i64,
+    /// Event-time jobs: the watermarks' out-of-orderness bound, in milliseconds; the input's
+    /// disorder stays within it.
+    #[arg(long, default_value_t = 2_000)]
+    out_of_orderness_ms: i64,
+    /// Event-time jobs: the allowed lateness, in milliseconds (window state outlives its
+    /// firing by this much; no record is late, so the results do not depend on it).
+    #[arg(long, default_value_t = 1_000)]
+    lateness_ms: i64,
+    /// Inject only these fault kinds (comma-separated keys of the summary line, e.g.
+    /// `kill9,stop`); default every kind that applies.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Fault>,
     /// Parallelism of the job.
     #[arg(long, default_value_t = 2)]
     parallelism: u32,
@@ -80,7 +130,8 @@ struct Args {
     /// The `floe` CLI (default: next to this binary).
     #[arg(long)]
     floe: Option<PathBuf>,
-    /// The job binary (default: `exactly_once_word_count` next to this binary).
+    /// The job binary (default: the `--kind`'s binary next to this one:
+    /// `exactly_once_word_count`, `window_word_count` or `timer_word_count`).
     #[arg(long)]
     job: Option<PathBuf>,
     /// Working directory (default: a new temporary directory, removed at the end).
@@ -265,6 +316,7 @@ struct Totals {
     injected: u64,
     rounds: u64,
     words: u64,
+    results: u64,
     restarts: u64,
     completed: u64,
     failed: u64,
@@ -350,6 +402,9 @@ struct Target<'a> {
     storage: Option<&'a Storage>,
     /// Words of a second job's input.
     second_words: u64,
+    /// The job under test and its input's event time.
+    kind: JobKind,
+    time: EventTime,
     seed: u64,
     /// The hosts (multi-host mode).
     net: Option<&'a Net>,
@@ -372,7 +427,7 @@ fn pick_tm_host(net: &Net, workers: &[u32], rng: &mut StdRng) -> usize {
 fn inject(
     fault: Fault,
     round: &mut Round,
-    expected: &mut input::Expected,
+    expected: &mut Answer,
     rng: &mut StdRng,
     target: &Target<'_>,
     stats: &mut HostStats,
@@ -395,18 +450,19 @@ fn inject(
         Fault::SecondJob => {
             let n = round.logs.len();
             let input = round.output.with_file_name(format!("in-second-{n}"));
-            let second = input::generate(
+            let second = target.kind.generate(
                 &input,
                 target.seed ^ rng.random::<u64>(),
                 target.second_words,
                 2,
                 200,
                 &format!("s{n}x"),
+                target.time,
             )?;
             if !round.start_second(target.setup, &input)? {
                 return Ok(false);
             }
-            expected.merge(second);
+            expected.merge(second)?;
             Ok(true)
         }
         Fault::DaemonKill => match target.cluster {
@@ -577,7 +633,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     };
     let job = match args.job {
         Some(p) => p,
-        None => sibling("exactly_once_word_count")?,
+        None => sibling(args.kind.binary())?,
     };
     for (what, p) in [("floe CLI", &floe), ("job binary", &job)] {
         anyhow::ensure!(
@@ -590,9 +646,18 @@ fn run(args: Args) -> anyhow::Result<bool> {
         args.min_gap_ms <= args.max_gap_ms,
         "--min-gap-ms is above --max-gap-ms"
     );
+    let words_per_round = args
+        .words_per_round
+        .unwrap_or_else(|| args.kind.default_records());
+    anyhow::ensure!(words_per_round > 0, "--words-per-round must be positive");
+    let time = EventTime {
+        window: args.window_ms,
+        bound: args.out_of_orderness_ms,
+    };
+    anyhow::ensure!(args.window_ms > 0, "--window-ms must be positive");
     anyhow::ensure!(
-        args.words_per_round > 0,
-        "--words-per-round must be positive"
+        args.out_of_orderness_ms >= 0 && args.lateness_ms >= 0,
+        "--out-of-orderness-ms and --lateness-ms must not be negative"
     );
     let multi = args.multi_host || args.hosts == 3;
     anyhow::ensure!(
@@ -677,6 +742,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let setup = Setup {
         floe: floe.clone(),
         job: job.clone(),
+        job_args: args.kind.job_args(time, args.lateness_ms),
         conf: conf.clone(),
         checkpoints: checkpoints.clone(),
         checkpoints_url,
@@ -717,7 +783,18 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .filter(|f| cluster.is_some() || !f.needs_cluster())
         .filter(|f| multi || !f.is_multi_host())
         .filter(|f| !args.no_s3 || *f != Fault::S3Stop)
+        .filter(|f| args.only.is_empty() || args.only.contains(f))
+        .filter(|f| args.kind.has_failure_hook() || *f != Fault::Panic)
         .collect();
+    for f in &args.only {
+        if !kinds.contains(f) {
+            println!("--only {}: does not apply here (needs root, a session cluster, the multi-host mode or the job's failure hook)", f.key());
+        }
+    }
+    anyhow::ensure!(
+        !kinds.is_empty() || args.faults == 0,
+        "no fault kind of --only applies here"
+    );
     let mut rng = StdRng::seed_from_u64(args.seed);
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let mut t = Totals::default();
@@ -749,20 +826,23 @@ fn run(args: Args) -> anyhow::Result<bool> {
         let _ = std::fs::remove_dir_all(&rdir);
         std::fs::create_dir_all(&rdir)?;
         let input = rdir.join("in");
-        let mut expected = input::generate(
+        let mut expected = args.kind.generate(
             &input,
             args.seed.wrapping_mul(1_000_003).wrapping_add(round_no),
-            args.words_per_round,
+            words_per_round,
             4,
             1000,
             "w",
+            time,
         )?;
         let on_cluster = cluster.as_ref().filter(|_| multi || round_no % 2 == 0);
         let target = Target {
             setup: &setup,
             cluster: on_cluster,
             storage: storage.as_ref(),
-            second_words: (args.words_per_round / 4).max(1),
+            second_words: (words_per_round / 4).max(1),
+            kind: args.kind,
+            time,
             seed: args.seed.wrapping_add(round_no),
             net: net.as_deref(),
             timing,
@@ -880,7 +960,8 @@ fn run(args: Args) -> anyhow::Result<bool> {
             let (r, c, f) = log_counts(log);
             (restarts, completed, failed) = (restarts + r, completed + c, failed + f);
         }
-        t.words += expected.total();
+        t.words += expected.records();
+        t.results += expected.lines();
         t.restarts += restarts;
         t.completed += completed;
         t.failed += failed;
@@ -891,8 +972,9 @@ fn run(args: Args) -> anyhow::Result<bool> {
             (None, None) => "per-job".to_string(),
         };
         println!(
-            "round {round_no}: mode={mode} words={} faults={round_faults} restarts={restarts} checkpoints_completed={completed} checkpoints_failed={failed} lines={} lost={} duplicated={} wrong={} leftover={} orphaned={} job={} ({:.1} s)",
-            expected.total(),
+            "round {round_no}: mode={mode} words={} results={} faults={round_faults} restarts={restarts} checkpoints_completed={completed} checkpoints_failed={failed} lines={} lost={} duplicated={} wrong={} leftover={} orphaned={} job={} ({:.1} s)",
+            expected.records(),
+            expected.lines(),
             v.lines,
             v.lost,
             v.duplicated,
@@ -954,9 +1036,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
     }
     let v = t.verdict;
     line.push_str(&format!(
-        " rounds={} words={} restarts={} checkpoints_completed={} checkpoints_failed={} failed_rounds={} lines={} lost={} duplicated={} wrong={} leftover={} orphaned={} wall_s={:.1}",
+        " kind={} rounds={} words={} results={} restarts={} checkpoints_completed={} checkpoints_failed={} failed_rounds={} lines={} lost={} duplicated={} wrong={} leftover={} orphaned={} wall_s={:.1}",
+        args.kind.key(),
         t.rounds,
         t.words,
+        t.results,
         t.restarts,
         t.completed,
         t.failed,

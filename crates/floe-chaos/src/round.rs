@@ -17,6 +17,9 @@ pub struct Setup {
     pub floe: PathBuf,
     /// The job binary.
     pub job: PathBuf,
+    /// Arguments of every job besides `--input`, `--output` and `--fail-when-exists` (the
+    /// event-time jobs' window, bound and lateness).
+    pub job_args: Vec<String>,
     /// `FLOE_CONF_DIR` of every job (its `floe.yaml`).
     pub conf: PathBuf,
     /// Where the checkpoints of `execution.checkpointing.dir` are on this machine's file
@@ -271,15 +274,17 @@ impl Round {
         Ok(r)
     }
 
-    fn job_args(&self, input: &Path) -> Vec<std::ffi::OsString> {
-        vec![
+    fn job_args(&self, setup: &Setup, input: &Path) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
             "--input".into(),
             input.into(),
             "--output".into(),
             self.output.clone().into(),
             "--fail-when-exists".into(),
             self.trigger.clone().into(),
-        ]
+        ];
+        args.extend(setup.job_args.iter().map(Into::into));
+        args
     }
 
     fn launch(
@@ -301,7 +306,7 @@ impl Round {
         if let Some(p) = restore {
             cmd.args(["-s", p]);
         }
-        cmd.arg(&setup.job).args(self.job_args(&self.input));
+        cmd.arg(&setup.job).args(self.job_args(setup, &self.input));
         match cluster {
             None => {
                 let out = self.dir.join(format!("job-{}.out", self.generation));
@@ -508,7 +513,7 @@ impl Round {
             .floe_per_job()
             .args(["run", "-D", "rest.port=0"])
             .arg(&setup.job)
-            .args(self.job_args(input))
+            .args(self.job_args(setup, input))
             .stdout(std::fs::File::create(
                 self.dir.join(format!("second-{n}.out")),
             )?)

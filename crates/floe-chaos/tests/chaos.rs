@@ -1,11 +1,12 @@
-//! The chaos harness end to end: the real job under a few dozen faults, and the checker
-//! against independent (awk) output that is right, then duplicated.
+//! The chaos harness end to end: the real jobs under faults (the word count under a few
+//! dozen, the event-time job under kills for several seeds), and the checker against
+//! independent (awk) output that is right, then duplicated.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Builds the `floe` CLI and the job binary next to `floe-chaos` (same profile).
+/// Builds the `floe` CLI and the job binaries next to `floe-chaos` (same profile).
 fn build_binaries() -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
@@ -13,12 +14,10 @@ fn build_binaries() -> PathBuf {
         let st = Command::new(cargo)
             .args(["build", "-q", "-p", "floe-cli", "--bin", "floe"])
             .args(["-p", "floe-examples", "--bin", "exactly_once_word_count"])
+            .args(["--bin", "timer_word_count"])
             .status()
             .unwrap();
-        assert!(
-            st.success(),
-            "building floe and exactly_once_word_count failed"
-        );
+        assert!(st.success(), "building floe and the job binaries failed");
     });
     PathBuf::from(env!("CARGO_BIN_EXE_floe-chaos"))
 }
@@ -98,49 +97,138 @@ fn the_job_under_two_dozen_faults_commits_every_line_once() {
     assert!(num(&f, "checkpoints_completed") > 0, "{out}");
 }
 
+/// Exactly-once of event-time results under failure: for several seeds, the event-time
+/// job over out-of-order input with its worker processes killed (and its job manager, and
+/// the cluster daemon) commits exactly the window results of an uninterrupted run.
+#[test]
+fn the_event_time_job_under_kills_commits_every_window_result_once() {
+    for seed in ["1", "2", "3"] {
+        let (code, out, f) = chaos(&[
+            "--kind",
+            "timers",
+            "--seed",
+            seed,
+            "--faults",
+            "5",
+            "--only",
+            "kill9,savepoint_kill_jm,daemon_kill",
+            "--words-per-round",
+            "120000",
+            "--min-gap-ms",
+            "50",
+            "--max-gap-ms",
+            "300",
+            "--no-storage-faults",
+            "--timeout-secs",
+            "300",
+        ]);
+        assert_eq!(code, 0, "seed {seed}: {out}");
+        assert_eq!(num(&f, "faults"), 5, "seed {seed}: {out}");
+        for k in ["lost", "duplicated", "wrong", "leftover", "failed_rounds"] {
+            assert_eq!(num(&f, k), 0, "seed {seed}: {k}: {out}");
+        }
+        // Every window result of every round, and nothing else.
+        assert_eq!(num(&f, "lines"), num(&f, "results"), "seed {seed}: {out}");
+        assert!(num(&f, "results") > 0, "seed {seed}: {out}");
+        assert!(num(&f, "kill9") >= 2, "seed {seed}: {out}");
+        assert_eq!(num(&f, "stop") + num(&f, "panic"), 0, "seed {seed}: {out}");
+        assert!(num(&f, "restarts") >= 1, "seed {seed}: {out}");
+    }
+}
+
+/// A job script: `pipeline` (shell, `$2` the input and `$4` the output directory, `$8` the
+/// window size) writes `$4/part-awk-0-0`; with `dup` its first five lines are committed
+/// twice. It reports to `floe run` as a Floe job does (floe::exit), which refuses binaries
+/// that do not.
+fn script_job(dir: &Path, name: &str, pipeline: &str, dup: bool) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\n# --input DIR --output DIR --fail-when-exists PATH [--window-ms MS ...]\nmkdir -p \"$4\"\n{pipeline} > \"$4/part-awk-0-0\"\n{}printf 'submitted 0123456789abcdef0123456789abcdef\\nended FINISHED\\n' >> \"$FLOE_CLI_REPORT\"\n",
+            if dup { "head -n 5 \"$4/part-awk-0-0\" > \"$4/part-awk-1-0\"\n" } else { "" }
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// Runs `kind` once without faults with the job `exact`, then with `dup`; returns both
+/// summaries after checking the exit codes (0, then 1).
+fn exact_then_duplicated(
+    dir: &Path,
+    kind: &str,
+    exact: &Path,
+    dup: &Path,
+) -> (HashMap<String, String>, HashMap<String, String>) {
+    // Inside the test's temporary directory: a failing round is kept there, not in /tmp.
+    let work = dir.join(format!("work-{kind}"));
+    let run = |job: &Path| {
+        chaos(&[
+            "--kind",
+            kind,
+            "--faults",
+            "0",
+            "--words-per-round",
+            "20000",
+            "--no-storage-faults",
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--job",
+            job.to_str().unwrap(),
+        ])
+    };
+    let (code, out, exact) = run(exact);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, dup) = run(dup);
+    assert_eq!(code, 1, "{out}");
+    (exact, dup)
+}
+
 #[test]
 fn the_checker_accepts_exact_output_and_counts_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    // An independent word count: awk numbers each word's occurrences. It reports to
-    // `floe run` as a Floe job does (floe::exit), which refuses binaries that do not.
-    let script = |dup: bool| {
-        let p = dir.path().join(if dup { "dup.sh" } else { "exact.sh" });
-        std::fs::write(
-            &p,
-            format!(
-                "#!/bin/sh\n# --input DIR --output DIR --fail-when-exists PATH\nmkdir -p \"$4\"\ncat \"$2\"/* | tr ' ' '\\n' | awk 'NF {{ c[$1]++; print \"(\" $1 \",\" c[$1] \")\" }}' > \"$4/part-awk-0-0\"\n{}printf 'submitted 0123456789abcdef0123456789abcdef\\nended FINISHED\\n' >> \"$FLOE_CLI_REPORT\"\n",
-                if dup { "head -n 5 \"$4/part-awk-0-0\" > \"$4/part-awk-1-0\"\n" } else { "" }
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    };
-    let exact = script(false);
-    // Inside the test's temporary directory: a failing round is kept there, not in /tmp.
-    let work = dir.path().join("work");
-    let common = [
-        "--faults",
-        "0",
-        "--words-per-round",
-        "20000",
-        "--no-storage-faults",
-        "--work-dir",
-        work.to_str().unwrap(),
-    ];
-    let mut args = common.to_vec();
-    args.extend(["--job", exact.to_str().unwrap()]);
-    let (code, out, f) = chaos(&args);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!((num(&f, "lines"), num(&f, "lost")), (20000, 0), "{out}");
+    // An independent word count: awk numbers each word's occurrences.
+    let count =
+        "cat \"$2\"/* | tr ' ' '\\n' | awk 'NF { c[$1]++; print \"(\" $1 \",\" c[$1] \")\" }'";
+    let exact = script_job(dir.path(), "exact.sh", count, false);
+    let dup = script_job(dir.path(), "dup.sh", count, true);
+    let (exact, dup) = exact_then_duplicated(dir.path(), "word-count", &exact, &dup);
+    assert_eq!((num(&exact, "lines"), num(&exact, "lost")), (20000, 0));
+    assert_eq!((num(&dup, "duplicated"), num(&dup, "lost")), (5, 0));
+}
 
-    let dup = script(true);
-    let mut args = common.to_vec();
-    args.extend(["--job", dup.to_str().unwrap()]);
-    let (code, out, f) = chaos(&args);
-    assert_eq!(code, 1, "{out}");
-    assert_eq!((num(&f, "duplicated"), num(&f, "lost")), (5, 0), "{out}");
+#[test]
+fn the_window_checker_accepts_an_independent_window_count_and_counts_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    // An independent tumbling-window count of the generated `<epoch-millis> <word>` lines:
+    // awk counts per word and window start (the timestamps are positive, below 2^53).
+    let count = "cat \"$2\"/* | awk -v W=\"$8\" '{ s = $1 - $1 % W; c[$2 \",\" sprintf(\"%.0f,%.0f\", s, s + W)]++ } END { for (k in c) print \"(\" k \",\" c[k] \")\" }'";
+    let exact = script_job(dir.path(), "exact.sh", count, false);
+    let dup = script_job(dir.path(), "dup.sh", count, true);
+    let (exact, dup) = exact_then_duplicated(dir.path(), "timers", &exact, &dup);
+    assert_eq!(num(&exact, "words"), 20000);
+    let results = num(&exact, "results");
+    // 4 files of 30 windows each, every window with more than one word.
+    assert!(results > 4 * 30 * 10, "{results}");
+    assert_eq!(
+        (
+            num(&exact, "lines"),
+            num(&exact, "lost"),
+            num(&exact, "wrong")
+        ),
+        (results, 0, 0)
+    );
+    assert_eq!(
+        (
+            num(&dup, "duplicated"),
+            num(&dup, "lost"),
+            num(&dup, "wrong")
+        ),
+        (5, 0, 0)
+    );
 }
 
 /// Builds the multi-host layout for real (network namespaces: needs root, iproute2 and
