@@ -60,7 +60,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * (must be N: the program exits with 2 otherwise) and an order-independent digest of the
  * results, sum over results of splitmix64(splitmix64(fnv1a64(word) ^ windowEnd) ^ count)
  * (wrapping, windowEnd = the result's timestamp + 1 = the window's exclusive end), so two
- * engines' outputs can be compared exactly.
+ * engines' outputs can be compared exactly; bench/window_reference.py computes the expected
+ * figures without any engine.
  */
 public class WindowWordCount {
     static final long BASE_MS = 1_700_000_000_000L;
