@@ -9,8 +9,24 @@ use serde_json::{json, Value};
 
 fn cbor_to_json(bytes: &[u8]) -> Value {
     match ciborium::from_reader::<ciborium::Value, _>(bytes) {
-        Ok(v) => serde_json::to_value(&v).unwrap_or(Value::Null),
+        Ok(v) => serde_json::to_value(untagged(v)).unwrap_or(Value::Null),
         Err(_) => json!({ "undecodable_bytes": bytes.len() }),
+    }
+}
+
+/// CBOR tags have no JSON form: print what they tag. (State with TTL is tagged; its
+/// values show as `{"user_value": .., "last_access_timestamp": ..}`.)
+fn untagged(v: ciborium::Value) -> ciborium::Value {
+    use ciborium::Value as C;
+    match v {
+        C::Tag(_, inner) => untagged(*inner),
+        C::Array(a) => C::Array(a.into_iter().map(untagged).collect()),
+        C::Map(m) => C::Map(
+            m.into_iter()
+                .map(|(k, v)| (untagged(k), untagged(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -149,4 +165,24 @@ pub fn inspect(path: &Location, dump: Option<&str>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_tagged_values_dump_as_their_fields() {
+        // A TTL value state's stored bytes: the TTL tag, then the CBOR of the wrapper.
+        let mut bytes = vec![0xDA, 0x46, 0x4C, 0x54, 0x54];
+        ciborium::into_writer(
+            &json!({ "user_value": 3, "last_access_timestamp": 1700000000000i64 }),
+            &mut bytes,
+        )
+        .unwrap();
+        assert_eq!(
+            cbor_to_json(&bytes),
+            json!({ "user_value": 3, "last_access_timestamp": 1700000000000i64 })
+        );
+    }
 }

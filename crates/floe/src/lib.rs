@@ -73,14 +73,20 @@ pub mod prelude {
     };
     pub use crate::api::params::JobParams;
     pub use crate::api::print::PrintFormat;
+    pub use crate::api::process::{Context, KeyedProcessFunction, TimerService};
     pub use crate::api::stream::{DataStream, KeyedStream};
+    pub use crate::api::time::{
+        OutputTag, TimeDomain, TimestampAssigner, WatermarkGenerator, WatermarkOutput,
+        WatermarkStrategy, MAX_WATERMARK, MIN_WATERMARK, NO_TIMESTAMP,
+    };
     pub use crate::checkpoint::config::{CheckpointingMode, ExternalizedCheckpointRetention};
     pub use crate::connectors::collect::CollectHandle;
     pub use crate::connectors::discard::CountHandle;
     pub use crate::jobmanager::restart::RestartStrategy;
     pub use crate::state::{
         KeyedContext, ListState, ListStateDescriptor, MapState, MapStateDescriptor, ReducingState,
-        ReducingStateDescriptor, ValueState, ValueStateDescriptor, WithDefault,
+        ReducingStateDescriptor, StateTtlConfig, StateVisibility, UpdateType, ValueState,
+        ValueStateDescriptor, WithDefault,
     };
     pub use crate::{anyhow, bail, Result};
 }

@@ -3,6 +3,7 @@
 use super::data::Data;
 use super::params::JobParams;
 use super::stream::{DataStream, SourceNode};
+use super::time::{TimestampAssigner, WatermarkGenerator, WatermarkStrategy};
 use crate::checkpoint::config::{CheckpointingMode, ExternalizedCheckpointRetention};
 use crate::checkpoint::metadata::OperatorKind;
 use crate::config::{keys, Configuration, Key, OptionValue};
@@ -15,7 +16,10 @@ pub use crate::job::{JobExecutionResult, JobStatus};
 use crate::jobmanager::restart::RestartStrategy;
 use crate::jobmanager::{JobClient, JobSpec};
 pub use crate::launch::exit_on_error;
+use crate::runtime::event::Ev;
+use crate::runtime::nodes::TimedView;
 use crate::runtime::plan::{OperatorDecl, Terminal};
+use crate::runtime::watermarks::TimedSource;
 use crate::Result;
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -251,6 +255,70 @@ impl StreamEnv {
             op,
             chain,
             source: Some(super::stream::SourceChain { op, source }),
+            outputs: None,
+        }
+    }
+
+    /// A source with a watermark strategy applied per split (Flink's
+    /// `fromSource(source, watermarkStrategy, sourceName)`): each file of a file source
+    /// (each partition, for sources that have them) gets its own generator, the subtask's
+    /// watermark is the minimum over its active splits, and a split that ended no longer
+    /// holds it back.
+    ///
+    /// ```no_run
+    /// use floe::prelude::*;
+    /// use floe::connectors::file::TextFileSource;
+    /// use std::time::Duration;
+    /// let env = StreamEnv::new();
+    /// let lines = env.from_source(
+    ///     TextFileSource::new("/data/in"),
+    ///     WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
+    ///         .with_timestamp_assigner(|l: &String, _| l.split(' ').next().and_then(|t| t.parse().ok()).unwrap_or(0)),
+    ///     "events",
+    /// );
+    /// ```
+    pub fn from_source<T, S, G, A>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<G, A>,
+        name: &str,
+    ) -> DataStream<T>
+    where
+        T: Data,
+        S: Source<T>,
+        G: WatermarkGenerator,
+        A: TimestampAssigner<T>,
+    {
+        let chain = self.new_chain();
+        let op = self.add_operator(
+            &format!("Source: {name}"),
+            Some(OperatorKind::Source),
+            Some(chain),
+        );
+        self.inner.borrow_mut().operators[op].parallelism = source.max_parallelism().unwrap_or(0);
+        let source: Arc<dyn Source<Ev<T>>> = Arc::new(TimedSource {
+            inner: Arc::new(source),
+            strategy,
+            interval: self.auto_watermark_interval(),
+        });
+        DataStream {
+            env: self.clone(),
+            node: Arc::new(TimedView(Arc::new(SourceNode { op, source }))),
+            op,
+            chain,
+            source: None,
+            outputs: None,
+        }
+    }
+
+    /// `pipeline.auto-watermark-interval` (default 200 ms; 0 turns periodic watermarks off).
+    pub(crate) fn auto_watermark_interval(&self) -> Duration {
+        match self.configuration().get(keys::AUTO_WATERMARK_INTERVAL) {
+            Ok(v) => v.unwrap_or(Duration::from_millis(200)),
+            Err(e) => {
+                self.record_error(e.to_string());
+                Duration::from_millis(200)
+            }
         }
     }
 

@@ -6,5 +6,7 @@ pub mod env;
 pub mod functions;
 pub mod params;
 pub mod print;
+pub mod process;
 pub mod stream;
+pub mod time;
 pub mod tuple;

@@ -8,21 +8,28 @@ use super::data::{Data, Key};
 use super::env::StreamEnv;
 use super::functions::{Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction};
 use super::print::{PrintFormat, PrintSink};
+use super::process::{KeyedProcessFunction, ProcessLogic};
+use super::time::{OutputTag, TimestampAssigner, WatermarkGenerator, WatermarkStrategy};
 use super::tuple::Fields;
 use crate::checkpoint::metadata::OperatorKind;
 use crate::connectors::collect::{CollectHandle, CollectSink};
 use crate::connectors::discard::{CountHandle, DiscardSink};
 use crate::connectors::{Sink, Source, TwoPhaseCommitSink};
+use crate::runtime::event::Ev;
 pub(crate) use crate::runtime::nodes::SourceNode;
 use crate::runtime::nodes::{
-    ChainedSource, CommittingSinkTerminal, FilterBatch, FilterNode, KeyByBatch, KeyByNode,
-    KeyedNode, SinkTerminal, StatelessNode,
+    AsEv, AssignNode, ChainedSource, CommittingSinkTerminal, FilterBatch, FilterNode, KeyByBatch,
+    KeyByNode, KeyedNode, Shared, SideOutputNode, SinkTerminal, StatelessNode, TimedKeyByNode,
+    TimedKeyedNode, TimedView,
 };
 use crate::runtime::operator::keyed::{KeyedLogic, KeyedRecord};
+use crate::runtime::operator::timed::TimedLogic;
 use crate::runtime::operators::{
-    BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, UserKeyed,
+    BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, TimedFilter, TimedFlatMap, TimedMap,
+    UserKeyed,
 };
 use crate::runtime::plan::Node;
+use crate::runtime::watermarks::Assign;
 use crate::state::keygroup::KeyEncoder;
 use crate::Result;
 use std::sync::Arc;
@@ -53,6 +60,9 @@ pub struct DataStream<T: Data> {
     /// stateless operators (and the key extraction of `key_by`) are chained into the
     /// source and run in its batch loop, before any exchange (Flink's operator chaining).
     pub(crate) source: Option<SourceChain<T>>,
+    /// The output of an operator with side outputs (built once, read by the main stream
+    /// and by [`get_side_output`](DataStream::get_side_output)).
+    pub(crate) outputs: Option<Arc<dyn Node<Ev<T>>>>,
 }
 
 /// A source with the stateless operators chained to it.
@@ -73,8 +83,8 @@ impl<T> Clone for SourceChain<T> {
 /// A stream partitioned by key: every record of a key goes to the subtask that owns the
 /// key's key group, and operators on it have keyed state.
 pub struct KeyedStream<K: Key, T: Data> {
-    env: StreamEnv,
-    node: Arc<dyn Node<KeyedRecord<K, T>>>,
+    pub(crate) env: StreamEnv,
+    pub(crate) node: Arc<dyn Node<KeyedRecord<K, T>>>,
 }
 
 impl<T: Data> DataStream<T> {
@@ -85,6 +95,7 @@ impl<T: Data> DataStream<T> {
             op,
             chain,
             source: None,
+            outputs: None,
         }
     }
 
@@ -113,6 +124,7 @@ impl<T: Data> DataStream<T> {
                     op,
                     chain,
                     source: Some(SourceChain { op: sc.op, source }),
+                    outputs: None,
                 }
             }
             None => {
@@ -123,6 +135,113 @@ impl<T: Data> DataStream<T> {
                 });
                 self.then(node, op, chain)
             }
+        }
+    }
+
+    /// Adds a stateless operator on an event-time stream (its own operator, not chained).
+    fn stateless_timed<U: Data, B, M>(self, name: &str, make: M) -> DataStream<U>
+    where
+        B: BatchFn<Ev<T>, Ev<U>>,
+        M: Fn() -> B + Send + Sync + 'static,
+    {
+        let op = self.env.add_operator(name, None, Some(self.chain));
+        let node = StatelessNode {
+            up: Arc::new(AsEv(Arc::clone(&self.node))),
+            op,
+            make,
+        };
+        self.then(Arc::new(TimedView(Arc::new(node))), op, self.chain)
+    }
+
+    /// Gives every record its event timestamp and generates watermarks, one generator per
+    /// subtask (Flink's `assignTimestampsAndWatermarks`). Chained into the source when it
+    /// directly follows one. Watermarks the stream already had are replaced, except the end
+    /// of the input. For watermarks per source split use
+    /// [`StreamEnv::from_source`](crate::StreamEnv::from_source).
+    ///
+    /// ```
+    /// use floe::prelude::*;
+    /// use std::time::Duration;
+    /// let env = StreamEnv::new();
+    /// let timed = env
+    ///     .from_collection(vec![(1_000i64, 1u32)])
+    ///     .assign_timestamps_and_watermarks(
+    ///         WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(i64, u32), _| e.0),
+    ///     );
+    /// ```
+    pub fn assign_timestamps_and_watermarks<G, A>(
+        self,
+        strategy: WatermarkStrategy<G, A>,
+    ) -> DataStream<T>
+    where
+        G: WatermarkGenerator,
+        A: TimestampAssigner<T>,
+    {
+        let interval = self.env.auto_watermark_interval();
+        let name = "Timestamps/Watermarks";
+        let op = self.env.add_operator(name, None, Some(self.chain));
+        let chain = self.chain;
+        if let (Some(sc), false) = (&self.source, self.node.timed()) {
+            let source: Arc<dyn Source<Ev<T>>> = Arc::new(ChainedSource {
+                inner: Arc::clone(&sc.source),
+                make: move || Assign::new(&strategy, interval),
+            });
+            let node = Arc::new(SourceNode { op: sc.op, source });
+            return self.then(Arc::new(TimedView(node)), op, chain);
+        }
+        let node = AssignNode {
+            up: Arc::clone(&self.node),
+            op,
+            strategy,
+            interval,
+        };
+        self.then(Arc::new(TimedView(Arc::new(node))), op, chain)
+    }
+
+    /// The side output `tag` of the operator that produced this stream (a process
+    /// function or a window), with the operator's timestamps and watermarks (Flink's
+    /// `getSideOutput`).
+    pub fn get_side_output<V: Data>(&self, tag: &OutputTag<V>) -> DataStream<V> {
+        let Some(outputs) = &self.outputs else {
+            self.env.record_error(format!(
+                "get_side_output('{}'): this stream is not the output of a process function or a window",
+                tag.id
+            ));
+            return self.then(
+                Arc::new(TimedView(Arc::new(SideOutputNode::<T, V> {
+                    up: Arc::new(AsEv(Arc::clone(&self.node))),
+                    op: self.op,
+                    tag: tag.id.clone(),
+                    _v: std::marker::PhantomData,
+                }))),
+                self.op,
+                self.chain,
+            );
+        };
+        let node = SideOutputNode::<T, V> {
+            up: Arc::clone(outputs),
+            op: self.op,
+            tag: tag.id.clone(),
+            _v: std::marker::PhantomData,
+        };
+        self.then(Arc::new(TimedView(Arc::new(node))), self.op, self.chain)
+    }
+
+    /// The stream of an event-time operator whose output is shared with its side outputs.
+    pub(crate) fn with_side_outputs(
+        env: StreamEnv,
+        out: Arc<dyn Node<Ev<T>>>,
+        op: usize,
+        chain: usize,
+    ) -> DataStream<T> {
+        let shared: Arc<dyn Node<Ev<T>>> = Arc::new(Shared(out));
+        DataStream {
+            env,
+            node: Arc::new(TimedView(Arc::clone(&shared))),
+            op,
+            chain,
+            source: None,
+            outputs: Some(shared),
         }
     }
 
@@ -157,6 +276,9 @@ impl<T: Data> DataStream<T> {
 
     /// Applies a [`MapFunction`] (a rich function with `open()`).
     pub fn map_function<U: Data, F: MapFunction<T, U>>(self, f: F) -> DataStream<U> {
+        if self.node.timed() {
+            return self.stateless_timed("Map", move || TimedMap(f.clone()));
+        }
         self.stateless("Map", move || MapBatch(f.clone()))
     }
 
@@ -179,6 +301,11 @@ impl<T: Data> DataStream<T> {
 
     /// Applies a [`FlatMapFunction`] (a rich function with `open()`).
     pub fn flat_map_function<U: Data, F: FlatMapFunction<T, U>>(self, f: F) -> DataStream<U> {
+        if self.node.timed() {
+            return self.stateless_timed("Flat Map", move || {
+                TimedFlatMap(f.clone(), Collector::default())
+            });
+        }
         self.stateless("Flat Map", move || {
             FlatMapBatch(f.clone(), Collector::default())
         })
@@ -189,6 +316,9 @@ impl<T: Data> DataStream<T> {
     where
         F: FnMut(&T) -> bool + Clone + Send + Sync + 'static,
     {
+        if self.node.timed() {
+            return self.stateless_timed("Filter", move || TimedFilter(f.clone()));
+        }
         if self.source.is_some() {
             return self.stateless("Filter", move || FilterBatch(f.clone()));
         }
@@ -207,6 +337,25 @@ impl<T: Data> DataStream<T> {
     where
         F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
+        self.key_by_input(f, 0)
+    }
+
+    /// `key_by` as input `input` of a keyed operator (connected streams have two).
+    pub(crate) fn key_by_input<K: Key, F>(self, f: F, input: u32) -> KeyedStream<K, T>
+    where
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
+    {
+        if self.node.timed() {
+            let keyed = TimedKeyByNode {
+                up: Arc::clone(&self.node),
+                f,
+                input,
+            };
+            return KeyedStream {
+                env: self.env.clone(),
+                node: Arc::new(TimedView(Arc::new(keyed))),
+            };
+        }
         let node: Arc<dyn Node<KeyedRecord<K, T>>> = match &self.source {
             Some(sc) => {
                 let source: Arc<dyn Source<KeyedRecord<K, T>>> = Arc::new(ChainedSource {
@@ -316,7 +465,29 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             op,
             chain,
             source: None,
+            outputs: None,
         }
+    }
+
+    /// Adds a timed keyed operator (process function, window, join) running `logic`;
+    /// `inputs` logical inputs combine their watermarks.
+    pub(crate) fn timed_keyed<U: Data, L: TimedLogic<K, T, U>>(
+        self,
+        name: &str,
+        logic: L,
+        inputs: u32,
+    ) -> DataStream<U> {
+        let chain = self.env.new_chain();
+        let op = self
+            .env
+            .add_operator(name, Some(OperatorKind::Keyed), Some(chain));
+        let node = Arc::new(TimedKeyedNode {
+            up: self.node,
+            op,
+            logic,
+            inputs,
+        });
+        DataStream::with_side_outputs(self.env, node, op, chain)
     }
 
     /// Flink's `sum(field)`: per key, adds field `field` of every record to a running
@@ -352,6 +523,12 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
                 state: Default::default(),
             },
         )
+    }
+
+    /// Applies a [`KeyedProcessFunction`]: keyed state, event-time and processing-time
+    /// timers, side outputs (Flink's `process` on a `KeyedStream`).
+    pub fn process<U: Data, F: KeyedProcessFunction<K, T, U>>(self, f: F) -> DataStream<U> {
+        self.timed_keyed("KeyedProcess", ProcessLogic(f), 1)
     }
 
     /// Applies a [`KeyedFlatMapFunction`] with keyed state.

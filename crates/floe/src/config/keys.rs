@@ -350,6 +350,9 @@ keys! {
     MAX_PARALLELISM: u32 = "pipeline.max-parallelism";
     /// The job's name.
     PIPELINE_NAME: String = "pipeline.name";
+    /// How often watermark generators are asked for a watermark (0: never, only
+    /// generators that emit on events advance it).
+    AUTO_WATERMARK_INTERVAL: Duration = "pipeline.auto-watermark-interval";
     // --- worker processes ----------------------------------------------------------------
     /// How often a worker process reports to its job manager.
     HEARTBEAT_INTERVAL: Duration = "heartbeat.interval";

@@ -327,6 +327,13 @@ pub static OPTIONS: &[ConfigOption] = &[
         default: None,
         description: "Job name shown by the CLI and REST API.",
     },
+    ConfigOption {
+        key: keys::AUTO_WATERMARK_INTERVAL.name(),
+        aliases: &[],
+        kind: ValueKind::Duration,
+        default: Some("200 ms"),
+        description: "Interval of periodic watermark emission (0 turns it off).",
+    },
     // --- Worker processes ----------------------------------------------------------------
     ConfigOption {
         key: keys::HEARTBEAT_INTERVAL.name(),

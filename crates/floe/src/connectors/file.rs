@@ -4,7 +4,7 @@
 //! is `i mod parallelism`. The position is the byte offset reached in each file, so a
 //! restore resumes exactly after the last line included in the checkpoint.
 
-use super::{Source, SourceContext, SourceReader, SourceStatus};
+use super::{Source, SourceContext, SourceReader, SourceStatus, SplitRun};
 use crate::Result;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,7 @@ impl Source<String> for TextFileSource {
             splits,
             current: 0,
             line: String::new(),
+            runs: Vec::new(),
         }))
     }
 }
@@ -130,6 +131,8 @@ struct FileReader {
     splits: Vec<Split>,
     current: usize,
     line: String,
+    /// The files the last poll read from (event-time sources watermark per file).
+    runs: Vec<SplitRun>,
 }
 
 fn strip_newline(s: &mut String) {
@@ -143,11 +146,13 @@ fn strip_newline(s: &mut String) {
 
 impl SourceReader<String> for FileReader {
     fn poll_next(&mut self, out: &mut Vec<String>, max: usize) -> Result<SourceStatus> {
+        self.runs.clear();
         let mut n = 0;
         while n < max {
             let Some(split) = self.splits.get_mut(self.current) else {
                 return Ok(SourceStatus::Finished);
             };
+            let index = self.current as u32;
             let offset = split.offset;
             let path: &Path = &split.path.clone();
             let r = split.open()?;
@@ -161,6 +166,14 @@ impl SourceReader<String> for FileReader {
             if read == 0 {
                 split.reader = None;
                 self.current += 1;
+                match self.runs.last_mut() {
+                    Some(r) if r.split == index => r.finished = true,
+                    _ => self.runs.push(SplitRun {
+                        split: index,
+                        records: 0,
+                        finished: true,
+                    }),
+                }
                 continue;
             }
             split.offset += read as u64;
@@ -168,6 +181,14 @@ impl SourceReader<String> for FileReader {
             strip_newline(&mut l);
             out.push(l);
             n += 1;
+            match self.runs.last_mut() {
+                Some(r) if r.split == index => r.records += 1,
+                _ => self.runs.push(SplitRun {
+                    split: index,
+                    records: 1,
+                    finished: false,
+                }),
+            }
         }
         Ok(if self.current >= self.splits.len() {
             SourceStatus::Finished
@@ -185,5 +206,9 @@ impl SourceReader<String> for FileReader {
                 .collect(),
         };
         Ok(bincode::serialize(&p)?)
+    }
+
+    fn last_poll_splits(&self) -> Option<&[SplitRun]> {
+        Some(&self.runs)
     }
 }

@@ -61,12 +61,29 @@ pub struct SourceContext {
     pub task_info: TaskInfo,
 }
 
+/// Consecutive records of one poll that came from one split (file, partition): what an
+/// event-time source generates watermarks per split from (Flink's split-local watermarks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitRun {
+    /// The split, as the reader numbers its splits.
+    pub split: u32,
+    /// How many of the poll's records, in order, came from it.
+    pub records: usize,
+    /// The split ended with these records: it no longer holds back the watermark.
+    pub finished: bool,
+}
+
 /// One parallel instance of a source.
 pub trait SourceReader<T> {
     /// Appends up to `max` records to `out`. Must not block.
     fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus>;
     /// The position after the last record returned, as bytes for the checkpoint.
     fn snapshot(&mut self) -> Result<Vec<u8>>;
+    /// The splits the records of the last [`poll_next`](Self::poll_next) came from, in
+    /// order. `None` (the default): the reader is one split.
+    fn last_poll_splits(&self) -> Option<&[SplitRun]> {
+        None
+    }
 }
 
 /// A source: creates readers.
@@ -79,6 +96,13 @@ pub trait Source<T>: Send + Sync + 'static {
     }
     /// Creates the reader of one parallel instance.
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<T>>>;
+    /// What a worker that runs no instance of this source (see
+    /// [`max_parallelism`](Self::max_parallelism)) emits once: nothing for a plain source,
+    /// the final watermark for an event-time one, so that it never holds back the
+    /// watermark downstream.
+    fn without_reader(&self) -> Vec<T> {
+        Vec::new()
+    }
 }
 
 /// One parallel instance of a sink.

@@ -296,6 +296,7 @@ fn worker_loop(
             start_epoch,
             probe: &probe,
             drivers: &mut drivers,
+            built: crate::runtime::plan::Built::new(),
         };
         for t in &plan.terminals {
             t.build(&mut cx)?;

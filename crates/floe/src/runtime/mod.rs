@@ -12,6 +12,8 @@
 //! - [`plan`]: the job graph as built by the API, instantiated once per worker and attempt.
 //! - [`process`]: running an attempt in a worker process.
 //! - [`network`]: the sockets between the worker processes of an attempt (handshake, nonce).
+//! - [`event`]: event time on the dataflow: stream elements with timestamps, watermarks.
+//! - [`watermarks`]: watermark strategies run per source split or per subtask.
 //! - [`workers`]: where an attempt's worker processes run (this host or task managers).
 //!
 //! Timestamps are `epoch << 32 | seq`. The epoch of a record is the id of the first
@@ -21,6 +23,7 @@
 //! flight (backpressure) without making checkpoint epochs fine-grained.
 
 pub(crate) mod attempt;
+pub(crate) mod event;
 pub(crate) mod executor;
 pub(crate) mod network;
 pub(crate) mod nodes;
@@ -30,6 +33,7 @@ pub mod plan;
 pub mod process;
 pub(crate) mod protocol;
 pub(crate) mod snapshot;
+pub(crate) mod watermarks;
 pub mod workers;
 
 pub(crate) mod failure;

@@ -5,6 +5,7 @@
 //! downstream as one container.
 
 use super::attempt::{AttemptControl, FailureCause};
+use super::event::Ev;
 use super::failure;
 use super::operator::keyed::{KeyedLogic, KeyedRecord};
 use super::plan::BuildCx;
@@ -28,6 +29,8 @@ use timely::dataflow::StreamVec;
 pub(crate) trait BatchFn<T, U>: 'static {
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()>;
     fn apply(&mut self, input: &mut Vec<T>, out: &mut Vec<U>) -> Result<()>;
+    /// The input ended (chained into a source): the last output, e.g. the final watermark.
+    fn end(&mut self, _out: &mut Vec<U>) {}
 }
 
 pub(crate) struct MapBatch<F>(pub F);
@@ -319,5 +322,69 @@ impl<K: Key, T: Data, U: Data, F: KeyedFlatMapFunction<K, T, U>> KeyedLogic<K, T
         out: &mut Collector<U>,
     ) -> Result<()> {
         self.0.flat_map(value, ctx, out)
+    }
+}
+
+/// A [`MapFunction`] on an event-time stream: each result keeps its input's timestamp;
+/// watermarks pass.
+pub(crate) struct TimedMap<F>(pub F);
+impl<T: 'static, U: 'static, F: MapFunction<T, U>> BatchFn<Ev<T>, Ev<U>> for TimedMap<F> {
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.0.open(ctx)
+    }
+    #[inline]
+    fn apply(&mut self, input: &mut Vec<Ev<T>>, out: &mut Vec<Ev<U>>) -> Result<()> {
+        out.reserve(input.len());
+        for e in input.drain(..) {
+            match e {
+                Ev::Rec(ts, v) => out.push(Ev::Rec(ts, self.0.map(v)?)),
+                Ev::Mark(m) => out.push(Ev::Mark(m)),
+                Ev::Side(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A [`FlatMapFunction`] on an event-time stream: every output keeps its input's timestamp.
+pub(crate) struct TimedFlatMap<F, U>(pub F, pub Collector<U>);
+impl<T: 'static, U: 'static, F: FlatMapFunction<T, U>> BatchFn<Ev<T>, Ev<U>>
+    for TimedFlatMap<F, U>
+{
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.0.open(ctx)
+    }
+    #[inline]
+    fn apply(&mut self, input: &mut Vec<Ev<T>>, out: &mut Vec<Ev<U>>) -> Result<()> {
+        for e in input.drain(..) {
+            match e {
+                Ev::Rec(ts, v) => {
+                    self.0.flat_map(v, &mut self.1)?;
+                    out.extend(self.1.buf.drain(..).map(|u| Ev::Rec(ts, u)));
+                }
+                Ev::Mark(m) => out.push(Ev::Mark(m)),
+                Ev::Side(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A filter on an event-time stream.
+pub(crate) struct TimedFilter<F>(pub F);
+impl<T: 'static, F: FnMut(&T) -> bool + 'static> BatchFn<Ev<T>, Ev<T>> for TimedFilter<F> {
+    fn open(&mut self, _ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        Ok(())
+    }
+    #[inline]
+    fn apply(&mut self, input: &mut Vec<Ev<T>>, out: &mut Vec<Ev<T>>) -> Result<()> {
+        let f = &mut self.0;
+        input.retain(|e| match e {
+            Ev::Rec(_, v) => f(v),
+            Ev::Mark(_) => true,
+            Ev::Side(_) => false,
+        });
+        out.append(input);
+        Ok(())
     }
 }

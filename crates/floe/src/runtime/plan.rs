@@ -1,6 +1,7 @@
 //! The job graph built by the API and how it is instantiated on a timely worker.
 
 use super::attempt::Attempt;
+use super::event::Ev;
 use super::Time;
 use crate::api::data::Data;
 use crate::api::functions::TaskInfo;
@@ -131,8 +132,21 @@ impl Plan {
 }
 
 /// A node producing a stream of `T`.
+///
+/// A node on an event-time stream ([`timed`](Self::timed)) produces [`Ev`] elements —
+/// records with their timestamps, watermarks and side outputs — through
+/// [`build_timed`](Self::build_timed); [`build`](Self::build) then gives the bare records.
+/// A plain node gives records without timestamps to an event-time consumer.
 pub(crate) trait Node<T: Data>: Send + Sync {
     fn build<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, T>>;
+    /// The stream as event-time elements.
+    fn build_timed<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, Ev<T>>> {
+        Ok(super::event::untimed(self.build(cx)?))
+    }
+    /// True when the stream carries timestamps and watermarks.
+    fn timed(&self) -> bool {
+        false
+    }
     /// Checks whether the snapshot's state decodes into this node's (and its upstream's)
     /// state types, without running anything.
     fn check(&self, plan: &Plan, snap: &LoadedSnapshot, out: &mut Vec<StateCheck>) -> Result<()>;
@@ -185,6 +199,48 @@ pub(crate) struct BuildCx<'s, 'a> {
     pub start_epoch: u64,
     pub probe: &'a ProbeHandle<Time>,
     pub drivers: &'a mut Vec<Box<dyn SourceDriver>>,
+    /// Streams built once and read by several consumers (an operator's main output and
+    /// its side outputs).
+    pub built: Built<'s>,
+}
+
+/// Streams already built on this worker, by the address of the node that built them.
+pub(crate) struct Built<'s> {
+    streams: std::collections::HashMap<usize, Box<dyn std::any::Any>>,
+    _scope: std::marker::PhantomData<Scope<'s, Time>>,
+}
+
+impl<'s> Built<'s> {
+    pub fn new() -> Self {
+        Built {
+            streams: Default::default(),
+            _scope: std::marker::PhantomData,
+        }
+    }
+
+    /// The stream node `key` built earlier, if it did.
+    pub fn get<D: Clone + 'static>(&self, key: usize) -> Option<StreamVec<'s, Time, D>> {
+        let s = self.streams.get(&key)?;
+        let s: &StreamVec<'static, Time, D> = s.downcast_ref()?;
+        // Shortening 'static to 's is plain covariance.
+        Some(s.clone())
+    }
+
+    /// Remembers the stream node `key` built.
+    pub fn put<D: Clone + 'static>(&mut self, key: usize, stream: &StreamVec<'s, Time, D>) {
+        // SAFETY: a stream's lifetime is that of its scope, which outlives this map (the map
+        // lives in the `BuildCx` of that scope and is dropped with it). The 'static copy is
+        // never handed out: `get` gives it back as `'s`. `Stream` is covariant in its
+        // lifetime, so only the lifetime changes, never the layout.
+        let stream: StreamVec<'static, Time, D> =
+            unsafe { std::mem::transmute::<StreamVec<'s, Time, D>, _>(stream.clone()) };
+        self.streams.insert(key, Box::new(stream));
+    }
+}
+
+/// The key a node memoizes its stream under: its address.
+pub(crate) fn node_key<N: ?Sized>(node: &N) -> usize {
+    node as *const N as *const () as usize
 }
 
 impl<'a> BuildCx<'_, 'a> {

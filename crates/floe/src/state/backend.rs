@@ -1,11 +1,13 @@
 //! The in-memory keyed state backend: a key index plus one table per state name.
 
+use super::ttl::{self, TtlParams, TtlStored, TtlTable, TtlTimeProvider};
 use super::{decode_value, encode_value, ReduceFn, UNBOUND};
 use crate::api::data::{Data, Key};
 use crate::Result;
 use hashbrown::HashTable;
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One changed key in a snapshot delta: its key group, canonical key bytes, and the
 /// serialized value of every registered state (`None` = no value for that state).
@@ -25,7 +27,13 @@ pub(crate) trait StateTable: Send {
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn encode_slot(&self, slot: u32, out: &mut Vec<u8>) -> Result<bool>;
-    fn restore_slot(&mut self, slot: u32, bytes: &[u8]) -> Result<()>;
+    /// Restores one slot from snapshot bytes; `now` is the restoring process's TTL clock.
+    fn restore_slot(&mut self, slot: u32, bytes: &[u8], now: i64) -> Result<()>;
+    /// TTL tables: one incremental cleanup step (run for every record when configured).
+    fn ttl_cleanup_step(&self, _now: i64) {}
+    /// TTL tables, at a snapshot: the full-snapshot cleanup, and every slot changed through
+    /// a read reported to `dirty` so that the delta carries it.
+    fn ttl_before_snapshot(&mut self, _now: i64, _dirty: &mut dyn FnMut(u32)) {}
 }
 
 pub(crate) struct Table<S> {
@@ -57,6 +65,13 @@ impl<S> Table<S> {
         self.ensure(slot);
         self.values[slot as usize] = v;
     }
+    /// Every slot that has a value.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &S)> {
+        self.values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (i as u32, v)))
+    }
     #[inline]
     pub(crate) fn get_or_insert_with(&mut self, slot: u32, f: impl FnOnce() -> S) -> &mut S {
         self.ensure(slot);
@@ -86,7 +101,14 @@ impl<S: Data> StateTable for Table<S> {
             None => Ok(false),
         }
     }
-    fn restore_slot(&mut self, slot: u32, bytes: &[u8]) -> Result<()> {
+    fn restore_slot(&mut self, slot: u32, bytes: &[u8], _now: i64) -> Result<()> {
+        if ttl::is_ttl_encoded(bytes) {
+            crate::bail!(
+                "{} state '{}' was written with state TTL enabled and cannot be restored without it (as in Flink): enable the TTL on its descriptor again",
+                self.kind,
+                self.name
+            );
+        }
         let v: S = decode_value(bytes)
             .map_err(|e| crate::anyhow!("{} state '{}': {e}", self.kind, self.name))?;
         self.set(slot, Some(v));
@@ -123,7 +145,7 @@ impl StateTable for RawTable {
             None => Ok(false),
         }
     }
-    fn restore_slot(&mut self, slot: u32, bytes: &[u8]) -> Result<()> {
+    fn restore_slot(&mut self, slot: u32, bytes: &[u8], _now: i64) -> Result<()> {
         let need = slot as usize + 1;
         if self.values.len() < need {
             self.values.resize_with(need, || None);
@@ -141,6 +163,12 @@ pub struct StateRegistry {
     by_name: HashMap<String, u32>,
     dirty_mark: Vec<bool>,
     dirty: Vec<u32>,
+    /// The TTL clock; `None` = the system clock (no dynamic dispatch outside tests).
+    clock: Option<Arc<dyn TtlTimeProvider>>,
+    /// Ids of the tables with TTL (visited at each snapshot).
+    ttl_tables: Vec<u32>,
+    /// Ids of the TTL tables cleaned up on every record.
+    per_record_cleanup: Vec<u32>,
 }
 
 impl StateRegistry {
@@ -151,29 +179,63 @@ impl StateRegistry {
         default: Option<S>,
         reduce: Option<ReduceFn<S>>,
     ) -> Result<u32> {
+        self.install(
+            name,
+            kind,
+            Table::<S> {
+                name: name.to_string(),
+                kind,
+                values: Vec::new(),
+                default,
+                reduce,
+            },
+        )
+    }
+
+    /// Registers a state with TTL, stored as `S` (values wrapped with their timestamps).
+    pub(crate) fn register_ttl<S: TtlStored>(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        params: TtlParams,
+        default: Option<S::Elem>,
+        reduce: Option<ReduceFn<S::Elem>>,
+    ) -> Result<u32> {
+        let id = self.install(
+            name,
+            kind,
+            TtlTable::<S>::new(name, kind, params, default, reduce),
+        )?;
+        if !self.ttl_tables.contains(&id) {
+            self.ttl_tables.push(id);
+            if params.every_record {
+                self.per_record_cleanup.push(id);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Adds `fresh` under `name`, or returns the id of the same state registered before;
+    /// state restored before its registration arrives as bytes and is decoded now.
+    fn install<T: StateTable + 'static>(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        mut fresh: T,
+    ) -> Result<u32> {
         if let Some(&id) = self.by_name.get(name) {
-            // State restored before its registration arrives as bytes: decode it now.
-            if let Some(raw) = self.tables[id as usize]
-                .as_any_mut()
-                .downcast_mut::<RawTable>()
-            {
-                let mut typed = Table::<S> {
-                    name: name.to_string(),
-                    kind,
-                    values: Vec::new(),
-                    default,
-                    reduce,
-                };
+            let now = self.now();
+            let t = &mut self.tables[id as usize];
+            if let Some(raw) = t.as_any_mut().downcast_mut::<RawTable>() {
                 for (slot, v) in std::mem::take(&mut raw.values).into_iter().enumerate() {
                     if let Some(bytes) = v {
-                        typed.restore_slot(slot as u32, &bytes)?;
+                        fresh.restore_slot(slot as u32, &bytes, now)?;
                     }
                 }
-                self.tables[id as usize] = Box::new(typed);
+                *t = Box::new(fresh);
                 return Ok(id);
             }
-            let t = &self.tables[id as usize];
-            if t.as_any().downcast_ref::<Table<S>>().is_none() || t.kind() != kind {
+            if !t.as_any().is::<T>() || t.kind() != kind {
                 crate::bail!(
                     "state '{name}' is already registered as {} state of another type",
                     t.kind()
@@ -182,15 +244,62 @@ impl StateRegistry {
             return Ok(id);
         }
         let id = self.tables.len() as u32;
-        self.tables.push(Box::new(Table::<S> {
-            name: name.to_string(),
-            kind,
-            values: Vec::new(),
-            default,
-            reduce,
-        }));
+        self.tables.push(Box::new(fresh));
         self.by_name.insert(name.to_string(), id);
         Ok(id)
+    }
+
+    /// The TTL clock's time in epoch milliseconds.
+    #[inline]
+    pub(crate) fn now(&self) -> i64 {
+        match &self.clock {
+            None => ttl::system_now(),
+            Some(c) => c.current_timestamp(),
+        }
+    }
+
+    /// The plain table of state `id`, or `None` when the state has TTL (the handle's
+    /// methods then take the TTL path). One type check, as before TTL existed.
+    #[inline]
+    pub(crate) fn plain<S: 'static>(&self, id: u32) -> Result<Option<&Table<S>>> {
+        if id == UNBOUND {
+            crate::bail!("state handle used before it was registered in open()");
+        }
+        Ok(self.tables[id as usize].as_any().downcast_ref::<Table<S>>())
+    }
+
+    /// Like [`Self::plain`] for a write of `slot`, which marks the slot dirty.
+    #[inline]
+    pub(crate) fn plain_mut<S: 'static>(
+        &mut self,
+        id: u32,
+        slot: u32,
+    ) -> Result<Option<&mut Table<S>>> {
+        if id == UNBOUND {
+            crate::bail!("state handle used before it was registered in open()");
+        }
+        self.mark_dirty(slot);
+        Ok(self.tables[id as usize]
+            .as_any_mut()
+            .downcast_mut::<Table<S>>())
+    }
+
+    /// The TTL table of state `id` (after [`Self::plain`] returned `None`).
+    pub(crate) fn ttl<S: TtlStored>(&self, id: u32) -> Result<&TtlTable<S>> {
+        let t = &self.tables[id as usize];
+        t.as_any().downcast_ref::<TtlTable<S>>().ok_or_else(|| {
+            crate::anyhow!("state '{}' was registered with a different type", t.name())
+        })
+    }
+
+    /// `run_cleanup_for_every_record`: one cleanup step of every such TTL state. Kept out
+    /// of line so that `set_current` stays small for jobs without it.
+    #[inline(never)]
+    fn cleanup_for_record(&self) {
+        let now = self.now();
+        for &id in &self.per_record_cleanup {
+            self.tables[id as usize].ttl_cleanup_step(now);
+        }
     }
 
     /// Names of the registered states, in id order.
@@ -198,7 +307,9 @@ impl StateRegistry {
         self.tables.iter().map(|t| t.name().to_string()).collect()
     }
 
+    /// The plain table of state `id` (for the runtime's own states, which have no TTL).
     #[inline]
+    #[allow(dead_code)] // used by the runtime's hidden keyed states
     pub(crate) fn table<S: 'static>(&self, id: u32) -> Result<&Table<S>> {
         if id == UNBOUND {
             crate::bail!("state handle used before it was registered in open()");
@@ -248,7 +359,7 @@ impl StateRegistry {
 }
 
 #[inline]
-fn mark(dirty_mark: &mut Vec<bool>, dirty: &mut Vec<u32>, slot: u32) {
+pub(crate) fn mark(dirty_mark: &mut Vec<bool>, dirty: &mut Vec<u32>, slot: u32) {
     let s = slot as usize;
     if s >= dirty_mark.len() {
         dirty_mark.resize(s + 1, false);
@@ -321,7 +432,17 @@ impl<K: Key> KeyedContext<K> {
     #[inline]
     pub(crate) fn set_current(&mut self, hash: u64, key: K) -> u32 {
         self.current = self.index.slot(hash, key);
+        // Flink runs this cleanup when the key context changes, i.e. for every record.
+        if !self.registry.per_record_cleanup.is_empty() {
+            self.registry.cleanup_for_record();
+        }
         self.current
+    }
+
+    /// Replaces the clock state TTL is measured with (the system clock by default).
+    #[allow(dead_code)] // the seam for deterministic tests
+    pub(crate) fn set_ttl_time_provider(&mut self, clock: Arc<dyn TtlTimeProvider>) {
+        self.registry.clock = Some(clock);
     }
 
     /// Runs `f` for every `(hash, key, value)` with the key made current and its slot marked
@@ -370,6 +491,7 @@ impl<K: Key> KeyedContext<K> {
         tally: &mut std::collections::BTreeMap<String, (u64, bool, Option<String>)>,
     ) {
         let key: Result<K> = decode_value(key_bytes);
+        let now = self.registry.now();
         for (name, v) in names.iter().zip(values) {
             let Some(bytes) = v else { continue };
             let id = self.registry.table_for_restore(name);
@@ -383,7 +505,7 @@ impl<K: Key> KeyedContext<K> {
             match &key {
                 Err(err) => e.2 = Some(format!("key: {err}")),
                 Ok(_) => {
-                    if let Err(err) = t.restore_slot(0, bytes) {
+                    if let Err(err) = t.restore_slot(0, bytes, now) {
                         e.2 = Some(format!("{err:#}"));
                     }
                 }
@@ -399,6 +521,20 @@ impl<K: Key> KeyedContext<K> {
     /// Serializes every key changed since the last call; clears the dirty set.
     pub(crate) fn take_delta(&mut self) -> Result<Vec<DeltaEntry>> {
         let reg = &mut self.registry;
+        if !reg.ttl_tables.is_empty() {
+            let now = reg.now();
+            let StateRegistry {
+                tables,
+                dirty_mark,
+                dirty,
+                ttl_tables,
+                ..
+            } = &mut *reg;
+            for &id in ttl_tables.iter() {
+                tables[id as usize]
+                    .ttl_before_snapshot(now, &mut |slot| mark(dirty_mark, dirty, slot));
+            }
+        }
         let mut out = Vec::with_capacity(reg.dirty.len());
         let mut buf = Vec::new();
         for &slot in &reg.dirty {
@@ -438,10 +574,16 @@ impl<K: Key> KeyedContext<K> {
         let key: K = decode_value(key_bytes).map_err(|e| crate::anyhow!("key: {e}"))?;
         let hash = crate::state::keygroup::KeyEncoder::default().hash(&key);
         let slot = self.index.slot(hash, key);
+        // Only TTL tables read the clock; plain restores skip it.
+        let now = if self.registry.ttl_tables.is_empty() {
+            0
+        } else {
+            self.registry.now()
+        };
         for (name, v) in names.iter().zip(values) {
             if let Some(bytes) = v {
                 let id = self.registry.table_for_restore(name);
-                self.registry.tables[id as usize].restore_slot(slot, bytes)?;
+                self.registry.tables[id as usize].restore_slot(slot, bytes, now)?;
             }
         }
         self.registry.mark_dirty(slot);
@@ -512,6 +654,344 @@ mod tests {
         let h2 = enc.hash(&"b".to_string());
         restored.set_current(h2, "b".to_string());
         assert_eq!(st2.value(&restored).unwrap(), None);
+    }
+
+    /// A clock the test moves by hand.
+    #[derive(Clone, Default)]
+    struct ManualClock(Arc<std::sync::atomic::AtomicI64>);
+    impl TtlTimeProvider for ManualClock {
+        fn current_timestamp(&self) -> i64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+    impl ManualClock {
+        fn set(&self, ms: i64) {
+            self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn ctx_with_clock() -> (KeyedContext<String>, ManualClock) {
+        let mut ctx = KeyedContext::<String>::new(128);
+        let clock = ManualClock::default();
+        ctx.set_ttl_time_provider(Arc::new(clock.clone()));
+        (ctx, clock)
+    }
+
+    fn open<T>(ctx: &mut KeyedContext<String>, f: impl FnOnce(&mut RuntimeContext<'_>) -> T) -> T {
+        let i = info();
+        let mut rc = RuntimeContext {
+            info: &i,
+            registry: Some(&mut ctx.registry),
+        };
+        f(&mut rc)
+    }
+
+    fn key(ctx: &mut KeyedContext<String>, k: &str) {
+        let h = KeyEncoder::default().hash(&k.to_string());
+        ctx.set_current(h, k.to_string());
+    }
+
+    fn ttl(ms: u64) -> crate::state::ttl::StateTtlConfigBuilder {
+        crate::state::StateTtlConfig::new_builder(std::time::Duration::from_millis(ms))
+    }
+
+    /// Delta as (key, decoded stored value of state 0) sorted by key.
+    fn delta_of<S: serde::de::DeserializeOwned>(
+        ctx: &mut KeyedContext<String>,
+    ) -> Vec<(String, Option<S>)> {
+        let mut v: Vec<(String, Option<S>)> = ctx
+            .take_delta()
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let k: String = decode_value(&d.key).unwrap();
+                let val = d.values[0].as_ref().map(|b| {
+                    assert!(ttl::is_ttl_encoded(b), "TTL values carry the TTL tag");
+                    decode_value::<S>(&b[5..]).unwrap()
+                });
+                (k, val)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    type Tv<V> = crate::state::ttl::TtlValue<V>;
+    fn tv<V>(user_value: V, last_access_timestamp: i64) -> Tv<V> {
+        Tv {
+            user_value,
+            last_access_timestamp,
+        }
+    }
+
+    #[test]
+    fn ttl_value_state_expires_by_the_injected_clock_and_reads_mark_refreshes_dirty() {
+        let (mut ctx, clock) = ctx_with_clock();
+        let st = open(&mut ctx, |rc| {
+            ValueStateDescriptor::<u32>::new("count")
+                .with_default(0)
+                .enable_time_to_live(ttl(1_000).update_ttl_on_read_and_write().build())
+                .register(rc)
+                .unwrap()
+        });
+        clock.set(10_000);
+        key(&mut ctx, "a");
+        st.update(&mut ctx, 5).unwrap();
+        assert_eq!(
+            delta_of::<Tv<u32>>(&mut ctx),
+            vec![("a".into(), Some(tv(5, 10_000)))]
+        );
+        clock.set(10_999);
+        // A read through a shared borrow refreshes the timestamp and reaches the delta.
+        assert_eq!(st.value(&ctx).unwrap(), 5);
+        assert_eq!(
+            delta_of::<Tv<u32>>(&mut ctx),
+            vec![("a".into(), Some(tv(5, 10_999)))]
+        );
+        clock.set(11_999);
+        assert_eq!(st.value(&ctx).unwrap(), 0, "expired: the default");
+        assert_eq!(delta_of::<Tv<u32>>(&mut ctx), vec![("a".into(), None)]);
+    }
+
+    #[test]
+    fn ttl_list_and_map_expire_per_element_through_handles() {
+        let (mut ctx, clock) = ctx_with_clock();
+        let (list, map) = open(&mut ctx, |rc| {
+            let cfg = ttl(1_000).build();
+            (
+                crate::state::ListStateDescriptor::<u32>::new("seen")
+                    .enable_time_to_live(cfg)
+                    .register(rc)
+                    .unwrap(),
+                crate::state::MapStateDescriptor::<String, u32>::new("by-name")
+                    .enable_time_to_live(cfg)
+                    .register(rc)
+                    .unwrap(),
+            )
+        });
+        key(&mut ctx, "k");
+        list.add(&mut ctx, 1).unwrap();
+        map.put(&mut ctx, "x".into(), 1).unwrap();
+        clock.set(500);
+        list.add_all(&mut ctx, [2, 3]).unwrap();
+        map.put(&mut ctx, "y".into(), 2).unwrap();
+        clock.set(1_000);
+        assert_eq!(list.get(&ctx).unwrap(), vec![2, 3]);
+        assert_eq!(map.entries(&ctx).unwrap(), vec![("y".to_string(), 2)]);
+        assert!(!map.contains(&ctx, &"x".to_string()).unwrap());
+        clock.set(1_500);
+        assert!(list.get(&ctx).unwrap().is_empty());
+        assert!(map.is_empty(&ctx).unwrap());
+        assert_eq!(ctx.take_delta().unwrap()[0].values, vec![None, None]);
+    }
+
+    #[test]
+    fn expired_entries_are_never_restored_and_live_ones_keep_their_timestamp() {
+        let (mut ctx, clock) = ctx_with_clock();
+        let cfg = ttl(1_000).build();
+        let st = open(&mut ctx, |rc| {
+            ValueStateDescriptor::<u32>::new("count")
+                .enable_time_to_live(cfg)
+                .register(rc)
+                .unwrap()
+        });
+        key(&mut ctx, "a");
+        st.update(&mut ctx, 1).unwrap();
+        clock.set(900);
+        key(&mut ctx, "b");
+        st.update(&mut ctx, 2).unwrap();
+        let delta = ctx.take_delta().unwrap();
+        let names = vec!["count".to_string()];
+
+        for register_first in [true, false] {
+            let (mut r, rclock) = ctx_with_clock();
+            rclock.set(1_500);
+            let reg = |r: &mut KeyedContext<String>| {
+                open(r, |rc| {
+                    ValueStateDescriptor::<u32>::new("count")
+                        .enable_time_to_live(cfg)
+                        .register(rc)
+                        .unwrap()
+                })
+            };
+            let mut st2 = None;
+            if register_first {
+                st2 = Some(reg(&mut r));
+            }
+            for d in &delta {
+                r.restore_entry(&names, &d.key, &d.values).unwrap();
+            }
+            let st2 = st2.unwrap_or_else(|| reg(&mut r));
+            key(&mut r, "a");
+            assert_eq!(st2.value(&r).unwrap(), None, "a expired at 1000");
+            key(&mut r, "b");
+            assert_eq!(st2.value(&r).unwrap(), Some(2));
+            assert_eq!(
+                delta_of::<Tv<u32>>(&mut r),
+                vec![("a".into(), None), ("b".into(), Some(tv(2, 900)))],
+                "restored keys go to the first checkpoint; the expired one as removed"
+            );
+        }
+    }
+
+    #[test]
+    fn ttl_on_or_off_across_a_restore_is_a_one_line_error_naming_the_state() {
+        let (mut ctx, _clock) = ctx_with_clock();
+        let with = open(&mut ctx, |rc| {
+            ValueStateDescriptor::<u32>::new("count")
+                .enable_time_to_live(ttl(1_000).build())
+                .register(rc)
+                .unwrap()
+        });
+        key(&mut ctx, "a");
+        with.update(&mut ctx, 1).unwrap();
+        let ttl_delta = ctx.take_delta().unwrap();
+        let mut plain_ctx = KeyedContext::<String>::new(128);
+        let plain = open(&mut plain_ctx, |rc| {
+            ValueStateDescriptor::<u32>::new("count")
+                .register(rc)
+                .unwrap()
+        });
+        key(&mut plain_ctx, "a");
+        plain.update(&mut plain_ctx, 1).unwrap();
+        let plain_delta = plain_ctx.take_delta().unwrap();
+        let names = vec!["count".to_string()];
+
+        let mut r = KeyedContext::<String>::new(128);
+        open(&mut r, |rc| {
+            ValueStateDescriptor::<u32>::new("count").register(rc)
+        })
+        .unwrap();
+        let e = r
+            .restore_entry(&names, &ttl_delta[0].key, &ttl_delta[0].values)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "value state 'count' was written with state TTL enabled and cannot be restored without it (as in Flink): enable the TTL on its descriptor again");
+
+        let (mut r, _c) = ctx_with_clock();
+        open(&mut r, |rc| {
+            ValueStateDescriptor::<u32>::new("count")
+                .enable_time_to_live(ttl(1_000).build())
+                .register(rc)
+        })
+        .unwrap();
+        let e = r
+            .restore_entry(&names, &plain_delta[0].key, &plain_delta[0].values)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "value state 'count' was written without state TTL and cannot be restored with TTL enabled (as in Flink): restore it without enable_time_to_live");
+    }
+
+    #[test]
+    fn full_snapshot_cleanup_removes_expired_keys_from_the_next_delta() {
+        for full in [true, false] {
+            let (mut ctx, clock) = ctx_with_clock();
+            let mut cfg = ttl(1_000).disable_cleanup_in_background();
+            if full {
+                cfg = cfg.cleanup_full_snapshot();
+            }
+            let st = open(&mut ctx, |rc| {
+                ValueStateDescriptor::<u32>::new("v")
+                    .enable_time_to_live(cfg.build())
+                    .register(rc)
+                    .unwrap()
+            });
+            for (k, at) in [("a", 0), ("b", 600)] {
+                clock.set(at);
+                key(&mut ctx, k);
+                st.update(&mut ctx, 1).unwrap();
+            }
+            assert_eq!(ctx.take_delta().unwrap().len(), 2);
+            clock.set(1_200);
+            // No access touched "a": only the full-snapshot cleanup finds it.
+            let d = delta_of::<Tv<u32>>(&mut ctx);
+            if full {
+                assert_eq!(d, vec![("a".into(), None)]);
+            } else {
+                assert_eq!(d, vec![]);
+            }
+        }
+    }
+
+    #[test]
+    fn incremental_cleanup_checks_the_next_keys_per_access_and_marks_them_dirty() {
+        let (mut ctx, clock) = ctx_with_clock();
+        let st = open(&mut ctx, |rc| {
+            ValueStateDescriptor::<u32>::new("v")
+                .enable_time_to_live(ttl(1_000).cleanup_incrementally(2, false).build())
+                .register(rc)
+                .unwrap()
+        });
+        for k in ["a", "b", "c", "d"] {
+            key(&mut ctx, k);
+            st.update(&mut ctx, 1).unwrap();
+        }
+        ctx.take_delta().unwrap();
+        // The four writes moved the cursor over slots 0, 1 0, 1 2: it points at d.
+        clock.set(5_000);
+        key(&mut ctx, "e");
+        st.update(&mut ctx, 2).unwrap();
+        assert_eq!(
+            delta_of::<Tv<u32>>(&mut ctx),
+            vec![
+                ("a".into(), None),
+                ("d".into(), None),
+                ("e".into(), Some(tv(2, 5_000)))
+            ],
+            "the access checked d and, wrapping around, a"
+        );
+        let t = ctx.registry.ttl::<Tv<u32>>(st.id).unwrap();
+        assert!(
+            t.stored(1).is_some() && t.stored(2).is_some(),
+            "b, c not checked yet"
+        );
+        // The next access, a read, checks b and c.
+        assert_eq!(st.value(&ctx).unwrap(), Some(2));
+        assert_eq!(
+            delta_of::<Tv<u32>>(&mut ctx),
+            vec![("b".into(), None), ("c".into(), None)]
+        );
+    }
+
+    #[test]
+    fn incremental_cleanup_for_every_record_runs_on_key_change_alone() {
+        let (mut ctx, clock) = ctx_with_clock();
+        let st = open(&mut ctx, |rc| {
+            ValueStateDescriptor::<u32>::new("v")
+                .enable_time_to_live(ttl(1_000).cleanup_incrementally(1, true).build())
+                .register(rc)
+                .unwrap()
+        });
+        key(&mut ctx, "a");
+        st.update(&mut ctx, 1).unwrap();
+        ctx.take_delta().unwrap();
+        clock.set(1_000);
+        key(&mut ctx, "b"); // a record of another key, no state access
+        assert_eq!(delta_of::<Tv<u32>>(&mut ctx), vec![("a".into(), None)]);
+    }
+
+    #[test]
+    fn a_disabled_ttl_config_registers_plain_state() {
+        let mut ctx = KeyedContext::<String>::new(128);
+        let st = open(&mut ctx, |rc| {
+            ValueStateDescriptor::<u32>::new("v")
+                .enable_time_to_live(crate::state::StateTtlConfig::DISABLED)
+                .register(rc)
+                .unwrap()
+        });
+        assert!(ctx.registry.plain::<u32>(st.id).unwrap().is_some());
+        let e = open(&mut ctx, |rc| {
+            ValueStateDescriptor::<u32>::new("w")
+                .enable_time_to_live(ttl(0).build())
+                .register(rc)
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.starts_with("value state 'w': TTL is expected to be positive"),
+            "{e}"
+        );
     }
 
     #[test]

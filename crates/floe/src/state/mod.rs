@@ -11,12 +11,20 @@
 //! (the processing thread copies what changed, nothing more); the snapshot writer thread
 //! merges those deltas into its own image of the state and writes a full, self-contained
 //! file per checkpoint (see [`crate::runtime::snapshot`]).
+//!
+//! Every descriptor can enable a time to live ([`StateTtlConfig`], module [`ttl`]).
 
 pub mod backend;
 pub mod file;
 pub mod keygroup;
+pub mod ttl;
 
 pub use backend::{KeyedContext, StateRegistry};
+pub use ttl::{
+    CleanupStrategies, IncrementalCleanupStrategy, StateTtlConfig, StateTtlConfigBuilder,
+    StateVisibility, UpdateType,
+};
+use ttl::{TtlParams, TtlValue};
 
 use crate::api::functions::RuntimeContext;
 use crate::Result;
@@ -36,7 +44,7 @@ pub struct NoDefault;
 pub struct WithDefault;
 
 /// Describes a [`ValueState`]: its name and, optionally, a default value returned while
-/// the current key has none (the seed's `Tuple2.of(0L, 0L)`).
+/// the current key has none (the seed's `Tuple2.of(0L, 0L)`) and a time to live.
 ///
 /// ```
 /// use floe::prelude::*;
@@ -45,6 +53,7 @@ pub struct WithDefault;
 pub struct ValueStateDescriptor<V, D = NoDefault> {
     name: String,
     default: Option<V>,
+    ttl: Option<StateTtlConfig>,
     _d: PhantomData<D>,
 }
 
@@ -54,6 +63,7 @@ impl<V: crate::api::data::Data> ValueStateDescriptor<V, NoDefault> {
         ValueStateDescriptor {
             name: name.into(),
             default: None,
+            ttl: None,
             _d: PhantomData,
         }
     }
@@ -62,21 +72,47 @@ impl<V: crate::api::data::Data> ValueStateDescriptor<V, NoDefault> {
         ValueStateDescriptor {
             name: self.name,
             default: Some(default),
+            ttl: self.ttl,
             _d: PhantomData,
         }
     }
 }
 
 impl<V: crate::api::data::Data, D> ValueStateDescriptor<V, D> {
+    /// Lets the value expire `cfg.ttl()` after its last write (Flink's `enableTimeToLive`);
+    /// the whole value has one timestamp.
+    ///
+    /// ```
+    /// use floe::prelude::*;
+    /// use std::time::Duration;
+    /// let d = ValueStateDescriptor::<u64>::new("count")
+    ///     .enable_time_to_live(StateTtlConfig::new_builder(Duration::from_secs(1)).build());
+    /// ```
+    pub fn enable_time_to_live(mut self, cfg: StateTtlConfig) -> Self {
+        self.ttl = Some(cfg);
+        self
+    }
     /// Registers the state with the operator (call from `open()`), returning its handle.
     pub fn register(self, ctx: &mut RuntimeContext<'_>) -> Result<ValueState<V, D>> {
-        let id = ctx
-            .registry()?
-            .register::<V>(&self.name, "value", self.default, None)?;
+        let reg = ctx.registry()?;
+        let id = match ttl_params(&self.ttl, "value", &self.name)? {
+            None => reg.register::<V>(&self.name, "value", self.default, None)?,
+            Some(p) => {
+                reg.register_ttl::<TtlValue<V>>(&self.name, "value", p, self.default, None)?
+            }
+        };
         Ok(ValueState {
             id,
             _p: PhantomData,
         })
+    }
+}
+
+/// The checked TTL settings of a descriptor; `None` without TTL (or with it disabled).
+fn ttl_params(cfg: &Option<StateTtlConfig>, kind: &str, name: &str) -> Result<Option<TtlParams>> {
+    match cfg {
+        None => Ok(None),
+        Some(c) => TtlParams::resolve(c, kind, name),
     }
 }
 
@@ -105,20 +141,36 @@ impl<V, D> Default for ValueState<V, D> {
 impl<V: crate::api::data::Data> ValueState<V, NoDefault> {
     /// The current key's value, or `None`.
     pub fn value<K>(&self, ctx: &KeyedContext<K>) -> Result<Option<V>> {
-        Ok(ctx.registry.table::<V>(self.id)?.get(ctx.current).cloned())
+        match ctx.registry.plain::<V>(self.id)? {
+            Some(t) => Ok(t.get(ctx.current).cloned()),
+            None => Ok(ctx
+                .registry
+                .ttl::<TtlValue<V>>(self.id)?
+                .value(ctx.current, ctx.registry.now())),
+        }
     }
 }
 
 impl<V: crate::api::data::Data> ValueState<V, WithDefault> {
     /// The current key's value, or the descriptor's default.
     pub fn value<K>(&self, ctx: &KeyedContext<K>) -> Result<V> {
-        let t = ctx.registry.table::<V>(self.id)?;
-        match t.get(ctx.current) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(t
-                .default
-                .clone()
-                .expect("WithDefault descriptor always has a default")),
+        match ctx.registry.plain::<V>(self.id)? {
+            Some(t) => match t.get(ctx.current) {
+                Some(v) => Ok(v.clone()),
+                None => Ok(t
+                    .default
+                    .clone()
+                    .expect("WithDefault descriptor always has a default")),
+            },
+            None => {
+                let t = ctx.registry.ttl::<TtlValue<V>>(self.id)?;
+                match t.value(ctx.current, ctx.registry.now()) {
+                    Some(v) => Ok(v),
+                    None => t.default.clone().ok_or_else(|| {
+                        crate::anyhow!("value state without the default its handle expects")
+                    }),
+                }
+            }
         }
     }
 }
@@ -127,19 +179,33 @@ impl<V: crate::api::data::Data, D> ValueState<V, D> {
     /// Sets the current key's value.
     pub fn update<K>(&self, ctx: &mut KeyedContext<K>, value: V) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry
-            .table_mut::<V>(self.id, slot)?
-            .set(slot, Some(value));
+        match ctx.registry.plain_mut::<V>(self.id, slot)? {
+            Some(t) => t.set(slot, Some(value)),
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry
+                    .ttl::<TtlValue<V>>(self.id)?
+                    .update(slot, now, value)
+            }
+        }
         Ok(())
     }
     /// Removes the current key's value.
     pub fn clear<K>(&self, ctx: &mut KeyedContext<K>) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry.table_mut::<V>(self.id, slot)?.set(slot, None);
+        match ctx.registry.plain_mut::<V>(self.id, slot)? {
+            Some(t) => t.set(slot, None),
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry.ttl::<TtlValue<V>>(self.id)?.clear(slot, now)
+            }
+        }
         Ok(())
     }
     /// Applies `f` to the current key's value in place (no clone), creating it from the
-    /// default (or `V::default()` when the descriptor has none) when absent.
+    /// default (or `V::default()` when the descriptor has none) when absent. With TTL it
+    /// is a write: an expired value is replaced by the default first, and the timestamp
+    /// is reset.
     pub fn update_with<K, R>(
         &self,
         ctx: &mut KeyedContext<K>,
@@ -149,16 +215,27 @@ impl<V: crate::api::data::Data, D> ValueState<V, D> {
         V: Default,
     {
         let slot = ctx.current;
-        let t = ctx.registry.table_mut::<V>(self.id, slot)?;
-        let def = t.default.clone();
-        let v = t.get_or_insert_with(slot, || def.unwrap_or_default());
-        Ok(f(v))
+        match ctx.registry.plain_mut::<V>(self.id, slot)? {
+            Some(t) => {
+                let def = t.default.clone();
+                let v = t.get_or_insert_with(slot, || def.unwrap_or_default());
+                Ok(f(v))
+            }
+            None => {
+                let now = ctx.registry.now();
+                Ok(ctx
+                    .registry
+                    .ttl::<TtlValue<V>>(self.id)?
+                    .update_with(slot, now, f))
+            }
+        }
     }
 }
 
 /// Describes a [`ListState`].
 pub struct ListStateDescriptor<V> {
     name: String,
+    ttl: Option<StateTtlConfig>,
     _p: PhantomData<V>,
 }
 
@@ -167,14 +244,30 @@ impl<V: crate::api::data::Data> ListStateDescriptor<V> {
     pub fn new(name: impl Into<String>) -> Self {
         ListStateDescriptor {
             name: name.into(),
+            ttl: None,
             _p: PhantomData,
         }
     }
+    /// Lets every element expire `cfg.ttl()` after it was added (Flink's
+    /// `enableTimeToLive`; each element has its own timestamp).
+    ///
+    /// ```
+    /// use floe::prelude::*;
+    /// use std::time::Duration;
+    /// let d = ListStateDescriptor::<u64>::new("recent")
+    ///     .enable_time_to_live(StateTtlConfig::new_builder(Duration::from_secs(60)).build());
+    /// ```
+    pub fn enable_time_to_live(mut self, cfg: StateTtlConfig) -> Self {
+        self.ttl = Some(cfg);
+        self
+    }
     /// Registers the state with the operator (call from `open()`).
     pub fn register(self, ctx: &mut RuntimeContext<'_>) -> Result<ListState<V>> {
-        let id = ctx
-            .registry()?
-            .register::<Vec<V>>(&self.name, "list", None, None)?;
+        let reg = ctx.registry()?;
+        let id = match ttl_params(&self.ttl, "list", &self.name)? {
+            None => reg.register::<Vec<V>>(&self.name, "list", None, None)?,
+            Some(p) => reg.register_ttl::<Vec<TtlValue<V>>>(&self.name, "list", p, None, None)?,
+        };
         Ok(ListState {
             id,
             _p: PhantomData,
@@ -206,10 +299,17 @@ impl<V: crate::api::data::Data> ListState<V> {
     /// Appends a value to the current key's list.
     pub fn add<K>(&self, ctx: &mut KeyedContext<K>, value: V) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry
-            .table_mut::<Vec<V>>(self.id, slot)?
-            .get_or_insert_with(slot, Vec::new)
-            .push(value);
+        match ctx.registry.plain_mut::<Vec<V>>(self.id, slot)? {
+            Some(t) => t.get_or_insert_with(slot, Vec::new).push(value),
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry.ttl::<Vec<TtlValue<V>>>(self.id)?.add_all(
+                    slot,
+                    now,
+                    std::iter::once(value),
+                )
+            }
+        }
         Ok(())
     }
     /// Appends all values.
@@ -219,40 +319,60 @@ impl<V: crate::api::data::Data> ListState<V> {
         values: impl IntoIterator<Item = V>,
     ) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry
-            .table_mut::<Vec<V>>(self.id, slot)?
-            .get_or_insert_with(slot, Vec::new)
-            .extend(values);
+        match ctx.registry.plain_mut::<Vec<V>>(self.id, slot)? {
+            Some(t) => t.get_or_insert_with(slot, Vec::new).extend(values),
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry
+                    .ttl::<Vec<TtlValue<V>>>(self.id)?
+                    .add_all(slot, now, values)
+            }
+        }
         Ok(())
     }
     /// The current key's list (empty when none).
     pub fn get<K>(&self, ctx: &KeyedContext<K>) -> Result<Vec<V>> {
-        Ok(ctx
-            .registry
-            .table::<Vec<V>>(self.id)?
-            .get(ctx.current)
-            .cloned()
-            .unwrap_or_default())
+        match ctx.registry.plain::<Vec<V>>(self.id)? {
+            Some(t) => Ok(t.get(ctx.current).cloned().unwrap_or_default()),
+            None => Ok(ctx
+                .registry
+                .ttl::<Vec<TtlValue<V>>>(self.id)?
+                .get(ctx.current, ctx.registry.now())),
+        }
     }
     /// Replaces the current key's list.
     pub fn update<K>(&self, ctx: &mut KeyedContext<K>, values: Vec<V>) -> Result<()> {
         let slot = ctx.current;
-        let v = if values.is_empty() {
-            None
-        } else {
-            Some(values)
-        };
-        ctx.registry
-            .table_mut::<Vec<V>>(self.id, slot)?
-            .set(slot, v);
+        match ctx.registry.plain_mut::<Vec<V>>(self.id, slot)? {
+            Some(t) => {
+                let v = if values.is_empty() {
+                    None
+                } else {
+                    Some(values)
+                };
+                t.set(slot, v)
+            }
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry
+                    .ttl::<Vec<TtlValue<V>>>(self.id)?
+                    .update(slot, now, values)
+            }
+        }
         Ok(())
     }
     /// Removes the current key's list.
     pub fn clear<K>(&self, ctx: &mut KeyedContext<K>) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry
-            .table_mut::<Vec<V>>(self.id, slot)?
-            .set(slot, None);
+        match ctx.registry.plain_mut::<Vec<V>>(self.id, slot)? {
+            Some(t) => t.set(slot, None),
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry
+                    .ttl::<Vec<TtlValue<V>>>(self.id)?
+                    .clear(slot, now)
+            }
+        }
         Ok(())
     }
 }
@@ -260,6 +380,7 @@ impl<V: crate::api::data::Data> ListState<V> {
 /// Describes a [`MapState`].
 pub struct MapStateDescriptor<UK, UV> {
     name: String,
+    ttl: Option<StateTtlConfig>,
     _p: PhantomData<(UK, UV)>,
 }
 
@@ -268,14 +389,32 @@ impl<UK: crate::api::data::Key + Hash, UV: crate::api::data::Data> MapStateDescr
     pub fn new(name: impl Into<String>) -> Self {
         MapStateDescriptor {
             name: name.into(),
+            ttl: None,
             _p: PhantomData,
         }
     }
+    /// Lets every entry expire `cfg.ttl()` after it was put (Flink's `enableTimeToLive`;
+    /// each entry has its own timestamp).
+    ///
+    /// ```
+    /// use floe::prelude::*;
+    /// use std::time::Duration;
+    /// let d = MapStateDescriptor::<String, u64>::new("sessions")
+    ///     .enable_time_to_live(StateTtlConfig::new_builder(Duration::from_secs(60)).build());
+    /// ```
+    pub fn enable_time_to_live(mut self, cfg: StateTtlConfig) -> Self {
+        self.ttl = Some(cfg);
+        self
+    }
     /// Registers the state with the operator (call from `open()`).
     pub fn register(self, ctx: &mut RuntimeContext<'_>) -> Result<MapState<UK, UV>> {
-        let id = ctx
-            .registry()?
-            .register::<HashMap<UK, UV>>(&self.name, "map", None, None)?;
+        let reg = ctx.registry()?;
+        let id = match ttl_params(&self.ttl, "map", &self.name)? {
+            None => reg.register::<HashMap<UK, UV>>(&self.name, "map", None, None)?,
+            Some(p) => {
+                reg.register_ttl::<HashMap<UK, TtlValue<UV>>>(&self.name, "map", p, None, None)?
+            }
+        };
         Ok(MapState {
             id,
             _p: PhantomData,
@@ -306,68 +445,102 @@ impl<UK, UV> Default for MapState<UK, UV> {
 impl<UK: crate::api::data::Key + Hash, UV: crate::api::data::Data> MapState<UK, UV> {
     /// The value under `key` for the current key.
     pub fn get<K>(&self, ctx: &KeyedContext<K>, key: &UK) -> Result<Option<UV>> {
-        Ok(ctx
-            .registry
-            .table::<HashMap<UK, UV>>(self.id)?
-            .get(ctx.current)
-            .and_then(|m| m.get(key).cloned()))
+        match ctx.registry.plain::<HashMap<UK, UV>>(self.id)? {
+            Some(t) => Ok(t.get(ctx.current).and_then(|m| m.get(key).cloned())),
+            None => Ok(ctx.registry.ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?.get(
+                ctx.current,
+                ctx.registry.now(),
+                key,
+            )),
+        }
     }
     /// Puts `value` under `key` for the current key.
     pub fn put<K>(&self, ctx: &mut KeyedContext<K>, key: UK, value: UV) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry
-            .table_mut::<HashMap<UK, UV>>(self.id, slot)?
-            .get_or_insert_with(slot, HashMap::new)
-            .insert(key, value);
+        match ctx.registry.plain_mut::<HashMap<UK, UV>>(self.id, slot)? {
+            Some(t) => {
+                t.get_or_insert_with(slot, HashMap::new).insert(key, value);
+            }
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry
+                    .ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?
+                    .put(slot, now, key, value)
+            }
+        }
         Ok(())
     }
     /// True when `key` has a value for the current key.
     pub fn contains<K>(&self, ctx: &KeyedContext<K>, key: &UK) -> Result<bool> {
-        Ok(ctx
-            .registry
-            .table::<HashMap<UK, UV>>(self.id)?
-            .get(ctx.current)
-            .is_some_and(|m| m.contains_key(key)))
+        match ctx.registry.plain::<HashMap<UK, UV>>(self.id)? {
+            Some(t) => Ok(t.get(ctx.current).is_some_and(|m| m.contains_key(key))),
+            None => Ok(ctx
+                .registry
+                .ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?
+                .contains(ctx.current, ctx.registry.now(), key)),
+        }
     }
     /// Removes `key` for the current key.
     pub fn remove<K>(&self, ctx: &mut KeyedContext<K>, key: &UK) -> Result<Option<UV>> {
         let slot = ctx.current;
-        let t = ctx.registry.table_mut::<HashMap<UK, UV>>(self.id, slot)?;
-        let (removed, empty) = match t.get_mut(slot) {
-            Some(m) => {
-                let r = m.remove(key);
-                (r, m.is_empty())
+        match ctx.registry.plain_mut::<HashMap<UK, UV>>(self.id, slot)? {
+            Some(t) => {
+                let (removed, empty) = match t.get_mut(slot) {
+                    Some(m) => {
+                        let r = m.remove(key);
+                        (r, m.is_empty())
+                    }
+                    None => (None, false),
+                };
+                if empty {
+                    t.set(slot, None);
+                }
+                Ok(removed)
             }
-            None => (None, false),
-        };
-        if empty {
-            t.set(slot, None);
+            None => {
+                let now = ctx.registry.now();
+                Ok(ctx
+                    .registry
+                    .ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?
+                    .remove(slot, now, key))
+            }
         }
-        Ok(removed)
     }
     /// All entries of the current key's map.
     pub fn entries<K>(&self, ctx: &KeyedContext<K>) -> Result<Vec<(UK, UV)>> {
-        Ok(ctx
-            .registry
-            .table::<HashMap<UK, UV>>(self.id)?
-            .get(ctx.current)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default())
+        match ctx.registry.plain::<HashMap<UK, UV>>(self.id)? {
+            Some(t) => Ok(t
+                .get(ctx.current)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default()),
+            None => Ok(ctx
+                .registry
+                .ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?
+                .entries(ctx.current, ctx.registry.now())),
+        }
     }
     /// True when the current key's map has no entries.
     pub fn is_empty<K>(&self, ctx: &KeyedContext<K>) -> Result<bool> {
-        Ok(ctx
-            .registry
-            .table::<HashMap<UK, UV>>(self.id)?
-            .get(ctx.current)
-            .is_none_or(|m| m.is_empty()))
+        match ctx.registry.plain::<HashMap<UK, UV>>(self.id)? {
+            Some(t) => Ok(t.get(ctx.current).is_none_or(|m| m.is_empty())),
+            None => Ok(ctx
+                .registry
+                .ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?
+                .is_empty(ctx.current, ctx.registry.now())),
+        }
     }
     /// Removes the current key's map.
     pub fn clear<K>(&self, ctx: &mut KeyedContext<K>) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry
-            .table_mut::<HashMap<UK, UV>>(self.id, slot)?
-            .set(slot, None);
+        match ctx.registry.plain_mut::<HashMap<UK, UV>>(self.id, slot)? {
+            Some(t) => t.set(slot, None),
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry
+                    .ttl::<HashMap<UK, TtlValue<UV>>>(self.id)?
+                    .clear(slot, now)
+            }
+        }
         Ok(())
     }
 }
@@ -379,6 +552,7 @@ pub type ReduceFn<V> = Arc<dyn Fn(&V, &V) -> V + Send + Sync>;
 pub struct ReducingStateDescriptor<V> {
     name: String,
     reduce: ReduceFn<V>,
+    ttl: Option<StateTtlConfig>,
 }
 
 impl<V: crate::api::data::Data> ReducingStateDescriptor<V> {
@@ -390,13 +564,31 @@ impl<V: crate::api::data::Data> ReducingStateDescriptor<V> {
         ReducingStateDescriptor {
             name: name.into(),
             reduce: Arc::new(reduce),
+            ttl: None,
         }
+    }
+    /// Lets the reduced value expire `cfg.ttl()` after its last `add` (Flink's
+    /// `enableTimeToLive`); a value added after expiry starts a new reduction.
+    ///
+    /// ```
+    /// use floe::prelude::*;
+    /// use std::time::Duration;
+    /// let d = ReducingStateDescriptor::new("max", |a: &u64, b: &u64| *a.max(b))
+    ///     .enable_time_to_live(StateTtlConfig::new_builder(Duration::from_secs(60)).build());
+    /// ```
+    pub fn enable_time_to_live(mut self, cfg: StateTtlConfig) -> Self {
+        self.ttl = Some(cfg);
+        self
     }
     /// Registers the state with the operator (call from `open()`).
     pub fn register(self, ctx: &mut RuntimeContext<'_>) -> Result<ReducingState<V>> {
-        let id = ctx
-            .registry()?
-            .register::<V>(&self.name, "reducing", None, Some(self.reduce))?;
+        let reg = ctx.registry()?;
+        let id = match ttl_params(&self.ttl, "reducing", &self.name)? {
+            None => reg.register::<V>(&self.name, "reducing", None, Some(self.reduce))?,
+            Some(p) => {
+                reg.register_ttl::<TtlValue<V>>(&self.name, "reducing", p, None, Some(self.reduce))?
+            }
+        };
         Ok(ReducingState {
             id,
             _p: PhantomData,
@@ -428,26 +620,47 @@ impl<V: crate::api::data::Data> ReducingState<V> {
     /// Reduces `value` into the current key's value.
     pub fn add<K>(&self, ctx: &mut KeyedContext<K>, value: V) -> Result<()> {
         let slot = ctx.current;
-        let t = ctx.registry.table_mut::<V>(self.id, slot)?;
-        let reduce = Arc::clone(
-            t.reduce
-                .as_ref()
-                .expect("reducing table has a reduce function"),
-        );
-        match t.get_mut(slot) {
-            Some(acc) => *acc = reduce(acc, &value),
-            None => t.set(slot, Some(value)),
+        match ctx.registry.plain_mut::<V>(self.id, slot)? {
+            Some(t) => {
+                let reduce = Arc::clone(
+                    t.reduce
+                        .as_ref()
+                        .expect("reducing table has a reduce function"),
+                );
+                match t.get_mut(slot) {
+                    Some(acc) => *acc = reduce(acc, &value),
+                    None => t.set(slot, Some(value)),
+                }
+                Ok(())
+            }
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry
+                    .ttl::<TtlValue<V>>(self.id)?
+                    .reduce_add(slot, now, value)
+            }
         }
-        Ok(())
     }
     /// The current key's reduced value.
     pub fn get<K>(&self, ctx: &KeyedContext<K>) -> Result<Option<V>> {
-        Ok(ctx.registry.table::<V>(self.id)?.get(ctx.current).cloned())
+        match ctx.registry.plain::<V>(self.id)? {
+            Some(t) => Ok(t.get(ctx.current).cloned()),
+            None => Ok(ctx
+                .registry
+                .ttl::<TtlValue<V>>(self.id)?
+                .value(ctx.current, ctx.registry.now())),
+        }
     }
     /// Removes the current key's value.
     pub fn clear<K>(&self, ctx: &mut KeyedContext<K>) -> Result<()> {
         let slot = ctx.current;
-        ctx.registry.table_mut::<V>(self.id, slot)?.set(slot, None);
+        match ctx.registry.plain_mut::<V>(self.id, slot)? {
+            Some(t) => t.set(slot, None),
+            None => {
+                let now = ctx.registry.now();
+                ctx.registry.ttl::<TtlValue<V>>(self.id)?.clear(slot, now)
+            }
+        }
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use crate::checkpoint::metadata::TaskId;
 use crate::runtime::attempt::{AttemptControl, FailureCause};
 use crate::runtime::failure;
 use crate::runtime::plan::BuildCx;
-use crate::runtime::{epoch_of, Time};
+use crate::runtime::{epoch_of, time_of, Time};
 use crate::Result;
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
@@ -40,6 +40,30 @@ pub(crate) trait Aligned: Checkpointed + 'static {
         out: &mut Collector<Self::Out>,
         control: &AttemptControl,
     ) -> Result<()>;
+
+    /// The operator emits without input (timers): the driver keeps a capability at the
+    /// epoch being applied, calls [`on_activation`](Self::on_activation) on every
+    /// activation and [`flush`](Self::flush) when the input ends.
+    const EMITS_WITHOUT_INPUT: bool = false;
+
+    /// Called on every activation, after the input, when [`EMITS_WITHOUT_INPUT`]: output
+    /// belongs to the epoch being applied. Returns how soon to be activated again
+    /// (processing-time timers).
+    ///
+    /// [`EMITS_WITHOUT_INPUT`]: Self::EMITS_WITHOUT_INPUT
+    fn on_activation(
+        &mut self,
+        _out: &mut Collector<Self::Out>,
+        _control: &AttemptControl,
+    ) -> Result<Option<std::time::Duration>> {
+        Ok(None)
+    }
+
+    /// The input ended on every channel (before [`Checkpointed::end_of_input`]): the last
+    /// output, e.g. every event-time timer firing at the end of time.
+    fn flush(&mut self, _out: &mut Collector<Self::Out>) -> Result<()> {
+        Ok(())
+    }
 }
 
 type Output<'a, U> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<U>>>;
@@ -67,8 +91,17 @@ where
     let display = cx.task_display(op);
     let start_epoch = cx.start_epoch;
     let name = cx.plan.operators[op].name.clone();
-    input.unary_frontier(pact, &name, move |_cap, _info| {
+    let scope = cx.scope;
+    input.unary_frontier(pact, &name, move |cap, info| {
         let mut align: Aligner<(Capability<Time>, Vec<O::In>)> = Aligner::new(start_epoch);
+        // Operators that emit without input hold a capability at their input frontier:
+        // what they emit belongs to the epoch being applied.
+        let mut held = O::EMITS_WITHOUT_INPUT.then(|| {
+            let mut cap = cap;
+            cap.downgrade(&time_of(start_epoch, 0));
+            cap
+        });
+        let activator = scope.activator_for(info.address);
         let mut out = Collector::default();
         let mut failed = false;
         let mut ended = false;
@@ -76,6 +109,7 @@ where
             let control = &attempt.control;
             if failed || control.aborted() {
                 failed = true;
+                held = None;
                 align.clear();
                 input.for_each(|_, d| d.clear());
                 return;
@@ -112,9 +146,32 @@ where
                     align.hold(e, (c, std::mem::take(data)));
                 }
             });
+            if let Some(cap) = held.as_mut() {
+                if result.is_ok() {
+                    result = o.on_activation(&mut out, control).map(|next| {
+                        if let Some(d) = next {
+                            activator.activate_after(d);
+                        }
+                    });
+                    emit(&mut out, cap, output);
+                }
+                // Held at the input frontier, never below it: the probe after the sinks
+                // (backpressure) sees no batch in flight that is not.
+                if let Some(t) = frontier.frontier().first() {
+                    if t > cap.time() {
+                        cap.downgrade(t);
+                    }
+                }
+            }
             if result.is_ok() && reached == u64::MAX && !ended {
                 ended = true;
-                result = o.end_of_input();
+                if let Some(cap) = held.take() {
+                    result = o.flush(&mut out);
+                    emit(&mut out, &cap, output);
+                }
+                if result.is_ok() {
+                    result = o.end_of_input();
+                }
             }
             if let Err(e) = result {
                 failed = true;
@@ -135,11 +192,16 @@ fn apply<O: Aligned>(
     control: &AttemptControl,
 ) -> Result<()> {
     o.process(batch, out, control)?;
+    emit(out, cap, output);
+    Ok(())
+}
+
+#[inline]
+fn emit<U: Data>(out: &mut Collector<U>, cap: &Capability<Time>, output: &mut Output<'_, U>) {
     if !out.buf.is_empty() {
         output.session(cap).give_container(&mut out.buf);
         out.buf.clear();
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -249,6 +311,7 @@ mod tests {
                     start_epoch: 1,
                     probe: &probe,
                     drivers: &mut drivers,
+                    built: crate::runtime::plan::Built::new(),
                 };
                 let fake = Fake {
                     sum: 0,

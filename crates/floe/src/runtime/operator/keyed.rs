@@ -68,6 +68,44 @@ pub(crate) trait KeyedLogic<K: Key, T, U>: Clone + Send + Sync + 'static {
     }
 }
 
+/// Key bytes of a state-file entry that belongs to the operator subtask, not to a key
+/// (e.g. a timed operator's watermark): `0xff` starts no CBOR item, so no key encodes so.
+pub(crate) const OPERATOR_ENTRY_KEY: &[u8] = b"\xff_operator";
+
+/// Loads the key groups `key_groups` from every state file of the operator into `ctx`;
+/// operator entries ([`OPERATOR_ENTRY_KEY`]) go to `operator_entry` instead.
+pub(crate) fn restore_keyed<K: Key>(
+    ctx: &mut KeyedContext<K>,
+    from: Option<OperatorRestore<'_>>,
+    key_groups: KeyGroupRange,
+    uid: &str,
+    mut operator_entry: impl FnMut(&[String], &[Option<Vec<u8>>]) -> Result<()>,
+) -> Result<()> {
+    let Some(from) = from else {
+        return Ok(());
+    };
+    for file in from.keyed_files(key_groups) {
+        let mut file = file?;
+        let names = file.reader.header.state_names.clone();
+        for e in &file.blocks {
+            for (key, values) in file.reader.read_block(e)? {
+                let restored = if key == OPERATOR_ENTRY_KEY {
+                    operator_entry(&names, &values)
+                } else {
+                    ctx.restore_entry(&names, &key, &values)
+                };
+                restored.map_err(|err| {
+                    crate::state::IncompatibleState(format!(
+                        "cannot restore operator '{uid}' from {}: {err}",
+                        file.path.display()
+                    ))
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds the key to each record, computing its stable hash (chained after the upstream).
 pub(crate) fn key_records<'s, K: Key, T: Data, KF>(
     input: StreamVec<'s, Time, T>,
@@ -106,27 +144,9 @@ impl<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>> Checkpointed for KeyedOpe
 
     /// Loads the key groups this subtask owns from every state file of the operator.
     fn restore(&mut self, from: Option<OperatorRestore<'_>>) -> Result<()> {
-        let Some(from) = from else {
-            return Ok(());
-        };
-        for file in from.keyed_files(self.key_groups) {
-            let mut file = file?;
-            let names = file.reader.header.state_names.clone();
-            for e in &file.blocks {
-                for (key, values) in file.reader.read_block(e)? {
-                    self.ctx
-                        .restore_entry(&names, &key, &values)
-                        .map_err(|err| {
-                            crate::state::IncompatibleState(format!(
-                                "cannot restore operator '{}' from {}: {err}",
-                                self.uid,
-                                file.path.display()
-                            ))
-                        })?;
-                }
-            }
-        }
-        Ok(())
+        restore_keyed(&mut self.ctx, from, self.key_groups, &self.uid, |_, _| {
+            Ok(())
+        })
     }
 
     fn snapshot(&mut self, _first: u64) -> Result<Option<SnapshotState>> {
@@ -198,6 +218,16 @@ pub(crate) fn check_keyed<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
     snap: &LoadedSnapshot,
     mut logic: L,
 ) -> Result<Vec<StateCheck>> {
+    check_keyed_with::<K>(plan, op, snap, |rc| logic.open(rc))
+}
+
+/// [`check_keyed`] for any keyed operator: `open` registers its states.
+pub(crate) fn check_keyed_with<K: Key>(
+    plan: &Plan,
+    op: usize,
+    snap: &LoadedSnapshot,
+    open: impl FnOnce(&mut RuntimeContext<'_>) -> Result<()>,
+) -> Result<Vec<StateCheck>> {
     let decl = &plan.operators[op];
     let view = RestoreView::new(snap, plan.max_parallelism);
     let Some(from) = view.operator_if(&decl.uid, OperatorKind::Keyed) else {
@@ -211,7 +241,7 @@ pub(crate) fn check_keyed<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
         attempt_number: 0,
         max_parallelism: plan.max_parallelism,
     };
-    logic.open(&mut RuntimeContext {
+    open(&mut RuntimeContext {
         info: &info,
         registry: Some(&mut ctx.registry),
     })?;
@@ -225,6 +255,9 @@ pub(crate) fn check_keyed<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>>(
         let names = file.reader.header.state_names.clone();
         for e in &file.blocks {
             for (key, values) in file.reader.read_block(e)? {
+                if key == OPERATOR_ENTRY_KEY {
+                    continue;
+                }
                 ctx.check_entry(&names, &key, &values, &mut tally);
             }
         }

@@ -6,6 +6,7 @@
 //! | [`source`] | a source subtask, driven by the worker's source loop | source positions |
 //! | [`keyed`] | a keyed operator (aggregations, keyed flat map) | keyed state |
 //! | [`two_phase_sink`] | a two-phase-commit sink | staged output |
+//! | [`timed`] | a keyed operator with timers and watermarks (process functions, windows, joins) | keyed state, timers ([`timers`]), watermark |
 //!
 //! A new stateful operator (a window, a timer service, a Kafka source) is one new file
 //! here: a type implementing [`Checkpointed`] (and [`aligned::Aligned`] when its input is
@@ -20,6 +21,8 @@ pub(crate) mod align;
 pub(crate) mod aligned;
 pub(crate) mod keyed;
 pub(crate) mod source;
+pub(crate) mod timed;
+pub(crate) mod timers;
 pub(crate) mod two_phase_sink;
 
 use super::attempt::{Attempt, Committer};

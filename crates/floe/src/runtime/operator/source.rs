@@ -88,7 +88,12 @@ pub(crate) fn build_source<'s, T: Data>(
         final_position: None,
         acked_upto: cx.start_epoch.saturating_sub(1),
     };
-    if subtask < decl.parallelism {
+    if subtask >= decl.parallelism {
+        // No instance of the source here: its end (the final watermark of an event-time
+        // source) goes out with the first poll, so it never holds back the watermark
+        // downstream.
+        runner.buf = source.without_reader();
+    } else {
         super::restore(cx, op, &mut runner)?;
         let ctx = SourceContext {
             subtask,
@@ -212,6 +217,11 @@ impl<T: Data> SourceDriver for SourceRunner<T> {
             return Ok(Polled::Blocked);
         }
         let Some(reader) = self.reader.as_mut() else {
+            if !self.buf.is_empty() {
+                let h = self.handle.as_mut().expect("open input");
+                h.send_batch(&mut self.buf);
+                self.buf.clear();
+            }
             return self.input_ended(attempt);
         };
         let status = reader.poll_next(&mut self.buf, self.batch_size)?;
