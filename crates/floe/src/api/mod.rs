@@ -10,3 +10,4 @@ pub mod process;
 pub mod stream;
 pub mod time;
 pub mod tuple;
+pub mod window;

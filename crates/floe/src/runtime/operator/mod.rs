@@ -24,6 +24,7 @@ pub(crate) mod source;
 pub(crate) mod timed;
 pub(crate) mod timers;
 pub(crate) mod two_phase_sink;
+pub(crate) mod window;
 
 use super::attempt::{Attempt, Committer};
 use super::plan::BuildCx;
