@@ -3,6 +3,9 @@
 
 use super::{checkpoint_summary, load1, rusage, work_dir, WindowArgs, WindowImpl};
 use anyhow::{bail, Context as _};
+use floe::api::window::{
+    ProcessWindowContext, ProcessWindowFunction, TimeWindow, TumblingEventTimeWindows,
+};
 use floe::connectors::generator::{splitmix64, write_line};
 use floe::connectors::{Sink, SinkWriter};
 use floe::prelude::*;
@@ -167,6 +170,27 @@ impl KeyedProcessFunction<Str, (Str, i64), WindowCount> for TumblingCount {
     }
 }
 
+/// Hands on a window's reduced `(word, count)` with the window's end (Flink's job reads it
+/// from the result's timestamp; Floe's sinks see records only).
+#[derive(Clone, Default)]
+struct WithWindowEnd;
+
+impl ProcessWindowFunction<(Str, i64), WindowCount, Str, TimeWindow> for WithWindowEnd {
+    fn process(
+        &mut self,
+        _key: &Str,
+        context: &mut ProcessWindowContext<'_, '_, Str, TimeWindow, WindowCount>,
+        elements: &[(Str, i64)],
+        out: &mut Collector<WindowCount>,
+    ) -> Result<()> {
+        let end = context.window().end;
+        for (w, c) in elements {
+            out.collect((w.clone(), end, *c));
+        }
+        Ok(())
+    }
+}
+
 /// What every instance of the counting sink added up.
 #[derive(Default)]
 struct Totals {
@@ -230,15 +254,17 @@ pub(crate) fn run(a: WindowArgs) -> anyhow::Result<()> {
     let words = env
         .generate_indexed_word_lines(a.words)
         .uid("generator")
-        .flat_map(|(i, line): (u64, String), out: &mut Collector<(Str, i64)>| {
-            let mut seq = i * WORDS_PER_LINE;
-            for w in line.split(' ') {
-                if !w.is_empty() {
-                    out.collect((Str::from(w), event_time(seq)));
+        .flat_map(
+            |(i, line): (u64, String), out: &mut Collector<(Str, i64)>| {
+                let mut seq = i * WORDS_PER_LINE;
+                for w in line.split(' ') {
+                    if !w.is_empty() {
+                        out.collect((Str::from(w), event_time(seq)));
+                    }
+                    seq += 1;
                 }
-                seq += 1;
-            }
-        })
+            },
+        )
         .try_map(|e: (Str, i64)| {
             if e.0 == "error" {
                 floe::bail!("poison word 'error'");
@@ -252,12 +278,22 @@ pub(crate) fn run(a: WindowArgs) -> anyhow::Result<()> {
         .map(|e: (Str, i64)| (e.0, 1i64))
         .key_by(|t: &(Str, i64)| t.0.clone());
     let results = match a.operator {
+        WindowImpl::Window => words
+            .window(TumblingEventTimeWindows::of(Duration::from_millis(
+                WINDOW_MS as u64,
+            )))
+            .reduce_with(
+                |a: (Str, i64), b: (Str, i64)| (a.0, a.1 + b.1),
+                WithWindowEnd,
+            )
+            .uid("window-counts"),
         WindowImpl::Process => words.process(TumblingCount::default()).uid("window-counts"),
     };
     let totals = CountingSink::default();
     results.sink_to(totals.clone());
 
     let operator = match a.operator {
+        WindowImpl::Window => "window",
         WindowImpl::Process => "process",
     };
     println!(
