@@ -256,12 +256,11 @@ pub(crate) fn run(a: WindowArgs) -> anyhow::Result<()> {
         .uid("generator")
         .flat_map(
             |(i, line): (u64, String), out: &mut Collector<(Str, i64)>| {
-                let mut seq = i * WORDS_PER_LINE;
-                for w in line.split(' ') {
+                // Word k of line i is word number 10 i + k of the input.
+                for (seq, w) in (i * WORDS_PER_LINE..).zip(line.split(' ')) {
                     if !w.is_empty() {
                         out.collect((Str::from(w), event_time(seq)));
                     }
-                    seq += 1;
                 }
             },
         )

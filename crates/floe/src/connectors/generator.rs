@@ -300,7 +300,10 @@ mod tests {
         };
         let mut r = reader(vec![(1, 1, 3)]);
         let mut out = Vec::new();
-        assert!(matches!(r.poll_next(&mut out, 10), Ok(SourceStatus::Finished)));
+        assert!(matches!(
+            r.poll_next(&mut out, 10),
+            Ok(SourceStatus::Finished)
+        ));
         let (mut l1, mut l2) = (String::new(), String::new());
         write_line(1, 25, &mut l1);
         write_line(2, 25, &mut l2);
