@@ -4,12 +4,17 @@
 //! `floe-bench wordcount --words N --parallelism P` runs Flink's `ThroughputWordCount`
 //! pipeline, written with Floe's public API exactly as a user would write it, and prints
 //! its measurements; the last line is `key=value` pairs (see `docs/benchmarks.md`).
+//! `floe-bench window --words N --parallelism P` runs the windowed benchmark
+//! (`bench/flink/src/peer/WindowWordCount.java`): the same words with a synthetic event time,
+//! counted per word in 1 s tumbling event-time windows, and checks the results.
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use floe::prelude::*;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+mod window;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +31,10 @@ enum Command {
     /// Flink's ThroughputWordCount: generated lines -> flatMap(split) -> map(fail on "error")
     /// -> map((w,1)) -> keyBy(w) -> sum(1) -> counting discard sink, checkpointed.
     Wordcount(WordcountArgs),
+    /// Flink's WindowWordCount (bench/flink): the same words with a synthetic event time ->
+    /// assignTimestampsAndWatermarks(bounded out-of-orderness 200 ms) -> keyBy(word) ->
+    /// 1 s tumbling event-time windows counting per word -> counting sink, checkpointed.
+    Window(WindowArgs),
     /// Start-up time: `floe run file_word_count` on a one-line file, to the first record
     /// printed and to the process exit (job manager + worker process, checkpointing on).
     Startup(StartupArgs),
@@ -76,6 +85,36 @@ struct WordcountArgs {
     /// worker processes.
     #[arg(long, default_value_t = 0)]
     processes: u32,
+}
+
+#[derive(clap::Args)]
+struct WindowArgs {
+    /// Number of input words (underscores allowed: 50_000_000).
+    #[arg(long, value_parser = parse_count)]
+    words: u64,
+    /// Parallelism of every operator.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    parallelism: u32,
+    /// Checkpoint directory (kept afterwards). Default: a fresh directory under the
+    /// system temp dir, removed when the run ends.
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Checkpoint interval in milliseconds (exactly-once).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    interval_ms: u64,
+    /// How the windows are counted: `window` (the window API, as Flink's job:
+    /// `window(TumblingEventTimeWindows::of(1 s)).reduce_with(sum, window end)`) or
+    /// `process`, a KeyedProcessFunction keeping one count per (word, window) in map state
+    /// and an event-time timer per window end (what a window operator does underneath,
+    /// written by hand).
+    #[arg(long, value_enum, default_value_t = WindowImpl::Window)]
+    operator: WindowImpl,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WindowImpl {
+    Window,
+    Process,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,6 +179,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Wordcount(a) => wordcount(a),
+        Command::Window(a) => window::run(a),
         Command::Startup(a) => startup(a),
     };
     match r {
@@ -241,22 +281,7 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
         (None, Some(d)) => committed_output(d)?,
         (None, None) => unreachable!("a sink"),
     };
-    let mut durs: Vec<f64> = result
-        .checkpoint_durations
-        .iter()
-        .map(|d| d.as_secs_f64() * 1e3)
-        .collect();
-    durs.sort_by(f64::total_cmp);
-    let (median, max) = if durs.is_empty() {
-        ("-".to_string(), "-".to_string())
-    } else {
-        let m = if durs.len() % 2 == 1 {
-            durs[durs.len() / 2]
-        } else {
-            (durs[durs.len() / 2 - 1] + durs[durs.len() / 2]) / 2.0
-        };
-        (format!("{m:.0}"), format!("{:.0}", durs[durs.len() - 1]))
-    };
+    let (median, max) = checkpoint_summary(&result);
     let words_per_s = a.words as f64 / elapsed;
     let words_per_cpu_s = a.words as f64 / cpu_s.max(1e-9);
 
@@ -291,6 +316,20 @@ fn wordcount(a: WordcountArgs) -> anyhow::Result<()> {
         bail!("sink record count {sink_records} != input words {}: the job lost or duplicated records", a.words);
     }
     Ok(())
+}
+
+/// Median and maximum checkpoint duration in ms, `-` when no checkpoint completed.
+fn checkpoint_summary(result: &JobExecutionResult) -> (String, String) {
+    let mut durs: Vec<f64> = result
+        .checkpoint_durations
+        .iter()
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    if durs.is_empty() {
+        return ("-".to_string(), "-".to_string());
+    }
+    let max = durs.iter().copied().fold(f64::MIN, f64::max);
+    (format!("{:.0}", median(&mut durs)), format!("{max:.0}"))
 }
 
 struct Usage {

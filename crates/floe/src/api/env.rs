@@ -342,6 +342,14 @@ impl StreamEnv {
         self.add_source(WordLineGenerator::new(words))
     }
 
+    /// [`StreamEnv::generate_word_lines`] with each line's 0-based index: `(i, line i)`, so
+    /// word `k` of line `i` is word number `10 i + k` of the input.
+    pub fn generate_indexed_word_lines(&self, words: u64) -> DataStream<(u64, String)> {
+        self.add_source(crate::connectors::generator::IndexedWordLineGenerator(
+            WordLineGenerator::new(words),
+        ))
+    }
+
     pub(crate) fn new_chain(&self) -> usize {
         let mut inner = self.inner.borrow_mut();
         inner.chains += 1;

@@ -108,11 +108,61 @@ struct GeneratorPosition {
     next: Vec<(u32, u64)>,
 }
 
+/// The [`WordLineGenerator`]'s lines with their 0-based line index: `(i, line i)`. Word
+/// `k` of line `i` is word number `10 i + k` of the whole input, which is what a job needs
+/// to derive a per-word quantity (such as a synthetic event time) that does not depend on
+/// how the lines were split among the readers. Same splits and positions as the plain
+/// generator.
+///
+/// ```
+/// use floe::connectors::generator::{IndexedWordLineGenerator, WordLineGenerator};
+/// let g = IndexedWordLineGenerator(WordLineGenerator::new(25));
+/// assert_eq!(g.0.lines(), 3);
+/// ```
+#[derive(Clone, Debug)]
+pub struct IndexedWordLineGenerator(pub WordLineGenerator);
+
+/// What a generator reader emits for line `i`.
+trait LineRecord: Sized + Send + 'static {
+    fn make(i: u64, total_words: u64) -> Self;
+}
+
+impl LineRecord for String {
+    #[inline]
+    fn make(i: u64, total_words: u64) -> Self {
+        let mut line = String::with_capacity(112);
+        write_line(i, total_words, &mut line);
+        line
+    }
+}
+
+impl LineRecord for (u64, String) {
+    #[inline]
+    fn make(i: u64, total_words: u64) -> Self {
+        (i, String::make(i, total_words))
+    }
+}
+
 impl Source<String> for WordLineGenerator {
     fn name(&self) -> String {
         "generator".into()
     }
     fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<String>>> {
+        Ok(Box::new(self.reader::<String>(ctx)?))
+    }
+}
+
+impl Source<(u64, String)> for IndexedWordLineGenerator {
+    fn name(&self) -> String {
+        "generator".into()
+    }
+    fn create(&self, ctx: SourceContext) -> Result<Box<dyn SourceReader<(u64, String)>>> {
+        Ok(Box::new(self.0.reader::<(u64, String)>(ctx)?))
+    }
+}
+
+impl WordLineGenerator {
+    fn reader<T: LineRecord>(&self, ctx: SourceContext) -> Result<GeneratorReader<T>> {
         let lines = self.lines();
         let mut restored: BTreeMap<u32, u64> = BTreeMap::new();
         let mut splits = 128.max(ctx.parallelism);
@@ -150,25 +200,27 @@ impl Source<String> for WordLineGenerator {
             }
             own.push((j, next, end));
         }
-        Ok(Box::new(GeneratorReader {
+        Ok(GeneratorReader {
             splits,
             own,
             current: 0,
             total_words: self.total_words,
-        }))
+            _records: std::marker::PhantomData,
+        })
     }
 }
 
-struct GeneratorReader {
+struct GeneratorReader<T> {
     splits: u32,
     /// (split, next line, end) of every split this instance owns.
     own: Vec<(u32, u64, u64)>,
     current: usize,
     total_words: u64,
+    _records: std::marker::PhantomData<fn() -> T>,
 }
 
-impl SourceReader<String> for GeneratorReader {
-    fn poll_next(&mut self, out: &mut Vec<String>, max: usize) -> Result<SourceStatus> {
+impl<T: LineRecord> SourceReader<T> for GeneratorReader<T> {
+    fn poll_next(&mut self, out: &mut Vec<T>, max: usize) -> Result<SourceStatus> {
         let mut budget = max as u64;
         while budget > 0 {
             let Some((_, next, end)) = self.own.get_mut(self.current) else {
@@ -176,9 +228,7 @@ impl SourceReader<String> for GeneratorReader {
             };
             let stop = (*next + budget).min(*end);
             while *next < stop {
-                let mut line = String::with_capacity(112);
-                write_line(*next, self.total_words, &mut line);
-                out.push(line);
+                out.push(T::make(*next, self.total_words));
                 *next += 1;
                 budget -= 1;
             }
@@ -236,5 +286,27 @@ mod tests {
         let mut l = String::new();
         write_line(2, 25, &mut l);
         assert_eq!(l.split(' ').count(), 5);
+    }
+
+    /// The indexed reader emits the plain reader's lines, each with its line index.
+    #[test]
+    fn indexed_lines_are_the_plain_lines_with_their_index() {
+        let reader = |own| GeneratorReader::<(u64, String)> {
+            splits: 2,
+            own,
+            current: 0,
+            total_words: 25,
+            _records: std::marker::PhantomData,
+        };
+        let mut r = reader(vec![(1, 1, 3)]);
+        let mut out = Vec::new();
+        assert!(matches!(
+            r.poll_next(&mut out, 10),
+            Ok(SourceStatus::Finished)
+        ));
+        let (mut l1, mut l2) = (String::new(), String::new());
+        write_line(1, 25, &mut l1);
+        write_line(2, 25, &mut l2);
+        assert_eq!(out, vec![(1, l1), (2, l2)]);
     }
 }
