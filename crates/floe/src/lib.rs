@@ -74,17 +74,17 @@ pub mod prelude {
     pub use crate::api::params::JobParams;
     pub use crate::api::print::PrintFormat;
     pub use crate::api::process::{Context, KeyedProcessFunction, TimerService};
-    pub use crate::api::window::{
-        AggregateFunction, CountTrigger, EventTimeSessionWindows, EventTimeTrigger, GlobalWindow,
-        GlobalWindows, ProcessWindowContext, ProcessWindowFunction, ProcessingTimeSessionWindows,
-        ProcessingTimeTrigger, PurgingTrigger, SlidingEventTimeWindows,
-        SlidingProcessingTimeWindows, TimeWindow, Trigger, TriggerResult,
-        TumblingEventTimeWindows, TumblingProcessingTimeWindows, WindowedStream,
-    };
     pub use crate::api::stream::{DataStream, KeyedStream};
     pub use crate::api::time::{
         OutputTag, TimeDomain, TimestampAssigner, WatermarkGenerator, WatermarkOutput,
         WatermarkStrategy, MAX_WATERMARK, MIN_WATERMARK, NO_TIMESTAMP,
+    };
+    pub use crate::api::window::{
+        AggregateFunction, CountTrigger, EventTimeSessionWindows, EventTimeTrigger, GlobalWindow,
+        GlobalWindows, ProcessWindowContext, ProcessWindowFunction, ProcessingTimeSessionWindows,
+        ProcessingTimeTrigger, PurgingTrigger, SlidingEventTimeWindows,
+        SlidingProcessingTimeWindows, TimeWindow, Trigger, TriggerResult, TumblingEventTimeWindows,
+        TumblingProcessingTimeWindows, WindowedStream,
     };
     pub use crate::checkpoint::config::{CheckpointingMode, ExternalizedCheckpointRetention};
     pub use crate::connectors::collect::CollectHandle;
