@@ -83,6 +83,9 @@ pub(crate) struct TimedCx<'a, K, U, N> {
     collector: &'a mut Collector<U>,
     timestamp: i64,
     watermark: i64,
+    /// The wall clock, read once per batch (a clock read per record costs as much as the
+    /// rest of a window's bookkeeping).
+    now: i64,
 }
 
 impl<K: Key, U: Data, N: Data + Ord> TimedCx<'_, K, U, N> {
@@ -112,9 +115,9 @@ impl<K: Key, U: Data, N: Data + Ord> TimedCx<'_, K, U, N> {
     pub fn current_watermark(&self) -> i64 {
         self.watermark
     }
-    /// The wall clock in milliseconds since the epoch.
+    /// The wall clock in milliseconds since the epoch (read when the batch began).
     pub fn current_processing_time(&self) -> i64 {
-        processing_time_now()
+        self.now
     }
     /// Registers an event-time timer of the current key (once per timestamp and namespace).
     pub fn register_event_time_timer(&mut self, ts: i64, ns: N) -> Result<()> {
@@ -219,6 +222,8 @@ where
     uid: String,
     /// The watermark the last snapshot recorded.
     snapshotted_watermark: i64,
+    /// Processing time at the start of the batch being applied.
+    now: i64,
     _io: PhantomData<fn(T) -> U>,
 }
 
@@ -233,6 +238,7 @@ impl<K: Key, T: Data, U: Data, L: TimedLogic<K, T, U>> TimedOperator<K, T, U, L>
             let mut cx = TimedCx {
                 timestamp: timer.timestamp,
                 watermark: wm,
+                now: self.now,
                 state: &mut self.ctx,
                 timers: &mut self.timers,
                 out: &mut *out,
@@ -323,6 +329,7 @@ impl<K: Key, T: Data, U: Data, L: TimedLogic<K, T, U>> Aligned for TimedOperator
         out: &mut Collector<Self::Out>,
         control: &AttemptControl,
     ) -> Result<()> {
+        self.now = processing_time_now();
         for e in batch.drain(..) {
             if control.aborted() {
                 return Ok(());
@@ -333,6 +340,7 @@ impl<K: Key, T: Data, U: Data, L: TimedLogic<K, T, U>> Aligned for TimedOperator
                     let mut cx = TimedCx {
                         timestamp: ts,
                         watermark: self.tracker.current(),
+                        now: self.now,
                         state: &mut self.ctx,
                         timers: &mut self.timers,
                         out: &mut out.buf,
@@ -370,6 +378,7 @@ impl<K: Key, T: Data, U: Data, L: TimedLogic<K, T, U>> Aligned for TimedOperator
                 let mut cx = TimedCx {
                     timestamp: NO_TIMESTAMP,
                     watermark: wm,
+                    now,
                     state: &mut self.ctx,
                     timers: &mut self.timers,
                     out: &mut out.buf,
@@ -386,6 +395,7 @@ impl<K: Key, T: Data, U: Data, L: TimedLogic<K, T, U>> Aligned for TimedOperator
     }
 
     fn flush(&mut self, out: &mut Collector<Self::Out>) -> Result<()> {
+        self.now = processing_time_now();
         if let Some(c) = self.tracker.end_of_input() {
             self.on_combined(c, &mut out.buf)?;
         }
@@ -431,6 +441,7 @@ pub(crate) fn build_timed_keyed<'s, K: Key, T: Data, U: Data, L: TimedLogic<K, T
         key_groups: key_group_range_for_subtask(max_p, decl.parallelism, cx.worker),
         uid: decl.uid.clone(),
         snapshotted_watermark: crate::api::time::MIN_WATERMARK,
+        now: processing_time_now(),
         _io: PhantomData,
     };
     super::restore(cx, op, &mut o)?;

@@ -63,6 +63,10 @@ pub(crate) struct TimerService<N> {
     state: u32,
     event: BTreeSet<(i64, u32, N)>,
     processing: BTreeSet<(i64, u32, N)>,
+    /// The last timer registered per key slot, per domain, while it is registered. A
+    /// window registers its trigger and cleanup timers for every element; answering the
+    /// repeat from this dense array spares a cache miss on the key's timer set per record.
+    last: [Vec<Option<(i64, N)>>; 2],
 }
 
 impl<N: Data + Ord> TimerService<N> {
@@ -75,6 +79,7 @@ impl<N: Data + Ord> TimerService<N> {
             state,
             event: BTreeSet::new(),
             processing: BTreeSet::new(),
+            last: [Vec::new(), Vec::new()],
         })
     }
 
@@ -109,6 +114,16 @@ impl<N: Data + Ord> TimerService<N> {
         ts: i64,
         ns: N,
     ) -> Result<()> {
+        let last = &mut self.last[domain as usize];
+        if let Some(Some((t, n))) = last.get(slot as usize) {
+            if *t == ts && *n == ns {
+                return Ok(());
+            }
+        }
+        if last.len() <= slot as usize {
+            last.resize_with(slot as usize + 1, || None);
+        }
+        last[slot as usize] = Some((ts, ns.clone()));
         let table = registry.table_mut::<KeyTimers<N>>(self.state, slot)?;
         if table
             .get_or_insert_with(slot, KeyTimers::default)
@@ -129,6 +144,7 @@ impl<N: Data + Ord> TimerService<N> {
         ts: i64,
         ns: &N,
     ) -> Result<()> {
+        self.forget(domain, slot, ts, ns);
         let key = (ts, ns.clone());
         let table = registry.table_mut::<KeyTimers<N>>(self.state, slot)?;
         let (removed, empty) = match table.get_mut(slot) {
@@ -158,6 +174,7 @@ impl<N: Data + Ord> TimerService<N> {
             _ => return Ok(None),
         }
         let (ts, slot, ns) = queue.pop_first().expect("checked");
+        self.forget(domain, slot, ts, &ns);
         let table = registry.table_mut::<KeyTimers<N>>(self.state, slot)?;
         let empty = match table.get_mut(slot) {
             Some(t) => {
@@ -177,6 +194,15 @@ impl<N: Data + Ord> TimerService<N> {
                 namespace: ns,
             },
         )))
+    }
+
+    /// The timer is no longer registered: it is not the slot's last one any more.
+    fn forget(&mut self, domain: TimeDomain, slot: u32, ts: i64, ns: &N) {
+        if let Some(l) = self.last[domain as usize].get_mut(slot as usize) {
+            if matches!(l, Some((t, n)) if *t == ts && n == ns) {
+                *l = None;
+            }
+        }
     }
 
     /// The earliest processing-time timer, if any.
@@ -230,6 +256,24 @@ mod tests {
             fired.push((slot, timer.timestamp));
         }
         assert_eq!(fired, vec![(1, 10), (0, 20)]);
+        // A fired timer can be registered again (the repeat shortcut forgot it).
+        t.register(&mut reg, 0, ev, 20, 0).unwrap();
+        assert_eq!(
+            t.pop_due(&mut reg, ev, 25)
+                .unwrap()
+                .map(|(s, x)| (s, x.timestamp)),
+            Some((0, 20))
+        );
+        // So can a deleted one.
+        t.register(&mut reg, 1, ev, 40, 0).unwrap();
+        t.delete(&mut reg, 1, ev, 40, &0).unwrap();
+        t.register(&mut reg, 1, ev, 40, 0).unwrap();
+        assert_eq!(
+            t.pop_due(&mut reg, ev, 45)
+                .unwrap()
+                .map(|(s, x)| (s, x.timestamp)),
+            Some((1, 40))
+        );
         assert_eq!(t.next_processing_time(), Some(5));
         // Key 1 has no timers left: its state is gone, key 0 keeps its processing timer.
         let table = reg.table::<KeyTimers<u8>>(t.state).unwrap();
@@ -247,6 +291,7 @@ mod tests {
             state: t.state,
             event: BTreeSet::new(),
             processing: BTreeSet::new(),
+            last: [Vec::new(), Vec::new()],
         };
         fresh.restored(&reg).unwrap();
         let (slot, timer) = fresh
