@@ -47,12 +47,6 @@ impl JobKind {
         }
     }
 
-    /// True when the job has the failure hook `--fail-when-exists PATH` (the `panic`
-    /// fault): `window_word_count` has none, so that fault is left out for it.
-    pub fn has_failure_hook(self) -> bool {
-        self != JobKind::Window
-    }
-
     /// True for the event-time jobs.
     pub fn is_event_time(self) -> bool {
         self != JobKind::WordCount

@@ -23,8 +23,7 @@
 //!   uninterrupted run commits, computed by the harness from the input it generated: one
 //!   `(word,<start>,<end>,<count>)` per word and window that has records, each exactly once
 //!   (no duplicate, none missing, no other line: a window that fired with another count is
-//!   `wrong` and its right result `lost`). `window_word_count` has no failure hook, so the
-//!   `panic` fault is left out for `window`.
+//!   `wrong` and its right result `lost`).
 //!
 //! Why the event-time answer is exact whatever fails when: the input's disorder stays
 //! within the watermarks' bound (every record is at most the bound behind the largest
@@ -784,11 +783,10 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .filter(|f| multi || !f.is_multi_host())
         .filter(|f| !args.no_s3 || *f != Fault::S3Stop)
         .filter(|f| args.only.is_empty() || args.only.contains(f))
-        .filter(|f| args.kind.has_failure_hook() || *f != Fault::Panic)
         .collect();
     for f in &args.only {
         if !kinds.contains(f) {
-            println!("--only {}: does not apply here (needs root, a session cluster, the multi-host mode or the job's failure hook)", f.key());
+            println!("--only {}: does not apply here (needs root, a session cluster, or the multi-host mode)", f.key());
         }
     }
     anyhow::ensure!(

@@ -14,7 +14,7 @@ fn build_binaries() -> PathBuf {
         let st = Command::new(cargo)
             .args(["build", "-q", "-p", "floe-cli", "--bin", "floe"])
             .args(["-p", "floe-examples", "--bin", "exactly_once_word_count"])
-            .args(["--bin", "timer_word_count"])
+            .args(["--bin", "timer_word_count", "--bin", "window_word_count"])
             .status()
             .unwrap();
         assert!(st.success(), "building floe and the job binaries failed");
@@ -102,10 +102,11 @@ fn the_job_under_two_dozen_faults_commits_every_line_once() {
 /// the cluster daemon) commits exactly the window results of an uninterrupted run.
 #[test]
 fn the_event_time_job_under_kills_commits_every_window_result_once() {
-    for seed in ["1", "2", "3"] {
+    // Both event-time jobs: the window operator and the keyed process function's timers.
+    for (kind, seed) in [("window", "1"), ("timers", "2"), ("window", "3")] {
         let (code, out, f) = chaos(&[
             "--kind",
-            "timers",
+            kind,
             "--seed",
             seed,
             "--faults",
@@ -122,17 +123,25 @@ fn the_event_time_job_under_kills_commits_every_window_result_once() {
             "--timeout-secs",
             "300",
         ]);
-        assert_eq!(code, 0, "seed {seed}: {out}");
-        assert_eq!(num(&f, "faults"), 5, "seed {seed}: {out}");
+        assert_eq!(code, 0, "{kind} seed {seed}: {out}");
+        assert_eq!(num(&f, "faults"), 5, "{kind} seed {seed}: {out}");
         for k in ["lost", "duplicated", "wrong", "leftover", "failed_rounds"] {
-            assert_eq!(num(&f, k), 0, "seed {seed}: {k}: {out}");
+            assert_eq!(num(&f, k), 0, "{kind} seed {seed}: {k}: {out}");
         }
         // Every window result of every round, and nothing else.
-        assert_eq!(num(&f, "lines"), num(&f, "results"), "seed {seed}: {out}");
-        assert!(num(&f, "results") > 0, "seed {seed}: {out}");
-        assert!(num(&f, "kill9") >= 2, "seed {seed}: {out}");
-        assert_eq!(num(&f, "stop") + num(&f, "panic"), 0, "seed {seed}: {out}");
-        assert!(num(&f, "restarts") >= 1, "seed {seed}: {out}");
+        assert_eq!(
+            num(&f, "lines"),
+            num(&f, "results"),
+            "{kind} seed {seed}: {out}"
+        );
+        assert!(num(&f, "results") > 0, "{kind} seed {seed}: {out}");
+        assert!(num(&f, "kill9") >= 2, "{kind} seed {seed}: {out}");
+        assert_eq!(
+            num(&f, "stop") + num(&f, "panic"),
+            0,
+            "{kind} seed {seed}: {out}"
+        );
+        assert!(num(&f, "restarts") >= 1, "{kind} seed {seed}: {out}");
     }
 }
 

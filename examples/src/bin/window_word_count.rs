@@ -7,6 +7,7 @@
 //! ```text
 //! window_word_count (--host HOST --port PORT | --input DIR) [--output DIR]
 //!     [--out-of-orderness-ms 2000] [--window-ms 10000] [--lateness-ms 0] [--lines-per-second N]
+//!     [--fail-when-exists PATH]
 //! ```
 //!
 //! With `--input DIR` every file gets its own watermark generator (a file not read yet
@@ -17,7 +18,8 @@
 //! files still hold each firing exactly once. A line that does not parse fails the task
 //! with an error naming the line.
 //!
-//! Windows follow Flink's `TumblingEventTimeWindows` with the `EventTimeTrigger`: a window
+//! The windows are Flink's `TumblingEventTimeWindows` with the `EventTimeTrigger` and an
+//! incremental count (`aggregate(AggregateFunction, ProcessWindowFunction)`): a window
 //! `[start, end)` fires when the watermark reaches `end - 1`; a record for a window that
 //! already fired but whose `end - 1 + lateness` the watermark has not reached yet fires it
 //! again with the updated count (a late firing); a record whose window is past its lateness
@@ -25,11 +27,18 @@
 //! from the configuration (`floe.yaml`, `-D`); without an interval it checkpoints every
 //! second. `--lines-per-second N` paces every subtask to about N lines a second, so that a
 //! small input runs long enough for periodic watermarks (and failures) to happen while it runs.
+//! `--fail-when-exists PATH` is the failure hook `floe-chaos` uses: the task that first
+//! sees PATH deletes it and panics.
 
+use floe::api::window::{
+    AggregateFunction, ProcessWindowContext, ProcessWindowFunction, TimeWindow,
+    TumblingEventTimeWindows,
+};
 use floe::connectors::file::TextFileSource;
 use floe::connectors::file_sink::FileSink;
 use floe::connectors::socket::SocketTextSource;
 use floe::prelude::*;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -48,6 +57,30 @@ fn parse(line: String) -> Result<(i64, Str)> {
         .parse()
         .map_err(|_| bad(&format!("timestamp '{ts}' is not an integer")))?;
     Ok((ts, Str::from(word)))
+}
+
+/// [`parse`] as a map function, with the failure hook `--fail-when-exists PATH`: the task
+/// that first sees PATH deletes it and panics (`floe-chaos` uses it for its `panic` fault).
+#[derive(Clone)]
+struct Parse {
+    fail_when_exists: Option<PathBuf>,
+    seen: u64,
+}
+
+impl MapFunction<String, (i64, Str)> for Parse {
+    #[inline]
+    fn map(&mut self, line: String) -> Result<(i64, Str)> {
+        self.seen += 1;
+        // Once per 1024 records keeps the hook off the profile.
+        if self.seen.is_multiple_of(1024) {
+            if let Some(p) = &self.fail_when_exists {
+                if std::fs::remove_file(p).is_ok() {
+                    panic!("injected failure: {} appeared", p.display());
+                }
+            }
+        }
+        parse(line)
+    }
 }
 
 /// The timestamp of a line for the watermark generator; a line that does not parse gets
@@ -79,82 +112,42 @@ impl MapFunction<String, String> for Pace {
     }
 }
 
-/// Tumbling event-time windows of `size` ms with `lateness` ms of allowed lateness, counting
-/// the records of each word per window (Flink's `WindowOperator` with `EventTimeTrigger`).
-/// Per word: the count of every window not yet purged, a timer at each window's last
-/// millisecond (the firing) and one at that plus the lateness (the purge).
+/// Counts the records of a window incrementally: the window keeps one `u64`, not its
+/// records.
 #[derive(Clone)]
-struct TumblingCount {
-    size: i64,
-    lateness: i64,
-    late: OutputTag<(i64, Str)>,
-    counts: MapState<i64, u64>,
-}
+struct Count;
 
-impl TumblingCount {
-    /// Flink's `TimeWindow.getWindowStartWithOffset` with offset 0 (also for negative times).
-    fn start(&self, ts: i64) -> i64 {
-        ts - (ts + self.size).rem_euclid(self.size)
+impl AggregateFunction<(i64, Str), u64, u64> for Count {
+    fn create_accumulator(&self) -> u64 {
+        0
     }
-    fn fire(
-        &self,
-        ctx: &mut Context<'_, '_, Str, WindowCount>,
-        out: &mut Collector<WindowCount>,
-        start: i64,
-    ) -> Result<()> {
-        if let Some(n) = self.counts.get(ctx, &start)? {
-            out.collect((ctx.current_key().clone(), start, start + self.size, n));
-        }
-        Ok(())
+    #[inline]
+    fn add(&self, _: (i64, Str), n: &mut u64) {
+        *n += 1;
+    }
+    fn get_result(&self, n: &u64) -> u64 {
+        *n
+    }
+    fn merge(&self, a: u64, b: u64) -> u64 {
+        a + b
     }
 }
 
-impl KeyedProcessFunction<Str, (i64, Str), WindowCount> for TumblingCount {
-    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
-        self.counts = MapStateDescriptor::new("window-counts").register(ctx)?;
-        Ok(())
-    }
+/// Puts the word and the window's bounds next to the count on every firing.
+#[derive(Clone)]
+struct WithWindow;
 
-    fn process_element(
+impl ProcessWindowFunction<u64, WindowCount, Str, TimeWindow> for WithWindow {
+    fn process(
         &mut self,
-        value: (i64, Str),
-        ctx: &mut Context<'_, '_, Str, WindowCount>,
+        word: &Str,
+        ctx: &mut ProcessWindowContext<'_, '_, Str, TimeWindow, WindowCount>,
+        counts: &[u64],
         out: &mut Collector<WindowCount>,
     ) -> Result<()> {
-        let ts = value.0;
-        let start = self.start(ts);
-        let max_ts = start + self.size - 1;
-        let wm = ctx.timer_service().current_watermark();
-        if max_ts.saturating_add(self.lateness) <= wm {
-            // The window was purged: the record is late.
-            return ctx.output(&self.late, value);
-        }
-        let n = self.counts.get(ctx, &start)?.unwrap_or(0) + 1;
-        self.counts.put(ctx, start, n)?;
-        if max_ts <= wm {
-            // Within the lateness, after the window fired: fire again with the new count.
-            return self.fire(ctx, out, start);
-        }
-        ctx.timer_service().register_event_time_timer(max_ts)?;
-        ctx.timer_service()
-            .register_event_time_timer(max_ts.saturating_add(self.lateness))
-    }
-
-    fn on_timer(
-        &mut self,
-        ts: i64,
-        ctx: &mut Context<'_, '_, Str, WindowCount>,
-        out: &mut Collector<WindowCount>,
-    ) -> Result<()> {
-        // `ts` is the last millisecond of the window that fires, the purge time of the one
-        // whose lateness ends, or both.
-        let firing = ts + 1 - self.size;
-        if self.counts.contains(ctx, &firing)? {
-            self.fire(ctx, out, firing)?;
-        }
-        let purged = ts.saturating_sub(self.lateness) + 1 - self.size;
-        if self.counts.contains(ctx, &purged)? {
-            self.counts.remove(ctx, &purged)?;
+        let w = ctx.window();
+        for &n in counts {
+            out.collect((word.clone(), w.start, w.end, n));
         }
         Ok(())
     }
@@ -162,7 +155,7 @@ impl KeyedProcessFunction<Str, (i64, Str), WindowCount> for TumblingCount {
 
 fn job() -> Result<()> {
     let env = StreamEnv::from_args_with_usage(
-        "(--host HOST --port PORT | --input DIR) [--output DIR] [--out-of-orderness-ms 2000] [--window-ms 10000] [--lateness-ms 0] [--lines-per-second N]\nlines \"<epoch-millis> <word>\"; counts per word in tumbling event-time windows",
+        "(--host HOST --port PORT | --input DIR) [--output DIR] [--out-of-orderness-ms 2000] [--window-ms 10000] [--lateness-ms 0] [--lines-per-second N] [--fail-when-exists PATH]\nlines \"<epoch-millis> <word>\"; counts per word in tumbling event-time windows",
     )?;
     let params = env.params();
     let bound: u64 = params.get_parsed("out-of-orderness-ms")?.unwrap_or(2000);
@@ -208,14 +201,17 @@ fn job() -> Result<()> {
     }
     let late = OutputTag::<(i64, Str)>::new("late-data");
     let counts = lines
-        .try_map(parse)
-        .key_by(|r: &(i64, Str)| r.1.clone())
-        .process(TumblingCount {
-            size,
-            lateness,
-            late: late.clone(),
-            counts: MapState::default(),
+        .map_function(Parse {
+            fail_when_exists: params.get("fail-when-exists").map(PathBuf::from),
+            seen: 0,
         })
+        .key_by(|r: &(i64, Str)| r.1.clone())
+        .window(TumblingEventTimeWindows::of(Duration::from_millis(
+            size as u64,
+        )))
+        .allowed_lateness(Duration::from_millis(lateness as u64))
+        .side_output_late_data(&late)
+        .aggregate_with(Count, WithWindow)
         .uid("window-counts");
     counts
         .get_side_output(&late)
