@@ -185,6 +185,12 @@ impl<K: Key, U: Data, N: Data + Ord> TimedCx<'_, K, U, N> {
     pub fn emit_at(&mut self, ts: i64, value: U) {
         self.out.push(Ev::Rec(ts, value));
     }
+    /// Emits an element as it is: a side record encoded while the state was borrowed
+    /// (the interval join's pairs).
+    #[inline]
+    pub fn emit_element(&mut self, e: Ev<U>) {
+        self.out.push(e);
+    }
     /// Emits `value` into the side output `tag` with timestamp `ts`.
     pub fn emit_side<V: Serialize>(
         &mut self,
