@@ -71,12 +71,12 @@ pub mod prelude {
     pub use crate::api::functions::{
         Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext, TaskInfo,
     };
-    pub use crate::api::params::JobParams;
-    pub use crate::api::print::PrintFormat;
     pub use crate::api::join::{
         ConnectedKeyedStreams, ConnectedStreams, IntervalJoin, IntervalJoined, JoinContext,
         KeyedCoProcessFunction, ProcessJoinFunction, TimeOffset,
     };
+    pub use crate::api::params::JobParams;
+    pub use crate::api::print::PrintFormat;
     pub use crate::api::process::{
         Context, KeyedProcessFunction, ProcessContext, ProcessFunction, ProcessTimerService,
         TimerService,

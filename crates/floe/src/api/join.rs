@@ -49,8 +49,8 @@ use super::time::{millis, OutputTag};
 use crate::runtime::event::SideRec;
 use crate::runtime::nodes::TimedView;
 use crate::runtime::operator::join::{
-    CoFlatMap, CoFlatMapFns, CoFlatMapNode, CoMapFns, CoProcessLogic, ConnectKeyedNode,
-    Either, IntervalJoinLogic,
+    CoFlatMap, CoFlatMapFns, CoFlatMapNode, CoMapFns, CoProcessLogic, ConnectKeyedNode, Either,
+    IntervalJoinLogic,
 };
 use crate::runtime::operator::keyed::KeyedRecord;
 use crate::runtime::plan::Node;
@@ -156,12 +156,8 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
         let env = self.first.env.clone();
         let chain = env.new_chain();
         let op = env.add_operator(name, None, Some(chain));
-        let node: Arc<dyn Node<U>> = Arc::new(CoFlatMapNode::new(
-            self.first.node,
-            self.second.node,
-            op,
-            f,
-        ));
+        let node: Arc<dyn Node<U>> =
+            Arc::new(CoFlatMapNode::new(self.first.node, self.second.node, op, f));
         DataStream {
             env,
             node,
@@ -300,7 +296,11 @@ pub struct IntervalJoin<K: Key, A: Data, B: Data> {
 impl<K: Key, A: Data, B: Data> IntervalJoin<K, A, B> {
     /// Joins a left record at `t` with the right records in `[t + lower, t + upper]`
     /// (both bounds inclusive unless made exclusive). `lower <= upper` is required.
-    pub fn between(self, lower: impl TimeOffset, upper: impl TimeOffset) -> IntervalJoined<K, A, B> {
+    pub fn between(
+        self,
+        lower: impl TimeOffset,
+        upper: impl TimeOffset,
+    ) -> IntervalJoined<K, A, B> {
         IntervalJoined {
             left: self.left,
             right: self.right,

@@ -1,5 +1,6 @@
-//! Keyed process functions: per-record logic with keyed state, timers and side outputs
-//! (Flink's `KeyedProcessFunction`).
+//! Process functions: per-record logic with timestamps, the watermark and side outputs;
+//! on a keyed stream also with keyed state and timers (Flink's `KeyedProcessFunction`),
+//! on any stream without them ([`ProcessFunction`]).
 //!
 //! ```
 //! use floe::prelude::*;

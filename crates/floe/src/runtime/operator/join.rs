@@ -19,11 +19,11 @@ use crate::api::join::{
 };
 use crate::api::process::Context;
 use crate::api::time::{OutputTag, MIN_WATERMARK, NO_TIMESTAMP};
+use crate::checkpoint::metadata::LoadedSnapshot;
 use crate::runtime::event::{records, Combined, Ev, Mark, SideRec, WatermarkTracker};
 use crate::runtime::operators::{build_stateless, BatchFn};
 use crate::runtime::plan::{BuildCx, Node, Plan, StateCheck};
 use crate::runtime::Time;
-use crate::checkpoint::metadata::LoadedSnapshot;
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -140,7 +140,10 @@ impl<A: Data, B: Data> ConnectNode<A, B> {
         Ok(first.concat(second))
     }
 
-    fn build_plain<'s>(&self, cx: &mut BuildCx<'s, '_>) -> Result<StreamVec<'s, Time, Either<A, B>>> {
+    fn build_plain<'s>(
+        &self,
+        cx: &mut BuildCx<'s, '_>,
+    ) -> Result<StreamVec<'s, Time, Either<A, B>>> {
         fn wrap<'s, X: Data, Y: Data>(
             s: StreamVec<'s, Time, X>,
             f: impl Fn(X) -> Y + 'static,
@@ -257,9 +260,7 @@ impl<A, B, U: 'static, F: CoFlatMap<A, B, U>> BatchFn<Ev<Either<A, B>>, Ev<U>>
                 }
                 Ev::Mark(m) => match self.tracker.on_mark(&m) {
                     Some(Combined::Advanced(wm)) => out.push(Ev::Mark(Mark::watermark(wm))),
-                    Some(Combined::Idle) => {
-                        out.push(Ev::Mark(Mark::idle(self.tracker.current())))
-                    }
+                    Some(Combined::Idle) => out.push(Ev::Mark(Mark::idle(self.tracker.current()))),
                     Some(Combined::Active) => {
                         out.push(Ev::Mark(Mark::watermark(self.tracker.current())))
                     }

@@ -44,8 +44,7 @@ use std::time::Duration;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::StreamVec;
 
-/// The state name of a timed operator's watermark entries.
-pub(crate) const WATERMARK_STATE: &str = "_watermark";
+pub(crate) use crate::state::file::WATERMARK_STATE;
 
 /// What a timed keyed operator does with records and timers of the current key.
 pub(crate) trait TimedLogic<K: Key, T: Data, U: Data>:
