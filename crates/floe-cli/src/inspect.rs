@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, Result};
 use floe::checkpoint::metadata::{load_snapshot, OperatorKind, SnapshotKind, StateHandle};
-use floe::state::file::StateFileReader;
+use floe::state::file::{StateFileReader, OPERATOR_ENTRY_KEY, TIMERS_STATE, WATERMARK_STATE};
 use floe::storage::Location;
 use serde_json::{json, Value};
 
@@ -65,8 +65,7 @@ pub fn inspect(path: &Location, dump: Option<&str>) -> Result<()> {
                         if state.is_some_and(|s| s != name) {
                             continue;
                         }
-                        let line = json!({ "key": cbor_to_json(&key), "key_group": e.key_group, "state": name, "value": cbor_to_json(v) });
-                        println!("{line}");
+                        println!("{}", dump_line(&key, e.key_group, name, v));
                     }
                 }
             }
@@ -132,34 +131,16 @@ pub fn inspect(path: &Location, dump: Option<&str>) -> Result<()> {
                 );
             }
             OperatorKind::Keyed => {
-                let mut per_state: Vec<(String, u64, u64)> = Vec::new();
+                let mut summary = KeyedSummary::default();
                 for st in &op.subtasks {
                     let StateHandle::KeyedFile { file, .. } = &st.handle else {
                         continue;
                     };
                     let mut r = StateFileReader::open_location(&snap.file_path(file))?;
-                    let names = r.header.state_names.clone();
-                    for e in r.index.clone() {
-                        for (_, values) in r.read_block(&e)? {
-                            for (name, v) in names.iter().zip(&values) {
-                                if let Some(v) = v {
-                                    match per_state.iter_mut().find(|(n, _, _)| n == name) {
-                                        Some(x) => {
-                                            x.1 += 1;
-                                            x.2 += v.len() as u64;
-                                        }
-                                        None => per_state.push((name.clone(), 1, v.len() as u64)),
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    summary.add_file(&mut r, st.subtask)?;
                 }
-                if per_state.is_empty() {
-                    println!("    no state entries");
-                }
-                for (name, n, bytes) in per_state {
-                    println!("    state '{name}': {n} entries, {bytes} bytes");
+                for line in summary.lines() {
+                    println!("    {line}");
                 }
             }
         }
@@ -167,9 +148,204 @@ pub fn inspect(path: &Location, dump: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// One `--dump` line. Operator entries (a timed operator's watermark) belong to no key:
+/// they are marked `"operator_entry": true` instead of showing their key bytes.
+fn dump_line(key: &[u8], key_group: u32, state: &str, value: &[u8]) -> Value {
+    if key == OPERATOR_ENTRY_KEY {
+        json!({ "operator_entry": true, "key_group": key_group, "state": state, "value": cbor_to_json(value) })
+    } else {
+        json!({ "key": cbor_to_json(key), "key_group": key_group, "state": state, "value": cbor_to_json(value) })
+    }
+}
+
+/// The timers and the watermark one subtask's state file holds.
+#[derive(Debug, Default, PartialEq)]
+struct TimeSummary {
+    event_timers: u64,
+    processing_timers: u64,
+    /// The lowest and highest watermark over the file's key groups (a restore starts
+    /// from the lowest its key groups hold); `None` when none was recorded.
+    watermark: Option<(i64, i64)>,
+}
+
+/// What a keyed operator's state files hold: entries and bytes per state, and per
+/// subtask the timers and watermark of timed operators (process functions, windows,
+/// joins).
+#[derive(Debug, Default)]
+struct KeyedSummary {
+    per_state: Vec<(String, u64, u64)>,
+    subtasks: Vec<(u32, TimeSummary)>,
+}
+
+impl KeyedSummary {
+    fn add_file(&mut self, r: &mut StateFileReader, subtask: u32) -> Result<()> {
+        let names = r.header.state_names.clone();
+        let timed = names
+            .iter()
+            .any(|n| n == TIMERS_STATE || n == WATERMARK_STATE);
+        let mut t = TimeSummary::default();
+        for e in r.index.clone() {
+            for (key, values) in r.read_block(&e)? {
+                let operator_entry = key == OPERATOR_ENTRY_KEY;
+                for (name, v) in names.iter().zip(&values) {
+                    let Some(v) = v else { continue };
+                    if operator_entry {
+                        // The operator's own entries are no key's state.
+                        if name == WATERMARK_STATE {
+                            if let Ok(wm) = ciborium::from_reader::<i64, _>(v.as_slice()) {
+                                t.watermark = Some(match t.watermark {
+                                    None => (wm, wm),
+                                    Some((lo, hi)) => (lo.min(wm), hi.max(wm)),
+                                });
+                            }
+                        }
+                        continue;
+                    }
+                    if name == TIMERS_STATE {
+                        let (event, processing) = count_timers(v);
+                        t.event_timers += event;
+                        t.processing_timers += processing;
+                    }
+                    match self.per_state.iter_mut().find(|(n, _, _)| n == name) {
+                        Some(x) => {
+                            x.1 += 1;
+                            x.2 += v.len() as u64;
+                        }
+                        None => self.per_state.push((name.clone(), 1, v.len() as u64)),
+                    }
+                }
+            }
+        }
+        if timed {
+            self.subtasks.push((subtask, t));
+        }
+        Ok(())
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.per_state.is_empty() {
+            v.push("no state entries".to_string());
+        }
+        for (name, n, bytes) in &self.per_state {
+            v.push(format!("state '{name}': {n} entries, {bytes} bytes"));
+        }
+        for (subtask, t) in &self.subtasks {
+            v.push(format!(
+                "subtask {subtask}: {} event-time and {} processing-time timers, watermark {}",
+                t.event_timers,
+                t.processing_timers,
+                watermark_text(t.watermark)
+            ));
+        }
+        v
+    }
+}
+
+/// How many event-time and processing-time timers one key's `_timers` value holds
+/// (`{"event": [..], "processing": [..]}`).
+fn count_timers(bytes: &[u8]) -> (u64, u64) {
+    use ciborium::Value as C;
+    let Ok(C::Map(m)) = ciborium::from_reader::<C, _>(bytes) else {
+        return (0, 0);
+    };
+    let len = |field: &str| {
+        m.iter()
+            .find(|(k, _)| k.as_text() == Some(field))
+            .and_then(|(_, v)| v.as_array())
+            .map_or(0, |a| a.len() as u64)
+    };
+    (len("event"), len("processing"))
+}
+
+fn watermark_text(wm: Option<(i64, i64)>) -> String {
+    let one = |w: i64| match w {
+        i64::MIN => "none yet (Long.MIN_VALUE)".to_string(),
+        i64::MAX => "end of input (Long.MAX_VALUE)".to_string(),
+        // Epoch milliseconds get a date once they look like one (from 2000 on); small
+        // watermarks are a job's own time scale.
+        w if w >= 946_684_800_000 => format!("{w} ({} UTC)", crate::rest::format_time(w as u64)),
+        w => w.to_string(),
+    };
+    match wm {
+        None => "none yet".to_string(),
+        Some((lo, hi)) if lo == hi => one(lo),
+        Some((lo, hi)) => format!(
+            "{} to {} by key group (a restore starts from the lowest its key groups hold)",
+            one(lo),
+            one(hi)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cbor(v: &impl serde::Serialize) -> Vec<u8> {
+        let mut b = Vec::new();
+        ciborium::into_writer(v, &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn timers_and_watermarks_of_a_timed_operator_read_per_subtask() {
+        use floe::state::file::{write_state_file, StateFileHeader};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let header = StateFileHeader {
+            state_names: vec!["count".into(), TIMERS_STATE.into(), WATERMARK_STATE.into()],
+            max_parallelism: 128,
+        };
+        // Key "a": a count and two event-time timers and one processing-time timer (as a
+        // timed operator stores them: (timestamp, namespace) pairs).
+        let key_a = cbor(&"a");
+        let timers = cbor(&json!({ "event": [[5, null], [7, null]], "processing": [[9, null]] }));
+        let a = vec![Some(cbor(&3u64)), Some(timers), None];
+        // The operator's watermark, one entry per key group (an older one in group 2).
+        let wm = |w: i64| vec![None, None, Some(cbor(&w))];
+        let (w1, w2) = (wm(1_999), wm(999));
+        let groups = vec![
+            (
+                1u32,
+                vec![
+                    (key_a.as_slice(), a.as_slice()),
+                    (OPERATOR_ENTRY_KEY, w1.as_slice()),
+                ],
+            ),
+            (2u32, vec![(OPERATOR_ENTRY_KEY, w2.as_slice())]),
+        ];
+        write_state_file(&path, &header, groups).unwrap();
+        let mut r = StateFileReader::open(&path).unwrap();
+        let mut s = KeyedSummary::default();
+        s.add_file(&mut r, 1).unwrap();
+        assert_eq!(
+            s.lines(),
+            vec![
+                format!("state 'count': 1 entries, {} bytes", cbor(&3u64).len()),
+                format!("state '_timers': 1 entries, {} bytes", a[1].as_ref().unwrap().len()),
+                "subtask 1: 2 event-time and 1 processing-time timers, watermark 999 to 1999 by key group (a restore starts from the lowest its key groups hold)".to_string(),
+            ]
+        );
+        // --dump shows operator entries as such, not as undecodable key bytes.
+        assert_eq!(
+            dump_line(OPERATOR_ENTRY_KEY, 2, WATERMARK_STATE, &cbor(&999i64)),
+            json!({ "operator_entry": true, "key_group": 2, "state": "_watermark", "value": 999 })
+        );
+        assert_eq!(
+            dump_line(&key_a, 1, "count", &cbor(&3u64)),
+            json!({ "key": "a", "key_group": 1, "state": "count", "value": 3 })
+        );
+        assert_eq!(
+            watermark_text(Some((i64::MAX, i64::MAX))),
+            "end of input (Long.MAX_VALUE)"
+        );
+        assert_eq!(watermark_text(None), "none yet");
+        assert_eq!(
+            watermark_text(Some((1_795_299_547_499, 1_795_299_547_499))),
+            "1795299547499 (21.11.2026 22:19:07 UTC)"
+        );
+    }
 
     #[test]
     fn ttl_tagged_values_dump_as_their_fields() {

@@ -71,9 +71,16 @@ pub mod prelude {
     pub use crate::api::functions::{
         Collector, FlatMapFunction, KeyedFlatMapFunction, MapFunction, RuntimeContext, TaskInfo,
     };
+    pub use crate::api::join::{
+        ConnectedKeyedStreams, ConnectedStreams, IntervalJoin, IntervalJoined, JoinContext,
+        KeyedCoProcessFunction, ProcessJoinFunction, TimeOffset,
+    };
     pub use crate::api::params::JobParams;
     pub use crate::api::print::PrintFormat;
-    pub use crate::api::process::{Context, KeyedProcessFunction, TimerService};
+    pub use crate::api::process::{
+        Context, KeyedProcessFunction, ProcessContext, ProcessFunction, ProcessTimerService,
+        TimerService,
+    };
     pub use crate::api::stream::{DataStream, KeyedStream};
     pub use crate::api::time::{
         OutputTag, TimeDomain, TimestampAssigner, WatermarkGenerator, WatermarkOutput,

@@ -4,6 +4,7 @@ pub(crate) mod args;
 pub mod data;
 pub mod env;
 pub mod functions;
+pub mod join;
 pub mod params;
 pub mod print;
 pub mod process;

@@ -1,5 +1,6 @@
-//! Keyed process functions: per-record logic with keyed state, timers and side outputs
-//! (Flink's `KeyedProcessFunction`).
+//! Process functions: per-record logic with timestamps, the watermark and side outputs;
+//! on a keyed stream also with keyed state and timers (Flink's `KeyedProcessFunction`),
+//! on any stream without them ([`ProcessFunction`]).
 //!
 //! ```
 //! use floe::prelude::*;
@@ -48,12 +49,17 @@
 
 use super::data::{Data, Key};
 use super::functions::{Collector, RuntimeContext};
-use super::time::{OutputTag, TimeDomain, NO_TIMESTAMP};
+use super::stream::DataStream;
+use super::time::{processing_time_now, OutputTag, TimeDomain, MIN_WATERMARK, NO_TIMESTAMP};
+use crate::runtime::event::{Ev, SideRec};
+use crate::runtime::nodes::{AsEv, StatelessNode};
 use crate::runtime::operator::timed::{TimedCx, TimedLogic};
 use crate::runtime::operator::timers::Timer;
+use crate::runtime::operators::BatchFn;
 use crate::state::KeyedContext;
 use crate::Result;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// A function on a keyed stream with keyed state, timers and side outputs, like Flink's
 /// `KeyedProcessFunction`. State handles are used with the [`Context`], which is scoped to
@@ -91,7 +97,11 @@ pub struct Context<'a, 'b, K, U> {
     domain: Option<TimeDomain>,
 }
 
-impl<'b, K: Key, U: Data> Context<'_, 'b, K, U> {
+impl<'a, 'b, K: Key, U: Data> Context<'a, 'b, K, U> {
+    /// The context of a record (`domain: None`) or of a timer of that clock.
+    pub(crate) fn new(cx: &'a mut TimedCx<'b, K, U, ()>, domain: Option<TimeDomain>) -> Self {
+        Context { cx, domain }
+    }
     /// The timestamp of the record being processed, or of the timer that fired; `None`
     /// for a record without one and for processing-time timers.
     pub fn timestamp(&self) -> Option<i64> {
@@ -186,7 +196,7 @@ impl<K: Key, T: Data, U: Data, F: KeyedProcessFunction<K, T, U>> TimedLogic<K, T
         let mut out = cx.take_collector();
         let r = self
             .0
-            .process_element(value, &mut Context { cx, domain: None }, &mut out);
+            .process_element(value, &mut Context::new(cx, None), &mut out);
         cx.emit_collected(out);
         r
     }
@@ -196,8 +206,188 @@ impl<K: Key, T: Data, U: Data, F: KeyedProcessFunction<K, T, U>> TimedLogic<K, T
         let domain = Some(timer.domain);
         let r = self
             .0
-            .on_timer(timer.timestamp, &mut Context { cx, domain }, &mut out);
+            .on_timer(timer.timestamp, &mut Context::new(cx, domain), &mut out);
         cx.emit_collected(out);
         r
+    }
+}
+
+/// Flink's message when a function on a non-keyed stream sets a timer.
+pub(crate) const UNSUPPORTED_REGISTER_TIMER_MSG: &str =
+    "Setting timers is only supported on a keyed streams.";
+/// Flink's message when a function on a non-keyed stream deletes a timer.
+pub(crate) const UNSUPPORTED_DELETE_TIMER_MSG: &str =
+    "Deleting timers is only supported on a keyed streams.";
+
+/// A function on a non-keyed stream that sees each record's timestamp, the current
+/// watermark and side outputs (Flink's `ProcessFunction`). Timers and keyed state need a
+/// keyed stream: use [`KeyedProcessFunction`] after `key_by`.
+///
+/// ```
+/// use floe::prelude::*;
+///
+/// /// Passes records on; negative ones go to a side output.
+/// #[derive(Clone)]
+/// struct SplitNegative(OutputTag<i64>);
+/// impl ProcessFunction<i64, i64> for SplitNegative {
+///     fn process_element(&mut self, v: i64, ctx: &mut ProcessContext<'_>, out: &mut Collector<i64>) -> Result<()> {
+///         if v < 0 { ctx.output(&self.0, v) } else { out.collect(v); Ok(()) }
+///     }
+/// }
+///
+/// let env = StreamEnv::new();
+/// let negative = OutputTag::<i64>::new("negative");
+/// let all = env.from_collection(vec![1i64, -2, 3]).process(SplitNegative(negative.clone()));
+/// let neg = all.get_side_output(&negative).collect();
+/// let pos = all.collect();
+/// env.execute("split").unwrap();
+/// assert_eq!((pos.take(), neg.take()), (vec![1, 3], vec![-2]));
+/// ```
+pub trait ProcessFunction<T, U>: Clone + Send + Sync + 'static {
+    /// Called once per parallel instance before the first record.
+    fn open(&mut self, _ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Processes one record; what `out` collects gets the record's timestamp.
+    fn process_element(
+        &mut self,
+        value: T,
+        ctx: &mut ProcessContext<'_>,
+        out: &mut Collector<U>,
+    ) -> Result<()>;
+}
+
+/// What a [`ProcessFunction`] sees: the record's timestamp, the watermark, side outputs.
+pub struct ProcessContext<'a> {
+    timestamp: i64,
+    watermark: i64,
+    side: &'a mut Vec<SideRec>,
+}
+
+impl ProcessContext<'_> {
+    /// The timestamp of the record being processed; `None` when it has none.
+    pub fn timestamp(&self) -> Option<i64> {
+        (self.timestamp != NO_TIMESTAMP).then_some(self.timestamp)
+    }
+    /// The clocks; registering timers fails on a non-keyed stream, as in Flink.
+    pub fn timer_service(&mut self) -> ProcessTimerService {
+        ProcessTimerService {
+            watermark: self.watermark,
+        }
+    }
+    /// Emits `value` into the side output `tag`, with the record's timestamp.
+    pub fn output<V: Serialize>(&mut self, tag: &OutputTag<V>, value: V) -> Result<()> {
+        let bytes = bincode::serialize(&value).map_err(|e| {
+            crate::anyhow!("cannot encode a record of side output '{}': {e}", tag.id)
+        })?;
+        self.side.push(SideRec {
+            tag: tag.id.clone(),
+            ts: self.timestamp,
+            bytes,
+        });
+        Ok(())
+    }
+}
+
+/// The clocks of a [`ProcessFunction`] (Flink's `TimerService` of a non-keyed stream):
+/// time is readable, but timers need a keyed stream.
+pub struct ProcessTimerService {
+    watermark: i64,
+}
+
+impl ProcessTimerService {
+    /// The latest watermark this operator received.
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+    /// The wall clock, in milliseconds since the epoch.
+    pub fn current_processing_time(&self) -> i64 {
+        processing_time_now()
+    }
+    /// Always fails: "Setting timers is only supported on a keyed streams." (Flink's
+    /// `UnsupportedOperationException`).
+    pub fn register_event_time_timer(&mut self, _time: i64) -> Result<()> {
+        crate::bail!("{UNSUPPORTED_REGISTER_TIMER_MSG}")
+    }
+    /// Always fails, as [`register_event_time_timer`](Self::register_event_time_timer).
+    pub fn register_processing_time_timer(&mut self, _time: i64) -> Result<()> {
+        crate::bail!("{UNSUPPORTED_REGISTER_TIMER_MSG}")
+    }
+    /// Always fails: "Deleting timers is only supported on a keyed streams."
+    pub fn delete_event_time_timer(&mut self, _time: i64) -> Result<()> {
+        crate::bail!("{UNSUPPORTED_DELETE_TIMER_MSG}")
+    }
+    /// Always fails, as [`delete_event_time_timer`](Self::delete_event_time_timer).
+    pub fn delete_processing_time_timer(&mut self, _time: i64) -> Result<()> {
+        crate::bail!("{UNSUPPORTED_DELETE_TIMER_MSG}")
+    }
+}
+
+/// Runs a [`ProcessFunction`] over event-time elements: outputs keep the record's
+/// timestamp, watermarks pass and are what `current_watermark()` reads.
+pub(crate) struct ProcessBatch<F, U> {
+    f: F,
+    collector: Collector<U>,
+    side: Vec<SideRec>,
+    watermark: i64,
+}
+
+impl<F, U> ProcessBatch<F, U> {
+    pub fn new(f: F) -> Self {
+        ProcessBatch {
+            f,
+            collector: Collector::default(),
+            side: Vec::new(),
+            watermark: MIN_WATERMARK,
+        }
+    }
+}
+
+impl<T: 'static, U: 'static, F: ProcessFunction<T, U>> BatchFn<Ev<T>, Ev<U>>
+    for ProcessBatch<F, U>
+{
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.f.open(ctx)
+    }
+    #[inline]
+    fn apply(&mut self, input: &mut Vec<Ev<T>>, out: &mut Vec<Ev<U>>) -> Result<()> {
+        for e in input.drain(..) {
+            match e {
+                Ev::Rec(ts, v) => {
+                    let mut ctx = ProcessContext {
+                        timestamp: ts,
+                        watermark: self.watermark,
+                        side: &mut self.side,
+                    };
+                    let r = self.f.process_element(v, &mut ctx, &mut self.collector);
+                    out.extend(self.side.drain(..).map(Ev::Side));
+                    out.extend(self.collector.buf.drain(..).map(|u| Ev::Rec(ts, u)));
+                    r?;
+                }
+                Ev::Mark(m) => {
+                    if !m.idle {
+                        self.watermark = self.watermark.max(m.wm);
+                    }
+                    out.push(Ev::Mark(m));
+                }
+                Ev::Side(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Data> DataStream<T> {
+    /// Applies a [`ProcessFunction`] to every record (Flink's `process` on a
+    /// `DataStream`); its side outputs are read with
+    /// [`get_side_output`](DataStream::get_side_output).
+    pub fn process<U: Data, F: ProcessFunction<T, U>>(self, f: F) -> DataStream<U> {
+        let op = self.env.add_operator("Process", None, Some(self.chain));
+        let node = StatelessNode {
+            up: Arc::new(AsEv(Arc::clone(&self.node))),
+            op,
+            make: move || ProcessBatch::new(f.clone()),
+        };
+        DataStream::with_side_outputs(self.env.clone(), Arc::new(node), op, self.chain)
     }
 }

@@ -25,8 +25,8 @@ use crate::runtime::nodes::{
 use crate::runtime::operator::keyed::{KeyedLogic, KeyedRecord};
 use crate::runtime::operator::timed::TimedLogic;
 use crate::runtime::operators::{
-    BatchFn, FlatMapBatch, MapBatch, ReduceLogic, SumLogic, TimedFilter, TimedFlatMap, TimedMap,
-    UserKeyed,
+    BatchFn, FlatMapBatch, KeyedAsTimed, MapBatch, ReduceLogic, SumLogic, TimedFilter,
+    TimedFlatMap, TimedMap, UserKeyed,
 };
 use crate::runtime::plan::Node;
 use crate::runtime::watermarks::Assign;
@@ -450,6 +450,10 @@ impl<T: Data> DataStream<T> {
 
 impl<K: Key, T: Data> KeyedStream<K, T> {
     fn keyed<U: Data, L: KeyedLogic<K, T, U>>(self, name: &str, logic: L) -> DataStream<U> {
+        if self.node.timed() {
+            // Keeps timestamps and watermarks; the plain path below stays as fast as it was.
+            return self.timed_keyed(name, KeyedAsTimed(logic), 1);
+        }
         let chain = self.env.new_chain();
         let op = self
             .env

@@ -8,6 +8,8 @@ use super::attempt::{AttemptControl, FailureCause};
 use super::event::Ev;
 use super::failure;
 use super::operator::keyed::{KeyedLogic, KeyedRecord};
+use super::operator::timed::{TimedCx, TimedLogic};
+use super::operator::timers::Timer;
 use super::plan::BuildCx;
 use super::Time;
 use crate::api::data::{Data, Key};
@@ -390,6 +392,34 @@ impl<T: 'static, F: FnMut(&T) -> bool + 'static> BatchFn<Ev<T>, Ev<T>> for Timed
             Ev::Side(_) => false,
         });
         out.append(input);
+        Ok(())
+    }
+}
+
+/// A keyed operator's logic (`sum`, `reduce`, keyed `flat_map`) on an event-time stream:
+/// run by the timed keyed operator so that every output keeps its input record's
+/// timestamp and watermarks pass on. Plain streams keep the plain keyed operator and its
+/// batch loop.
+#[derive(Clone)]
+pub(crate) struct KeyedAsTimed<L>(pub L);
+
+impl<K: Key, T: Data, U: Data, L: KeyedLogic<K, T, U>> TimedLogic<K, T, U> for KeyedAsTimed<L> {
+    type Namespace = ();
+
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<()> {
+        self.0.open(ctx)
+    }
+
+    #[inline]
+    fn on_record(&mut self, _ts: i64, value: T, cx: &mut TimedCx<'_, K, U, ()>) -> Result<()> {
+        let mut out = cx.take_collector();
+        let r = self.0.process(value, cx.state(), &mut out);
+        cx.emit_collected(out);
+        r
+    }
+
+    fn on_timer(&mut self, _timer: Timer<()>, _cx: &mut TimedCx<'_, K, U, ()>) -> Result<()> {
+        // The logic registers no timers.
         Ok(())
     }
 }

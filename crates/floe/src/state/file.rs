@@ -21,6 +21,18 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use xxhash_rust::xxh3::xxh3_64;
 
+/// Key bytes of an entry that belongs to an operator subtask, not to a key (a timed
+/// operator's watermark): `0xff` starts no CBOR item, so no key encodes so.
+pub const OPERATOR_ENTRY_KEY: &[u8] = b"\xff_operator";
+
+/// The hidden state every timed operator (process functions, windows, joins) keeps its
+/// timers in: one value per key, `{"event": [[ts, namespace], ..], "processing": [..]}`.
+pub const TIMERS_STATE: &str = "_timers";
+
+/// The hidden state of a timed operator's combined watermark: operator entries
+/// ([`OPERATOR_ENTRY_KEY`]), one per key group the subtask owned, restored as a floor.
+pub const WATERMARK_STATE: &str = "_watermark";
+
 /// Version 2: keys and values are CBOR (self-describing).
 const MAGIC: &[u8; 8] = b"FLOEKS02";
 const END_MAGIC: &[u8; 8] = b"FLOEKEND";

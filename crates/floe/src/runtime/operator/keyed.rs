@@ -68,9 +68,7 @@ pub(crate) trait KeyedLogic<K: Key, T, U>: Clone + Send + Sync + 'static {
     }
 }
 
-/// Key bytes of a state-file entry that belongs to the operator subtask, not to a key
-/// (e.g. a timed operator's watermark): `0xff` starts no CBOR item, so no key encodes so.
-pub(crate) const OPERATOR_ENTRY_KEY: &[u8] = b"\xff_operator";
+pub(crate) use crate::state::file::OPERATOR_ENTRY_KEY;
 
 /// Loads the key groups `key_groups` from every state file of the operator into `ctx`;
 /// operator entries ([`OPERATOR_ENTRY_KEY`]) go to `operator_entry` instead.

@@ -7,6 +7,7 @@
 //! | [`keyed`] | a keyed operator (aggregations, keyed flat map) | keyed state |
 //! | [`two_phase_sink`] | a two-phase-commit sink | staged output |
 //! | [`timed`] | a keyed operator with timers and watermarks (process functions, windows, joins) | keyed state, timers ([`timers`]), watermark |
+//! | [`join`] | two-input operators: keyed co-process, co-map, interval join (timed logics) | as [`timed`], plus the join's buffers |
 //!
 //! A new stateful operator (a window, a timer service, a Kafka source) is one new file
 //! here: a type implementing [`Checkpointed`] (and [`aligned::Aligned`] when its input is
@@ -19,6 +20,7 @@
 
 pub(crate) mod align;
 pub(crate) mod aligned;
+pub(crate) mod join;
 pub(crate) mod keyed;
 pub(crate) mod source;
 pub(crate) mod timed;

@@ -44,8 +44,7 @@ use std::time::Duration;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::StreamVec;
 
-/// The state name of a timed operator's watermark entries.
-pub(crate) const WATERMARK_STATE: &str = "_watermark";
+pub(crate) use crate::state::file::WATERMARK_STATE;
 
 /// What a timed keyed operator does with records and timers of the current key.
 pub(crate) trait TimedLogic<K: Key, T: Data, U: Data>:
@@ -187,6 +186,12 @@ impl<K: Key, U: Data, N: Data + Ord> TimedCx<'_, K, U, N> {
     #[allow(dead_code)] // for the window and join logics
     pub fn emit_at(&mut self, ts: i64, value: U) {
         self.out.push(Ev::Rec(ts, value));
+    }
+    /// Emits an element as it is: a side record encoded while the state was borrowed
+    /// (the interval join's pairs).
+    #[inline]
+    pub fn emit_element(&mut self, e: Ev<U>) {
+        self.out.push(e);
     }
     /// Emits `value` into the side output `tag` with timestamp `ts`.
     pub fn emit_side<V: Serialize>(

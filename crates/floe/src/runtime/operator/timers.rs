@@ -16,8 +16,7 @@ use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// The state name every timed operator stores its timers under.
-pub(crate) const TIMERS_STATE: &str = "_timers";
+pub(crate) use crate::state::file::TIMERS_STATE;
 
 /// A timer that fired.
 #[derive(Clone, Debug, PartialEq, Eq)]
