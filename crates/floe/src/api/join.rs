@@ -271,7 +271,7 @@ impl<K: Key, A: Data> KeyedStream<K, A> {
     ///     .key_by(|c| c.1)
     ///     .interval_join(views.key_by(|v| v.1))
     ///     .between(-500, 0) // a view at most 500 ms before the click
-    ///     .process(|c: &(i64, u32), v: &(i64, u32), _ctx: &mut JoinContext<'_>, out: &mut Collector<(i64, i64)>| {
+    ///     .process(|c: &(i64, u32), v: &(i64, u32), _ctx: &mut JoinContext<'_>, out: &mut Collector<(i64, i64)>| -> Result<()> {
     ///         out.collect((c.0, v.0));
     ///         Ok(())
     ///     })
