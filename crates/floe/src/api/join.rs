@@ -46,6 +46,9 @@ use super::functions::{Collector, RuntimeContext};
 use super::process::Context;
 use super::stream::{DataStream, KeyedStream};
 use super::time::{millis, OutputTag};
+use super::window::{
+    ProcessWindowContext, ProcessWindowFunction, Window, WindowAssigner, WindowedStream,
+};
 use crate::runtime::event::SideRec;
 use crate::runtime::nodes::TimedView;
 use crate::runtime::operator::join::{
@@ -445,6 +448,194 @@ impl JoinContext<'_> {
             ts: self.timestamp,
             bytes,
         });
+        Ok(())
+    }
+}
+
+/// The tagged union a window join windows: an element of the first or the second input
+/// (Flink's `CoGroupedStreams.TaggedUnion`).
+pub use crate::runtime::operator::join::Either as TaggedUnion;
+
+impl<A: Data> DataStream<A> {
+    /// Joins this stream with `other` per key and window (Flink's window join):
+    /// `a.join(b).where_(ka).equal_to(kb).window(assigner).apply(|a, b| ..)` emits one
+    /// result per pair of elements of the same key in the same window, when the window
+    /// fires. The window's watermark is the minimum over both inputs.
+    ///
+    /// ```
+    /// use floe::prelude::*;
+    /// use std::time::Duration;
+    /// let env = StreamEnv::new();
+    /// let strategy = || WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(i64, String), _| e.0);
+    /// let a = env.from_collection(vec![(1_000i64, "x".to_string()), (2_000, "y".to_string())])
+    ///     .assign_timestamps_and_watermarks(strategy());
+    /// let b = env.from_collection(vec![(1_500i64, "x".to_string()), (12_000, "x".to_string())])
+    ///     .assign_timestamps_and_watermarks(strategy());
+    /// let out = a.join(b)
+    ///     .where_(|e| e.1.clone())
+    ///     .equal_to(|e| e.1.clone())
+    ///     .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
+    ///     .apply(|l: &(i64, String), r: &(i64, String)| (l.1.clone(), l.0, r.0))
+    ///     .collect();
+    /// env.execute("join").unwrap();
+    /// assert_eq!(out.take(), vec![("x".to_string(), 1_000, 1_500)]);
+    /// ```
+    pub fn join<B: Data>(self, other: DataStream<B>) -> CoGroupedStreams<A, B> {
+        CoGroupedStreams {
+            first: self,
+            second: other,
+        }
+    }
+
+    /// Groups this stream and `other` per key and window (Flink's `coGroup`): the
+    /// function sees all elements of both inputs of a key and window, also when one side
+    /// has none.
+    pub fn co_group<B: Data>(self, other: DataStream<B>) -> CoGroupedStreams<A, B> {
+        self.join(other)
+    }
+}
+
+/// Two streams to join or co-group per key and window; set the first input's key with
+/// [`where_`](Self::where_).
+pub struct CoGroupedStreams<A: Data, B: Data> {
+    first: DataStream<A>,
+    second: DataStream<B>,
+}
+
+impl<A: Data, B: Data> CoGroupedStreams<A, B> {
+    /// The key of the first input.
+    pub fn where_<K: Key, F>(self, key: F) -> CoGroupWhere<K, A, B, F>
+    where
+        F: Fn(&A) -> K + Clone + Send + Sync + 'static,
+    {
+        CoGroupWhere {
+            inner: self,
+            key,
+            _k: std::marker::PhantomData,
+        }
+    }
+}
+
+/// A join whose first key is set; set the second with [`equal_to`](Self::equal_to).
+pub struct CoGroupWhere<K, A: Data, B: Data, F> {
+    inner: CoGroupedStreams<A, B>,
+    key: F,
+    _k: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K: Key, A: Data, B: Data, F> CoGroupWhere<K, A, B, F>
+where
+    F: Fn(&A) -> K + Clone + Send + Sync + 'static,
+{
+    /// The key of the second input (of the same type as the first's).
+    pub fn equal_to<G>(self, key: G) -> CoGroupKeyed<K, A, B>
+    where
+        G: Fn(&B) -> K + Clone + Send + Sync + 'static,
+    {
+        CoGroupKeyed {
+            keyed: connected(
+                self.inner.first.key_by(self.key),
+                self.inner.second.key_by(key),
+            ),
+        }
+    }
+}
+
+/// Both inputs keyed; window them with [`window`](Self::window).
+pub struct CoGroupKeyed<K: Key, A: Data, B: Data> {
+    keyed: KeyedStream<K, Either<A, B>>,
+}
+
+impl<K: Key, A: Data, B: Data> CoGroupKeyed<K, A, B> {
+    /// The windows both inputs are grouped in.
+    pub fn window<W: WindowAssigner<Either<A, B>>>(
+        self,
+        assigner: W,
+    ) -> CoGroupWindowed<K, A, B, W> {
+        let mut windowed = self.keyed.window(assigner);
+        windowed.inputs = 2;
+        CoGroupWindowed { windowed }
+    }
+}
+
+/// A windowed join or co-group; finish it with [`apply`](Self::apply) (join) or
+/// [`co_group`](Self::co_group).
+pub struct CoGroupWindowed<K: Key, A: Data, B: Data, W: WindowAssigner<Either<A, B>>> {
+    windowed: WindowedStream<K, Either<A, B>, W, W::DefaultTrigger>,
+}
+
+impl<K: Key, A: Data, B: Data, W: WindowAssigner<Either<A, B>>> CoGroupWindowed<K, A, B, W> {
+    /// Keeps the window's elements for `lateness` after it fired (see
+    /// [`WindowedStream::allowed_lateness`]).
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.windowed = self.windowed.allowed_lateness(lateness);
+        self
+    }
+
+    /// The join: `f` for every pair of elements of the key and window.
+    pub fn apply<U: Data, F>(self, f: F) -> DataStream<U>
+    where
+        F: Fn(&A, &B) -> U + Clone + Send + Sync + 'static,
+    {
+        self.co_group(
+            move |_key: &K, left: &[A], right: &[B], out: &mut Collector<U>| {
+                for l in left {
+                    for r in right {
+                        out.collect(f(l, r));
+                    }
+                }
+            },
+        )
+    }
+
+    /// The co-group: `f` with all elements of each side of the key and window.
+    pub fn co_group<U: Data, F>(self, f: F) -> DataStream<U>
+    where
+        F: Fn(&K, &[A], &[B], &mut Collector<U>) + Clone + Send + Sync + 'static,
+    {
+        self.windowed.process(CoGroupFn {
+            f,
+            _p: std::marker::PhantomData,
+        })
+    }
+}
+
+/// Splits a window's tagged union into both sides for a co-group function.
+struct CoGroupFn<A, B, F> {
+    f: F,
+    _p: std::marker::PhantomData<fn(A, B)>,
+}
+
+impl<A, B, F: Clone> Clone for CoGroupFn<A, B, F> {
+    fn clone(&self) -> Self {
+        CoGroupFn {
+            f: self.f.clone(),
+            _p: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: Key, A: Data, B: Data, U: Data, W: Window, F> ProcessWindowFunction<Either<A, B>, U, K, W>
+    for CoGroupFn<A, B, F>
+where
+    F: Fn(&K, &[A], &[B], &mut Collector<U>) + Clone + Send + Sync + 'static,
+{
+    fn process(
+        &mut self,
+        key: &K,
+        _context: &mut ProcessWindowContext<'_, '_, K, W, U>,
+        elements: &[Either<A, B>],
+        out: &mut Collector<U>,
+    ) -> Result<()> {
+        let mut left = Vec::new();
+        let mut right = Vec::new();
+        for e in elements {
+            match e {
+                Either::Left(a) => left.push(a.clone()),
+                Either::Right(b) => right.push(b.clone()),
+            }
+        }
+        (self.f)(key, &left, &right, out);
         Ok(())
     }
 }

@@ -56,6 +56,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             trigger,
             allowed_lateness: 0,
             late_tag: None,
+            inputs: 1,
         }
     }
 
@@ -127,6 +128,8 @@ pub struct WindowedStream<K: Key, T: Data, A: WindowAssigner<T>, Tr: Trigger<T, 
     trigger: Tr,
     allowed_lateness: i64,
     late_tag: Option<OutputTag<T>>,
+    /// Logical inputs whose watermarks combine (2 for a window join's tagged union).
+    pub(crate) inputs: u32,
 }
 
 fn check_trigger<K: Key, T: Data, A: WindowAssigner<T>, Tr2: Trigger<T, A::W>>(
@@ -152,6 +155,7 @@ impl<K: Key, T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> WindowedStream
             trigger,
             allowed_lateness: self.allowed_lateness,
             late_tag: self.late_tag,
+            inputs: self.inputs,
         }
     }
 
@@ -196,7 +200,7 @@ impl<K: Key, T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> WindowedStream
             self.allowed_lateness,
             self.late_tag,
         );
-        self.input.timed_keyed("Window", logic, 1)
+        self.input.timed_keyed("Window", logic, self.inputs)
     }
 
     /// Reduces the elements of each window, incrementally: each window keeps one value.

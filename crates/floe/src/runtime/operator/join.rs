@@ -33,9 +33,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::StreamVec;
 
-/// An element of one of two connected inputs.
+/// An element of one of two connected inputs (Flink's `TaggedUnion` of a window join).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) enum Either<A, B> {
+pub enum Either<A, B> {
     /// From the first input.
     Left(A),
     /// From the second input.
