@@ -34,6 +34,56 @@ pub(crate) trait StateTable: Send {
     /// TTL tables, at a snapshot: the full-snapshot cleanup, and every slot changed through
     /// a read reported to `dirty` so that the delta carries it.
     fn ttl_before_snapshot(&mut self, _now: i64, _dirty: &mut dyn FnMut(u32)) {}
+    /// Makes room for `slots` keys and tells where their values lie.
+    fn slots_view(&mut self, _slots: usize) -> SlotsView {
+        SlotsView::EMPTY
+    }
+}
+
+/// Where a table's per-key values lie, for prefetching the state of a record a few records
+/// ahead of the one being handled: keys are spread over the table, so without it every
+/// record of a large key set waits for a cache miss.
+#[derive(Clone, Copy)]
+pub(crate) struct SlotsView {
+    base: *const u8,
+    stride: usize,
+    len: usize,
+}
+
+impl SlotsView {
+    const EMPTY: SlotsView = SlotsView {
+        base: std::ptr::null(),
+        stride: 0,
+        len: 0,
+    };
+
+    /// Starts loading the value of `slot` into the cache. The view may be stale (the table
+    /// grew since): a prefetch never faults, it is only wasted.
+    #[inline]
+    pub(crate) fn prefetch(&self, slot: u32) {
+        let s = slot as usize;
+        if s < self.len {
+            // A value may straddle two cache lines (a key's few windows take 112 bytes).
+            let first = self.base.wrapping_add(s * self.stride);
+            prefetch_read(first);
+            if self.stride > 1 {
+                prefetch_read(first.wrapping_add(self.stride - 1));
+            }
+        }
+    }
+}
+
+#[inline]
+fn prefetch_read(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of x86_64, and a prefetch reads nothing the program sees: it
+        // is a hint that never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 pub(crate) struct Table<S> {
@@ -91,6 +141,16 @@ impl<S: Data> StateTable for Table<S> {
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+    fn slots_view(&mut self, slots: usize) -> SlotsView {
+        if self.values.len() < slots {
+            self.values.resize_with(slots, || None);
+        }
+        SlotsView {
+            base: self.values.as_ptr().cast(),
+            stride: std::mem::size_of::<Option<S>>(),
+            len: self.values.len(),
+        }
     }
     fn encode_slot(&self, slot: u32, out: &mut Vec<u8>) -> Result<bool> {
         match self.get(slot) {
@@ -307,6 +367,15 @@ impl StateRegistry {
         self.tables.iter().map(|t| t.name().to_string()).collect()
     }
 
+    /// Where the values of state `id` lie, with room made for `slots` keys (see
+    /// [`SlotsView`]); an empty view for an unregistered id.
+    pub(crate) fn slots_view(&mut self, id: u32, slots: usize) -> SlotsView {
+        match self.tables.get_mut(id as usize) {
+            Some(t) => t.slots_view(slots),
+            None => SlotsView::EMPTY,
+        }
+    }
+
     /// The plain table of state `id` (for the runtime's own states, which have no TTL).
     #[inline]
     #[allow(dead_code)] // used by the runtime's hidden keyed states
@@ -389,10 +458,30 @@ impl<K: Key> KeyIndex<K> {
 
     #[inline]
     pub(crate) fn slot(&mut self, hash: u64, key: K) -> u32 {
-        let keys = &self.keys;
-        if let Some(&s) = self.table.find(hash, |&s| keys[s as usize] == key) {
-            return s;
+        match self.find(hash, &key) {
+            Some(s) => s,
+            None => self.insert(hash, key),
         }
+    }
+
+    /// [`Self::slot`] for a key that stays with its record (cloned only when new).
+    #[inline]
+    pub(crate) fn slot_of(&mut self, hash: u64, key: &K) -> u32 {
+        match self.find(hash, key) {
+            Some(s) => s,
+            None => self.insert(hash, key.clone()),
+        }
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, key: &K) -> Option<u32> {
+        let keys = &self.keys;
+        self.table
+            .find(hash, |&s| keys[s as usize] == *key)
+            .copied()
+    }
+
+    fn insert(&mut self, hash: u64, key: K) -> u32 {
         let s = self.keys.len() as u32;
         self.keys.push(key);
         self.hashes.push(hash);
@@ -431,12 +520,19 @@ impl<K: Key> KeyedContext<K> {
     /// Makes `key` current; returns its slot.
     #[inline]
     pub(crate) fn set_current(&mut self, hash: u64, key: K) -> u32 {
-        self.current = self.index.slot(hash, key);
+        let slot = self.index.slot(hash, key);
+        self.set_slot(slot);
+        slot
+    }
+
+    /// Makes the key of `slot` (from [`KeyIndex::slot_of`]) current.
+    #[inline]
+    pub(crate) fn set_slot(&mut self, slot: u32) {
+        self.current = slot;
         // Flink runs this cleanup when the key context changes, i.e. for every record.
         if !self.registry.per_record_cleanup.is_empty() {
             self.registry.cleanup_for_record();
         }
-        self.current
     }
 
     /// Replaces the clock state TTL is measured with (the system clock by default).
@@ -605,6 +701,37 @@ mod tests {
             attempt_number: 0,
             max_parallelism: 128,
         }
+    }
+
+    #[test]
+    fn keys_resolved_ahead_keep_their_slots_and_tables_make_room_for_them() {
+        let mut ctx = KeyedContext::<String>::new(128);
+        let i = info();
+        let st = ValueStateDescriptor::<u64>::new("v")
+            .register(&mut RuntimeContext {
+                info: &i,
+                registry: Some(&mut ctx.registry),
+            })
+            .unwrap();
+        let mut enc = KeyEncoder::default();
+        let keys: Vec<(u64, String)> = ["a", "b", "a", "c"]
+            .iter()
+            .map(|k| (enc.hash(&k.to_string()), k.to_string()))
+            .collect();
+        let slots: Vec<u32> = keys.iter().map(|(h, k)| ctx.index.slot_of(*h, k)).collect();
+        assert_eq!(slots, vec![0, 1, 0, 2]);
+        // Moving the key in resolves to the slot looked up ahead of it.
+        assert_eq!(ctx.set_current(keys[3].0, keys[3].1.clone()), 2);
+        let view = ctx.registry.slots_view(st.id, ctx.index.keys.len());
+        assert_eq!(view.len, 3);
+        assert_eq!(view.stride, std::mem::size_of::<Option<u64>>());
+        view.prefetch(1);
+        view.prefetch(99); // beyond the table: nothing
+        ctx.set_slot(1);
+        st.update(&mut ctx, 7).unwrap();
+        assert_eq!(ctx.current_key(), "b");
+        assert_eq!(st.value(&ctx).unwrap(), Some(7));
+        assert_eq!(ctx.registry.slots_view(UNBOUND, 3).len, 0);
     }
 
     #[test]

@@ -136,6 +136,16 @@ pub trait Trigger<T, W: Window>: Clone + Send + Sync + 'static {
         false
     }
 
+    /// True when `on_element` for a further element of an event-time window that already
+    /// holds elements, while the watermark has not reached the window's `max_timestamp`,
+    /// does nothing but register again the timers it registered for the window's first
+    /// element, and returns [`TriggerResult::Continue`]. The window operator then skips the
+    /// call for such elements (and its own cleanup-timer registration), which spares the
+    /// timer lookup per element. The default, `false`, is always correct.
+    fn repeat_elements_change_nothing(&self) -> bool {
+        false
+    }
+
     /// Called when windows were merged into `window` (session windows): merge their state
     /// and register the timers the merged window needs.
     fn on_merge<C: OnMergeContext<Self::State>>(&self, _window: &W, _ctx: &mut C) -> Result<()> {
@@ -161,6 +171,12 @@ impl EventTimeTrigger {
 
 impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
     type State = ();
+
+    fn repeat_elements_change_nothing(&self) -> bool {
+        // Before the watermark passes the window's end, every element registers the same
+        // timer at `max_timestamp` and continues.
+        true
+    }
 
     fn on_element<C: TriggerContext<()>>(
         &self,
@@ -406,6 +422,11 @@ impl<T, W: Window, Tr: Trigger<T, W>> Trigger<T, W> for PurgingTrigger<Tr> {
 
     fn can_merge(&self) -> bool {
         self.nested.can_merge()
+    }
+
+    fn repeat_elements_change_nothing(&self) -> bool {
+        // Purging changes only what a firing does; a repeat never fires.
+        self.nested.repeat_elements_change_nothing()
     }
 
     fn on_merge<C: OnMergeContext<Self::State>>(&self, window: &W, ctx: &mut C) -> Result<()> {

@@ -6,21 +6,25 @@ use crate::api::data::Data;
 use crate::api::window::{AggregateFunction, TimestampedValues};
 use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
+use smallvec::SmallVec;
 use std::marker::PhantomData;
 
 /// A key's values per window, sorted by window: few windows are in flight per key
 /// (one or two tumbling windows, `size / slide` sliding ones), so a sorted vector beats a
-/// tree and serializes as a plain list of `(window, value)` pairs.
+/// tree and serializes as a plain list of `(window, value)` pairs. The first two entries
+/// live inline in the key's state slot: the window operator touches this map for every
+/// element, and a pointer to a heap vector would cost a cache miss per element once the
+/// keys' state outgrows the core's cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct WindowMap<W, V> {
     // `None` only transiently, inside `update`.
-    entries: Vec<(W, Option<V>)>,
+    entries: SmallVec<[(W, Option<V>); 2]>,
 }
 
 impl<W, V> Default for WindowMap<W, V> {
     fn default() -> Self {
         WindowMap {
-            entries: Vec::new(),
+            entries: SmallVec::new(),
         }
     }
 }
@@ -39,6 +43,15 @@ impl<W: Ord, V> WindowMap<W, V> {
         self.entries.len()
     }
 
+    /// The value slot of a window that has a value (always `Some` on return), for
+    /// [`Contents::add`] to change in place.
+    pub(crate) fn existing_mut(&mut self, window: &W) -> Option<&mut Option<V>> {
+        match self.find(window) {
+            Ok(i) => Some(&mut self.entries[i].1).filter(|v| v.is_some()),
+            Err(_) => None,
+        }
+    }
+
     pub(crate) fn get(&self, window: &W) -> Option<&V> {
         self.find(window)
             .ok()
@@ -46,9 +59,18 @@ impl<W: Ord, V> WindowMap<W, V> {
     }
 
     pub(crate) fn remove(&mut self, window: &W) -> Option<V> {
-        self.find(window)
-            .ok()
-            .and_then(|i| self.entries.remove(i).1)
+        let i = self.find(window).ok()?;
+        let v = self.entries.remove(i).1;
+        self.unspill();
+        v
+    }
+
+    /// Moves the entries back inline once they fit: a map stays non-empty while windows
+    /// follow each other, and a spilled one would cost a cache miss per element for good.
+    fn unspill(&mut self) {
+        if self.entries.spilled() && self.entries.len() <= self.entries.inline_size() {
+            self.entries.shrink_to_fit();
+        }
     }
 
     pub(crate) fn insert(&mut self, window: W, value: V) {
@@ -74,6 +96,7 @@ impl<W: Ord, V> WindowMap<W, V> {
         let r = f(&mut self.entries[i].1);
         if self.entries[i].1.is_none() {
             self.entries.remove(i);
+            self.unspill();
         }
         r
     }
@@ -259,6 +282,27 @@ mod tests {
         assert_eq!(m.get(&tw(10, 20)), Some(&6));
         assert_eq!(m.remove(&tw(10, 20)), Some(6));
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn window_map_moves_back_inline_once_windows_fit() {
+        let mut m = WindowMap::<TimeWindow, i64>::default();
+        for s in 0..3 {
+            m.insert(tw(s * 10, s * 10 + 10), s);
+        }
+        assert!(m.entries.spilled());
+        assert_eq!(m.remove(&tw(0, 10)), Some(0));
+        assert!(!m.entries.spilled());
+        m.insert(tw(30, 40), 3);
+        m.update(&tw(10, 20), |v| *v = None);
+        assert!(!m.entries.spilled());
+        assert_eq!(
+            m.iter().map(|(w, v)| (*w, *v)).collect::<Vec<_>>(),
+            vec![(tw(20, 30), 2), (tw(30, 40), 3)]
+        );
+        *m.existing_mut(&tw(20, 30)).unwrap().as_mut().unwrap() += 5;
+        assert_eq!(m.get(&tw(20, 30)), Some(&7));
+        assert!(m.existing_mut(&tw(0, 10)).is_none());
     }
 
     #[test]

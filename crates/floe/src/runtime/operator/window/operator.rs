@@ -320,6 +320,28 @@ where
     where
         F: WindowFn<K, W, C::Acc, R>,
     {
+        // A further element of a window that already has contents, before the watermark
+        // reaches its end: the trigger's timer and the cleanup timer were registered with
+        // its first element (the watermark only grows, and neither timer is deleted while
+        // the window has contents), so a trigger whose repeats change nothing is skipped.
+        if self.event_time
+            && !self.merging
+            && window.max_timestamp() > cx.current_watermark()
+            && self.trigger.repeat_elements_change_nothing()
+        {
+            let keyed = cx.state();
+            let slot = keyed.current;
+            let table = keyed
+                .registry
+                .table_mut::<WindowMap<W, C::Acc>>(self.contents_state.id, slot)?;
+            if let Some(acc) = table
+                .get_mut(slot)
+                .and_then(|m| m.existing_mut(state_window))
+            {
+                self.contents.add(acc, ts, value);
+                return Ok(());
+            }
+        }
         // The trigger runs before the element is added: it cannot see the contents, and
         // the element moves into them (Flink adds first; the outcome is the same).
         let result = self
@@ -538,6 +560,10 @@ where
             }
         }
         Ok(())
+    }
+
+    fn hot_state(&self) -> Option<u32> {
+        Some(self.core.contents_state.id)
     }
 
     fn on_timer(&mut self, timer: Timer<A::W>, cx: &mut TimedCx<'_, K, R, A::W>) -> Result<()> {
