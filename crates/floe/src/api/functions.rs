@@ -19,6 +19,20 @@ pub struct TaskInfo {
     pub max_parallelism: u32,
 }
 
+#[cfg(test)]
+impl TaskInfo {
+    /// Subtask 0 of 1, first attempt, 128 key groups: what unit tests run as.
+    pub(crate) fn single(task_name: &str) -> Self {
+        TaskInfo {
+            task_name: task_name.into(),
+            subtask_index: 0,
+            parallelism: 1,
+            attempt_number: 0,
+            max_parallelism: 128,
+        }
+    }
+}
+
 /// Collects the outputs of a flat-map style function.
 ///
 /// ```

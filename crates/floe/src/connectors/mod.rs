@@ -13,6 +13,7 @@ pub mod collection;
 pub mod discard;
 pub mod file;
 pub mod file_sink;
+pub mod format;
 pub mod generator;
 pub mod socket;
 

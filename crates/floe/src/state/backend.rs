@@ -694,13 +694,7 @@ mod tests {
     use crate::state::{keygroup::KeyEncoder, ValueStateDescriptor};
 
     fn info() -> TaskInfo {
-        TaskInfo {
-            task_name: "t".into(),
-            subtask_index: 0,
-            parallelism: 1,
-            attempt_number: 0,
-            max_parallelism: 128,
-        }
+        TaskInfo::single("t")
     }
 
     #[test]

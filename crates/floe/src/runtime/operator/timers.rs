@@ -222,13 +222,7 @@ mod tests {
     use crate::api::functions::TaskInfo;
 
     fn service(reg: &mut StateRegistry) -> TimerService<u8> {
-        let info = TaskInfo {
-            task_name: "t".into(),
-            subtask_index: 0,
-            parallelism: 1,
-            attempt_number: 0,
-            max_parallelism: 128,
-        };
+        let info = TaskInfo::single("t");
         TimerService::open(&mut RuntimeContext {
             info: &info,
             registry: Some(reg),
