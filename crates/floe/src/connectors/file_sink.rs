@@ -29,6 +29,7 @@
 //! // /tmp/counts/part-<sink>-<token>-0-0 then holds the line `(spark,1)`.
 //! ```
 
+use super::format::SerializationSchema;
 use super::{CommittableLost, PreCommitWriter, SinkContext, TwoPhaseCommitSink};
 use crate::api::print::PrintFormat;
 use crate::Result;
@@ -40,10 +41,12 @@ use std::io::Write;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-/// Turns a record into the bytes of its line (Flink's `Encoder`).
+/// Turns a record into the bytes of its line (Flink's `Encoder`). Every sink writer has
+/// its own clone, so an encoder may keep buffers between records.
 pub trait Encoder<T>: Clone + Send + Sync + 'static {
-    /// Appends the record, including its line terminator, to `out`.
-    fn encode(&self, value: &T, out: &mut String);
+    /// Appends the record, including its line terminator, to `out`; an error (a record
+    /// the format cannot represent) fails the task.
+    fn encode(&mut self, value: &T, out: &mut String) -> Result<()>;
 }
 
 /// Writes a record as Flink's `print()` shows it, one per line: `(spark,3)`.
@@ -52,9 +55,50 @@ pub struct SimpleStringEncoder;
 
 impl<T: PrintFormat> Encoder<T> for SimpleStringEncoder {
     #[inline]
-    fn encode(&self, value: &T, out: &mut String) {
+    fn encode(&mut self, value: &T, out: &mut String) -> Result<()> {
         value.print_to(out);
         out.push('\n');
+        Ok(())
+    }
+}
+
+/// Writes every record with a [`SerializationSchema`], one per line: JSON Lines with
+/// [`Json`](super::format::Json), CSV with [`Csv`](super::format::Csv).
+///
+/// ```no_run
+/// use floe::connectors::file_sink::{FileSink, SchemaEncoder};
+/// use floe::connectors::format::Json;
+/// let sink = FileSink::for_row_format("/data/out")
+///     .with_encoder(SchemaEncoder::new(Json::<(String, i64)>::new()));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SchemaEncoder<S> {
+    schema: S,
+    /// The record's bytes, checked to be text before they join the part file's buffer.
+    scratch: Vec<u8>,
+}
+
+impl<S> SchemaEncoder<S> {
+    /// Encodes records with `schema`.
+    pub fn new(schema: S) -> Self {
+        SchemaEncoder {
+            schema,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<T, S: SerializationSchema<T>> Encoder<T> for SchemaEncoder<S> {
+    fn encode(&mut self, value: &T, out: &mut String) -> Result<()> {
+        self.scratch.clear();
+        self.schema
+            .serialize(value, &mut self.scratch)
+            .map_err(|e| crate::anyhow!("cannot encode a record for the file sink: {e}"))?;
+        let text = std::str::from_utf8(&self.scratch)
+            .map_err(|e| crate::anyhow!("a record encodes to bytes that are not UTF-8: {e}"))?;
+        out.push_str(text);
+        out.push('\n');
+        Ok(())
     }
 }
 
@@ -330,7 +374,7 @@ impl<T, E> FileSinkWriter<T, E> {
 impl<T, E: Encoder<T>> PreCommitWriter<T, PendingFile> for FileSinkWriter<T, E> {
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
         for v in batch.drain(..) {
-            self.encoder.encode(&v, &mut self.buf);
+            self.encoder.encode(&v, &mut self.buf)?;
             if self.buf.len() >= self.flush_at {
                 self.flush_buf()?;
             }

@@ -318,6 +318,14 @@ mod tests {
         Json::new().serialize(&r, &mut out).unwrap();
         assert_eq!(out, br#"{"name":"x,\"y\"","n":5,"price":null}"#);
         assert_eq!(Json::<Rec>::new().deserialize(&out).unwrap(), r);
+        let unrepresentable = std::collections::BTreeMap::from([((1u8, 2u8), 3u8)]);
+        assert_eq!(
+            Json::new()
+                .serialize(&unrepresentable, &mut Vec::new())
+                .unwrap_err()
+                .0,
+            "key must be a string"
+        );
         assert_eq!(
             SimpleStringSchema.deserialize(b"\xff").unwrap_err().0,
             "invalid UTF-8: invalid utf-8 sequence of 1 bytes from index 0"
