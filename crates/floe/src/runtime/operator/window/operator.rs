@@ -321,11 +321,15 @@ where
         F: WindowFn<K, W, C::Acc, R>,
     {
         // A further element of a window that already has contents, before the watermark
-        // reaches its end: the trigger's timer and the cleanup timer were registered with
-        // its first element (the watermark only grows, and neither timer is deleted while
-        // the window has contents), so a trigger whose repeats change nothing is skipped.
+        // reaches its end: without allowed lateness a window's contents live exactly as
+        // long as its timer at `max_timestamp` (trigger and cleanup timer in one; firing
+        // it clears them, and they are snapshotted and moved together), so a trigger whose
+        // repeats change nothing is skipped. With allowed lateness the contents outlive a
+        // firing, and a job restored at a lower watermark (the minimum over the key groups
+        // of merged subtasks) must let the trigger register the timer again.
         if self.event_time
             && !self.merging
+            && self.allowed_lateness == 0
             && window.max_timestamp() > cx.current_watermark()
             && self.trigger.repeat_elements_change_nothing()
         {
