@@ -195,6 +195,14 @@ impl<T: Data, F: DeserializationSchema<T>> Source<T> for FormatFileSource<T, F> 
 trait Decoder<T>: Send + 'static {
     /// Whether `text` (the lines read so far) is a whole record.
     fn is_complete(&self, text: &str) -> bool;
+    /// Whether every file starts with a header record ([`Self::set_header`]).
+    fn wants_header(&self) -> bool {
+        false
+    }
+    /// The header record of the file the next records come from.
+    fn set_header(&mut self, _text: &str, _path: &Path) -> Result<()> {
+        Ok(())
+    }
     /// Adds the record's value to `out`, or nothing if it is skipped. `line` gives the
     /// 1-based line the record starts on, for errors (it reads the file, so only then).
     fn decode(
@@ -235,6 +243,14 @@ impl<T: Data, F: DeserializationSchema<T>> Decoder<T> for Formatted<F> {
     fn is_complete(&self, text: &str) -> bool {
         self.format.is_complete(text.as_bytes())
     }
+    fn wants_header(&self) -> bool {
+        self.format.has_header()
+    }
+    fn set_header(&mut self, text: &str, path: &Path) -> Result<()> {
+        self.format
+            .set_header(text.trim_end_matches(['\r', '\n']).as_bytes())
+            .map_err(|e| crate::anyhow!("cannot decode the header line of {}: {e}", path.display()))
+    }
     fn decode(
         &mut self,
         text: String,
@@ -250,6 +266,31 @@ impl<T: Data, F: DeserializationSchema<T>> Decoder<T> for Formatted<F> {
             Err(e) => crate::bail!("cannot decode the record at {}: {e}", line()),
         }
         Ok(())
+    }
+}
+
+/// Reads one record into `text` (empty at the end of the file): a line, or more while the
+/// format says the record goes on. Returns the offset after it. A poll never ends inside a
+/// record, so the checkpointed offset is always a record's start.
+fn read_record<T, D: Decoder<T>>(
+    r: &mut impl BufRead,
+    text: &mut String,
+    start: u64,
+    path: &Path,
+    decoder: &D,
+) -> Result<u64> {
+    let mut end = start;
+    loop {
+        let read = r.read_line(text).map_err(|e| {
+            crate::anyhow!(
+                "cannot read input file {} at byte {end}: {e}",
+                path.display()
+            )
+        })?;
+        end += read as u64;
+        if read == 0 || decoder.is_complete(text) {
+            return Ok(end);
+        }
     }
 }
 
@@ -353,26 +394,30 @@ impl<T: Data, D: Decoder<T>> SourceReader<T> for FileReader<D> {
                 return Ok(SourceStatus::Finished);
             };
             let index = self.current as u32;
-            let start = split.offset;
             let path: &Path = &split.path.clone();
+            if split.reader.is_none() && self.decoder.wants_header() {
+                // Read from the file's start whatever the position: a restored reader
+                // resumes after the header, but needs it.
+                let mut header = String::new();
+                let mut r = File::open(path)
+                    .map(BufReader::new)
+                    .with_context(|| format!("cannot open input file {}", path.display()))?;
+                let end = read_record(&mut r, &mut header, 0, path, &self.decoder)?;
+                if !self.decoder.is_complete(&header) {
+                    crate::bail!(
+                        "input file {} ends inside its header line (a quoted field is not closed)",
+                        path.display()
+                    );
+                }
+                if !header.is_empty() {
+                    self.decoder.set_header(&header, path)?;
+                }
+                split.offset = split.offset.max(end);
+            }
+            let start = split.offset;
             let r = split.open()?;
             self.line.clear();
-            // One record: a line, or more while the format says the record goes on. A
-            // poll never ends inside a record, so the checkpointed offset is a record's
-            // start.
-            let mut end = start;
-            loop {
-                let read = r.read_line(&mut self.line).map_err(|e| {
-                    crate::anyhow!(
-                        "cannot read input file {} at byte {end}: {e}",
-                        path.display()
-                    )
-                })?;
-                end += read as u64;
-                if read == 0 || self.decoder.is_complete(&self.line) {
-                    break;
-                }
-            }
+            let end = read_record(r, &mut self.line, start, path, &self.decoder)?;
             if self.line.is_empty() {
                 split.reader = None;
                 self.current += 1;
@@ -474,5 +519,42 @@ mod tests {
             while r.poll_next(&mut got, 2).unwrap() != SourceStatus::Finished {}
             assert_eq!(got, all, "restored after {k} records");
         }
+    }
+
+    #[test]
+    fn each_file_header_names_its_columns_also_after_a_restore() {
+        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Row {
+            word: String,
+            n: u32,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "n,word\r\n1,x\n2,\"y\ny\"\n").unwrap();
+        std::fs::write(dir.path().join("b.csv"), "word,n\nz,3\n").unwrap();
+        std::fs::write(dir.path().join("c.csv"), "").unwrap();
+        let source = TextFileSource::new(dir.path()).with_format(Csv::<Row>::new().with_header());
+        let row = |w: &str, n| Row { word: w.into(), n };
+        let all = vec![row("x", 1), row("y\ny", 2), row("z", 3)];
+        for k in 0..=all.len() {
+            let mut r = source.create(ctx(None)).unwrap();
+            let mut got = Vec::new();
+            while got.len() < k {
+                r.poll_next(&mut got, 1).unwrap();
+            }
+            let position = r.snapshot().unwrap();
+            let mut r = source.create(ctx(Some(vec![position]))).unwrap();
+            while r.poll_next(&mut got, 2).unwrap() != SourceStatus::Finished {}
+            assert_eq!(got, all, "restored after {k} records");
+        }
+        std::fs::write(dir.path().join("d.csv"), "word,\"n\n").unwrap();
+        let mut r = source.create(ctx(None)).unwrap();
+        let err = loop {
+            match r.poll_next(&mut Vec::new(), 10) {
+                Ok(SourceStatus::Finished) => panic!("no error"),
+                Ok(_) => {}
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(err.contains("d.csv ends inside its header line"), "{err}");
     }
 }

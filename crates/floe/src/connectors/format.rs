@@ -42,6 +42,18 @@ pub trait DeserializationSchema<T>: Clone + Send + Sync + 'static {
     fn is_complete(&self, _bytes: &[u8]) -> bool {
         true
     }
+
+    /// Whether every input (every file) starts with a header record, which the source
+    /// hands to [`Self::set_header`] before the input's records, also when it resumes
+    /// inside the input after a restore.
+    fn has_header(&self) -> bool {
+        false
+    }
+
+    /// The header record of the input the next records come from.
+    fn set_header(&mut self, _bytes: &[u8]) -> Result<(), FormatError> {
+        Ok(())
+    }
 }
 
 /// Encodes one record (Flink's `SerializationSchema`).
@@ -112,11 +124,15 @@ impl<T: Serialize + 'static> SerializationSchema<T> for Json<T> {
     }
 }
 
-/// CSV (RFC 4180) into and out of a serde type, fields in the order of the type's fields,
-/// no header line (Flink's `csv` format). Fields may be quoted with `"`, with `""` for a
+/// CSV (RFC 4180) into and out of a serde type (Flink's `csv` format): fields in the order
+/// of the type's fields, or named by each file's header line with [`Csv::with_header`] (for
+/// reading; what is written has no header). Fields may be quoted with `"`, with `""` for a
 /// quote inside, and may then contain the delimiter and line breaks.
 pub struct Csv<T> {
     delimiter: u8,
+    /// With a header: the field names of the current input, which map columns to fields.
+    with_header: bool,
+    header: Option<csv::ByteRecord>,
     /// Reused between records: the parser and the fields of the record being decoded.
     parser: csv_core::Reader,
     fields: csv::ByteRecord,
@@ -134,11 +150,20 @@ impl<T> Csv<T> {
     pub fn with_delimiter(delimiter: u8) -> Self {
         Csv {
             delimiter,
+            with_header: false,
+            header: None,
             parser: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
             fields: csv::ByteRecord::new(),
             field: Vec::new(),
             _t: PhantomData,
         }
+    }
+
+    /// Every file starts with a header line naming the fields: columns are matched to the
+    /// type's fields by name, in any order, and the header is not a record.
+    pub fn with_header(mut self) -> Self {
+        self.with_header = true;
+        self
     }
 
     /// Splits one record into `self.fields`.
@@ -191,7 +216,10 @@ impl<T> Default for Csv<T> {
 
 impl<T> Clone for Csv<T> {
     fn clone(&self) -> Self {
-        Csv::with_delimiter(self.delimiter)
+        Csv {
+            with_header: self.with_header,
+            ..Csv::with_delimiter(self.delimiter)
+        }
     }
 }
 
@@ -204,14 +232,29 @@ impl<T> std::fmt::Debug for Csv<T> {
 impl<T: DeserializeOwned + 'static> DeserializationSchema<T> for Csv<T> {
     fn deserialize(&mut self, bytes: &[u8]) -> Result<T, FormatError> {
         self.split(bytes)?;
+        let header = match (&self.header, self.with_header) {
+            (Some(h), true) => Some(h),
+            (None, true) => return Err(FormatError("no header line came before it".into())),
+            (_, false) => None,
+        };
         self.fields
-            .deserialize(None)
+            .deserialize(header)
             .map_err(|e| FormatError(csv_error(&e)))
     }
 
     fn is_complete(&self, bytes: &[u8]) -> bool {
         // Quotes inside a quoted field are doubled, so an odd count means a field is open.
         bytes.iter().filter(|&&b| b == b'"').count() % 2 == 0
+    }
+
+    fn has_header(&self) -> bool {
+        self.with_header
+    }
+
+    fn set_header(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
+        self.split(bytes)?;
+        self.header = Some(self.fields.clone());
+        Ok(())
     }
 }
 
@@ -287,6 +330,27 @@ mod tests {
         assert_eq!(c.deserialize(b"x,1,2\r\n").unwrap().n, 1);
         let mut semi = Csv::<Rec>::with_delimiter(b';');
         assert_eq!(semi.deserialize(b"a,b;2;").unwrap().name, "a,b");
+    }
+
+    #[test]
+    fn csv_with_a_header_matches_columns_by_name() {
+        let mut c = Csv::<Rec>::new().with_header();
+        assert!(c.has_header());
+        assert_eq!(
+            c.deserialize(b"5,x,1").unwrap_err().0,
+            "no header line came before it"
+        );
+        c.set_header(b"price,n,name").unwrap();
+        assert_eq!(
+            c.deserialize(b"2.5,7,\"q,r\"").unwrap(),
+            Rec {
+                name: "q,r".into(),
+                n: 7,
+                price: Some(2.5)
+            }
+        );
+        // A clone is another reader's: it has not read a header.
+        assert!(c.clone().deserialize(b"1,2,x").is_err());
     }
 
     #[test]
