@@ -9,7 +9,7 @@
 //! # let _ = (dir, args);
 //! ```
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,19 +26,7 @@ pub const BUCKET: &str = "floe";
 /// `${FLOE_TOOLS:-$HOME/.cache/floe-tools}/bin/s3s-fs`. An error (saying to run the script)
 /// when it is not there: tests that need S3 fail rather than skip.
 pub fn binary() -> Result<PathBuf> {
-    let root = match std::env::var_os("FLOE_TOOLS").filter(|v| !v.is_empty()) {
-        Some(r) => PathBuf::from(r),
-        None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?)
-            .join(".cache/floe-tools"),
-    };
-    let bin = root.join("bin/s3s-fs");
-    if !bin.is_file() {
-        bail!(
-            "{} is missing: run scripts/test-tools.sh to install the test S3 server (s3s-fs 0.14.1)",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    crate::tool("s3s-fs", "the test S3 server (s3s-fs 0.14.1)")
 }
 
 /// The arguments `s3s-fs` is started with to serve `root` on `host:port` with the test keys.

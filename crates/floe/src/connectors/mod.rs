@@ -15,6 +15,7 @@ pub mod file;
 pub mod file_sink;
 pub mod format;
 pub mod generator;
+pub mod kafka;
 pub mod socket;
 
 use crate::api::functions::TaskInfo;

@@ -1,0 +1,1 @@
+//! The Kafka requests librdkafka does not expose.
