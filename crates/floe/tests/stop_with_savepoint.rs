@@ -35,7 +35,7 @@ impl PreCommitWriter<u64, (String, Vec<u64>)> for Writer {
         self.staged.append(batch);
         Ok(())
     }
-    fn prepare_commit(&mut self) -> Result<Vec<(String, Vec<u64>)>> {
+    fn prepare_commit(&mut self, _checkpoint_id: u64) -> Result<Vec<(String, Vec<u64>)>> {
         if self.staged.is_empty() {
             return Ok(Vec::new());
         }

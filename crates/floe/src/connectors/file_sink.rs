@@ -382,7 +382,7 @@ impl<T, E: Encoder<T>> PreCommitWriter<T, PendingFile> for FileSinkWriter<T, E> 
         Ok(())
     }
 
-    fn prepare_commit(&mut self) -> Result<Vec<PendingFile>> {
+    fn prepare_commit(&mut self, _checkpoint_id: u64) -> Result<Vec<PendingFile>> {
         self.flush_buf()?;
         self.roll()?;
         if !self.rolled.is_empty() {
@@ -413,6 +413,8 @@ mod tests {
                 attempt_number: attempt,
                 max_parallelism: 128,
             },
+            first_checkpoint: 1,
+            restored_checkpoint: None,
         }
     }
 
@@ -433,7 +435,7 @@ mod tests {
             TwoPhaseCommitSink::<(String, i64)>::create_writer(&sink, &ctx("aa", 0, 0)).unwrap();
         w.write_batch(&mut vec![("a".to_string(), 1i64), ("b".to_string(), 2)])
             .unwrap();
-        let pending = w.prepare_commit().unwrap();
+        let pending = w.prepare_commit(1).unwrap();
         assert_eq!(pending.len(), 1);
         let tag = sink_tag(&ctx("aa", 0, 0));
         assert_eq!(
@@ -448,7 +450,7 @@ mod tests {
             "(a,1)\n(b,2)\n"
         );
         // Nothing written since: no empty part file.
-        assert!(w.prepare_commit().unwrap().is_empty());
+        assert!(w.prepare_commit(1).unwrap().is_empty());
     }
 
     #[test]
@@ -458,15 +460,15 @@ mod tests {
         let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &ctx("job", 0, 1)).unwrap();
         let mut big: Vec<i64> = (0..60_000).collect();
         w.write_batch(&mut big).unwrap();
-        let first = w.prepare_commit().unwrap();
+        let first = w.prepare_commit(1).unwrap();
         assert!(first.len() >= 3, "{first:?}");
         w.write_batch(&mut vec![7]).unwrap();
-        let second = w.prepare_commit().unwrap();
+        let second = w.prepare_commit(1).unwrap();
         assert_eq!(second.len(), 1);
         // The job's next attempt restores a checkpoint that holds only `first`.
         let mut now = TwoPhaseCommitSink::<i64>::create_writer(&sink, &ctx("job", 1, 0)).unwrap();
         now.write_batch(&mut vec![1]).unwrap();
-        now.prepare_commit().unwrap();
+        now.prepare_commit(1).unwrap();
         TwoPhaseCommitSink::<i64>::recover(&sink, &ctx("job", 1, 0), &first).unwrap();
         let left = names(tmp.path());
         for p in &first {
@@ -501,7 +503,7 @@ mod tests {
             let mut w = TwoPhaseCommitSink::<i64>::create_writer(&sink, &c).unwrap();
             w.write_batch(&mut vec![1]).unwrap();
             theirs.extend(
-                w.prepare_commit()
+                w.prepare_commit(1)
                     .unwrap()
                     .into_iter()
                     .map(|p| p.in_progress),

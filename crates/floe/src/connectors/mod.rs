@@ -143,6 +143,11 @@ pub struct SinkContext {
     pub operator_uid: String,
     /// The sink task's information.
     pub task_info: TaskInfo,
+    /// The id of the checkpoint the first records of this attempt belong to. Checkpoint ids
+    /// only grow, also across restarts, so a sink can name what it stages after them.
+    pub first_checkpoint: u64,
+    /// The id of the checkpoint or savepoint this attempt restored, if any.
+    pub restored_checkpoint: Option<u64>,
 }
 
 impl SinkContext {
@@ -153,7 +158,7 @@ impl SinkContext {
     /// # use floe::connectors::SinkContext;
     /// # use floe::api::functions::TaskInfo;
     /// # let task_info = TaskInfo { task_name: "FileSink".into(), subtask_index: 0, parallelism: 1, attempt_number: 3, max_parallelism: 128 };
-    /// let ctx = SinkContext { subtask: 0, parallelism: 1, attempt: 3, job_id: "85a62e15d185d3b469493321f9d8a8c4".into(), operator_uid: "out".into(), task_info };
+    /// let ctx = SinkContext { subtask: 0, parallelism: 1, attempt: 3, job_id: "85a62e15d185d3b469493321f9d8a8c4".into(), operator_uid: "out".into(), task_info, first_checkpoint: 1, restored_checkpoint: None };
     /// assert_eq!(ctx.attempt_token(), "85a62e15d185d3b4-3");
     /// ```
     pub fn attempt_token(&self) -> String {
@@ -177,10 +182,11 @@ pub struct CommittableLost(pub String);
 pub trait PreCommitWriter<T, C> {
     /// Writes a batch (and leaves `batch` empty). Nothing written is visible yet.
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()>;
-    /// At a checkpoint's cut (every record before it was written): makes everything written
-    /// since the previous call durable and returns it as committables. They are committed
-    /// once the checkpoint completes.
-    fn prepare_commit(&mut self) -> Result<Vec<C>>;
+    /// At the cut of checkpoint `checkpoint_id` (every record before it was written): makes
+    /// everything written since the previous call durable and returns it as committables.
+    /// They are committed once the checkpoint completes. The records after the cut belong
+    /// to a later checkpoint (at the end of the input, `u64::MAX`: none follows).
+    fn prepare_commit(&mut self, checkpoint_id: u64) -> Result<Vec<C>>;
 }
 
 /// A sink with exactly-once output, Flink's two-phase commit (`TwoPhaseCommittingSink`):

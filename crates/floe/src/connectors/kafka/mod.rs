@@ -10,7 +10,7 @@
 
 pub mod sink;
 pub mod source;
-mod wire;
+pub mod wire;
 
 use std::collections::BTreeMap;
 
@@ -88,7 +88,10 @@ mod tests {
     fn partitions_go_round_robin_from_the_topics_start() {
         let start = split_owner("topic", 0, 3);
         // ((110546223 * 31) & 0x7FFFFFFF) % 3, computed by hand in i32 arithmetic.
-        assert_eq!(start, ((110546223i32.wrapping_mul(31) & 0x7FFF_FFFF) % 3) as u32);
+        assert_eq!(
+            start,
+            ((110546223i32.wrapping_mul(31) & 0x7FFF_FFFF) % 3) as u32
+        );
         for p in 0..6 {
             assert_eq!(split_owner("topic", p, 3), (start + p as u32) % 3);
         }

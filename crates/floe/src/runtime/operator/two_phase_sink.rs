@@ -148,7 +148,7 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> Checkpointed for TwoPhaseSink<T, S> {
 
     /// Stages the committables and acknowledges with everything not yet committed.
     fn snapshot(&mut self, first: u64) -> Result<Option<SnapshotState>> {
-        let staged = self.writer().prepare_commit()?;
+        let staged = self.writer().prepare_commit(first)?;
         let mut pending = self.queue.pending.lock_ok();
         if !staged.is_empty() {
             pending.entry(first).or_default().extend(staged);
@@ -164,7 +164,7 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> Checkpointed for TwoPhaseSink<T, S> {
     /// No checkpoint follows. With checkpointing, the final checkpoint has committed
     /// everything already; without it, the output is committed now.
     fn end_of_input(&mut self) -> Result<()> {
-        let rest = self.writer().prepare_commit()?;
+        let rest = self.writer().prepare_commit(u64::MAX)?;
         self.queue.sink.commit(&rest)?;
         self.queue.commit_upto(u64::MAX)
     }
@@ -202,6 +202,8 @@ pub(crate) fn build_committing_sink<T: Data, S: TwoPhaseCommitSink<T>>(
         job_id: cx.attempt.job_id.clone(),
         operator_uid: uid,
         task_info: cx.task_info(op),
+        first_checkpoint: cx.start_epoch,
+        restored_checkpoint: cx.restore.map(|s| s.metadata.checkpoint_id),
     };
     let mut o = TwoPhaseSink::<T, S> {
         queue: Arc::new(CommitQueue {
