@@ -1,7 +1,6 @@
-//! Flink's Kafka connectors: [`KafkaSource`](source::KafkaSource), whose splits are the topic
-//! partitions, with their offsets in every checkpoint, and
-//! [`KafkaSink`](sink::KafkaSink), exactly-once through one Kafka transaction per subtask and
-//! checkpoint.
+//! Flink's Kafka connectors: [`KafkaSink`](sink::KafkaSink), exactly-once through one Kafka
+//! transaction per subtask and checkpoint, and (not yet written) the `KafkaSource` in
+//! [`source`], whose splits will be the topic partitions.
 //!
 //! Both talk to the brokers through librdkafka (the `rdkafka` crate, built from source). The
 //! sink's recovery also needs two requests librdkafka does not offer — committing a

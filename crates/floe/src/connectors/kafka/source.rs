@@ -1,1 +1,1 @@
-//! Flink's `KafkaSource`.
+//! Flink's `KafkaSource`: not written yet (the sink is in [`super::sink`]).
